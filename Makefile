@@ -1,0 +1,26 @@
+# The two commands of the README:
+#   make demo   set everything up in .venv and cross-validate a Keras model on the penguins table
+#   make test   set everything up in .venv and run the test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup demo test lint
+
+$(INSTALLED): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)
+
+demo: setup
+	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,17 @@
+"""foldwise's KFP components: thin wrappers over :mod:`foldwise.components.core`.
+
+Inside a running step KFP sets ``_KFP_RUNTIME=true`` and provides only its runtime API, not
+the authoring API the wrappers are built with; there, like ``kfp`` itself, this package
+exports nothing and a step imports only ``foldwise.components.core``.
+"""
+
+import os
+
+__all__ = ["aggregate", "one_hot_encode", "preprocess", "scale", "train"]
+
+if os.environ.get("_KFP_RUNTIME", "false") != "true":
+    from foldwise.components.aggregate import aggregate
+    from foldwise.components.one_hot_encode import one_hot_encode
+    from foldwise.components.preprocess import preprocess
+    from foldwise.components.scale import scale
+    from foldwise.components.train import train

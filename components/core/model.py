@@ -1,0 +1,268 @@
+"""A Keras model from a JSON-serialisable spec, validated before anything is trained.
+
+Validation needs no TensorFlow import (the names below are checked against Keras by a test),
+so a command line can refuse a bad spec in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import numbers
+from typing import Any
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.table import suggest
+
+ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "glu", "hard_sigmoid", "hard_silu", "hard_swish",
+    "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "mish", "relu", "relu6", "selu",
+    "sigmoid", "silu", "softplus", "softsign", "sparse_plus", "squareplus", "swish", "tanh",
+    "tanh_shrink",
+)
+REGRESSION_LOSSES = (
+    "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "log_cosh",
+    "mean_squared_logarithmic_error", "msle", "mean_absolute_percentage_error", "mape",
+    "poisson",
+)
+BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge")
+MULTICLASS_LOSSES = (
+    "categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge",
+    "kl_divergence",
+)
+DEFAULT_LOSS = {"regression": "mean_squared_error", "binary": "binary_crossentropy",
+                "multiclass": "categorical_crossentropy"}
+
+# Each optimizer's tunable hyperparameters with Keras' own defaults.
+OPTIMIZERS: dict[str, dict[str, float]] = {
+    "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "adamw": {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999,
+              "epsilon": 1e-7},
+    "sgd": {"learning_rate": 0.01, "momentum": 0.0},
+    "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
+}
+OPTIMIZER_PARAMS = sorted({name for params in OPTIMIZERS.values() for name in params})
+
+MODEL_DEFAULTS: dict[str, Any] = {
+    "hidden_units": [64, 32],
+    "activation": "relu",
+    "dropout": 0.0,
+    "l2": 0.0,
+    "optimizer": "adam",
+    "loss": None,  # by task: see DEFAULT_LOSS
+    "epochs": 50,
+    "batch_size": 32,
+    "early_stopping": False,
+    "patience": 10,
+    "validation_fraction": 0.1,
+    "target_scaling": "standard",
+}
+TARGET_SCALINGS = ("standard", "none")
+SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
+
+
+def output_kind(task: str, n_classes: int | None) -> str:
+    """``regression``, ``binary`` or ``multiclass``."""
+    if task == "regression":
+        return "regression"
+    return "binary" if n_classes == 2 else "multiclass"
+
+
+def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
+    """Check a model spec and fill in defaults.
+
+    Args:
+        spec: Any subset of :data:`SPEC_KEYS`; optimizer hyperparameters must belong to the
+            chosen optimizer.
+        task: ``classification`` or ``regression``.
+        n_classes: Number of classes (classification), to check the loss fits the output.
+
+    Returns:
+        The complete spec: every model key, and the chosen optimizer's hyperparameters only.
+
+    Raises:
+        FoldwiseError: Unknown key or name (with a suggestion), a value out of range, or a
+            hyperparameter that does not apply to the chosen optimizer.
+    """
+    unknown = [k for k in spec if k not in SPEC_KEYS]
+    if unknown:
+        key = unknown[0]
+        raise FoldwiseError(
+            f"unknown model parameter {key!r}{suggest(key, SPEC_KEYS)} "
+            f"(known: {', '.join(SPEC_KEYS)})"
+        )
+    full = {**MODEL_DEFAULTS, **{k: v for k, v in spec.items() if k in MODEL_DEFAULTS}}
+    optimizer = full["optimizer"]
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise FoldwiseError(
+            f"unknown optimizer {optimizer!r}{suggest(str(optimizer), list(OPTIMIZERS))} "
+            f"(known: {', '.join(OPTIMIZERS)})"
+        )
+    optimizer = full["optimizer"] = optimizer.lower()
+    accepted = OPTIMIZERS[optimizer]
+    for key in spec:
+        if key in OPTIMIZER_PARAMS and key not in accepted:
+            users = [name for name, params in OPTIMIZERS.items() if key in params]
+            raise FoldwiseError(
+                f"{key} does not apply to optimizer {optimizer!r}, which takes "
+                f"{', '.join(accepted)}; {key} belongs to {', '.join(users)}"
+            )
+    for key, default in accepted.items():
+        full[key] = spec.get(key, default)
+
+    full["hidden_units"] = _as_units(full["hidden_units"])
+    _check_name("activation", full["activation"], ACTIVATIONS)
+    _check_number("dropout", full["dropout"], low=0.0, high=1.0, high_open=True)
+    _check_number("l2", full["l2"], low=0.0)
+    for key in ("epochs", "batch_size", "patience"):
+        full[key] = _as_positive_int(key, full[key])
+    _check_number("validation_fraction", full["validation_fraction"], low=0.0, high=0.5,
+                  low_open=True)
+    if not isinstance(full["early_stopping"], bool):
+        raise FoldwiseError(f"early_stopping must be true or false, got {full['early_stopping']!r}")
+    _check_name("target_scaling", full["target_scaling"], TARGET_SCALINGS)
+    _check_number("learning_rate", full["learning_rate"], low=0.0, low_open=True)
+    for key in ("beta_1", "beta_2", "rho"):
+        if key in full:
+            _check_number(key, full[key], low=0.0, high=1.0, high_open=True)
+    if "momentum" in full:
+        _check_number("momentum", full["momentum"], low=0.0, high=1.0)
+    if "epsilon" in full:
+        _check_number("epsilon", full["epsilon"], low=0.0, low_open=True)
+    if "weight_decay" in full:
+        _check_number("weight_decay", full["weight_decay"], low=0.0)
+    for key in ("dropout", "l2", "validation_fraction", *accepted):
+        full[key] = float(full[key])
+    full["loss"] = _check_loss(full["loss"], task, n_classes)
+    return full
+
+
+def _as_units(units: Any) -> list[int]:
+    if not isinstance(units, (list, tuple)):
+        raise FoldwiseError(f"hidden_units must be a list of layer sizes such as [64, 32], got "
+                            f"{units!r}")
+    return [_as_positive_int("hidden_units", value, context=f" in {list(units)}")
+            for value in units]
+
+
+def _check_name(key: str, value: Any, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise FoldwiseError(
+            f"unknown {key} {value!r}{suggest(str(value), list(known))} (known: "
+            f"{', '.join(known)})"
+        )
+
+
+def _as_positive_int(key: str, value: Any, context: str = "") -> int:
+    """A positive whole number; whole floats (``32.0``, as KFP's JSON hands them) are accepted."""
+    whole = isinstance(value, numbers.Integral) or (
+        isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value <= 0:
+        raise FoldwiseError(f"{key} must be a positive whole number, got {value!r}{context}")
+    return int(value)
+
+
+def _check_number(key: str, value: Any, low: float | None = None, high: float | None = None,
+                  low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise FoldwiseError(f"{key} must be a number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise FoldwiseError(f"{key} must be in {bounds}, got {value!r}")
+
+
+def _check_loss(loss: Any, task: str, n_classes: int | None) -> str:
+    kind = output_kind(task, n_classes)
+    if loss is None:
+        return DEFAULT_LOSS[kind]
+    if not isinstance(loss, str):
+        raise FoldwiseError(f"loss must be a name, got {loss!r}")
+    if ":" in loss:
+        resolve_custom_loss(loss)
+        return loss
+    allowed = {"regression": REGRESSION_LOSSES, "binary": BINARY_LOSSES + REGRESSION_LOSSES,
+               "multiclass": MULTICLASS_LOSSES}[kind]
+    every = REGRESSION_LOSSES + BINARY_LOSSES + MULTICLASS_LOSSES
+    if loss in every and loss not in allowed:
+        raise FoldwiseError(
+            f"loss {loss!r} does not fit a {kind} target; use one of {', '.join(allowed)}"
+        )
+    if loss not in allowed:
+        raise FoldwiseError(
+            f"unknown loss {loss!r}{suggest(loss, list(allowed))}: use a Keras loss name "
+            f"({', '.join(allowed)}) or a custom loss as 'module:function'"
+        )
+    return loss
+
+
+def resolve_custom_loss(reference: str):
+    """Import a custom loss given as ``module:function`` (e.g. ``my_losses:pinball``).
+
+    The module must be importable where the step runs (installed in the image).
+    """
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise FoldwiseError(
+            f"custom loss {reference!r}: cannot import module {module_name!r} ({err}); install "
+            "it where the pipeline runs"
+        ) from err
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise FoldwiseError(
+            f"custom loss {reference!r}: module {module_name!r} has no function {attribute!r}"
+        )
+    return function
+
+
+def config_id(params: dict) -> str:
+    """A stable identifier of a configuration: a hash of its canonical JSON."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return "cfg-" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def build_model(spec: dict, n_features: int, task: str, n_classes: int | None):
+    """Build and compile a fresh Keras model from a normalized spec.
+
+    Output layer and loss follow the task: linear + MSE for regression, sigmoid + binary
+    cross-entropy for two classes, softmax + categorical cross-entropy (one-hot labels) for
+    more, unless the spec names another loss.
+    """
+    import keras
+
+    kind = output_kind(task, n_classes)
+    regularizer = keras.regularizers.L2(spec["l2"]) if spec["l2"] > 0 else None
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = inputs
+    for units in spec["hidden_units"]:
+        x = keras.layers.Dense(units, activation=spec["activation"],
+                               kernel_regularizer=regularizer)(x)
+        if spec["dropout"] > 0:
+            x = keras.layers.Dropout(spec["dropout"])(x)
+    if kind == "regression":
+        outputs = keras.layers.Dense(1, name="prediction")(x)
+    elif kind == "binary":
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    else:
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="probability")(x)
+    model = keras.Model(inputs, outputs)
+    loss = spec["loss"]
+    model.compile(optimizer=make_optimizer(spec),
+                  loss=resolve_custom_loss(loss) if ":" in loss else loss)
+    return model
+
+
+def make_optimizer(spec: dict):
+    """The Keras optimizer named in the spec, with the spec's hyperparameters."""
+    import keras
+
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    name = spec["optimizer"]
+    return classes[name](**{key: spec[key] for key in OPTIMIZERS[name]})

@@ -1,0 +1,351 @@
+"""Validate a table, infer column roles and the task, encode labels and assign folds.
+
+Nothing here is fitted on feature values: imputation, scaling and one-hot categories are
+fitted later, per fold, on that fold's training rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.table import suggest
+TASKS = ("classification", "regression")
+# A numeric target with at most this many distinct integer values is taken for class labels.
+MAX_INFERRED_INTEGER_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """What the user said about the table.
+
+    Attributes:
+        target: Name of the column to predict.
+        task: ``"classification"``, ``"regression"`` or ``None`` to infer it from the target.
+        categorical: Columns to one-hot encode whatever their type.
+        numeric: Columns to treat as numbers whatever their type.
+        drop: Columns to leave out.
+        group_column: Rows sharing a value of this column always land in the same fold.
+        folds: Number of folds (at least 2).
+        seed: Seed of the fold assignment.
+    """
+
+    target: str
+    task: str | None = None
+    categorical: tuple[str, ...] = field(default_factory=tuple)
+    numeric: tuple[str, ...] = field(default_factory=tuple)
+    drop: tuple[str, ...] = field(default_factory=tuple)
+    group_column: str | None = None
+    folds: int = 5
+    seed: int = 0
+
+
+def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.DataFrame, dict]:
+    """Turn a raw table into a typed table with a fold per row, and a JSON-ready schema.
+
+    Args:
+        table: The user's table as read; it is not modified.
+        options: Target, overrides, fold count and seed.
+
+    Returns:
+        ``(prepared, schema)``. ``prepared`` holds the numeric columns as float64, the
+        categorical columns as strings (missing stays missing), the target (class index for
+        classification, float for regression), ``__row__`` (0-based position in the input
+        table), ``__fold__`` and the group column if any. ``schema`` describes all of it.
+
+    Raises:
+        FoldwiseError: For any problem the user can fix, naming the column or option.
+    """
+    _check_options(table, options)
+    columns = [str(c) for c in table.columns]
+    table = table.set_axis(columns, axis=1)
+    target = options.target
+
+    keep = table[target].notna()
+    dropped_rows = [int(i) for i in np.flatnonzero(~keep.to_numpy())]
+    if not keep.any():
+        raise FoldwiseError(
+            f"target column {target!r} has no values: every row is missing it; choose another "
+            "--target"
+        )
+    used = table.loc[keep.to_numpy()].reset_index(drop=True)
+    rows = np.flatnonzero(keep.to_numpy())
+
+    task, task_reason = infer_task(used[target], options.task)
+    numeric, categorical = infer_roles(used, options)
+    prepared = pd.DataFrame(index=used.index)
+    for name in numeric:
+        prepared[name] = _as_numeric(used[name], name)
+    for name in categorical:
+        prepared[name] = _as_category_strings(used[name])
+
+    classes: list | None = None
+    if task == "classification":
+        codes, classes = encode_labels(used[target], target, options.folds)
+        prepared[target] = codes
+    else:
+        y = _as_numeric(used[target], target)
+        if y.nunique() < 2:
+            raise FoldwiseError(
+                f"target column {target!r} is constant ({float(y.iloc[0])!r}) on all {len(y)} rows: "
+                "there is nothing to learn; choose another --target"
+            )
+        prepared[target] = y
+
+    groups = None
+    if options.group_column:
+        groups = used[options.group_column]
+        if groups.isna().any():
+            raise FoldwiseError(
+                f"group column {options.group_column!r} is missing on "
+                f"{int(groups.isna().sum())} rows: fill it in or drop those rows"
+            )
+        prepared[options.group_column] = groups.astype(str).to_numpy()
+
+    folds, strategy = assign_folds(
+        prepared[target].to_numpy(), task, options.folds, options.seed,
+        None if groups is None else groups.astype(str).to_numpy(),
+    )
+    prepared[ROW_COLUMN] = rows.astype("int64")
+    prepared[FOLD_COLUMN] = folds.astype("int64")
+
+    schema = {
+        "target": target,
+        "task": task,
+        "task_inferred": options.task is None,
+        "task_reason": task_reason,
+        "classes": classes,
+        "numeric": numeric,
+        "categorical": categorical,
+        "dropped_columns": list(options.drop),
+        "group_column": options.group_column,
+        "folds": options.folds,
+        "fold_strategy": strategy,
+        "seed": options.seed,
+        "rows_in": len(table),
+        "rows_used": len(prepared),
+        "rows_dropped_missing_target": dropped_rows,
+    }
+    return prepared, schema
+
+
+def _check_options(table: pd.DataFrame, options: PreprocessOptions) -> None:
+    columns = [str(c) for c in table.columns]
+    if options.folds < 2:
+        raise FoldwiseError(f"--folds must be at least 2, got {options.folds}")
+    if options.task is not None and options.task not in TASKS:
+        raise FoldwiseError(f"--task must be one of {', '.join(TASKS)}, got {options.task!r}")
+    reserved = [c for c in columns if c in RESERVED_COLUMNS]
+    if reserved:
+        raise FoldwiseError(
+            f"column names {reserved} are reserved by foldwise: rename those columns"
+        )
+    named = [("--target", [options.target])]
+    named += [("--categorical", list(options.categorical)), ("--numeric", list(options.numeric))]
+    named += [("--drop", list(options.drop))]
+    if options.group_column:
+        named.append(("--group-column", [options.group_column]))
+    for flag, names in named:
+        for name in names:
+            if name not in columns:
+                raise FoldwiseError(
+                    f"{flag} column {name!r} is not in the table{suggest(name, columns)} "
+                    f"(columns: {', '.join(columns)})"
+                )
+    both = set(options.categorical) & set(options.numeric)
+    if both:
+        raise FoldwiseError(
+            f"columns {sorted(both)} are given as both --categorical and --numeric: pick one"
+        )
+    special = {options.target, options.group_column} - {None}
+    for flag, names in named[1:]:
+        clash = special & set(names)
+        if clash and flag != "--group-column":
+            raise FoldwiseError(
+                f"{flag} names {sorted(clash)}, which is the target or group column: leave it "
+                "out of the feature options"
+            )
+    if options.group_column == options.target:
+        raise FoldwiseError("--group-column cannot be the target column: choose another column")
+    if len(table) < options.folds:
+        raise FoldwiseError(
+            f"the table has {len(table)} rows, fewer than --folds {options.folds}: use at most "
+            f"{len(table)} folds or more data"
+        )
+
+
+def infer_task(target: pd.Series, task: str | None) -> tuple[str, str]:
+    """Return the task and why: the user's choice, or inferred from the target's values.
+
+    Non-numeric or boolean targets are class labels, and so are numeric targets with exactly
+    two distinct values and integer-typed targets with at most 10 distinct values; any other
+    numeric target (floats in particular) is a regression target.
+    """
+    if task is not None:
+        return task, "--task"
+    if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
+        return "classification", "the target is not numeric"
+    distinct = int(target.nunique())
+    if distinct == 2:
+        return "classification", "the numeric target has 2 distinct values"
+    if pd.api.types.is_integer_dtype(target) and 2 < distinct <= MAX_INFERRED_INTEGER_CLASSES:
+        return "classification", f"the target has {distinct} distinct integer values"
+    return "regression", "the target is numeric"
+
+
+def infer_roles(table: pd.DataFrame, options: PreprocessOptions) -> tuple[list, list]:
+    """Split the feature columns into numeric and categorical, honouring the user's overrides.
+
+    Returns:
+        ``(numeric, categorical)`` column names in table order.
+    """
+    excluded = {options.target, options.group_column, *options.drop}
+    numeric, categorical = [], []
+    for name in table.columns:
+        if name in excluded:
+            continue
+        column = table[name]
+        if name in options.categorical:
+            categorical.append(name)
+        elif name in options.numeric:
+            numeric.append(name)
+        elif pd.api.types.is_bool_dtype(column):
+            categorical.append(name)
+        elif pd.api.types.is_numeric_dtype(column):
+            numeric.append(name)
+        elif pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(
+            column
+        ):
+            raise FoldwiseError(
+                f"column {name!r} holds dates or times: turn it into numbers (e.g. year, day of "
+                f"week) before running, or leave it out with --drop {name}"
+            )
+        else:
+            categorical.append(name)
+    if not numeric and not categorical:
+        raise FoldwiseError(
+            f"no feature columns are left besides the target {options.target!r}: the table "
+            "needs at least one other column"
+        )
+    for name in numeric + categorical:
+        if table[name].isna().all():
+            raise FoldwiseError(
+                f"column {name!r} has no values at all: leave it out with --drop {name}"
+            )
+    return numeric, categorical
+
+
+def _as_numeric(column: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column):
+        values = column.astype("float64")
+    elif pd.api.types.is_numeric_dtype(column):
+        values = column.astype("float64")
+    else:
+        values = pd.to_numeric(column, errors="coerce").astype("float64")
+        bad = column.notna() & values.isna()
+        if bad.any():
+            first = column[bad].iloc[0]
+            raise FoldwiseError(
+                f"column {name!r} is treated as numeric but holds {int(bad.sum())} non-numeric "
+                f"values such as {first!r}: clean them, or use --categorical {name}"
+            )
+    infinite = np.isinf(values.to_numpy())
+    if infinite.any():
+        raise FoldwiseError(
+            f"column {name!r} has {int(infinite.sum())} infinite values: replace them with "
+            "finite numbers or leave the cells empty (missing values are imputed)"
+        )
+    return values
+
+
+def _as_category_strings(column: pd.Series) -> pd.Series:
+    """Categories as strings (``2007`` not ``2007.0`` for whole numbers); missing stays NA."""
+    def text(value: object) -> str:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return column.map(lambda v: text(v) if pd.notna(v) else pd.NA).astype("string")
+
+
+def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray, list]:
+    """Encode class labels as 0..C-1 in sorted order, checking there are enough of each.
+
+    Returns:
+        ``(codes, classes)`` with ``classes`` as JSON-ready Python values.
+    """
+    if pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+        values = target.astype("float64").to_numpy()
+        if np.all(values == np.round(values)):
+            values = values.astype("int64")
+    else:
+        values = target.astype(str).to_numpy()
+    classes, codes = np.unique(values, return_inverse=True)
+    if len(classes) < 2:
+        raise FoldwiseError(
+            f"target column {name!r} has a single class ({_plain(classes[0])!r}): classification needs "
+            "at least two; choose another --target"
+        )
+    counts = np.bincount(codes, minlength=len(classes))
+    smallest = int(counts.min())
+    if smallest < folds:
+        rare = [f"{_plain(classes[i])!r} ({counts[i]} rows)"
+                for i in np.flatnonzero(counts < folds)]
+        hint = (
+            f"use --folds {smallest} or fewer" if smallest >= 2
+            else "remove those rows or merge those classes"
+        )
+        raise FoldwiseError(
+            f"target column {name!r}: classes {', '.join(rare)} have fewer rows than --folds "
+            f"{folds}, so some validation folds would lack them; {hint}"
+        )
+    return codes.astype("int64"), [_plain(v) for v in classes]
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar as the plain Python value (for JSON and messages)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def assign_folds(
+    y: np.ndarray, task: str, folds: int, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
+    """Give every row a validation fold in ``0..folds-1``, reproducibly from ``seed``.
+
+    Classification uses stratified folds, regression shuffled K-fold; with groups, rows of a
+    group share a fold (stratified by class where possible).
+
+    Returns:
+        ``(fold_per_row, strategy_name)``.
+    """
+    n = len(y)
+    placeholder = np.zeros((n, 1))
+    if groups is not None:
+        distinct = len(np.unique(groups))
+        if distinct < folds:
+            raise FoldwiseError(
+                f"the group column has {distinct} distinct groups, fewer than --folds {folds}: "
+                f"use at most {distinct} folds"
+            )
+        if task == "classification":
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            strategy = "stratified_group"
+        else:
+            splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            strategy = "group"
+        splits = splitter.split(placeholder, y, groups)
+    elif task == "classification":
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits, strategy = splitter.split(placeholder, y), "stratified"
+    else:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits, strategy = splitter.split(placeholder), "kfold"
+    assignment = np.full(n, -1, dtype="int64")
+    for fold, (_, validation) in enumerate(splits):
+        assignment[validation] = fold
+    return assignment, strategy

@@ -1,0 +1,141 @@
+"""Reading a user's table (CSV or Parquet) with errors that say what is wrong and where."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import os
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from foldwise.components.core.errors import FoldwiseError
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """Return ``"csv"`` or ``"parquet"`` from a file name, or raise for anything else."""
+    name = str(path).lower()
+    for suffix in (".gz", ".bz2", ".zip", ".xz", ".zst"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise FoldwiseError(
+        f"unsupported table format for {path!s}: use a .csv (or .tsv) or .parquet file"
+    )
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or Parquet table from a local path, rejecting malformed input early.
+
+    Args:
+        path: Local file path ending in .csv, .tsv, .txt or .parquet (optionally compressed).
+
+    Returns:
+        The table with its columns as written in the file.
+
+    Raises:
+        FoldwiseError: The file is missing, empty, header-only, ragged, malformed, of an
+            unsupported format, or has duplicate column names.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.exists():
+        raise FoldwiseError(f"data file {path} does not exist: check the path given to --data")
+    if path.is_dir():
+        raise FoldwiseError(f"data path {path} is a directory: give a .csv or .parquet file")
+    if path.stat().st_size == 0:
+        raise FoldwiseError(f"data file {path} is empty: it needs a header row and data rows")
+    table = _read_csv(path) if fmt == "csv" else _read_parquet(path)
+    _check_columns(list(table.columns), path)
+    if len(table) == 0:
+        raise FoldwiseError(f"data file {path} has a header but no data rows")
+    return table
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    delimiter = "\t" if path.name.lower().split(".")[-1] == "tsv" else ","
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz", ".zst")
+    if not compressed:
+        _check_csv_shape(path, delimiter)
+    try:
+        table = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError as err:
+        raise FoldwiseError(f"data file {path} has no columns: is it really a CSV?") from err
+    except pd.errors.ParserError as err:
+        raise FoldwiseError(f"data file {path} is not a well-formed CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise FoldwiseError(
+            f"data file {path} is not UTF-8 text (byte {err.start}): save it as UTF-8 CSV"
+        ) from err
+    return table
+
+
+def _check_csv_shape(path: Path, delimiter: str) -> None:
+    """Check the header for duplicates and every record for the header's field count."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
+            header = next(reader, None)
+            if header is None or not any(field.strip() for field in header):
+                raise FoldwiseError(f"data file {path} has no header row")
+            _check_columns(header, path)
+            width = len(header)
+            for record in reader:
+                if not record:
+                    continue
+                if len(record) != width:
+                    raise FoldwiseError(
+                        f"data file {path} is ragged: line {reader.line_num} has "
+                        f"{len(record)} fields but the header has {width}; fix that line "
+                        "(a missing value is an empty field between commas)"
+                    )
+    except csv.Error as err:
+        raise FoldwiseError(f"data file {path} is not a well-formed CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise FoldwiseError(
+            f"data file {path} is not UTF-8 text (byte {err.start}): save it as UTF-8 CSV"
+        ) from err
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        _check_columns(pq.read_schema(path).names, path)
+        return pq.read_table(path).to_pandas()
+    except FoldwiseError:
+        raise
+    except Exception as err:  # pyarrow raises several types for a corrupt file
+        raise FoldwiseError(f"data file {path} is not a readable Parquet file: {err}") from err
+
+
+def _check_columns(columns: list, path: Path) -> None:
+    names = [str(c) for c in columns]
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise FoldwiseError(
+            f"data file {path} has duplicate column names {duplicates}: rename them so each "
+            "column has its own name"
+        )
+    blank = [i for i, name in enumerate(names) if not name.strip()]
+    if blank:
+        raise FoldwiseError(
+            f"data file {path} has a column without a name (position {blank[0] + 1}): give "
+            "every column a header"
+        )
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    """Return a ``did you mean`` hint for a misspelt column or option name, or ``""``."""
+    lowered = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"

@@ -1,0 +1,61 @@
+"""KFP component: validate the table, infer roles and task, encode labels, assign folds."""
+
+from kfp.dsl import Artifact, Dataset, Output
+
+from foldwise.components.image import component
+
+
+@component
+def preprocess(
+    data: str,
+    target: str,
+    prepared: Output[Dataset],
+    schema: Output[Artifact],
+    fold_assignment: Output[Dataset],
+    task: str = "",
+    categorical: list = [],  # noqa: B006 - KFP reads defaults from the signature
+    numeric: list = [],  # noqa: B006
+    drop: list = [],  # noqa: B006
+    group_column: str = "",
+    folds: int = 5,
+    seed: int = 0,
+) -> list:
+    """Read the table at ``data`` and write it typed, with a fold per row, plus its schema.
+
+    Args:
+        data: Path of a CSV or Parquet table.
+        target: Column to predict.
+        prepared: Parquet table: features, encoded target, ``__row__`` and ``__fold__``.
+        schema: JSON description of columns, task, classes, folds and dropped rows.
+        fold_assignment: CSV with columns ``row`` (0-based position in the input) and ``fold``.
+        task: ``classification``, ``regression`` or empty to infer it.
+        categorical: Columns to one-hot encode whatever their type.
+        numeric: Columns to treat as numbers.
+        drop: Columns to leave out.
+        group_column: Rows sharing this column's value share a fold; empty for none.
+        folds: Number of folds.
+        seed: Seed of the fold assignment.
+
+    Returns:
+        The fold ids ``[0, ..., folds - 1]``, the items of the pipeline's fold loop. (A plain
+        return value, not a named output: kfp.local cannot loop over named outputs.)
+    """
+    import json
+
+    from foldwise.components.core.preprocess import PreprocessOptions
+    from foldwise.components.core.preprocess import preprocess as run_preprocess
+    from foldwise.components.core.table import read_table
+
+    options = PreprocessOptions(
+        target=target, task=task or None, categorical=tuple(categorical),
+        numeric=tuple(numeric), drop=tuple(drop), group_column=group_column or None,
+        folds=int(folds), seed=int(seed),
+    )
+    table, described = run_preprocess(read_table(data), options)
+    table.to_parquet(prepared.path, index=False)
+    with open(schema.path, "w", encoding="utf-8") as handle:
+        json.dump(described, handle, indent=2, ensure_ascii=False)
+    table[["__row__", "__fold__"]].set_axis(["row", "fold"], axis=1).to_csv(
+        fold_assignment.path, index=False)
+    prepared.metadata.update(rows=len(table), task=described["task"])
+    return list(range(int(folds)))

@@ -1,0 +1,1 @@
+"""foldwise's pipelines, the engine that runs them, and the command line."""

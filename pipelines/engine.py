@@ -1,0 +1,123 @@
+"""Run a foldwise pipeline on KFP's embedded engine (kfp.local): no cluster, no Docker.
+
+Every task runs as a subprocess of this interpreter, which therefore must have foldwise
+installed. The engine's own chatter (and every task's output) goes to a log file; callers get
+one event per task start and end for progress display.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from foldwise.components.core.errors import FoldwiseError
+
+
+@dataclass
+class TaskEvent:
+    """A task started (``status`` is ``None``) or ended (``SUCCESS`` / ``FAILURE``)."""
+
+    name: str
+    fold: int | None
+    status: str | None
+    seconds: float = 0.0
+
+
+class PipelineFailed(RuntimeError):
+    """A pipeline task failed; ``message`` is the task's last error line."""
+
+    def __init__(self, message: str, log_path: Path, user_error: bool) -> None:
+        super().__init__(message)
+        self.log_path = log_path
+        self.user_error = user_error
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")
+
+
+def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Path,
+              on_event: Callable[[TaskEvent], None] | None = None) -> dict:
+    """Run ``pipeline_func`` with ``arguments`` on kfp.local and return its outputs.
+
+    Args:
+        pipeline_func: A ``@dsl.pipeline`` function.
+        arguments: Its parameters.
+        pipeline_root: Local folder for the run's artifacts.
+        log_path: File that receives the engine's and the tasks' output.
+        on_event: Called from the engine's threads at each task's start and end.
+
+    Returns:
+        The pipeline's outputs by name (artifacts have a local ``.path``).
+
+    Raises:
+        PipelineFailed: A task failed; the message is its last error line.
+    """
+    from kfp import local
+    from kfp.local import task_dispatcher
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Steps run in this interpreter, which has foldwise installed: the image is not needed.
+    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+
+    original_task_runner = task_dispatcher.run_single_task_implementation
+    lock = threading.Lock()
+
+    def observed_task_runner(*args, **kwargs):
+        name = kwargs.get("component_name", "task").removeprefix("comp-")
+        fold = kwargs.get("arguments", {}).get("fold")
+        fold = int(fold) if isinstance(fold, (int, float)) else None
+        if on_event:
+            with lock:
+                on_event(TaskEvent(name, fold, None))
+        started = time.perf_counter()
+        outputs, status = original_task_runner(*args, **kwargs)
+        if on_event:
+            with lock:
+                on_event(TaskEvent(name, fold, status.name, time.perf_counter() - started))
+        return outputs, status
+
+    # kfp.local swaps builtins.print and the root logger's handlers from its worker threads
+    # without restoring them reliably: keep ours and put them back afterwards.
+    saved_print = builtins.print
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    task_dispatcher.run_single_task_implementation = observed_task_runner
+    try:
+        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            try:
+                task = pipeline_func(**arguments)
+            except RuntimeError as err:
+                log.flush()
+                raise _failure(str(err), log_path) from None
+        return dict(task.outputs)
+    finally:
+        task_dispatcher.run_single_task_implementation = original_task_runner
+        builtins.print = saved_print
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def _failure(engine_message: str, log_path: Path) -> PipelineFailed:
+    """The failing task's own last error line, found in the log."""
+    engine_message = _ANSI.sub("", engine_message)
+    last_error, user_error = None, False
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _ERROR_LINE.match(_ANSI.sub("", line))
+        if match:
+            last_error = match.group(2).strip()
+            user_error = match.group(1) == FoldwiseError.__name__
+    detail = last_error or engine_message
+    return PipelineFailed(f"{engine_message.rstrip('.')}: {detail}", log_path, user_error)
