@@ -171,7 +171,7 @@ def _check_number(key: str, value: Any, low: float | None = None, high: float | 
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        right = ")" if high_open or high is None else "]"
         bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
         raise FoldwiseError(f"{key} must be in {bounds}, got {value!r}")
 

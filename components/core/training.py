@@ -123,7 +123,7 @@ def predict_array(model, x: np.ndarray, kind: str, target_state: dict | None) ->
     if kind == "binary":
         positive = np.clip(raw[:, 0], 0.0, 1.0)
         return np.column_stack([1.0 - positive, positive])
-    return raw
+    return raw / raw.sum(axis=1, keepdims=True)  # float32 softmax, renormalized in float64
 
 
 def _early_stopping_split(y: np.ndarray, kind: str, spec: dict,

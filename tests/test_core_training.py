@@ -1,0 +1,93 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from foldwise.components.core import metrics
+from foldwise.components.core.model import normalize_spec
+from foldwise.components.core.training import FoldData, train_fold
+
+
+def regression_data(seed=0, rows=80):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3)).astype("float32")
+    y = 1000.0 + 300.0 * x[:, 0] - 200.0 * x[:, 1]
+    return FoldData(x[:60], y[:60], x[60:], y[60:], np.arange(60, rows))
+
+
+def test_same_seed_same_predictions_different_seed_differs():
+    spec = normalize_spec({"hidden_units": [8], "epochs": 3}, "regression")
+    a = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=4)
+    b = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=4)
+    c = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=5)
+    np.testing.assert_array_equal(a.prediction, b.prediction)
+    assert not np.allclose(a.prediction, c.prediction)
+
+
+def test_regression_target_is_standardized_per_fold_and_mapped_back():
+    data = regression_data()
+    spec = normalize_spec({"hidden_units": [16], "epochs": 60, "learning_rate": 0.01},
+                          "regression")
+    scaled = train_fold(data, task="regression", n_classes=None, spec=spec, seed=0)
+    assert scaled.target_scaling["mean"] == pytest.approx(np.mean(data.y_train))
+    assert scaled.target_scaling["scale"] == pytest.approx(np.std(data.y_train))
+    assert scaled.scores["r2"] > 0.9  # predictions are on the original scale
+    raw = train_fold(data, task="regression", n_classes=None,
+                     spec={**spec, "target_scaling": "none"}, seed=0)
+    assert raw.target_scaling is None and raw.scores["r2"] < scaled.scores["r2"]
+
+
+def test_binary_and_multiclass_return_probabilities_per_class():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 2)).astype("float32")
+    for n_classes in (2, 3):
+        y = (np.digitize(x[:, 0], [-0.4, 0.4]) % n_classes).astype("int64")
+        data = FoldData(x[:60], y[:60], x[60:], y[60:], np.arange(60, 90))
+        spec = normalize_spec({"hidden_units": [8], "epochs": 2}, "classification", n_classes)
+        out = train_fold(data, task="classification", n_classes=n_classes, spec=spec, seed=0)
+        assert out.prediction.shape == (30, n_classes)
+        np.testing.assert_allclose(out.prediction.sum(axis=1), 1.0, atol=1e-5)
+        assert set(out.scores) == set(metrics.metric_names("classification", n_classes))
+
+
+def test_early_stopping_stops_and_keeps_a_history():
+    spec = normalize_spec({"hidden_units": [4], "epochs": 200, "early_stopping": True,
+                           "patience": 2, "learning_rate": 0.05}, "regression")
+    rng = np.random.default_rng(3)
+    noise = FoldData(rng.normal(size=(60, 3)).astype("float32"), rng.normal(size=60),
+                     rng.normal(size=(20, 3)).astype("float32"), rng.normal(size=20),
+                     np.arange(20))
+    out = train_fold(noise, task="regression", n_classes=None, spec=spec, seed=0)
+    assert out.epochs_run < 200
+    assert len(out.history["val_loss"]) == out.epochs_run
+
+
+def test_scores_equal_sklearn_scorers():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, size=40)
+    proba = rng.dirichlet([1, 1, 1], size=40)
+    ours = metrics.score("classification", y, proba, 3)
+    assert ours["accuracy"] == skm.accuracy_score(y, proba.argmax(1))
+    assert ours["neg_log_loss"] == pytest.approx(-skm.log_loss(y, proba))
+    assert ours["roc_auc_ovr"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"))
+    assert ours["f1_macro"] == pytest.approx(skm.f1_score(y, proba.argmax(1), average="macro"))
+    true, pred = rng.normal(size=30), rng.normal(size=30)
+    reg = metrics.score("regression", true, pred)
+    assert reg["neg_root_mean_squared_error"] == pytest.approx(
+        -skm.root_mean_squared_error(true, pred))
+    assert reg["r2"] == pytest.approx(skm.r2_score(true, pred))
+
+
+def test_auc_is_nan_when_a_fold_lacks_a_class():
+    proba = np.array([[0.8, 0.2], [0.6, 0.4]])
+    assert np.isnan(metrics.score("classification", np.array([0, 0]), proba, 2)["roc_auc"])
+
+
+def test_training_does_not_mutate_fold_arrays():
+    data = regression_data()
+    copies = [a.copy() for a in (data.x_train, data.y_train, data.x_validation)]
+    spec = normalize_spec({"hidden_units": [4], "epochs": 1}, "regression")
+    train_fold(data, task="regression", n_classes=None, spec=spec, seed=0)
+    for before, after in zip(copies, (data.x_train, data.y_train, data.x_validation), strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert isinstance(pd.DataFrame(data.x_train), pd.DataFrame)
