@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -27,12 +27,12 @@ def one_hot_encode(
 
     import pandas as pd
 
+    from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
     from foldwise.components.core.encoding import (
         apply_one_hot,
         encoded_feature_names,
         fit_one_hot,
     )
-    from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 
     with open(schema.path, encoding="utf-8") as handle:
         described = json.load(handle)

@@ -43,8 +43,8 @@ def train(
     import pandas as pd
 
     from foldwise.components.core import metrics as scoring
-    from foldwise.components.core.model import config_id, normalize_spec
     from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
+    from foldwise.components.core.model import config_id, normalize_spec
     from foldwise.components.core.training import split_fold, train_fold
 
     with open(schema.path, encoding="utf-8") as handle:

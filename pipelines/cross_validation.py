@@ -1,4 +1,4 @@
-"""The cross-validation pipeline: preprocess → per fold (scale → one_hot_encode → train) → aggregate.
+"""Cross-validation: preprocess → per fold (scale → one_hot_encode → train) → aggregate.
 
 The shape is chosen so that the embedded engine (kfp.local) runs it correctly and a cluster
 runs one pod per fold step: a single flat loop over the fold ids; inside it, every input is a

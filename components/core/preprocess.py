@@ -15,6 +15,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.table import suggest
+
 TASKS = ("classification", "regression")
 # A numeric target with at most this many distinct integer values is taken for class labels.
 MAX_INFERRED_INTEGER_CLASSES = 10
@@ -92,8 +93,8 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         y = _as_numeric(used[target], target)
         if y.nunique() < 2:
             raise FoldwiseError(
-                f"target column {target!r} is constant ({float(y.iloc[0])!r}) on all {len(y)} rows: "
-                "there is nothing to learn; choose another --target"
+                f"target column {target!r} is constant ({float(y.iloc[0])!r}) on all {len(y)} "
+                "rows: there is nothing to learn; choose another --target"
             )
         prepared[target] = y
 
@@ -288,8 +289,8 @@ def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray,
     classes, codes = np.unique(values, return_inverse=True)
     if len(classes) < 2:
         raise FoldwiseError(
-            f"target column {name!r} has a single class ({_plain(classes[0])!r}): classification needs "
-            "at least two; choose another --target"
+            f"target column {name!r} has a single class ({_plain(classes[0])!r}): "
+            "classification needs at least two; choose another --target"
         )
     counts = np.bincount(codes, minlength=len(classes))
     smallest = int(counts.min())

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core import metrics
+from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 from foldwise.components.core.encoding import feature_matrix
 from foldwise.components.core.model import build_model, output_kind
-from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 
 
 @dataclass

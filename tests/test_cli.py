@@ -1,0 +1,129 @@
+"""The command line's contract for bad input: exit 2, one 'error:' line, nothing written."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from foldwise.pipelines.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+def table_file(tmp_path: Path, frame: pd.DataFrame, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def text_file(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+REGRESSION = pd.DataFrame({"x": np.arange(20.0), "c": list("ab") * 10,
+                           "y": np.linspace(0, 1, 20)})
+CASES = {
+    "missing file": (lambda t: t / "absent.csv", ["--target", "y"], r"does not exist"),
+    "unsupported format": (lambda t: text_file(t, "x", "t.xlsx"), ["--target", "y"],
+                           r"unsupported table format"),
+    "empty file": (lambda t: text_file(t, ""), ["--target", "y"], r"is empty"),
+    "header only": (lambda t: text_file(t, "x,y\n"), ["--target", "y"], r"no data rows"),
+    "ragged csv": (lambda t: text_file(t, "x,y\n1,2\n3,4,5\n"), ["--target", "y"],
+                   r"ragged: line 3"),
+    "malformed csv": (lambda t: text_file(t, 'x,y\n1,"2\n'), ["--target", "y"],
+                      r"not a well-formed CSV"),
+    "duplicate columns": (lambda t: text_file(t, "x,x,y\n1,2,3\n"), ["--target", "y"],
+                          r"duplicate column names \['x'\]"),
+    "target absent": (lambda t: table_file(t, REGRESSION), ["--target", "Y"],
+                      r"--target column 'Y' is not in the table; did you mean 'y'\?"),
+    "all-missing target": (lambda t: table_file(t, REGRESSION.assign(y=np.nan)),
+                           ["--target", "y"], r"target column 'y' has no values"),
+    "single class": (lambda t: table_file(t, REGRESSION.assign(y="only")), ["--target", "y"],
+                     r"single class \('only'\)"),
+    "rare class": (lambda t: table_file(t, REGRESSION.assign(y=["a"] * 17 + ["b"] * 3)),
+                   ["--target", "y"], r"'b' \(3 rows\).*--folds 5.*use --folds 3 or fewer"),
+    "constant target": (lambda t: table_file(t, REGRESSION.assign(y=4.25)), ["--target", "y"],
+                        r"constant \(4\.25\)"),
+    "fewer rows than folds": (lambda t: table_file(t, REGRESSION.head(4)), ["--target", "y"],
+                              r"4 rows, fewer than --folds 5"),
+    "infinite values": (lambda t: table_file(t, REGRESSION.assign(x=[np.inf] + [1.0] * 19)),
+                        ["--target", "y"], r"column 'x' has 1 infinite values"),
+    "unknown optimizer": (lambda t: table_file(t, REGRESSION),
+                          ["--target", "y", "--optimizer", "adagradd"],
+                          r"unknown optimizer 'adagradd'"),
+    "unknown loss": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--loss", "msee"],
+                     r"unknown loss 'msee'; did you mean 'mse'"),
+    "unknown activation": (lambda t: table_file(t, REGRESSION),
+                           ["--target", "y", "--activation", "sigmoidd"],
+                           r"unknown activation 'sigmoidd'; did you mean 'sigmoid'"),
+    "zero units": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--hidden-units",
+                                                         "8,0"], r"hidden_units must be a "
+                                                                 r"positive whole number, got 0"),
+    "bad units": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--hidden-units",
+                                                        "8,x"], r"expected layer sizes"),
+    "zero epochs": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--epochs", "0"],
+                    r"epochs must be a positive whole number, got 0"),
+    "negative batch": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--batch-size",
+                                                             "-8"], r"batch_size must be a "
+                                                                    r"positive whole number"),
+    "one fold": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--folds", "1"],
+                 r"--folds must be at least 2, got 1"),
+    "hyperparameter of another optimizer": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--momentum", "0.9"],
+        r"momentum does not apply to optimizer 'adam'"),
+    "scoring of another task": (lambda t: table_file(t, REGRESSION),
+                                ["--target", "y", "--scoring", "accuracy"],
+                                r"--scoring 'accuracy' is not reported for regression"),
+    "missing --target": (lambda t: table_file(t, REGRESSION), [],
+                         r"the following arguments are required: --target"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(case, tmp_path, capsys):
+    make, extra, match = CASES[case]
+    output = tmp_path / "out"
+    code = main(["run", "cross-validation", "--data", str(make(tmp_path)), *extra,
+                 "--output", str(output)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(match, lines[0]), lines[0]
+    assert not output.exists()
+
+
+def test_existing_non_empty_output_is_never_overwritten(tmp_path, capsys):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("precious")
+    code = main(["run", "cross-validation", "--data", str(table_file(tmp_path, REGRESSION)),
+                 "--target", "y", "--output", str(output)])
+    assert code == 2 and "already exists and is not empty" in capsys.readouterr().err
+    assert (output / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in output.iterdir()) == ["keep.txt"]
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [str(BIN / "foldwise"), "run", "cross-validation", "--data",
+         str(tmp_path / "missing.csv"), "--target", "y"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "foldwise-runs").exists()
+
+
+def test_help_lists_the_model_options():
+    result = subprocess.run([str(BIN / "foldwise"), "run", "cross-validation", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--hidden-units", "--beta-1", "--target-scaling", "--group-column", "--scaler"):
+        assert flag in result.stdout
