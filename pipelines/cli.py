@@ -22,15 +22,12 @@ EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
 RUNS_FOLDER = Path("foldwise-runs")
 
-MODEL_FLAGS = {
-    # flag dest -> model spec key
-    "hidden_units": "hidden_units", "activation": "activation", "dropout": "dropout",
-    "l2": "l2", "optimizer": "optimizer", "learning_rate": "learning_rate",
-    "beta_1": "beta_1", "beta_2": "beta_2", "epsilon": "epsilon", "momentum": "momentum",
-    "rho": "rho", "weight_decay": "weight_decay", "loss": "loss", "epochs": "epochs",
-    "batch_size": "batch_size", "early_stopping": "early_stopping", "patience": "patience",
-    "validation_fraction": "validation_fraction", "target_scaling": "target_scaling",
-}
+# Command-line options that go into the model spec (same names, dashes for underscores).
+MODEL_FLAGS = (
+    "hidden_units", "activation", "dropout", "l2", "optimizer", "learning_rate", "beta_1",
+    "beta_2", "epsilon", "momentum", "rho", "weight_decay", "loss", "epochs", "batch_size",
+    "early_stopping", "patience", "validation_fraction", "target_scaling",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def model_spec_from_args(args: argparse.Namespace) -> dict:
     """The model parameters the user gave on the command line (defaults are filled later)."""
-    return {key: getattr(args, dest) for dest, key in MODEL_FLAGS.items()
-            if getattr(args, dest) is not None}
+    return {key: getattr(args, key) for key in MODEL_FLAGS if getattr(args, key) is not None}
 
 
 def run_cross_validation(args: argparse.Namespace) -> int:

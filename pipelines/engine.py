@@ -41,6 +41,9 @@ class PipelineFailed(RuntimeError):
         self.user_error = user_error
 
 
+# Steps run in this interpreter, which has foldwise installed: the image is not needed here.
+warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")
 
@@ -66,8 +69,6 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     from kfp.local import task_dispatcher
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Steps run in this interpreter, which has foldwise installed: the image is not needed.
-    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
