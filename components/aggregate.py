@@ -1,8 +1,8 @@
-"""KFP component: fold results → scikit-learn-shaped ``cv_results`` and a summary."""
+"""KFP component: trial results → scikit-learn-shaped ``cv_results``, best config, summary."""
 
 from typing import List
 
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Output
 
 from foldwise.components.image import component
 
@@ -13,40 +13,76 @@ def aggregate(
     fold_results: List[str],
     cv_results: Output[Dataset],
     summary: Output[Artifact],
+    best_params: Output[Artifact],
+    oof_predictions: Output[Dataset],
+    best_histories: Output[Artifact],
     metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
     scoring: str = "",
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
+    Results fan in as small JSON parameters; the best configuration's predictions and
+    histories are then read through the URIs they name (a manifest, not hundreds of artifacts).
+
     Args:
         schema: The preprocess step's schema.
-        fold_results: The train steps' JSON results (fanned in as parameters, not artifacts).
+        fold_results: The train steps' JSON results.
         cv_results: CSV in scikit-learn's ``cv_results_`` shape.
         summary: JSON: task, data, folds, seed, best config's mean and std per metric, versions.
-        metrics: The best config's mean scores for the KFP UI.
+        best_params: JSON ``{"config_id", "params"}`` of the best configuration.
+        oof_predictions: Parquet: the best configuration's out-of-fold predictions, all folds.
+        best_histories: JSON: the best configuration's per-epoch losses, per fold.
+        metrics: The best configuration's mean scores for the KFP UI.
+        classification_metrics: Pooled out-of-fold confusion matrix (and ROC curve for two
+            classes) of the best configuration.
         scoring: Metric to rank by; empty for ``r2`` (regression) or ``accuracy``.
     """
+    import io
     import json
+    import platform
     from importlib.metadata import version
 
+    import pandas as pd
+
+    from foldwise.components import storage
     from foldwise.components.core import aggregate as agg
     from foldwise.components.core import metrics as scoring_metrics
 
     with open(schema.path, encoding="utf-8") as handle:
         described = json.load(handle)
-    task = described["task"]
-    n_classes = len(described["classes"]) if described["classes"] else None
+    task, classes = described["task"], described["classes"]
+    n_classes = len(classes) if classes else None
     names = list(scoring_metrics.metric_names(task, n_classes))
     scoring = scoring or scoring_metrics.default_scoring(task)
     results = [json.loads(r) for r in fold_results]
     table = agg.cv_results(results, names)
     table.to_csv(cv_results.path, index=False)
+
+    best_id = agg.best_config_id(table, scoring)
+    best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
+    with open(best_params.path, "w", encoding="utf-8") as handle:
+        json.dump({"config_id": best_id, "params": best[0]["params"]}, handle, indent=2)
+    pooled = agg.pooled_predictions(
+        [pd.read_parquet(io.BytesIO(storage.read_bytes(r["predictions"]))) for r in best])
+    pooled.to_parquet(oof_predictions.path, index=False)
+    with open(best_histories.path, "w", encoding="utf-8") as handle:
+        json.dump({str(r["fold"]): json.loads(storage.read_bytes(r["history"])) for r in best},
+                  handle)
+
     packages = ["foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas", "numpy"]
-    versions = {"python": __import__("platform").python_version(),
-                **{name: version(name) for name in packages}}
+    versions = {"python": platform.python_version(), **{p: version(p) for p in packages}}
     described_summary = agg.summary(described, table, names, scoring, versions)
     with open(summary.path, "w", encoding="utf-8") as handle:
         json.dump(described_summary, handle, indent=2, ensure_ascii=False)
     for name, stats in described_summary["metrics"].items():
         if stats["mean"] is not None:
             metrics.log_metric(f"mean_test_{name}", stats["mean"])
+    if task == "classification":
+        y_true = pooled["y_true"].to_numpy()
+        proba = pooled[agg.probability_columns(pooled)].to_numpy()
+        classification_metrics.log_confusion_matrix(
+            [str(c) for c in classes], scoring_metrics.confusion_matrix(y_true, proba, n_classes))
+        if n_classes == 2:
+            fpr, tpr, thresholds = scoring_metrics.roc_curve(y_true, proba[:, 1])
+            classification_metrics.log_roc_curve(fpr, tpr, thresholds)

@@ -19,8 +19,8 @@ def one_hot_encode(
         scaled: The fold's scaled table.
         schema: The preprocess step's schema.
         fold: Validation fold; its categories are never learnt.
-        encoded: Model inputs in order (numeric, then indicators), target, ``__row__`` and
-            ``__fold__``.
+        encoded: Parquet: model inputs in order (numeric, then indicators), target,
+            ``__row__`` and ``__fold__``; the fold and feature order in the file's metadata.
         encoder_state: JSON category lists per column and the model's feature names.
     """
     import json
@@ -33,6 +33,7 @@ def one_hot_encode(
         encoded_feature_names,
         fit_one_hot,
     )
+    from foldwise.components.core.fold_data import write_fold_table
 
     with open(schema.path, encoding="utf-8") as handle:
         described = json.load(handle)
@@ -40,7 +41,7 @@ def one_hot_encode(
     state = fit_one_hot(table[table[FOLD_COLUMN] != fold], described["categorical"])
     features = encoded_feature_names(described["numeric"], state)
     columns = [*features, described["target"], ROW_COLUMN, FOLD_COLUMN]
-    apply_one_hot(table, state)[columns].to_parquet(encoded.path, index=False)
+    write_fold_table(apply_one_hot(table, state)[columns], encoded.path, fold, features)
     with open(encoder_state.path, "w", encoding="utf-8") as handle:
         json.dump({"fold": fold, **state, "features": features}, handle, indent=2,
                   ensure_ascii=False)

@@ -23,7 +23,7 @@ def preprocess(
     """Read the table at ``data`` and write it typed, with a fold per row, plus its schema.
 
     Args:
-        data: Path of a CSV or Parquet table.
+        data: Path or ``gs://`` URI of a CSV or Parquet table.
         target: Column to predict.
         prepared: Parquet table: features, encoded target, ``__row__`` and ``__fold__``.
         schema: JSON description of columns, task, classes, folds and dropped rows.
@@ -42,6 +42,7 @@ def preprocess(
     """
     import json
 
+    from foldwise.components import storage
     from foldwise.components.core.preprocess import PreprocessOptions
     from foldwise.components.core.preprocess import preprocess as run_preprocess
     from foldwise.components.core.table import read_table
@@ -51,7 +52,8 @@ def preprocess(
         numeric=tuple(numeric), drop=tuple(drop), group_column=group_column or None,
         folds=int(folds), seed=int(seed),
     )
-    table, described = run_preprocess(read_table(data), options)
+    with storage.local_copy(data) as local_data:
+        table, described = run_preprocess(read_table(local_data), options)
     table.to_parquet(prepared.path, index=False)
     with open(schema.path, "w", encoding="utf-8") as handle:
         json.dump(described, handle, indent=2, ensure_ascii=False)

@@ -160,7 +160,7 @@ def run_cross_validation(args: argparse.Namespace) -> int:
         "drop": list(args.drop), "group_column": args.group_column, "folds": args.folds,
         "seed": args.seed, "scaler": args.scaler, "model_spec": spec, "scoring": args.scoring,
     }
-    total = 2 + 3 * args.folds
+    total = 4 + 3 * args.folds
     progress = _Progress(total)
     try:
         outputs = run_local(cross_validation, arguments, output / "pipeline",
@@ -223,18 +223,19 @@ def _describe_plan(data_path: Path, schema: dict, spec: dict, output: Path) -> N
 class _Progress:
     """One line per finished step on stderr: ``[ 4/17] scale fold 1  0.7 s``."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+    def __init__(self, total: int, show_config: bool = False) -> None:
+        self.total, self.done, self.show_config = total, 0, show_config
 
     def __call__(self, event) -> None:
         if event.status is None:
             return
         self.done += 1
-        where = f" fold {event.fold}" if event.fold is not None else ""
+        where = f" {event.config_id}" if event.config_id and self.show_config else ""
+        where += f" fold {event.fold}" if event.fold is not None else ""
         mark = "" if event.status == "SUCCESS" else f"  {event.status}"
         width = len(str(self.total))
         label = f"{event.name}{where}"
-        print(f"[{self.done:>{width}}/{self.total}] {label:<22} "
+        print(f"[{self.done:>{width}}/{self.total}] {label:<{22 + 15 * self.show_config}} "
               f"{event.seconds:6.1f} s{mark}", file=sys.stderr, flush=True)
 
 

@@ -1,17 +1,11 @@
-"""Cross-validation: preprocess → per fold (scale → one_hot_encode → train) → aggregate.
-
-The shape is chosen so that the embedded engine (kfp.local) runs it correctly and a cluster
-runs one pod per fold step: a single flat loop over the fold ids; inside it, every input is a
-loop item, a pipeline parameter or an artifact, never another task's parameter output (kfp.local
-replaces those with the loop item). Fold results fan in as parameters, not artifacts.
-"""
+"""Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.search`)."""
 
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset
 
-from foldwise.components import aggregate, one_hot_encode, preprocess, scale, train
+from foldwise.pipelines.search import search_steps
 
 CrossValidationOutputs = NamedTuple(
     "CrossValidationOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset
@@ -39,7 +33,7 @@ def cross_validation(
     """Cross-validate one Keras model configuration.
 
     Args:
-        data: Path of the CSV or Parquet table.
+        data: Path or ``gs://`` URI of the CSV or Parquet table.
         target: Column to predict.
         task: ``classification``, ``regression`` or empty to infer it.
         categorical: Columns to one-hot encode whatever their type.
@@ -55,29 +49,12 @@ def cross_validation(
     Returns:
         ``cv_results`` (CSV), ``summary`` (JSON) and ``folds`` (CSV of row → fold).
     """
-    prepared = preprocess(
+    prepared, results = search_steps(
         data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-        drop=drop, group_column=group_column, folds=folds, seed=seed,
-    ).set_display_name("preprocess")
-    with dsl.ParallelFor(items=prepared.outputs["Output"], name="folds") as fold:
-        scaled = scale(
-            prepared=prepared.outputs["prepared"], schema=prepared.outputs["schema"],
-            fold=fold, scaler=scaler,
-        ).set_display_name("scale")
-        encoded = one_hot_encode(
-            scaled=scaled.outputs["scaled"], schema=prepared.outputs["schema"], fold=fold,
-        ).set_display_name("one-hot-encode")
-        trained = train(
-            encoded=encoded.outputs["encoded"], schema=prepared.outputs["schema"], fold=fold,
-            model_spec=model_spec, seed=seed,
-        ).set_display_name("train")
-    summary = aggregate(
-        schema=prepared.outputs["schema"],
-        fold_results=dsl.Collected(trained.outputs["Output"]),
-        scoring=scoring,
-    ).set_display_name("aggregate")
+        drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
+        param_grid=[], model_spec=model_spec, scoring=scoring)
     return CrossValidationOutputs(
-        cv_results=summary.outputs["cv_results"],
-        summary=summary.outputs["summary"],
+        cv_results=results.outputs["cv_results"],
+        summary=results.outputs["summary"],
         folds=prepared.outputs["fold_assignment"],
     )

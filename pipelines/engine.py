@@ -30,6 +30,7 @@ class TaskEvent:
     fold: int | None
     status: str | None
     seconds: float = 0.0
+    config_id: str | None = None
 
 
 class PipelineFailed(RuntimeError):
@@ -78,16 +79,19 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
 
     def observed_task_runner(*args, **kwargs):
         name = kwargs.get("component_name", "task").removeprefix("comp-")
-        fold = kwargs.get("arguments", {}).get("fold")
+        arguments = kwargs.get("arguments", {})
+        fold = arguments.get("fold")
         fold = int(fold) if isinstance(fold, (int, float)) else None
+        config = arguments.get("config_id")
         if on_event:
             with lock:
-                on_event(TaskEvent(name, fold, None))
+                on_event(TaskEvent(name, fold, None, config_id=config))
         started = time.perf_counter()
         outputs, status = original_task_runner(*args, **kwargs)
         if on_event:
             with lock:
-                on_event(TaskEvent(name, fold, status.name, time.perf_counter() - started))
+                on_event(TaskEvent(name, fold, status.name, time.perf_counter() - started,
+                                   config))
         return outputs, status
 
     # kfp.local swaps builtins.print and the root logger's handlers from its worker threads

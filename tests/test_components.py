@@ -1,6 +1,7 @@
 """Each component's Python function, called with real artifacts in a temporary folder."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -8,46 +9,68 @@ import pandas as pd
 import pytest
 from kfp import dsl
 
-from foldwise.components import aggregate, one_hot_encode, preprocess, scale, train
+from foldwise.components import (
+    aggregate,
+    collect_folds,
+    one_hot_encode,
+    plan_trials,
+    preprocess,
+    scale,
+    train,
+)
 from foldwise.components.core.columns import FOLD_COLUMN
+from foldwise.components.core.fold_data import fold_file, read_fold_table
 from foldwise.components.core.scaling import fit_scaler
 
+FOLDS = 3
 
-def artifact(kind, tmp_path, name):
-    return kind(uri=str(tmp_path / name))
+
+def make(kind, folder, name):
+    return kind(uri=str(folder / name))
+
+
+def run_train(tmp, fold_data, schema, trial, name):
+    outputs = {key: make(kind, tmp, f"{name}-{key}") for key, kind in [
+        ("model", dsl.Model), ("history", dsl.Artifact), ("predictions", dsl.Dataset),
+        ("metrics", dsl.Metrics), ("classification_metrics", dsl.ClassificationMetrics)]}
+    result = train.python_func(fold_data=fold_data, schema=schema, seed=2, **trial, **outputs)
+    return json.loads(result), outputs
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, penguins):
-    """preprocess → scale → one_hot_encode → train for fold 1 of 3 on a penguin sample."""
+    """preprocess → scale → one_hot_encode per fold → collect → plan → train every trial."""
     tmp = tmp_path_factory.mktemp("components")
     sample = penguins.sample(90, random_state=0).reset_index(drop=True)
     data = tmp / "penguins.csv"
     sample.to_csv(data, index=False)
-    out = {name: artifact(kind, tmp, name) for name, kind in [
+    out = {name: make(kind, tmp, name) for name, kind in [
         ("prepared", dsl.Dataset), ("schema", dsl.Artifact), ("fold_assignment", dsl.Dataset),
-        ("scaled", dsl.Dataset), ("scaler_state", dsl.Artifact), ("encoded", dsl.Dataset),
-        ("encoder_state", dsl.Artifact), ("model", dsl.Model), ("history", dsl.Artifact),
-        ("predictions", dsl.Dataset), ("metrics", dsl.Metrics),
-        ("classification_metrics", dsl.ClassificationMetrics),
-    ]}
+        ("fold_data", dsl.Dataset)]}
     fold_ids = preprocess.python_func(
         data=str(data), target="species", prepared=out["prepared"], schema=out["schema"],
-        fold_assignment=out["fold_assignment"], folds=3, seed=5, drop=["year"])
-    scale.python_func(prepared=out["prepared"], schema=out["schema"], fold=1,
-                      scaled=out["scaled"], scaler_state=out["scaler_state"], scaler="robust")
-    one_hot_encode.python_func(scaled=out["scaled"], schema=out["schema"], fold=1,
-                               encoded=out["encoded"], encoder_state=out["encoder_state"])
-    result = train.python_func(
-        encoded=out["encoded"], schema=out["schema"], fold=1,
-        model_spec={"hidden_units": [8.0], "epochs": 3.0}, seed=2, model=out["model"],
-        history=out["history"], predictions=out["predictions"], metrics=out["metrics"],
-        classification_metrics=out["classification_metrics"])
-    return sample, out, fold_ids, json.loads(result)
+        fold_assignment=out["fold_assignment"], folds=FOLDS, seed=5, drop=["year"])
+    encoded = []
+    for fold in reversed(fold_ids):  # any order: collect_folds reads the fold from the file
+        scaled, state = make(dsl.Dataset, tmp, f"scaled{fold}"), make(dsl.Artifact, tmp,
+                                                                       f"state{fold}")
+        scale.python_func(prepared=out["prepared"], schema=out["schema"], fold=fold,
+                          scaled=scaled, scaler_state=state, scaler="robust")
+        out[f"scaler_state{fold}"] = state
+        encoded.append(make(dsl.Dataset, tmp, f"encoded{fold}"))
+        out[f"encoder_state{fold}"] = make(dsl.Artifact, tmp, f"encoder{fold}")
+        one_hot_encode.python_func(scaled=scaled, schema=out["schema"], fold=fold,
+                                   encoded=encoded[-1], encoder_state=out[f"encoder_state{fold}"])
+    collect_folds.python_func(encoded=encoded, fold_data=out["fold_data"])
+    trials = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids,
+                                     model_spec={"hidden_units": [8.0], "epochs": 3.0})
+    results = [run_train(tmp, out["fold_data"], out["schema"], trial, f"trial{i}")
+               for i, trial in enumerate(trials)]
+    return sample, out, fold_ids, trials, results
 
 
 def test_preprocess_writes_table_schema_and_fold_csv(chain):
-    sample, out, fold_ids, _ = chain
+    sample, out, fold_ids, _, _ = chain
     assert fold_ids == [0, 1, 2]
     schema = json.loads(open(out["schema"].path).read())
     assert schema["task"] == "classification" and "year" in schema["dropped_columns"]
@@ -59,57 +82,91 @@ def test_preprocess_writes_table_schema_and_fold_csv(chain):
 
 
 def test_scale_fits_on_the_folds_training_rows_only(chain):
-    _, out, _, _ = chain
+    _, out, _, _, _ = chain
     schema = json.loads(open(out["schema"].path).read())
     prepared = pd.read_parquet(out["prepared"].path)
-    state = json.loads(open(out["scaler_state"].path).read())
-    expected = fit_scaler(prepared[prepared[FOLD_COLUMN] != 1], schema["numeric"], "robust")
-    assert state == {"fold": 1, **expected}
+    for fold in range(FOLDS):
+        state = json.loads(open(out[f"scaler_state{fold}"].path).read())
+        expected = fit_scaler(prepared[prepared[FOLD_COLUMN] != fold], schema["numeric"],
+                              "robust")
+        assert state == {"fold": fold, **expected}
 
 
-def test_one_hot_encode_state_and_columns(chain):
-    _, out, _, _ = chain
-    state = json.loads(open(out["encoder_state"].path).read())
-    encoded = pd.read_parquet(out["encoded"].path)
-    assert state["fold"] == 1 and set(state["columns"]) == {"island", "sex"}
-    assert list(encoded.columns)[: len(state["features"])] == state["features"]
-    assert list(encoded.columns)[len(state["features"]):] == ["species", "__row__", "__fold__"]
+def test_collected_fold_tables_carry_their_fold_and_features(chain):
+    _, out, _, _, _ = chain
+    for fold in range(FOLDS):
+        table, tagged, features = read_fold_table(fold_file(out["fold_data"].path, fold))
+        state = json.loads(open(out[f"encoder_state{fold}"].path).read())
+        assert tagged == fold and features == state["features"]
+        assert set(state["columns"]) == {"island", "sex"}
+        assert list(table.columns) == [*features, "species", "__row__", "__fold__"]
+
+
+def test_plan_has_one_trial_per_fold_with_full_params(chain):
+    _, _, _, trials, _ = chain
+    assert [t["fold"] for t in trials] == [0, 1, 2]
+    assert len({t["config_id"] for t in trials}) == 1
+    assert trials[0]["params"]["hidden_units"] == [8] and trials[0]["params"]["epochs"] == 3
+    assert trials[0]["params"]["optimizer"] == "adam"
 
 
 def test_train_writes_model_history_predictions_and_metrics(chain):
-    _, out, _, result = chain
+    _, out, _, _, results = chain
     folds = pd.read_csv(out["fold_assignment"].path)
-    predictions = pd.read_parquet(out["predictions"].path)
+    result, outputs = results[1]
+    predictions = pd.read_parquet(outputs["predictions"].path)
     assert predictions["row"].tolist() == folds.loc[folds["fold"] == 1, "row"].tolist()
     assert list(predictions.columns) == ["row", "fold", "y_true", "proba_Adelie",
                                          "proba_Chinstrap", "proba_Gentoo"]
     assert result["fold"] == 1 and result["n_validation"] == len(predictions)
-    assert result["params"]["hidden_units"] == [8] and result["params"]["epochs"] == 3
-    assert len(json.loads(open(out["history"].path).read())["loss"]) == 3
-    model = keras.saving.load_model(f"{out['model'].path}/model.keras", safe_mode=True)
-    encoded = pd.read_parquet(out["encoded"].path)
-    x = encoded[encoded["__fold__"] == 1].iloc[:, : model.input_shape[1]].to_numpy("float32")
+    assert result["predictions"] == outputs["predictions"].uri
+    assert len(json.loads(open(outputs["history"].path).read())["loss"]) == 3
+    model = keras.saving.load_model(f"{outputs['model'].path}/model.keras", safe_mode=True)
+    table, _, features = read_fold_table(fold_file(out["fold_data"].path, 1))
+    x = table.loc[table["__fold__"] == 1, features].to_numpy("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                predictions.iloc[:, 3:].to_numpy(), atol=1e-5)
-    assert out["metrics"].metadata["accuracy"] == pytest.approx(result["scores"]["accuracy"])
-    matrix = out["classification_metrics"].metadata["confusionMatrix"]
+    assert outputs["metrics"].metadata["accuracy"] == pytest.approx(result["scores"]["accuracy"])
+    matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == len(predictions)
 
 
-def test_aggregate_writes_cv_results_and_summary(chain, tmp_path):
-    _, out, _, result = chain
-    results = [json.dumps({**result, "fold": k, "scores": {**result["scores"],
-                                                           "accuracy": 0.5 + k / 10}})
-               for k in range(3)]
-    cv, summary, metrics = (artifact(dsl.Dataset, tmp_path, "cv"),
-                            artifact(dsl.Artifact, tmp_path, "summary"),
-                            artifact(dsl.Metrics, tmp_path, "metrics"))
-    aggregate.python_func(schema=out["schema"], fold_results=results, cv_results=cv,
-                          summary=summary, metrics=metrics)
-    table = pd.read_csv(cv.path)
-    assert table.loc[0, "split2_test_accuracy"] == pytest.approx(0.7)
-    assert table.loc[0, "mean_test_accuracy"] == pytest.approx(0.6)
-    described = json.loads(open(summary.path).read())
-    assert described["scoring"] == "accuracy" and described["classes"][0] == "Adelie"
-    assert set(described["versions"]) >= {"foldwise", "kfp", "tensorflow", "scikit-learn"}
-    assert metrics.metadata["mean_test_accuracy"] == pytest.approx(0.6)
+def test_train_refuses_another_folds_table_or_another_configs_params(chain, tmp_path):
+    _, out, _, trials, _ = chain
+    wrong = tmp_path / "wrong"
+    shutil.copytree(out["fold_data"].path, wrong)
+    shutil.copyfile(fold_file(wrong, 1), fold_file(wrong, 2))
+    with pytest.raises(RuntimeError, match="trial for fold 2 was handed the table of fold 1"):
+        run_train(tmp_path, dsl.Dataset(uri=str(wrong)), out["schema"], trials[2], "x")
+    other = {**trials[0], "params": {**trials[0]["params"], "learning_rate": 0.5}}
+    with pytest.raises(RuntimeError, match="was handed the parameters of cfg-"):
+        run_train(tmp_path, out["fold_data"], out["schema"], other, "y")
+
+
+def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(chain,
+                                                                                tmp_path):
+    _, out, _, trials, results = chain
+    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
+             "metrics", "classification_metrics"]
+    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
+             dsl.ClassificationMetrics]
+    outputs = {n: make(k, tmp_path, n) for n, k in zip(names, kinds, strict=True)}
+    aggregate.python_func(schema=out["schema"],
+                          fold_results=[json.dumps(r) for r, _ in results], **outputs)
+    table = pd.read_csv(outputs["cv_results"].path)
+    for fold, (result, _) in enumerate(results):
+        assert table.loc[0, f"split{fold}_test_accuracy"] == pytest.approx(
+            result["scores"]["accuracy"])
+    summary = json.loads(open(outputs["summary"].path).read())
+    assert summary["scoring"] == "accuracy" and summary["classes"][0] == "Adelie"
+    assert summary["best_config_id"] == trials[0]["config_id"] == json.loads(
+        open(outputs["best_params"].path).read())["config_id"]
+    assert set(summary["versions"]) >= {"foldwise", "kfp", "tensorflow", "scikit-learn"}
+    pooled = pd.read_parquet(outputs["oof_predictions"].path)
+    assert pooled["row"].tolist() == list(range(90))
+    histories = json.loads(open(outputs["best_histories"].path).read())
+    assert sorted(histories) == ["0", "1", "2"] and len(histories["0"]["loss"]) == 3
+    assert outputs["metrics"].metadata["mean_test_accuracy"] == pytest.approx(
+        table.loc[0, "mean_test_accuracy"])
+    matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == 90

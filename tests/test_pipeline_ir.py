@@ -1,4 +1,4 @@
-"""The compiled pipeline's structure: what a cluster and kfp.local will execute."""
+"""The compiled pipelines' structure: what a cluster and kfp.local will execute."""
 
 import pytest
 import yaml
@@ -7,46 +7,64 @@ from kfp import compiler
 from foldwise.components.image import IMAGE
 from foldwise.pipelines.cross_validation import cross_validation
 
+PIPELINES = {"cross_validation": cross_validation}
 
-@pytest.fixture(scope="module")
-def ir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ir") / "cross_validation.yaml"
-    compiler.Compiler().compile(cross_validation, str(path))
+
+def compile_ir(pipeline, folder):
+    path = folder / "pipeline.yaml"
+    compiler.Compiler().compile(pipeline, str(path))
     return yaml.safe_load(path.read_text())
 
 
-def loop_of(ir):
-    tasks = ir["root"]["dag"]["tasks"]
-    (name,) = [n for n, t in tasks.items() if "parameterIterator" in t]
-    return tasks[name], ir["components"][tasks[name]["componentRef"]["name"]]
+@pytest.fixture(scope="module", params=sorted(PIPELINES))
+def ir(request, tmp_path_factory):
+    return compile_ir(PIPELINES[request.param], tmp_path_factory.mktemp(request.param))
 
 
-def test_dag_shape_preprocess_fold_loop_aggregate(ir):
+def loops(ir):
+    """``{loop display name: (task in root dag, component)}``."""
     tasks = ir["root"]["dag"]["tasks"]
-    loop_task, loop = loop_of(ir)
-    assert loop_task["taskInfo"]["name"] == "folds"
-    assert {n for n in tasks if n != "preprocess" and n != "aggregate"} == {
-        n for n in tasks if n.startswith("for-loop")}
-    assert len(tasks) == 3
-    assert set(loop["dag"]["tasks"]) == {"scale", "one-hot-encode", "train"}
-    assert loop_task["parameterIterator"]["items"]["inputParameter"].endswith(
+    return {t["taskInfo"]["name"]: (t, ir["components"][t["componentRef"]["name"]])
+            for t in tasks.values() if "parameterIterator" in t}
+
+
+def test_two_flat_loops_folds_then_trials(ir):
+    found = loops(ir)
+    assert set(found) == {"folds", "trials"}
+    folds_task, folds = found["folds"]
+    trials_task, trials = found["trials"]
+    assert folds_task["parameterIterator"]["items"]["inputParameter"].endswith(
         "preprocess-Output")
-    assert loop["dag"]["tasks"]["one-hot-encode"]["dependentTasks"] == ["scale"]
-    assert loop["dag"]["tasks"]["train"]["dependentTasks"] == ["one-hot-encode"]
+    assert trials_task["parameterIterator"]["items"]["inputParameter"].endswith(
+        "plan-trials-Output")
+    assert set(folds["dag"]["tasks"]) == {"scale", "one-hot-encode"}
+    assert set(trials["dag"]["tasks"]) == {"train"}
+    for _, component in found.values():  # no loop nested in a loop
+        assert all("parameterIterator" not in t for t in component["dag"]["tasks"].values())
 
 
-def test_no_task_in_the_loop_reads_another_tasks_parameter_output(ir):
+def test_no_task_in_a_loop_reads_another_tasks_parameter_output(ir):
     """kfp.local replaces such inputs with the loop item: only artifacts may flow in."""
-    _, loop = loop_of(ir)
-    for name, task in loop["dag"]["tasks"].items():
-        for key, source in task["inputs"].get("parameters", {}).items():
-            assert "taskOutputParameter" not in source, (name, key)
-    fold_inputs = {t["inputs"]["parameters"]["fold"]["componentInputParameter"]
-                   for t in loop["dag"]["tasks"].values()}
-    assert len(fold_inputs) == 1 and fold_inputs.pop().endswith("loop-item")
+    for _, component in loops(ir).values():
+        for name, task in component["dag"]["tasks"].items():
+            for key, source in task["inputs"].get("parameters", {}).items():
+                assert "taskOutputParameter" not in source, (name, key)
 
 
-def test_fold_results_fan_in_as_parameters_not_artifacts(ir):
+def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
+    _, trials = loops(ir)["trials"]
+    train = trials["dag"]["tasks"]["train"]["inputs"]
+    assert train["artifacts"]["fold_data"]["componentInputArtifact"].endswith(
+        "collect-folds-fold_data")
+    params = train["parameters"]
+    for name, field in [("fold", "fold"), ("config_id", "config_id"), ("params", "params")]:
+        assert params[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
+    tasks = ir["root"]["dag"]["tasks"]
+    assert tasks["collect-folds"]["inputs"]["artifacts"]["encoded"]["taskOutputArtifact"][
+        "producerTask"].startswith("for-loop")
+
+
+def test_trial_results_fan_in_as_parameters_not_artifacts(ir):
     aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]
     assert aggregate["parameters"]["fold_results"]["taskOutputParameter"][
         "producerTask"].startswith("for-loop")
@@ -54,16 +72,14 @@ def test_fold_results_fan_in_as_parameters_not_artifacts(ir):
 
 
 def test_every_step_runs_the_foldwise_image_and_installs_nothing(ir):
-    executors = ir["deploymentSpec"]["executors"]
-    assert set(executors) == {f"exec-{n}" for n in
-                              ("preprocess", "scale", "one-hot-encode", "train", "aggregate")}
-    for executor in executors.values():
+    for executor in ir["deploymentSpec"]["executors"].values():
         container = executor["container"]
         assert container["image"] == IMAGE
         assert "pip install" not in " ".join(container["command"])
 
 
-def test_pipeline_parameters_and_outputs(ir):
+def test_cross_validation_parameters_and_outputs(tmp_path):
+    ir = compile_ir(cross_validation, tmp_path)
     parameters = ir["root"]["inputDefinitions"]["parameters"]
     assert {"data", "target", "folds", "seed", "scaler", "model_spec"} <= set(parameters)
     assert parameters["folds"]["defaultValue"] == 5

@@ -74,7 +74,7 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
 def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring: str,
             versions: dict) -> dict:
     """The run's summary: data, folds, the best configuration's mean and std per metric."""
-    best = table.sort_values(f"rank_test_{scoring}", kind="stable").iloc[0]
+    best = table.set_index("config_id").loc[best_config_id(table, scoring)]
     return {
         "task": schema["task"],
         "target": schema["target"],
@@ -89,7 +89,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
         "fold_strategy": schema["fold_strategy"],
         "seed": schema["seed"],
         "scoring": scoring,
-        "best_config_id": best["config_id"],
+        "configs": len(table),
+        "best_config_id": best.name,
         "best_params": json.loads(best["params"]),
         "metrics": {
             metric: {"mean": _json_float(best[f"mean_test_{metric}"]),
@@ -103,3 +104,25 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
 def _json_float(value: float) -> float | None:
     value = float(value)
     return None if np.isnan(value) else value
+
+
+def best_config_id(table: pd.DataFrame, scoring: str) -> str:
+    """The configuration ranked first by ``scoring`` (the first listed among ties)."""
+    column = f"rank_test_{scoring}"
+    if column not in table.columns:
+        known = [c.removeprefix("rank_test_") for c in table.columns if c.startswith("rank_")]
+        raise FoldwiseError(f"scoring {scoring!r} is not reported; use one of {', '.join(known)}")
+    return str(table.sort_values(column, kind="stable").iloc[0]["config_id"])
+
+
+def pooled_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One configuration's out-of-fold predictions of every fold, one line per row, by row."""
+    pooled = pd.concat(frames, ignore_index=True).sort_values("row", kind="stable")
+    if pooled["row"].duplicated().any():
+        raise FoldwiseError("a row was predicted by more than one fold: folds overlap")
+    return pooled.reset_index(drop=True)
+
+
+def probability_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``proba_<class>`` columns of a predictions table, in class order."""
+    return [c for c in frame.columns if c.startswith("proba_")]

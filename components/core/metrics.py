@@ -74,3 +74,10 @@ def confusion_matrix(y_true: np.ndarray, prediction: np.ndarray, n_classes: int)
     predicted = prediction.argmax(axis=1)
     matrix = skm.confusion_matrix(y_true, predicted, labels=list(range(n_classes)))
     return matrix.astype(int).tolist()
+
+
+def roc_curve(y_true: np.ndarray, score_positive: np.ndarray) -> tuple[list, list, list]:
+    """ROC curve points as plain lists; the first threshold (infinite in scikit-learn) is 1."""
+    fpr, tpr, thresholds = skm.roc_curve(y_true, score_positive)
+    thresholds = np.minimum(thresholds, 1.0)
+    return fpr.tolist(), tpr.tolist(), thresholds.tolist()

@@ -12,7 +12,7 @@ import pandas as pd
 from foldwise.components.core import metrics
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 from foldwise.components.core.encoding import feature_matrix
-from foldwise.components.core.model import build_model, output_kind
+from foldwise.components.core.model import build_model, config_id, normalize_spec, output_kind
 
 
 @dataclass
@@ -33,6 +33,45 @@ def split_fold(encoded: pd.DataFrame, fold: int, target: str, features: list[str
     y = encoded[target].to_numpy()
     return FoldData(x[~validation], y[~validation], x[validation], y[validation],
                     encoded[ROW_COLUMN].to_numpy()[validation])
+
+
+def check_trial(expected_config_id: str, fold: int, params: dict, table_fold: int, task: str,
+                n_classes: int | None) -> dict:
+    """Normalize a trial's parameters and make sure it got what it was promised.
+
+    A table fitted for another fold, or parameters that hash to another configuration, mean
+    the orchestrator mixed up inputs: training on them would report wrong scores silently.
+
+    Returns:
+        The normalized model spec.
+
+    Raises:
+        RuntimeError: The fold or the configuration does not match.
+    """
+    if int(table_fold) != int(fold):
+        raise RuntimeError(f"trial for fold {fold} was handed the table of fold {table_fold}")
+    spec = normalize_spec(params, task, n_classes)
+    if config_id(spec) != expected_config_id:
+        raise RuntimeError(
+            f"trial {expected_config_id} was handed the parameters of {config_id(spec)}")
+    return spec
+
+
+def predictions_frame(data: FoldData, fold: int, prediction: np.ndarray,
+                      classes: list | None) -> pd.DataFrame:
+    """Out-of-fold predictions of one fold.
+
+    Columns: ``row``, ``fold``, ``y_true`` and ``prediction`` (regression) or one
+    ``proba_<class>`` column per class.
+    """
+    out = pd.DataFrame({"row": data.rows_validation, "fold": int(fold),
+                        "y_true": data.y_validation})
+    if classes is None:
+        out["prediction"] = prediction
+    else:
+        for index, label in enumerate(classes):
+            out[f"proba_{label}"] = prediction[:, index]
+    return out
 
 
 @dataclass

@@ -1,0 +1,95 @@
+"""Hyperparameter grids written like scikit-learn's ``param_grid``, validated before any run.
+
+A grid is a mapping of parameter → list of values, or a list of such mappings; it expands like
+``sklearn.model_selection.ParameterGrid``. Every parameter of :mod:`core.model` may appear.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sklearn.model_selection import ParameterGrid
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.model import SPEC_KEYS, config_id, normalize_spec
+from foldwise.components.core.table import suggest
+
+
+def load_grid(path: str | Path) -> list[dict]:
+    """Read a grid from a YAML or JSON file (JSON is YAML too) and check its shape."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FoldwiseError(f"grid file {path} does not exist: check the path given to --grid")
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise FoldwiseError(f"grid file {path} is not valid YAML: {err}") from err
+    return check_grid(grid, str(path))
+
+
+def check_grid(grid: Any, where: str = "the grid") -> list[dict]:
+    """Return the grid as a list of mappings of parameter → non-empty list of values."""
+    if isinstance(grid, dict):
+        grid = [grid]
+    if not isinstance(grid, list) or not grid:
+        raise FoldwiseError(
+            f"{where} must be a mapping of parameter → list of values (or a list of such "
+            "mappings), e.g. {learning_rate: [0.001, 0.01]}")
+    for part in grid:
+        if not isinstance(part, dict):
+            raise FoldwiseError(f"{where}: each entry must be a mapping, got {part!r}")
+        for key, values in part.items():
+            if key not in SPEC_KEYS:
+                raise FoldwiseError(
+                    f"{where}: unknown grid parameter {key!r}{suggest(str(key), SPEC_KEYS)} "
+                    f"(known: {', '.join(SPEC_KEYS)})")
+            if not isinstance(values, list):
+                example = "[[64], [128, 64]]" if key == "hidden_units" else f"[{values!r}]"
+                raise FoldwiseError(
+                    f"{where}: {key} must be a list of values to try, e.g. {key}: {example}")
+            if not values:
+                raise FoldwiseError(f"{where}: {key} has an empty list: give at least one value")
+            if key == "hidden_units" and not all(isinstance(v, list) for v in values):
+                raise FoldwiseError(
+                    f"{where}: hidden_units values are lists of layer sizes, e.g. "
+                    f"hidden_units: [[64], [128, 64]]; got {values!r}")
+    return grid
+
+
+def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict]:
+    """Every configuration of the grid, validated and completed with defaults.
+
+    Returns:
+        Distinct configurations in ``ParameterGrid`` order, each ``{"config_id", "params"}``.
+
+    Raises:
+        FoldwiseError: A configuration is invalid (the message names it).
+    """
+    configs, seen = [], set()
+    for part in check_grid(grid):
+        for values in ParameterGrid(part) if part else [{}]:
+            try:
+                params = normalize_spec(values, task, n_classes)
+            except FoldwiseError as err:
+                raise FoldwiseError(
+                    f"grid configuration {json.dumps(values, sort_keys=True)}: {err}") from None
+            cid = config_id(params)
+            if cid not in seen:
+                seen.add(cid)
+                configs.append({"config_id": cid, "params": params})
+    return configs
+
+
+def plan_trials(configs: list[dict], fold_ids: list[int]) -> list[dict]:
+    """One trial per (configuration, fold): ``{"config_id", "fold", "params"}``."""
+    return [{"config_id": c["config_id"], "fold": int(fold), "params": c["params"]}
+            for c in configs for fold in fold_ids]
+
+
+def single_config_grid(model_spec: dict) -> list[dict]:
+    """The grid holding exactly one configuration: ``model_spec``."""
+    return [{key: [value] for key, value in model_spec.items()}]

@@ -1,0 +1,35 @@
+"""KFP component: expand the grid into one trial per (configuration, fold)."""
+
+from kfp.dsl import Artifact, Input
+
+from foldwise.components.image import component
+
+
+@component
+def plan_trials(
+    schema: Input[Artifact],
+    fold_ids: list,
+    param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
+    model_spec: dict = {},  # noqa: B006
+) -> list:
+    """List the trials to train: every configuration of the grid on every fold.
+
+    Args:
+        schema: The preprocess step's schema (task and classes decide defaults and checks).
+        fold_ids: The folds.
+        param_grid: Mappings of parameter → values, expanded like scikit-learn's
+            ``ParameterGrid``; empty to train ``model_spec`` alone.
+        model_spec: The one configuration to train when ``param_grid`` is empty.
+
+    Returns:
+        ``[{"config_id", "fold", "params"}, ...]``: the items of the pipeline's trial loop.
+    """
+    import json
+
+    from foldwise.components.core.grid import expand_grid, plan_trials, single_config_grid
+
+    with open(schema.path, encoding="utf-8") as handle:
+        described = json.load(handle)
+    n_classes = len(described["classes"]) if described["classes"] else None
+    grid = param_grid or single_config_grid(model_spec)
+    return plan_trials(expand_grid(grid, described["task"], n_classes), fold_ids)

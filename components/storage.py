@@ -1,0 +1,159 @@
+"""Reading and writing local paths and ``gs://`` URIs alike, through google-cloud-storage.
+
+``STORAGE_EMULATOR_HOST`` (e.g. ``http://127.0.0.1:9023``) points the client at a
+GCS-compatible server with anonymous credentials; otherwise application default credentials
+are used. Transient errors (429, 5xx, connection resets) are retried with exponential backoff.
+URIs are only ever taken as given, never built from a bucket name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from foldwise.components.core.errors import FoldwiseError
+
+GCS_PREFIX = "gs://"
+
+
+def is_gcs(uri: str | os.PathLike) -> bool:
+    """Whether ``uri`` names an object in a bucket."""
+    return str(uri).startswith(GCS_PREFIX)
+
+
+def join(base: str, *parts: str) -> str:
+    """``base/part/...`` for a local folder or a ``gs://`` prefix."""
+    if is_gcs(base):
+        return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+    return str(Path(base, *parts))
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, name = uri[len(GCS_PREFIX):].partition("/")
+    if not bucket:
+        raise FoldwiseError(f"{uri} names no bucket: write gs://BUCKET/PATH")
+    return bucket, name
+
+
+def _client():
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "foldwise"),
+                              credentials=AnonymousCredentials())
+    try:
+        return storage.Client()
+    except Exception as err:  # google.auth raises DefaultCredentialsError and others
+        raise FoldwiseError(
+            f"cannot reach Google Cloud Storage ({err}): run 'gcloud auth application-default "
+            "login' or set GOOGLE_APPLICATION_CREDENTIALS") from err
+
+
+def _retry():
+    """The library's retry on 429, 5xx and connection errors, with backoff up to 5 minutes.
+
+    Passed to every call, uploads included (the library retries those only when asked).
+    """
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(
+        300.0)
+
+
+def _blob(uri: str):
+    bucket, name = _split(uri)
+    return _client().bucket(bucket).blob(name)
+
+
+@contextlib.contextmanager
+def _gcs_errors(uri: str) -> Iterator[None]:
+    from google.api_core import exceptions
+
+    try:
+        yield
+    except exceptions.NotFound as err:
+        raise FoldwiseError(f"{uri} does not exist (bucket or object not found)") from err
+    except exceptions.Forbidden as err:
+        raise FoldwiseError(
+            f"no permission for {uri}: check the credentials' access to the bucket") from err
+
+
+def exists(uri: str) -> bool:
+    """Whether a local file or a bucket object exists."""
+    if not is_gcs(uri):
+        return Path(uri).exists()
+    with _gcs_errors(uri):
+        return _blob(uri).exists(retry=_retry())
+
+
+def read_bytes(uri: str) -> bytes:
+    """The content of a local file or a bucket object."""
+    if not is_gcs(uri):
+        return Path(uri).read_bytes()
+    with _gcs_errors(uri):
+        return _blob(uri).download_as_bytes(retry=_retry())
+
+
+def download(uri: str, destination: Path) -> None:
+    """Copy a local file or bucket object to a local file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if not is_gcs(uri):
+        shutil.copyfile(uri, destination)
+        return
+    with _gcs_errors(uri):
+        _blob(uri).download_to_filename(str(destination), retry=_retry())
+
+
+def download_folder(uri: str, destination: Path) -> None:
+    """Copy every object under a ``gs://`` prefix (or a local folder) into ``destination``."""
+    if not is_gcs(uri):
+        shutil.copytree(uri, destination, dirs_exist_ok=True)
+        return
+    bucket, prefix = _split(uri.rstrip("/") + "/")
+    with _gcs_errors(uri):
+        blobs = list(_client().list_blobs(bucket, prefix=prefix, retry=_retry()))
+        if not blobs:
+            raise FoldwiseError(f"{uri} does not exist (no objects under that prefix)")
+        for blob in blobs:
+            target = destination / blob.name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(target), retry=_retry())
+
+
+def upload(source: Path, uri: str) -> None:
+    """Copy a local file to a local path or a bucket object.
+
+    A local target is written under a temporary name and renamed; a bucket object appears
+    whole or not at all (one object write).
+    """
+    if not is_gcs(uri):
+        target = Path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+        return
+    with _gcs_errors(uri):
+        _blob(uri).upload_from_filename(str(source), retry=_retry())
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local path with the content of ``uri``.
+
+    The path itself, or a temporary download that keeps the object's file name (its suffix
+    tells the table format).
+    """
+    if not is_gcs(uri):
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        target = Path(folder) / (_split(uri)[1].rsplit("/", 1)[-1] or "object")
+        download(uri, target)
+        yield target

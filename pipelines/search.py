@@ -1,0 +1,54 @@
+"""The search part every foldwise pipeline shares.
+
+preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials →
+per (config, fold) train → aggregate.
+
+Per-fold transforms are computed once per fold and reused by every configuration. The shape
+is chosen so that kfp.local executes it correctly and a cluster runs one pod per step: two
+flat loops, one over the fold ids and one over the trials, whose inputs are loop-item fields,
+pipeline parameters and artifacts only (kfp.local replaces any other task's parameter output
+inside a loop with the loop item). Trial results fan in as parameters, not artifacts.
+"""
+
+from kfp import dsl
+
+from foldwise.components import (
+    aggregate,
+    collect_folds,
+    one_hot_encode,
+    plan_trials,
+    preprocess,
+    scale,
+    train,
+)
+
+
+def search_steps(data, target, task, categorical, numeric, drop, group_column, folds, seed,
+                 scaler, param_grid, model_spec, scoring):
+    """Add the search steps to the pipeline being defined.
+
+    Returns:
+        ``(preprocess_task, aggregate_task)``.
+    """
+    prepared = preprocess(
+        data=data, target=target, task=task, categorical=categorical, numeric=numeric,
+        drop=drop, group_column=group_column, folds=folds, seed=seed,
+    ).set_display_name("preprocess")
+    schema = prepared.outputs["schema"]
+    with dsl.ParallelFor(items=prepared.outputs["Output"], name="folds") as fold:
+        scaled = scale(prepared=prepared.outputs["prepared"], schema=schema, fold=fold,
+                       scaler=scaler).set_display_name("scale")
+        encoded = one_hot_encode(scaled=scaled.outputs["scaled"], schema=schema,
+                                 fold=fold).set_display_name("one-hot-encode")
+    fold_data = collect_folds(
+        encoded=dsl.Collected(encoded.outputs["encoded"])).set_display_name("collect-folds")
+    trials = plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
+                         param_grid=param_grid, model_spec=model_spec,
+                         ).set_display_name("plan-trials")
+    with dsl.ParallelFor(items=trials.output, name="trials") as trial:
+        trained = train(fold_data=fold_data.outputs["fold_data"], schema=schema,
+                        config_id=trial.config_id, fold=trial.fold, params=trial.params,
+                        seed=seed).set_display_name("train")
+    results = aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
+                        scoring=scoring).set_display_name("aggregate")
+    return prepared, results

@@ -1,0 +1,79 @@
+import pytest
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.grid import (
+    expand_grid,
+    load_grid,
+    plan_trials,
+    single_config_grid,
+)
+
+
+def test_expands_like_sklearn_parameter_grid(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("hidden_units: [[64], [128, 64]]\nlearning_rate: [0.001, 0.01]\n"
+                    "beta_1: [0.9]\n")
+    configs = expand_grid(load_grid(path), "regression", None)
+    assert [(c["params"]["hidden_units"], c["params"]["learning_rate"]) for c in configs] == [
+        ([64], 0.001), ([64], 0.01), ([128, 64], 0.001), ([128, 64], 0.01)]
+    assert len({c["config_id"] for c in configs}) == 4
+    assert all(c["params"]["beta_1"] == 0.9 and c["params"]["epochs"] == 50 for c in configs)
+
+
+def test_list_of_grids_allows_optimizer_specific_parameters():
+    grid = [{"optimizer": ["adam"], "beta_1": [0.8, 0.9]},
+            {"optimizer": ["sgd"], "momentum": [0.0, 0.9]}]
+    configs = expand_grid(grid, "classification", 3)
+    assert [c["params"]["optimizer"] for c in configs] == ["adam", "adam", "sgd", "sgd"]
+    assert "momentum" not in configs[0]["params"] and configs[3]["params"]["momentum"] == 0.9
+
+
+def test_duplicate_configurations_are_kept_once():
+    configs = expand_grid([{"epochs": [5]}, {"epochs": [5], "batch_size": [32]}], "regression",
+                          None)
+    assert len(configs) == 1
+
+
+def test_trials_pair_every_config_with_every_fold():
+    configs = expand_grid({"epochs": [1, 2]}, "regression", None)
+    trials = plan_trials(configs, [0, 1, 2])
+    assert [(t["params"]["epochs"], t["fold"]) for t in trials] == [
+        (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+
+
+def test_single_config_grid_round_trips():
+    spec = {"hidden_units": [64, 32], "learning_rate": 0.01}
+    (config,) = expand_grid(single_config_grid(spec), "regression", None)
+    assert config["params"]["hidden_units"] == [64, 32]
+    assert config["params"]["learning_rate"] == 0.01
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("lerning_rate: [0.1]", r"unknown grid parameter 'lerning_rate'; did you mean "
+                                r"'learning_rate'"),
+        ("learning_rate: 0.1", r"learning_rate must be a list of values to try, e.g. "
+                               r"learning_rate: \[0.1\]"),
+        ("epochs: []", r"epochs has an empty list"),
+        ("hidden_units: [64, 32]", r"hidden_units values are lists of layer sizes"),
+        ("- 3", r"each entry must be a mapping"),
+        ("[]", r"must be a mapping of parameter"),
+        ("learning_rate: [0.1, -1]", r'grid configuration \{"learning_rate": -1\}: '
+                                     r"learning_rate must be in"),
+        ("optimizer: [adam, sgd]\nmomentum: [0.9]",
+         r'grid configuration \{"momentum": 0.9, "optimizer": "adam"\}: momentum does not '
+         r"apply"),
+        ("epochs: [10\n", r"not valid YAML"),
+    ],
+)
+def test_bad_grids_are_refused_before_anything_runs(tmp_path, text, match):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(FoldwiseError, match=match):
+        expand_grid(load_grid(path), "regression", None)
+
+
+def test_missing_grid_file(tmp_path):
+    with pytest.raises(FoldwiseError, match="grid file .* does not exist"):
+        load_grid(tmp_path / "nope.yaml")
