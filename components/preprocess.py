@@ -45,7 +45,7 @@ def preprocess(
     from foldwise.components import storage
     from foldwise.components.core.preprocess import PreprocessOptions
     from foldwise.components.core.preprocess import preprocess as run_preprocess
-    from foldwise.components.core.table import read_table
+    from foldwise.components.core.table import file_sha256, read_table
 
     options = PreprocessOptions(
         target=target, task=task or None, categorical=tuple(categorical),
@@ -54,6 +54,7 @@ def preprocess(
     )
     with storage.local_copy(data) as local_data:
         table, described = run_preprocess(read_table(local_data), options)
+        described["data"] = {"uri": data, "sha256": file_sha256(local_data)}
     table.to_parquet(prepared.path, index=False)
     with open(schema.path, "w", encoding="utf-8") as handle:
         json.dump(described, handle, indent=2, ensure_ascii=False)

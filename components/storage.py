@@ -157,3 +157,50 @@ def local_copy(uri: str) -> Iterator[Path]:
         target = Path(folder) / (_split(uri)[1].rsplit("/", 1)[-1] or "object")
         download(uri, target)
         yield target
+
+
+MANIFEST = "manifest.json"
+
+
+def publish(files: list[tuple[str, Path]], destination: str, about: dict) -> dict:
+    """Copy files under ``destination``, then write ``manifest.json`` listing them, LAST.
+
+    A destination without ``manifest.json`` is therefore never a finished export, whatever
+    else it holds; a destination that has one is refused rather than written over.
+
+    Args:
+        files: ``(name relative to destination, local path)`` pairs.
+        destination: Local folder or ``gs://`` prefix.
+        about: What the export is (pipeline, versions, data fingerprint, ...).
+
+    Returns:
+        The manifest written.
+    """
+    import hashlib
+    import json
+    from datetime import datetime, timezone
+
+    manifest_uri = join(destination, MANIFEST)
+    if exists(manifest_uri):
+        raise FoldwiseError(
+            f"{destination} already holds a finished export ({manifest_uri}): choose another "
+            "destination; exports are never written over")
+    listed = {}
+    for name, path in files:
+        content = Path(path).read_bytes()
+        listed[name] = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        upload(Path(path), join(destination, name))
+    manifest = {**about, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "files": listed}
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        local = Path(folder) / MANIFEST
+        local.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        upload(local, manifest_uri)
+    return manifest
+
+
+def folder_files(folder: str | Path, prefix: str) -> list[tuple[str, Path]]:
+    """``(prefix/relative path, path)`` for every file below a local folder, sorted."""
+    root = Path(folder)
+    return [(f"{prefix}/{p.relative_to(root).as_posix()}", p)
+            for p in sorted(root.rglob("*")) if p.is_file()]

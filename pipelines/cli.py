@@ -8,10 +8,11 @@ printed); anything else is a bug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -49,20 +50,9 @@ def _units(text: str) -> list[int]:
             f"expected layer sizes such as 64,32, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's parser."""
-    parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
-    pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
-    cv = pipelines.add_parser(
-        "cross-validation", help="K-fold cross-validation of one Keras model",
-        description="Leakage-free K-fold cross-validation of a Keras model, run as a KFP "
-        "pipeline on the embedded engine.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    data = cv.add_argument_group("data")
-    data.add_argument("--data", required=True, help="CSV or Parquet table")
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, help="CSV or Parquet table (path or gs://)")
     data.add_argument("--target", required=True, help="column to predict")
     data.add_argument("--task", choices=["classification", "regression"],
                       help="override the task inferred from the target")
@@ -74,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="comma-separated columns to leave out")
     data.add_argument("--group-column", default="", metavar="COL",
                       help="rows sharing this column's value always share a fold")
-    folds = cv.add_argument_group("folds and preprocessing")
+    folds = parser.add_argument_group("folds and preprocessing")
     folds.add_argument("--folds", type=int, default=5, help="number of folds")
     folds.add_argument("--seed", type=int, default=0, help="seed of folds, weights, shuffling")
     folds.add_argument("--scaler", default="standard",
@@ -82,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="numeric scaling fitted per fold (after median imputation)")
     folds.add_argument("--scoring", default="",
                        help="metric to rank by (default: r2 or accuracy)")
-    model = cv.add_argument_group("model (defaults: see foldwise.components.core.model)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, title: str) -> None:
+    model = parser.add_argument_group(title)
     model.add_argument("--hidden-units", type=_units, metavar="N,N",
                        help="hidden layer sizes, e.g. 64,32 (default 64,32)")
     model.add_argument("--activation", help="hidden activation (default relu)")
@@ -102,15 +95,59 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of training rows held out for early stopping (default 0.1)")
     model.add_argument("--target-scaling", choices=["standard", "none"],
                        help="standardize regression targets per fold (default standard)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
+    pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+
+    cv = pipelines.add_parser(
+        "cross-validation", help="K-fold cross-validation of one Keras model",
+        description="Leakage-free K-fold cross-validation of a Keras model, run as a KFP "
+        "pipeline on the embedded engine.", formatter_class=formatter)
+    _add_data_options(cv)
+    _add_model_options(cv, "model (defaults: see foldwise.components.core.model)")
     cv.add_argument("--output", type=Path,
                     help="folder for results (default: a new folder under ./foldwise-runs/)")
+
+    grid = pipelines.add_parser(
+        "grid-search", help="grid search with refit and a model that serves raw rows",
+        description="Grid search of Keras models with leakage-free K-fold cross-validation, "
+        "run as a KFP pipeline on the embedded engine; the best configuration is refitted on "
+        "all rows and exported with its preprocessing, cv_results, a report and a manifest.",
+        formatter_class=formatter)
+    _add_data_options(grid)
+    grid.add_argument("--grid", required=True, type=Path,
+                      help="YAML file: parameter -> list of values, or a list of such mappings")
+    _add_model_options(grid, "model options fixed for every configuration the grid leaves open")
+    grid.add_argument("--output",
+                      help="results folder or gs:// prefix (default: a new folder under "
+                      "./foldwise-runs/)")
+
+    predict = commands.add_parser(
+        "predict", help="predict with an exported model",
+        description="Predict rows of a table with the model folder of a grid-search export.",
+        formatter_class=formatter)
+    predict.add_argument("--model", required=True,
+                         help="the export's model folder (path or gs://.../model)")
+    predict.add_argument("--data", required=True, help="CSV or Parquet table (path or gs://)")
+    predict.add_argument("--output", required=True, help="CSV to write (path or gs://)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``foldwise`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "predict":
+            return predict(args)
+        if args.pipeline == "grid-search":
+            return run_grid_search(args)
         return run_cross_validation(args)
     except FoldwiseError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -125,52 +162,77 @@ def model_spec_from_args(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in MODEL_FLAGS if getattr(args, key) is not None}
 
 
-def run_cross_validation(args: argparse.Namespace) -> int:
-    """Validate everything, run the pipeline on kfp.local, publish and print the results."""
-    from foldwise.components.core import metrics
-    from foldwise.components.core.model import normalize_spec
+def _validate_data(args: argparse.Namespace) -> tuple[str, dict]:
+    """Read and preprocess the table here, so that every data error comes before any step."""
+    from foldwise.components import storage
     from foldwise.components.core.preprocess import PreprocessOptions, preprocess
     from foldwise.components.core.table import read_table
-    from foldwise.pipelines.cross_validation import cross_validation
-    from foldwise.pipelines.engine import PipelineFailed, run_local
 
-    started = time.perf_counter()
-    data_path = Path(args.data).expanduser().resolve()
+    data = args.data if storage.is_gcs(args.data) else str(Path(args.data).expanduser()
+                                                              .resolve())
     options = PreprocessOptions(
         target=args.target, task=args.task, categorical=tuple(args.categorical),
         numeric=tuple(args.numeric), drop=tuple(args.drop),
         group_column=args.group_column or None, folds=args.folds, seed=args.seed,
     )
-    # Everything a user can get wrong is checked here, before any step runs.
-    _, schema = preprocess(read_table(data_path), options)
-    n_classes = len(schema["classes"]) if schema["classes"] else None
-    spec = model_spec_from_args(args)
-    full_spec = normalize_spec(spec, schema["task"], n_classes)
-    names = metrics.metric_names(schema["task"], n_classes)
-    if args.scoring and args.scoring not in names:
-        raise FoldwiseError(
-            f"--scoring {args.scoring!r} is not reported for {schema['task']}; use one of "
-            f"{', '.join(names)}")
-    output = _prepare_output(args.output)
+    with storage.local_copy(data) as local:
+        _, schema = preprocess(read_table(local), options)
+    return data, schema
 
-    _describe_plan(data_path, schema, full_spec, output)
-    arguments = {
-        "data": str(data_path), "target": args.target, "task": args.task or "",
+
+def _check_scoring(scoring: str, schema: dict) -> None:
+    from foldwise.components.core import metrics
+
+    names = metrics.metric_names(schema["task"], _n_classes(schema))
+    if scoring and scoring not in names:
+        raise FoldwiseError(
+            f"--scoring {scoring!r} is not reported for {schema['task']}; use one of "
+            f"{', '.join(names)}")
+
+
+def _n_classes(schema: dict) -> int | None:
+    return len(schema["classes"]) if schema["classes"] else None
+
+
+def _pipeline_arguments(args: argparse.Namespace, data: str) -> dict:
+    return {
+        "data": data, "target": args.target, "task": args.task or "",
         "categorical": list(args.categorical), "numeric": list(args.numeric),
         "drop": list(args.drop), "group_column": args.group_column, "folds": args.folds,
-        "seed": args.seed, "scaler": args.scaler, "model_spec": spec, "scoring": args.scoring,
+        "seed": args.seed, "scaler": args.scaler, "scoring": args.scoring,
     }
-    total = 4 + 3 * args.folds
-    progress = _Progress(total)
+
+
+def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) -> dict | None:
+    """Run on kfp.local; ``None`` (after printing why) when a step failed for no user error."""
+    from foldwise.pipelines.engine import PipelineFailed, run_local
+
     try:
-        outputs = run_local(cross_validation, arguments, output / "pipeline",
-                            output / "pipeline.log", progress)
+        return run_local(pipeline, arguments, pipeline_root, log, progress)
     except PipelineFailed as err:
         if err.user_error:
             raise FoldwiseError(str(err)) from None
         print(f"error: {err}; full log: {err.log_path}", file=sys.stderr)
-        return EXIT_STEP_FAILED
+        return None
 
+
+def run_cross_validation(args: argparse.Namespace) -> int:
+    """Validate everything, run the pipeline on kfp.local, publish and print the results."""
+    from foldwise.components.core.model import normalize_spec
+    from foldwise.pipelines.cross_validation import cross_validation
+
+    started = time.perf_counter()
+    data, schema = _validate_data(args)
+    spec = model_spec_from_args(args)
+    full_spec = normalize_spec(spec, schema["task"], _n_classes(schema))
+    _check_scoring(args.scoring, schema)
+    output = _prepare_output(args.output, "cross-validation")
+
+    _describe_plan(data, schema, [f"model    {json.dumps(full_spec, sort_keys=True)}"], output)
+    outputs = _run(cross_validation, {**_pipeline_arguments(args, data), "model_spec": spec},
+                   output / "pipeline", output / "pipeline.log", _Progress(4 + 3 * args.folds))
+    if outputs is None:
+        return EXIT_STEP_FAILED
     _publish(outputs["cv_results"].path, output / "cv_results.csv")
     _publish(outputs["folds"].path, output / "folds.csv")
     _publish(outputs["summary"].path, output / "summary.json")
@@ -181,14 +243,130 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_output(output: Path | None) -> Path:
+def grid_from_args(args: argparse.Namespace) -> list[dict]:
+    """The grid file's mappings, completed with the command line's model options.
+
+    An option given on the command line is fixed for every mapping that does not vary it.
+    """
+    from foldwise.components.core.grid import load_grid
+
+    fixed = model_spec_from_args(args)
+    return [{**{key: [value] for key, value in fixed.items()}, **part}
+            for part in load_grid(args.grid)]
+
+
+def run_grid_search(args: argparse.Namespace) -> int:
+    """Validate data and grid, run the grid search on kfp.local, print the ranking."""
+    from foldwise.components import storage
+    from foldwise.components.core.grid import expand_grid
+    from foldwise.pipelines.grid_search import grid_search
+
+    started = time.perf_counter()
+    data, schema = _validate_data(args)
+    grid = grid_from_args(args)
+    configs = expand_grid(grid, schema["task"], _n_classes(schema))
+    _check_scoring(args.scoring, schema)
+    if args.output and storage.is_gcs(args.output):
+        destination = args.output.rstrip("/")
+        if storage.exists(storage.join(destination, storage.MANIFEST)):
+            raise FoldwiseError(
+                f"{destination} already holds a finished export: choose another --output")
+        workspace = _prepare_output(None, "grid-search")
+    else:
+        workspace = _prepare_output(Path(args.output) if args.output else None, "grid-search")
+        destination = str(workspace)
+
+    trials = len(configs) * args.folds
+    _describe_plan(data, schema, [
+        f"grid     {len(configs)} configurations × {args.folds} folds = {trials} trials",
+        f"export   {destination}"], workspace)
+    total = 7 + 2 * args.folds + trials
+    outputs = _run(grid_search, {**_pipeline_arguments(args, data), "param_grid": grid,
+                                 "destination": destination},
+                   workspace / "pipeline", workspace / "pipeline.log",
+                   _Progress(total, show_config=True))
+    if outputs is None:
+        return EXIT_STEP_FAILED
+    summary = json.loads(Path(outputs["summary"].path).read_text(encoding="utf-8"))
+    print(format_grid_results(Path(outputs["cv_results"].path), summary))
+    print(f"\nbest     {summary['best_config_id']}: "
+          f"{json.dumps(summary['best_params'], sort_keys=True)}")
+    print(f"wrote    {destination}/: model/ (model.keras, savedmodel/), cv_results.csv, "
+          f"best_params.json, summary.json, folds.csv, report.html, manifest.json")
+    if destination != str(workspace):
+        print(f"run      {workspace}/: pipeline/ (every step's artifacts), pipeline.log")
+    print(f"predict  foldwise predict --model {storage.join(destination, 'model')} "
+          f"--data TABLE --output predictions.csv  [{time.perf_counter() - started:.1f} s]")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Predict a table's rows with an exported model; write a CSV (path or gs://)."""
+    from foldwise.components import storage
+    from foldwise.components.core.table import read_table
+
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        model_dir = Path(folder) / "model"
+        if storage.is_gcs(args.model):
+            storage.download_folder(args.model, model_dir)
+        elif Path(args.model).is_dir():
+            model_dir = Path(args.model)
+        else:
+            raise FoldwiseError(f"model folder {args.model} does not exist: give the 'model' "
+                                "folder of a grid-search export")
+        with storage.local_copy(args.data) as local:
+            table = read_table(local)
+        result = predict_table(model_dir, table)
+        target = Path(folder) / "predictions.csv"
+        result.to_csv(target, index=False)
+        storage.upload(target, args.output)
+    print(f"wrote {len(result)} predictions to {args.output}")
+    return 0
+
+
+def predict_table(model_dir: Path, table):
+    """Predictions of an exported model folder for a raw table, one line per row."""
+    for name in ("model.keras", "preprocessing.json", "schema.json"):
+        if not (model_dir / name).is_file():
+            raise FoldwiseError(
+                f"{model_dir} is not a foldwise model folder (no {name}): give the 'model' "
+                "folder of a grid-search export")
+    with _quiet_stderr():  # TensorFlow writes start-up chatter straight to file descriptor 2
+        import keras
+
+        from foldwise.components.core.serving import prediction_table, serving_inputs
+
+    state = json.loads((model_dir / "preprocessing.json").read_text(encoding="utf-8"))
+    schema = json.loads((model_dir / "schema.json").read_text(encoding="utf-8"))
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
+    values = model.predict(serving_inputs(table, state), batch_size=4096, verbose=0)
+    result = prediction_table(values, schema)
+    result.insert(0, "row", range(len(table)))
+    return result
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null for a moment (Python errors still propagate)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _prepare_output(output: Path | None, pipeline: str) -> Path:
     if output is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        output = RUNS_FOLDER / f"cross-validation-{stamp}"
+        output = RUNS_FOLDER / f"{pipeline}-{stamp}"
         suffix = 1
         while output.exists():
             suffix += 1
-            output = RUNS_FOLDER / f"cross-validation-{stamp}-{suffix}"
+            output = RUNS_FOLDER / f"{pipeline}-{stamp}-{suffix}"
     output = output.expanduser().resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FoldwiseError(
@@ -200,21 +378,21 @@ def _prepare_output(output: Path | None) -> Path:
 
 def _publish(source: str, destination: Path) -> None:
     """Copy under a temporary name, then rename: a reader never sees a half-written file."""
-    temporary = destination.with_name(f".{destination.name}.partial")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
+    from foldwise.components import storage
+
+    storage.upload(Path(source), str(destination))
 
 
-def _describe_plan(data_path: Path, schema: dict, spec: dict, output: Path) -> None:
+def _describe_plan(data: str, schema: dict, extra: list[str], output: Path) -> None:
     dropped = len(schema["rows_dropped_missing_target"])
     lines = [
-        f"data     {data_path.name}: {schema['rows_used']} rows used"
+        f"data     {data.rsplit('/', 1)[-1]}: {schema['rows_used']} rows used"
         + (f", {dropped} dropped (missing target)" if dropped else ""),
         f"task     {schema['task']} ({schema['task_reason']})"
         + (f", classes {schema['classes']}" if schema["classes"] else ""),
         f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
         f"folds    {schema['folds']} ({schema['fold_strategy']}, seed {schema['seed']})",
-        "model    " + json.dumps(spec, sort_keys=True),
+        *extra,
         f"output   {output}",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
@@ -244,7 +422,7 @@ def format_results(cv_results_path: Path, summary: dict) -> str:
     import pandas as pd
 
     table = pd.read_csv(cv_results_path)
-    best = table.sort_values(f"rank_test_{summary['scoring']}", kind="stable").iloc[0]
+    best = table.set_index("config_id").loc[summary["best_config_id"]]
     names = list(summary["metrics"])
     width = max(len(n) for n in names) + 2
     lines = ["", "fold".ljust(6) + "".join(n.rjust(width) for n in names)]
@@ -255,6 +433,23 @@ def format_results(cv_results_path: Path, summary: dict) -> str:
         f"{best[f'mean_test_{n}']:.4f}".rjust(width) for n in names))
     lines.append("± std".ljust(6) + "".join(
         f"{best[f'std_test_{n}']:.4f}".rjust(width) for n in names))
+    return "\n".join(lines)
+
+
+def format_grid_results(cv_results_path: Path, summary: dict) -> str:
+    """Every configuration ranked by the scoring metric, with what differs between them."""
+    import pandas as pd
+
+    scoring = summary["scoring"]
+    table = pd.read_csv(cv_results_path).sort_values(f"rank_test_{scoring}", kind="stable")
+    params = [json.loads(p) for p in table["params"]]
+    varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
+    lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}  "
+             + "  ".join(varying)]
+    for (_, row), values in zip(table.iterrows(), params, strict=True):
+        score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
+        lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}  "
+                     + "  ".join(json.dumps(values.get(k)) for k in varying))
     return "\n".join(lines)
 
 

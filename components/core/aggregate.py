@@ -97,6 +97,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
                      "std": _json_float(best[f"std_test_{metric}"])}
             for metric in metric_names
         },
+        "data": schema.get("data"),
         "versions": versions,
     }
 

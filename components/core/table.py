@@ -132,6 +132,17 @@ def _check_columns(columns: list, path: Path) -> None:
         )
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes: the data's fingerprint in summaries and manifests."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def suggest(name: str, candidates: list[str]) -> str:
     """Return a ``did you mean`` hint for a misspelt column or option name, or ``""``."""
     lowered = {c.lower(): c for c in candidates}

@@ -1,0 +1,238 @@
+"""One self-contained HTML report of a search: inline SVG charts, inline CSS, no scripts.
+
+It opens offline in any browser: nothing is fetched (no scripts, fonts, images or links to
+other files).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from foldwise.components.core import metrics as scoring_metrics
+
+COLOURS = ["#1f6f8b", "#e07a24", "#4c9a2a", "#a23b72", "#6c5b7b", "#c0392b", "#2e86ab"]
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1100px; color: #1d2327; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem;
+     border-bottom: 1px solid #dde3e8; padding-bottom: .3rem; }
+.sub { color: #5b6770; margin-top: 0; } .grid { display: grid; gap: 1rem;
+       grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
+.card { background: #f6f8fa; border-radius: 8px; padding: .8rem 1rem; }
+.big { font-size: 1.6rem; font-weight: 600; } table { border-collapse: collapse;
+       font-size: .85rem; width: 100%; } th, td { text-align: left; padding: .3rem .5rem;
+       border-bottom: 1px solid #e6ebef; } tr.best { background: #e8f4ec; font-weight: 600; }
+tr.baseline td:first-child::after { content: " (baseline)"; color: #8a6d3b; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .8rem; }
+pre { background: #f6f8fa; padding: .8rem; border-radius: 6px; overflow-x: auto; }
+figure { margin: 0; } svg { max-width: 100%; height: auto; }
+"""
+
+
+def _svg(figure) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float = 6.0, height: float = 4.0):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({"svg.fonttype": "none", "font.family": "sans-serif",
+                                "axes.spines.top": False, "axes.spines.right": False,
+                                "font.size": 10})
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _label(row: pd.Series) -> str:
+    params = json.loads(row["params"])
+    if params.get("estimator") == "sklearn_mlp":
+        return f"sklearn MLP {params['hidden_units']} lr={params['learning_rate']:g}"
+    parts = [str(params.get("hidden_units")), params.get("optimizer", ""),
+             f"lr={params.get('learning_rate', 0):g}"]
+    return " ".join(p for p in parts if p)
+
+
+def score_chart(cv: pd.DataFrame, scoring: str, best_id: str) -> str:
+    """Mean ± std of the scoring metric per configuration, best highlighted."""
+    order = cv.sort_values(f"mean_test_{scoring}", kind="stable")
+    fig, ax = _figure(7.0, 0.45 * len(order) + 1.2)
+    y = np.arange(len(order))
+    colours = ["#4c9a2a" if cid == best_id else
+               ("#b08d57" if "sklearn" in _label(row) else COLOURS[0])
+               for cid, (_, row) in zip(order["config_id"], order.iterrows(), strict=True)]
+    ax.barh(y, order[f"mean_test_{scoring}"], xerr=order[f"std_test_{scoring}"],
+            color=colours, alpha=.85, capsize=3)
+    ax.set_yticks(y, [f"{_label(row)}  ({row['config_id']})" for _, row in order.iterrows()])
+    ax.set_xlabel(f"{scoring} (mean ± std over folds; higher is better)")
+    low = float((order[f"mean_test_{scoring}"] - order[f"std_test_{scoring}"]).min())
+    high = float((order[f"mean_test_{scoring}"] + order[f"std_test_{scoring}"]).max())
+    pad = 0.1 * (high - low) or 0.05
+    ax.set_xlim(low - pad, high + pad)
+    return _svg(fig)
+
+
+def learning_curves(histories: dict) -> str:
+    """Training (and early-stopping validation) loss per epoch, one line per fold."""
+    fig, ax = _figure()
+    for index, (fold, history) in enumerate(sorted(histories.items(), key=lambda i: int(i[0]))):
+        colour = COLOURS[index % len(COLOURS)]
+        ax.plot(np.arange(1, len(history["loss"]) + 1), history["loss"], color=colour,
+                label=f"fold {fold} train")
+        if "val_loss" in history:
+            ax.plot(np.arange(1, len(history["val_loss"]) + 1), history["val_loss"],
+                    color=colour, linestyle="--", label=f"fold {fold} early-stop split")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(frameon=False, fontsize=8)
+    return _svg(fig)
+
+
+def confusion_chart(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:
+    """Pooled out-of-fold confusion matrix with counts."""
+    matrix = np.array(scoring_metrics.confusion_matrix(y_true, proba, len(classes)))
+    fig, ax = _figure(1.1 * len(classes) + 2.5, 1.0 * len(classes) + 2)
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > matrix.max() / 2 else "#1d2327")
+    labels = [str(c) for c in classes]
+    ax.set_xticks(range(len(classes)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _svg(fig)
+
+
+def roc_chart(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:
+    """ROC curve(s) of the pooled out-of-fold probabilities (one-vs-rest for many classes)."""
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = _figure(5.0, 4.5)
+    shown = [1] if len(classes) == 2 else range(len(classes))
+    for index in shown:
+        positives = (y_true == index).astype(int)
+        if positives.min() == positives.max():
+            continue
+        fpr, tpr, _ = roc_curve(positives, proba[:, index])
+        ax.plot(fpr, tpr, color=COLOURS[index % len(COLOURS)],
+                label=f"{classes[index]} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], color="#9aa5ad", linestyle=":")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    return _svg(fig)
+
+
+def regression_charts(y_true: np.ndarray, predicted: np.ndarray, target: str) -> tuple[str, str]:
+    """Predicted vs actual, and residuals vs predicted, of the pooled out-of-fold predictions."""
+    fig, ax = _figure(5.0, 4.5)
+    ax.scatter(y_true, predicted, s=10, alpha=.6, color=COLOURS[0])
+    low, high = float(min(y_true.min(), predicted.min())), float(max(y_true.max(),
+                                                                      predicted.max()))
+    ax.plot([low, high], [low, high], color="#9aa5ad", linestyle=":")
+    ax.set_xlabel(f"actual {target}")
+    ax.set_ylabel(f"predicted {target}")
+    scatter = _svg(fig)
+    fig, ax = _figure(5.0, 4.5)
+    ax.scatter(predicted, y_true - predicted, s=10, alpha=.6, color=COLOURS[1])
+    ax.axhline(0, color="#9aa5ad", linestyle=":")
+    ax.set_xlabel(f"predicted {target}")
+    ax.set_ylabel("residual (actual − predicted)")
+    return scatter, _svg(fig)
+
+
+def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataFrame,
+                 histories: dict) -> str:
+    """The report page as one HTML string."""
+    scoring, best_id = summary["scoring"], summary["best_config_id"]
+    best = cv.set_index("config_id").loc[best_id]
+    e = html.escape
+    sections = [
+        f"<h1>foldwise report: {e(schema['target'])}</h1>",
+        f"<p class='sub'>{e(schema['task'])} · {schema['rows_used']} rows · "
+        f"{schema['folds']} {e(schema['fold_strategy'])} folds · seed {schema['seed']} · "
+        f"{len(cv)} configurations · ranked by {e(scoring)}</p>",
+        "<div class='grid'>",
+        f"<div class='card'>best {e(scoring)}<div class='big'>{best[f'mean_test_{scoring}']:.4f}"
+        f" ± {best[f'std_test_{scoring}']:.4f}</div>{e(best_id)}</div>",
+        f"<div class='card'>data<div class='big'>{schema['rows_used']} rows</div>"
+        f"{len(schema['rows_dropped_missing_target'])} dropped (missing target) · "
+        f"{len(schema['numeric'])} numeric · {len(schema['categorical'])} categorical</div>",
+        "</div>",
+        "<h2>Score per configuration</h2>",
+        f"<figure>{score_chart(cv, scoring, best_id)}</figure>",
+        _results_table(cv, summary),
+        "<h2>Learning curves of the best configuration</h2>",
+        f"<figure>{learning_curves(histories)}</figure>",
+    ]
+    y_true = pooled["y_true"].to_numpy()
+    if schema["task"] == "classification":
+        proba = pooled[[c for c in pooled.columns if c.startswith("proba_")]].to_numpy()
+        sections += [
+            "<h2>Out-of-fold predictions of the best configuration</h2><div class='grid'>",
+            f"<figure>{confusion_chart(y_true, proba, schema['classes'])}</figure>",
+            f"<figure>{roc_chart(y_true, proba, schema['classes'])}</figure></div>",
+        ]
+    else:
+        scatter, residuals = regression_charts(y_true, pooled["prediction"].to_numpy(),
+                                               schema["target"])
+        sections += [
+            "<h2>Out-of-fold predictions of the best configuration</h2><div class='grid'>",
+            f"<figure>{scatter}</figure><figure>{residuals}</figure></div>",
+        ]
+    sections += [
+        "<h2>Data</h2>", _data_table(schema),
+        "<h2>Chosen configuration</h2>",
+        f"<pre>{e(json.dumps(json.loads(best['params']), indent=2, sort_keys=True))}</pre>",
+        f"<p class='sub'>foldwise {e(summary['versions'].get('foldwise', ''))} · "
+        f"Keras {e(summary['versions'].get('keras', ''))} · "
+        f"scikit-learn {e(summary['versions'].get('scikit-learn', ''))}</p>",
+    ]
+    body = "\n".join(sections)
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>foldwise report: {e(schema['target'])}</title><style>{CSS}</style>"
+            f"</head><body>\n{body}\n</body></html>\n")
+
+
+def _results_table(cv: pd.DataFrame, summary: dict) -> str:
+    scoring = summary["scoring"]
+    names = list(summary["metrics"])
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for _, row in cv.sort_values(f"rank_test_{scoring}", kind="stable").iterrows():
+        classes = ["best"] if row["config_id"] == summary["best_config_id"] else []
+        if "sklearn_mlp" in row["params"]:
+            classes.append("baseline")
+        cells = "".join(f"<td>{row[f'mean_test_{n}']:.4f} ± {row[f'std_test_{n}']:.4f}</td>"
+                        for n in names)
+        rows.append(f"<tr class='{' '.join(classes)}'><td>{html.escape(row['config_id'])}</td>"
+                    f"<td>{html.escape(_label(row))}</td><td>{row[f'rank_test_{scoring}']}</td>"
+                    f"{cells}<td>{row['mean_fit_time']:.1f}</td></tr>")
+    return (f"<table><thead><tr><th>config</th><th>model</th><th>rank</th>{head}"
+            f"<th>fit s</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _data_table(schema: dict) -> str:
+    e = html.escape
+    rows = [("target", schema["target"]), ("task", f"{schema['task']} ({schema['task_reason']})"),
+            ("rows", f"{schema['rows_in']} in, {schema['rows_used']} used"),
+            ("numeric columns", ", ".join(schema["numeric"]) or "none"),
+            ("categorical columns", ", ".join(schema["categorical"]) or "none"),
+            ("dropped columns", ", ".join(schema["dropped_columns"]) or "none")]
+    if schema["classes"]:
+        rows.append(("classes", ", ".join(str(c) for c in schema["classes"])))
+    cells = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
+    return f"<table><tbody>{cells}</tbody></table>"

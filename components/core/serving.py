@@ -1,0 +1,186 @@
+"""A model that serves raw rows: imputation, scaling and one-hot encoding folded into Keras.
+
+The serving model takes one input per raw feature column (numbers as float32, categories as
+strings, a missing category as ``""``) and returns predictions on the target's scale, or one
+probability per class. Its layers are registered with Keras under the ``foldwise`` package, so
+it loads with ``safe_mode=True`` once this module is imported; its TensorFlow SavedModel needs
+nothing of foldwise at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import pandas as pd
+
+from foldwise.components.core.encoding import (
+    apply_one_hot,
+    encoded_feature_names,
+    feature_matrix,
+    fit_one_hot,
+)
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.model import output_kind
+from foldwise.components.core.scaling import apply_scaler, fit_scaler
+
+MISSING_TOKEN = ""
+
+
+def fit_preprocessing(prepared: pd.DataFrame, schema: dict, scaler: str) -> dict:
+    """Fit imputation, scaling and categories on every row (for the final, refitted model).
+
+    Returns:
+        JSON-ready ``{"scaler", "one_hot", "features", "inputs"}``; ``inputs`` maps each raw
+        column to the serving model's input name and dtype.
+    """
+    scaler_state = fit_scaler(prepared, schema["numeric"], scaler)
+    encoder = fit_one_hot(prepared, schema["categorical"])
+    inputs = [{"column": c, "input": input_name(i, c), "dtype": "float32"}
+              for i, c in enumerate(schema["numeric"])]
+    offset = len(inputs)
+    inputs += [{"column": c, "input": input_name(offset + i, c), "dtype": "string"}
+               for i, c in enumerate(schema["categorical"])]
+    return {"scaler": scaler_state, "one_hot": encoder,
+            "features": encoded_feature_names(schema["numeric"], encoder), "inputs": inputs}
+
+
+def input_name(index: int, column: str) -> str:
+    """A serving-signature-safe input name for a column (letters, digits, ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9_]+", "_", column).strip("_")[:40]
+    return f"f{index}_{safe}" if safe else f"f{index}"
+
+
+def encode(prepared: pd.DataFrame, state: dict) -> np.ndarray:
+    """The model-ready matrix of a prepared table, by the fitted state (the pipeline's path)."""
+    encoded = apply_one_hot(apply_scaler(prepared, state["scaler"]), state["one_hot"])
+    return feature_matrix(encoded, state["features"])
+
+
+@keras.saving.register_keras_serializable(package="foldwise")
+class RawFeatures(keras.layers.Layer):
+    """Raw columns → model inputs: median imputation, scaling, one-hot (unseen → zeros)."""
+
+    def __init__(self, state: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.state = state
+        columns = state["scaler"]["columns"]
+        self.numeric = [i for i in state["inputs"] if i["dtype"] == "float32"]
+        self.categorical = [i for i in state["inputs"] if i["dtype"] == "string"]
+        stats = [columns[i["column"]] for i in self.numeric]
+        self.median = np.array([s["median"] for s in stats], "float32")
+        self.center = np.array([s["center"] for s in stats], "float32")
+        self.scale = np.array([s["scale"] for s in stats], "float32")
+        self.lookups = [
+            keras.layers.StringLookup(
+                vocabulary=[MISSING_TOKEN if c is None else c
+                            for c in state["one_hot"]["columns"][i["column"]]],
+                output_mode="one_hot", num_oov_indices=1, name=f"categories_{i['input']}")
+            for i in self.categorical
+        ]
+
+    def build(self, input_shape):  # noqa: D102 - Keras hook; nothing to create
+        self.built = True
+
+    def call(self, inputs):  # noqa: D102 - Keras hook
+        parts = []
+        if self.numeric:
+            x = keras.ops.concatenate(
+                [keras.ops.cast(inputs[i["input"]], "float32") for i in self.numeric], axis=-1)
+            x = keras.ops.where(keras.ops.isnan(x), self.median, x)
+            parts.append((x - self.center) / self.scale)
+        for spec, lookup in zip(self.categorical, self.lookups, strict=True):
+            parts.append(keras.ops.cast(lookup(inputs[spec["input"]])[:, 1:], "float32"))
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def get_config(self):  # noqa: D102 - Keras hook
+        return {**super().get_config(), "state": self.state}
+
+
+@keras.saving.register_keras_serializable(package="foldwise")
+class UserScale(keras.layers.Layer):
+    """Model output → the user's scale: regression values, or one probability per class."""
+
+    def __init__(self, kind: str, mean: float = 0.0, scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.mean, self.scale = kind, float(mean), float(scale)
+
+    def call(self, outputs):  # noqa: D102 - Keras hook
+        if self.kind == "regression":
+            return outputs * self.scale + self.mean
+        if self.kind == "binary":
+            return keras.ops.concatenate([1.0 - outputs, outputs], axis=-1)
+        return outputs
+
+    def get_config(self):  # noqa: D102 - Keras hook
+        return {**super().get_config(), "kind": self.kind, "mean": self.mean,
+                "scale": self.scale}
+
+
+def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict | None):
+    """Wrap a trained model so it takes raw columns and answers on the user's scale."""
+    inputs = {i["input"]: keras.Input(shape=(1,), name=i["input"], dtype=i["dtype"])
+              for i in state["inputs"]}
+    n_classes = len(schema["classes"]) if schema["classes"] else None
+    kind = output_kind(schema["task"], n_classes)
+    scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
+    outputs = UserScale(kind, scaling["mean"], scaling["scale"], name="prediction")(
+        inner(RawFeatures(state, name="raw_features")(inputs)))
+    return keras.Model(inputs, outputs, name="foldwise_serving")
+
+
+def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
+    """A raw table's columns as the serving model's inputs (TensorFlow tensors).
+
+    Raises:
+        FoldwiseError: A column the model needs is absent, or a numeric column holds text or
+            infinite values.
+    """
+    import tensorflow as tf
+
+    missing = [i["column"] for i in state["inputs"] if i["column"] not in table.columns]
+    if missing:
+        raise FoldwiseError(
+            f"the table lacks columns the model needs: {', '.join(missing)}; it must have "
+            f"every feature column it was trained on")
+    tensors = {}
+    for spec in state["inputs"]:
+        column = table[spec["column"]]
+        if spec["dtype"] == "float32":
+            values = pd.to_numeric(column, errors="coerce")
+            bad = column.notna() & values.isna()
+            if bad.any():
+                raise FoldwiseError(
+                    f"column {spec['column']!r} must be numeric but holds {column[bad].iloc[0]!r}")
+            if np.isinf(values.to_numpy(dtype="float64")).any():
+                raise FoldwiseError(f"column {spec['column']!r} has infinite values")
+            tensors[spec["input"]] = tf.constant(values.to_numpy("float32").reshape(-1, 1))
+        else:
+            text = column.map(_category_text).to_numpy(dtype=object).reshape(-1, 1)
+            tensors[spec["input"]] = tf.constant(text, dtype=tf.string)
+    return tensors
+
+
+def _category_text(value: object) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return MISSING_TOKEN
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def prediction_table(values: np.ndarray, schema: dict) -> pd.DataFrame:
+    """Serving outputs as a table.
+
+    Regression: ``prediction``; classification: ``predicted_class`` and one
+    ``proba_<class>`` column per class.
+    """
+    if schema["task"] == "regression":
+        return pd.DataFrame({"prediction": np.asarray(values, "float64")[:, 0]})
+    classes = schema["classes"]
+    proba = np.asarray(values, "float64")
+    out = pd.DataFrame({"predicted_class": [classes[i] for i in proba.argmax(axis=1)]})
+    for index, label in enumerate(classes):
+        out[f"proba_{label}"] = proba[:, index]
+    return out

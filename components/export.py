@@ -1,0 +1,50 @@
+"""KFP component: publish the model and the search's results to their destination."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model
+
+from foldwise.components.image import component
+
+
+@component
+def export(
+    model: Input[Model],
+    cv_results: Input[Dataset],
+    summary: Input[Artifact],
+    best_params: Input[Artifact],
+    page: Input[HTML],
+    fold_assignment: Input[Dataset],
+    destination: str,
+) -> str:
+    """Copy everything a user needs to ``destination``; ``manifest.json`` is written last.
+
+    Args:
+        model: The refit step's serving model folder.
+        cv_results: The aggregate step's ``cv_results``.
+        summary: The aggregate step's summary.
+        best_params: The best configuration.
+        page: The report.
+        fold_assignment: Row → fold.
+        destination: Local folder or ``gs://`` prefix, given by the user (never built here).
+
+    Returns:
+        The URI of the manifest.
+    """
+    import json
+    from importlib.metadata import version
+
+    from foldwise.components import storage
+
+    with open(summary.path, encoding="utf-8") as handle:
+        described = json.load(handle)
+    files = storage.folder_files(model.path, "model") + [
+        ("cv_results.csv", cv_results.path), ("summary.json", summary.path),
+        ("best_params.json", best_params.path), ("report.html", page.path),
+        ("folds.csv", fold_assignment.path),
+    ]
+    storage.publish(files, destination, {
+        "what": "foldwise grid search: serving model and cross-validation results",
+        "foldwise": version("foldwise"), "versions": described["versions"],
+        "data": described["data"], "best_config_id": described["best_config_id"],
+        "scoring": described["scoring"],
+    })
+    return storage.join(destination, storage.MANIFEST)

@@ -1,0 +1,69 @@
+"""KFP component: the best configuration trained on every row, saved to serve raw rows."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from foldwise.components.image import component
+
+
+@component
+def refit(
+    prepared: Input[Dataset],
+    schema: Input[Artifact],
+    best_params: Input[Artifact],
+    model: Output[Model],
+    predictions: Output[Dataset],
+    scaler: str = "standard",
+    seed: int = 0,
+):
+    """Refit preprocessing and the best configuration on all rows; save the serving model.
+
+    Args:
+        prepared: The preprocessed table (all rows).
+        schema: The preprocess step's schema.
+        best_params: JSON ``{"config_id", "params"}`` chosen by the aggregate step.
+        model: Folder: ``model.keras`` (raw columns in, preprocessing folded in),
+            ``savedmodel/`` (TensorFlow SavedModel with a ``serving_default`` signature),
+            ``preprocessing.json``, ``schema.json`` and ``best_params.json``.
+        predictions: Parquet: this model's predictions for every row, computed the
+            pipeline's way (fitted state + trained network), for checking the serving model.
+        scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
+        seed: Seed of weights, shuffling and dropout.
+    """
+    import json
+    import os
+    import shutil
+
+    import pandas as pd
+
+    from foldwise.components.core.columns import ROW_COLUMN
+    from foldwise.components.core.model import normalize_spec
+    from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
+    from foldwise.components.core.training import FoldData, predictions_frame, train_fold
+
+    with open(schema.path, encoding="utf-8") as handle:
+        described = json.load(handle)
+    with open(best_params.path, encoding="utf-8") as handle:
+        best = json.load(handle)
+    classes = described["classes"]
+    n_classes = len(classes) if classes else None
+    table = pd.read_parquet(prepared.path)
+    state = fit_preprocessing(table, described, scaler)
+    x, y = encode(table, state), table[described["target"]].to_numpy()
+    everything = FoldData(x, y, x, y, table[ROW_COLUMN].to_numpy())
+    spec = normalize_spec(best["params"], described["task"], n_classes)
+    result = train_fold(everything, task=described["task"], n_classes=n_classes, spec=spec,
+                        seed=seed)
+    serving = build_serving_model(result.model, state, described, result.target_scaling)
+
+    os.makedirs(model.path, exist_ok=True)
+    serving.save(os.path.join(model.path, "model.keras"))
+    serving.export(os.path.join(model.path, "savedmodel"), format="tf_saved_model",
+                   verbose=False)
+    for name, content in [("preprocessing.json", state), ("schema.json", described),
+                          ("best_params.json", best)]:
+        with open(os.path.join(model.path, name), "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2, ensure_ascii=False)
+    shutil.rmtree(os.path.join(model.path, "__pycache__"), ignore_errors=True)
+    frame = predictions_frame(everything, -1, result.prediction, classes).drop(columns="fold")
+    frame.to_parquet(predictions.path, index=False)
+    model.metadata.update(config_id=best["config_id"], epochs_run=result.epochs_run)

@@ -1,0 +1,40 @@
+"""KFP component: the search's report as one self-contained HTML page."""
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Output
+
+from foldwise.components.image import component
+
+
+@component
+def report(
+    schema: Input[Artifact],
+    cv_results: Input[Dataset],
+    summary: Input[Artifact],
+    oof_predictions: Input[Dataset],
+    best_histories: Input[Artifact],
+    page: Output[HTML],
+):
+    """Draw scores per configuration, learning curves and out-of-fold diagnostics.
+
+    Args:
+        schema: The preprocess step's schema.
+        cv_results: The aggregate step's ``cv_results``.
+        summary: The aggregate step's summary.
+        oof_predictions: The best configuration's pooled out-of-fold predictions.
+        best_histories: The best configuration's per-fold loss histories.
+        page: ``report.html``: inline SVG and CSS, no scripts; the KFP UI shows it.
+    """
+    import json
+
+    import pandas as pd
+
+    from foldwise.components.core.report import build_report
+
+    def load(artifact):
+        with open(artifact.path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    text = build_report(load(schema), pd.read_csv(cv_results.path), load(summary),
+                        pd.read_parquet(oof_predictions.path), load(best_histories))
+    with open(page.path, "w", encoding="utf-8") as handle:
+        handle.write(text)
