@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.inprocess import in_process_scores
 
 from foldwise.components.core.columns import FOLD_COLUMN
-from foldwise.components.core.encoding import apply_one_hot, encoded_feature_names, fit_one_hot
 from foldwise.components.core.metrics import score
-from foldwise.components.core.model import normalize_spec
 from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.scaling import apply_scaler, fit_scaler
-from foldwise.components.core.training import split_fold, train_fold
+from foldwise.components.core.scaling import fit_scaler
 from foldwise.pipelines.cli import main
 from foldwise.pipelines.cross_validation import cross_validation
 from foldwise.pipelines.engine import PipelineFailed, run_local
@@ -34,27 +32,6 @@ def iteration_files(output: Path, step: str, name: str) -> dict[int, Path]:
     for path in (output / "pipeline").glob(f"*/for-loop-*-iteration-*/{step}/{name}"):
         found[int(path.parent.parent.name.rsplit("-", 1)[1])] = path
     return found
-
-
-def in_process_scores(table: pd.DataFrame, target: str, spec: dict, seed: int,
-                      options: dict) -> list[dict]:
-    """The same cross-validation computed here, step by step, without KFP."""
-    prepared, schema = preprocess(table, PreprocessOptions(target=target, folds=FOLDS,
-                                                           seed=seed, **options))
-    n_classes = len(schema["classes"]) if schema["classes"] else None
-    full = normalize_spec(spec, schema["task"], n_classes)
-    scores = []
-    for fold in range(FOLDS):
-        train_rows = prepared[FOLD_COLUMN] != fold
-        scaled = apply_scaler(prepared, fit_scaler(prepared[train_rows], schema["numeric"]))
-        encoder = fit_one_hot(scaled[train_rows], schema["categorical"])
-        encoded = apply_one_hot(scaled, encoder)
-        features = encoded_feature_names(schema["numeric"], encoder)
-        data = split_fold(encoded, fold, target, features)
-        result = train_fold(data, task=schema["task"], n_classes=n_classes, spec=full,
-                            seed=seed)
-        scores.append(result.scores)
-    return scores
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +99,7 @@ def test_pipeline_scores_equal_the_same_computation_in_process(penguin_run):
     sample, output = penguin_run
     cv = pd.read_csv(output / "cv_results.csv")
     expected = in_process_scores(sample, "species",
-                                 {"hidden_units": [8], "epochs": 4, "batch_size": 16}, 11, {})
+                                 {"hidden_units": [8], "epochs": 4, "batch_size": 16}, 11, FOLDS)
     for fold, scores in enumerate(expected):
         for metric, value in scores.items():
             assert cv[f"split{fold}_test_{metric}"][0] == pytest.approx(value, abs=1e-6)

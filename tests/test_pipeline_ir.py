@@ -6,8 +6,9 @@ from kfp import compiler
 
 from foldwise.components.image import IMAGE
 from foldwise.pipelines.cross_validation import cross_validation
+from foldwise.pipelines.grid_search import grid_search
 
-PIPELINES = {"cross_validation": cross_validation}
+PIPELINES = {"cross_validation": cross_validation, "grid_search": grid_search}
 
 
 def compile_ir(pipeline, folder):
@@ -94,3 +95,18 @@ def test_train_outputs_model_metrics_and_confusion_matrix(ir):
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
     assert outputs["classification_metrics"]["artifactType"]["schemaTitle"] == \
         "system.ClassificationMetrics"
+
+
+def test_grid_search_refits_reports_and_exports_last(tmp_path):
+    ir = compile_ir(grid_search, tmp_path)
+    tasks = ir["root"]["dag"]["tasks"]
+    assert {"refit", "report", "export"} <= set(tasks)
+    assert tasks["refit"]["inputs"]["artifacts"]["best_params"]["taskOutputArtifact"][
+        "producerTask"] == "aggregate"
+    assert set(tasks["export"]["dependentTasks"]) >= {"refit", "report", "aggregate"}
+    assert tasks["export"]["inputs"]["parameters"]["destination"] == {
+        "componentInputParameter": "destination"}
+    parameters = ir["root"]["inputDefinitions"]["parameters"]
+    assert parameters["param_grid"]["parameterType"] == "LIST"
+    assert ir["components"]["comp-report"]["outputDefinitions"]["artifacts"]["page"][
+        "artifactType"]["schemaTitle"] == "system.HTML"

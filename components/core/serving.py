@@ -119,14 +119,19 @@ class UserScale(keras.layers.Layer):
 
 
 def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict | None):
-    """Wrap a trained model so it takes raw columns and answers on the user's scale."""
+    """Wrap a trained model so it takes raw columns and answers on the user's scale.
+
+    The network is copied without its optimizer: a served model carries no training state.
+    """
+    network = keras.models.clone_model(inner)
+    network.set_weights(inner.get_weights())
     inputs = {i["input"]: keras.Input(shape=(1,), name=i["input"], dtype=i["dtype"])
               for i in state["inputs"]}
     n_classes = len(schema["classes"]) if schema["classes"] else None
     kind = output_kind(schema["task"], n_classes)
     scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
     outputs = UserScale(kind, scaling["mean"], scaling["scale"], name="prediction")(
-        inner(RawFeatures(state, name="raw_features")(inputs)))
+        network(RawFeatures(state, name="raw_features")(inputs)))
     return keras.Model(inputs, outputs, name="foldwise_serving")
 
 

@@ -1,0 +1,32 @@
+"""The cross-validation computed in the test process, step by step, without KFP."""
+
+import pandas as pd
+
+from foldwise.components.core.columns import FOLD_COLUMN
+from foldwise.components.core.encoding import apply_one_hot, encoded_feature_names, fit_one_hot
+from foldwise.components.core.model import normalize_spec
+from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.scaling import apply_scaler, fit_scaler
+from foldwise.components.core.training import split_fold, train_fold
+
+
+def in_process_scores(table: pd.DataFrame, target: str, spec: dict, seed: int, folds: int,
+                      scaler: str = "standard") -> list[dict]:
+    """Scores per fold of one configuration, computed here the way the pipeline does."""
+    prepared, schema = preprocess(table, PreprocessOptions(target=target, folds=folds,
+                                                           seed=seed))
+    n_classes = len(schema["classes"]) if schema["classes"] else None
+    full = normalize_spec(spec, schema["task"], n_classes)
+    scores = []
+    for fold in range(folds):
+        train_rows = prepared[FOLD_COLUMN] != fold
+        scaled = apply_scaler(prepared, fit_scaler(prepared[train_rows], schema["numeric"],
+                                                   scaler))
+        encoder = fit_one_hot(scaled[train_rows], schema["categorical"])
+        encoded = apply_one_hot(scaled, encoder)
+        features = encoded_feature_names(schema["numeric"], encoder)
+        data = split_fold(encoded, fold, target, features)
+        result = train_fold(data, task=schema["task"], n_classes=n_classes, spec=full,
+                            seed=seed)
+        scores.append(result.scores)
+    return scores

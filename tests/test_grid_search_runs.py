@@ -1,0 +1,151 @@
+"""Real grid searches on KFP's embedded engine, checked config by config and fold by fold.
+
+One writes to a local folder; one reads its table from and exports to a bucket on a real
+GCS-compatible server on loopback, and predicts from the exported model there.
+"""
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers.inprocess import in_process_scores
+
+from foldwise.components import storage
+from foldwise.pipelines.cli import main
+
+pytestmark = pytest.mark.local
+FOLDS = 3
+GRID = "hidden_units: [[4], [16, 8]]\nlearning_rate: [0.0005, 0.05]\n"
+
+
+def regression_table() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    rows = 72
+    x = rng.normal(size=rows)
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    y = 20 + 8 * x + np.where(colour == "red", 6.0, 0.0) + rng.normal(scale=0.5, size=rows)
+    x[[4, 9]] = np.nan
+    return pd.DataFrame({"x": x, "colour": colour, "noise": rng.normal(size=rows), "y": y})
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grid")
+    data, grid = tmp / "table.parquet", tmp / "grid.yaml"
+    regression_table().to_parquet(data, index=False)
+    grid.write_text(GRID)
+    output = tmp / "run"
+    code = main(["run", "grid-search", "--data", str(data), "--target", "y", "--grid",
+                 str(grid), "--folds", str(FOLDS), "--epochs", "6", "--batch-size", "16",
+                 "--seed", "2", "--scoring", "neg_mean_absolute_error", "--output", str(output)])
+    assert code == 0
+    return data, output
+
+
+def iteration_dirs(output: Path, step: str) -> list[Path]:
+    return sorted((output / "pipeline").glob(f"*/for-loop-*-iteration-*/{step}"))
+
+
+def test_every_config_and_fold_scored_as_in_process(local_run):
+    data, output = local_run
+    cv = pd.read_csv(output / "cv_results.csv")
+    assert len(cv) == 4
+    table = pd.read_parquet(data)
+    for _, row in cv.iterrows():
+        params = json.loads(row["params"])
+        assert params["epochs"] == 6 and params["batch_size"] == 16  # fixed on the CLI
+        expected = in_process_scores(table, "y", params, 2, FOLDS)
+        for fold, scores in enumerate(expected):
+            for metric, value in scores.items():
+                assert row[f"split{fold}_test_{metric}"] == pytest.approx(value, abs=1e-6), (
+                    row["config_id"], fold, metric)
+    means = cv["mean_test_neg_mean_absolute_error"].round(6)
+    assert means.nunique() == 4  # configs differ enough that a mix-up could not pass
+    best = cv.loc[cv["rank_test_neg_mean_absolute_error"] == 1, "config_id"].item()
+    assert best == json.loads((output / "best_params.json").read_text())["config_id"]
+
+
+def test_transforms_run_once_per_fold_not_once_per_trial(local_run):
+    _, output = local_run
+    assert len(iteration_dirs(output, "scale")) == FOLDS
+    assert len(iteration_dirs(output, "one-hot-encode")) == FOLDS
+    assert len(iteration_dirs(output, "train")) == 4 * FOLDS
+    (collected,) = (output / "pipeline").glob("*/collect-folds/fold_data")
+    assert sorted(p.name for p in collected.iterdir()) == [f"fold-{k}.parquet"
+                                                           for k in range(FOLDS)]
+
+
+def test_predict_equals_the_pipelines_path_on_the_same_rows(local_run, tmp_path):
+    data, output = local_run
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(output / "model"), "--data", str(data),
+                 "--output", str(preds)]) == 0
+    served = pd.read_csv(preds)
+    (refit,) = (output / "pipeline").glob("*/refit/predictions")
+    pipeline = pd.read_parquet(refit)
+    assert served["row"].tolist() == list(range(72)) == pipeline["row"].tolist()
+    np.testing.assert_allclose(served["prediction"], pipeline["prediction"], rtol=1e-4,
+                               atol=1e-3)
+
+
+def test_export_is_complete_and_the_manifest_checks_out(local_run):
+    data, output = local_run
+    manifest = json.loads((output / "manifest.json").read_text())
+    for name in ("model/model.keras", "model/savedmodel/saved_model.pb",
+                 "model/preprocessing.json", "cv_results.csv", "best_params.json",
+                 "summary.json", "folds.csv", "report.html"):
+        content = (output / name).read_bytes()
+        assert manifest["files"][name]["sha256"] == hashlib.sha256(content).hexdigest(), name
+    assert manifest["data"]["sha256"] == hashlib.sha256(Path(data).read_bytes()).hexdigest()
+    assert manifest["versions"]["keras"] and manifest["best_config_id"].startswith("cfg-")
+    report = (output / "report.html").read_text()
+    assert "<script" not in report and report.count("<svg") == 4
+
+
+def test_grid_errors_stop_before_anything_runs(tmp_path, capsys):
+    data, grid = tmp_path / "table.csv", tmp_path / "grid.yaml"
+    regression_table().to_csv(data, index=False)
+    grid.write_text("learning_rat: [0.1]\n")
+    code = main(["run", "grid-search", "--data", str(data), "--target", "y", "--grid",
+                 str(grid), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'learning_rate'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, penguins,
+                                                          monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sample = tmp_path / "penguins.csv"
+    penguins.sample(90, random_state=3).to_csv(sample, index=False)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("learning_rate: [0.0003, 0.03]\n")
+    data_uri = f"gs://{bucket.name}/data/penguins.csv"
+    storage.upload(sample, data_uri)
+    destination = f"gs://{bucket.name}/experiments/penguins"
+    code = main(["run", "grid-search", "--data", data_uri, "--target", "species", "--grid",
+                 str(grid), "--folds", "2", "--epochs", "3", "--hidden-units", "8",
+                 "--output", destination])
+    assert code == 0
+    assert "2 configurations × 2 folds = 4 trials" in capsys.readouterr().err
+    manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
+    assert manifest["data"]["uri"] == data_uri and "model/model.keras" in manifest["files"]
+    assert storage.exists(f"{destination}/report.html")
+
+    predictions_uri = f"gs://{bucket.name}/predictions/penguins.csv"
+    assert main(["predict", "--model", f"{destination}/model", "--data", data_uri,
+                 "--output", predictions_uri]) == 0
+    served = pd.read_csv(io.BytesIO(storage.read_bytes(predictions_uri)))
+    assert list(served.columns) == ["row", "predicted_class", "proba_Adelie",
+                                    "proba_Chinstrap", "proba_Gentoo"]
+    (refit,) = tmp_path.glob("foldwise-runs/*/pipeline/*/refit/predictions")
+    pipeline = pd.read_parquet(refit)
+    np.testing.assert_allclose(served.iloc[:, 2:].to_numpy(), pipeline.iloc[:, 2:].to_numpy(),
+                               atol=1e-5)
+    assert main(["run", "grid-search", "--data", data_uri, "--target", "species", "--grid",
+                 str(grid), "--output", destination]) == 2
+    assert "already holds a finished export" in capsys.readouterr().err
