@@ -11,6 +11,7 @@ def plan_trials(
     fold_ids: list,
     param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
     model_spec: dict = {},  # noqa: B006
+    baseline: str = "none",
 ) -> list:
     """List the trials to train: every configuration of the grid on every fold.
 
@@ -20,16 +21,23 @@ def plan_trials(
         param_grid: Mappings of parameter → values, expanded like scikit-learn's
             ``ParameterGrid``; empty to train ``model_spec`` alone.
         model_spec: The one configuration to train when ``param_grid`` is empty.
+        baseline: ``mlp`` to add each configuration's scikit-learn MLP twin, or ``none``.
 
     Returns:
         ``[{"config_id", "fold", "params"}, ...]``: the items of the pipeline's trial loop.
     """
     import json
 
-    from foldwise.components.core.grid import expand_grid, plan_trials, single_config_grid
+    from foldwise.components.core.grid import (
+        expand_grid,
+        plan_trials,
+        single_config_grid,
+        with_baseline,
+    )
 
     with open(schema.path, encoding="utf-8") as handle:
         described = json.load(handle)
     n_classes = len(described["classes"]) if described["classes"] else None
     grid = param_grid or single_config_grid(model_spec)
-    return plan_trials(expand_grid(grid, described["task"], n_classes), fold_ids)
+    configs = expand_grid(grid, described["task"], n_classes)
+    return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids)

@@ -27,7 +27,8 @@ def train(
         config_id: The configuration's id; checked against ``params``.
         fold: Validation fold; checked against the fold recorded in its table.
         params: Model, optimizer and training parameters (see ``core.model``).
-        model: Folder holding ``model.keras`` and ``target_scaling.json``.
+        model: Folder holding ``model.keras`` (or ``mlp.json`` for the scikit-learn
+            baseline) and ``target_scaling.json``.
         history: JSON per-epoch losses.
         predictions: Parquet out-of-fold predictions: ``row``, ``fold``, ``y_true`` and
             ``prediction`` (regression) or ``proba_<class>`` columns (classification).
@@ -41,13 +42,13 @@ def train(
         ``predictions`` and ``history`` (the aggregate step reads the best config's).
     """
     import json
-    import os
 
     from foldwise.components.core import metrics as scoring
     from foldwise.components.core.fold_data import fold_file, read_fold_table
     from foldwise.components.core.training import (
         check_trial,
         predictions_frame,
+        save_model,
         split_fold,
         train_fold,
     )
@@ -61,10 +62,7 @@ def train(
     data = split_fold(table, fold, target, features)
     result = train_fold(data, task=task, n_classes=n_classes, spec=spec, seed=seed)
 
-    os.makedirs(model.path, exist_ok=True)
-    result.model.save(os.path.join(model.path, "model.keras"))
-    with open(os.path.join(model.path, "target_scaling.json"), "w", encoding="utf-8") as handle:
-        json.dump(result.target_scaling, handle)
+    save_model(result, model.path)
     with open(history.path, "w", encoding="utf-8") as handle:
         json.dump(result.history, handle)
     predictions_frame(data, fold, result.prediction, classes).to_parquet(predictions.path,

@@ -72,6 +72,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                        help="numeric scaling fitted per fold (after median imputation)")
     folds.add_argument("--scoring", default="",
                        help="metric to rank by (default: r2 or accuracy)")
+    folds.add_argument("--baseline", default="none", choices=["none", "mlp"],
+                       help="mlp: also score scikit-learn's MLP with matching hidden layers, "
+                       "learning rate, batch size and epochs on the same folds")
 
 
 def _add_model_options(parser: argparse.ArgumentParser, title: str) -> None:
@@ -200,6 +203,7 @@ def _pipeline_arguments(args: argparse.Namespace, data: str) -> dict:
         "categorical": list(args.categorical), "numeric": list(args.numeric),
         "drop": list(args.drop), "group_column": args.group_column, "folds": args.folds,
         "seed": args.seed, "scaler": args.scaler, "scoring": args.scoring,
+        "baseline": args.baseline,
     }
 
 
@@ -218,19 +222,24 @@ def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) ->
 
 def run_cross_validation(args: argparse.Namespace) -> int:
     """Validate everything, run the pipeline on kfp.local, publish and print the results."""
-    from foldwise.components.core.model import normalize_spec
+    from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
     from foldwise.pipelines.cross_validation import cross_validation
 
     started = time.perf_counter()
     data, schema = _validate_data(args)
     spec = model_spec_from_args(args)
-    full_spec = normalize_spec(spec, schema["task"], _n_classes(schema))
+    configs = expand_grid(single_config_grid(spec), schema["task"], _n_classes(schema))
+    configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
     _check_scoring(args.scoring, schema)
     output = _prepare_output(args.output, "cross-validation")
 
-    _describe_plan(data, schema, [f"model    {json.dumps(full_spec, sort_keys=True)}"], output)
+    plan = [f"model    {json.dumps(configs[0]['params'], sort_keys=True)}"]
+    if len(configs) > 1:
+        plan.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
+    _describe_plan(data, schema, plan, output)
+    total = 4 + 2 * args.folds + len(configs) * args.folds
     outputs = _run(cross_validation, {**_pipeline_arguments(args, data), "model_spec": spec},
-                   output / "pipeline", output / "pipeline.log", _Progress(4 + 3 * args.folds))
+                   output / "pipeline", output / "pipeline.log", _Progress(total))
     if outputs is None:
         return EXIT_STEP_FAILED
     _publish(outputs["cv_results"].path, output / "cv_results.csv")
@@ -258,13 +267,14 @@ def grid_from_args(args: argparse.Namespace) -> list[dict]:
 def run_grid_search(args: argparse.Namespace) -> int:
     """Validate data and grid, run the grid search on kfp.local, print the ranking."""
     from foldwise.components import storage
-    from foldwise.components.core.grid import expand_grid
+    from foldwise.components.core.grid import expand_grid, with_baseline
     from foldwise.pipelines.grid_search import grid_search
 
     started = time.perf_counter()
     data, schema = _validate_data(args)
     grid = grid_from_args(args)
     configs = expand_grid(grid, schema["task"], _n_classes(schema))
+    configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
     _check_scoring(args.scoring, schema)
     if args.output and storage.is_gcs(args.output):
         destination = args.output.rstrip("/")
@@ -433,6 +443,12 @@ def format_results(cv_results_path: Path, summary: dict) -> str:
         f"{best[f'mean_test_{n}']:.4f}".rjust(width) for n in names))
     lines.append("± std".ljust(6) + "".join(
         f"{best[f'std_test_{n}']:.4f}".rjust(width) for n in names))
+    baseline = summary.get("best_baseline")
+    if baseline:
+        scoring = summary["scoring"]
+        lines.append(f"\nbaseline: scikit-learn MLP {scoring} {baseline['mean']:.4f} ± "
+                     f"{baseline['std']:.4f} on the same folds (Keras "
+                     f"{best[f'mean_test_{scoring}']:.4f} ± {best[f'std_test_{scoring}']:.4f})")
     return "\n".join(lines)
 
 

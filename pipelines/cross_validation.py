@@ -29,6 +29,7 @@ def cross_validation(
     scaler: str = "standard",
     model_spec: dict = {},  # noqa: B006
     scoring: str = "",
+    baseline: str = "none",
 ) -> CrossValidationOutputs:
     """Cross-validate one Keras model configuration.
 
@@ -45,6 +46,8 @@ def cross_validation(
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
         model_spec: Model, optimizer and training parameters.
         scoring: Metric to rank by; empty for the task's default.
+        baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
+            rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
 
     Returns:
         ``cv_results`` (CSV), ``summary`` (JSON) and ``folds`` (CSV of row → fold).
@@ -52,7 +55,8 @@ def cross_validation(
     prepared, results = search_steps(
         data=data, target=target, task=task, categorical=categorical, numeric=numeric,
         drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-        param_grid=[], model_spec=model_spec, scoring=scoring)
+        param_grid=[], model_spec=model_spec, scoring=scoring,
+        baseline=baseline)
     return CrossValidationOutputs(
         cv_results=results.outputs["cv_results"],
         summary=results.outputs["summary"],

@@ -37,6 +37,7 @@ def grid_search(
     seed: int = 0,
     scaler: str = "standard",
     scoring: str = "",
+    baseline: str = "none",
 ) -> GridSearchOutputs:
     """Search a grid of Keras configurations and export the best one, refitted on all rows.
 
@@ -56,11 +57,13 @@ def grid_search(
         seed: Seed of folds, weights and shuffling.
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
         scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.
+        baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
+            rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
     """
     prepared, results = search_steps(
         data=data, target=target, task=task, categorical=categorical, numeric=numeric,
         drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-        param_grid=param_grid, model_spec={}, scoring=scoring)
+        param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline)
     schema = prepared.outputs["schema"]
     final = refit(prepared=prepared.outputs["prepared"], schema=schema,
                   best_params=results.outputs["best_params"], scaler=scaler,

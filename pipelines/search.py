@@ -24,7 +24,7 @@ from foldwise.components import (
 
 
 def search_steps(data, target, task, categorical, numeric, drop, group_column, folds, seed,
-                 scaler, param_grid, model_spec, scoring):
+                 scaler, param_grid, model_spec, scoring, baseline):
     """Add the search steps to the pipeline being defined.
 
     Returns:
@@ -43,7 +43,7 @@ def search_steps(data, target, task, categorical, numeric, drop, group_column, f
     fold_data = collect_folds(
         encoded=dsl.Collected(encoded.outputs["encoded"])).set_display_name("collect-folds")
     trials = plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
-                         param_grid=param_grid, model_spec=model_spec,
+                         param_grid=param_grid, model_spec=model_spec, baseline=baseline,
                          ).set_display_name("plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = train(fold_data=fold_data.outputs["fold_data"], schema=schema,

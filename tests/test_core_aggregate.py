@@ -8,7 +8,8 @@ from foldwise.components.core.errors import FoldwiseError
 
 
 def result(cid, fold, r2, params=None):
-    return {"config_id": cid, "params": params or {"hidden_units": [8], "lr": 0.1}, "fold": fold,
+    params = {"estimator": "keras", **(params or {"hidden_units": [8], "lr": 0.1})}
+    return {"config_id": cid, "params": params, "fold": fold,
             "scores": {"r2": r2, "neg_mean_squared_error": -1.0 + r2}, "fit_time": 1.0 + fold,
             "score_time": 0.1}
 
@@ -19,7 +20,7 @@ def test_cv_results_has_sklearn_columns_and_values():
                 enumerate([0.8, 0.9, 0.7])]
     table = cv_results(results, ["r2", "neg_mean_squared_error"])
     assert list(table.columns) == [
-        "config_id", "params", "param_hidden_units", "param_lr",
+        "config_id", "params", "param_estimator", "param_hidden_units", "param_lr",
         "split0_test_r2", "split1_test_r2", "split2_test_r2", "mean_test_r2", "std_test_r2",
         "rank_test_r2", "split0_test_neg_mean_squared_error",
         "split1_test_neg_mean_squared_error", "split2_test_neg_mean_squared_error",
@@ -56,3 +57,16 @@ def test_summary_reports_the_best_config():
     out = summary(schema, table, ["r2"], "r2", {"foldwise": "0"})
     assert out["best_config_id"] == "b" and out["metrics"]["r2"]["mean"] == pytest.approx(0.4)
     assert out["rows_dropped"] == 1
+
+
+def test_the_best_config_is_keras_even_when_a_baseline_scores_higher():
+    table = cv_results([result("k", 0, 0.4), result("mlp", 0, 0.9, {"estimator": "sklearn_mlp"}),
+                        result("k2", 0, 0.3)], ["r2"])
+    schema = {"task": "regression", "target": "y", "classes": None, "rows_in": 10,
+              "rows_used": 10, "rows_dropped_missing_target": [], "numeric": ["x"],
+              "categorical": [], "folds": 1, "fold_strategy": "kfold", "seed": 0}
+    out = summary(schema, table, ["r2"], "r2", {})
+    assert out["best_config_id"] == "k"
+    assert out["best_baseline"]["config_id"] == "mlp"
+    assert out["best_baseline"]["mean"] == pytest.approx(0.9)
+    assert table.set_index("config_id").loc["mlp", "rank_test_r2"] == 1

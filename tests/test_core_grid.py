@@ -6,6 +6,7 @@ from foldwise.components.core.grid import (
     load_grid,
     plan_trials,
     single_config_grid,
+    with_baseline,
 )
 
 
@@ -77,3 +78,25 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path, text, match):
 def test_missing_grid_file(tmp_path):
     with pytest.raises(FoldwiseError, match="grid file .* does not exist"):
         load_grid(tmp_path / "nope.yaml")
+
+
+def test_baseline_adds_one_matching_sklearn_mlp_per_distinct_keras_config():
+    configs = expand_grid({"hidden_units": [[8], [16]], "dropout": [0.0, 0.2],
+                           "learning_rate": [0.01]}, "classification", 2)
+    together = with_baseline(configs, "mlp", "classification", 2)
+    twins = together[len(configs):]
+    assert len(configs) == 4 and len(twins) == 2  # dropout has no MLP twin: deduplicated
+    assert [t["params"]["hidden_units"] for t in twins] == [[8], [16]]
+    assert all(t["params"]["estimator"] == "sklearn_mlp" and t["params"]["learning_rate"] == 0.01
+               for t in twins)
+    assert with_baseline(configs, "none", "classification", 2) == configs
+
+
+def test_baseline_errors():
+    configs = expand_grid({"activation": ["gelu"]}, "regression", None)
+    with pytest.raises(FoldwiseError, match="--baseline mlp for cfg-.*no scikit-learn MLP"):
+        with_baseline(configs, "mlp", "regression", None)
+    with pytest.raises(FoldwiseError, match="--baseline must be one of none, mlp"):
+        with_baseline(configs, "svm", "regression", None)
+    with pytest.raises(FoldwiseError, match="at least one Keras configuration"):
+        expand_grid({"estimator": ["sklearn_mlp"]}, "regression", None)

@@ -58,6 +58,9 @@ def test_whole_floats_from_kfp_json_are_accepted_as_integers():
         ({"early_stopping": "yes"}, r"early_stopping must be true or false"),
         ({"loss": "no_such_module_xyz:f"}, r"cannot import module 'no_such_module_xyz'"),
         ({"loss": "helpers.custom_losses:nothing"}, r"has no function 'nothing'"),
+        ({"estimator": "xgboost"}, r"unknown estimator 'xgboost'"),
+        ({"estimator": "sklearn_mlp", "dropout": 0.1},
+         r"dropout does not apply to the sklearn_mlp baseline"),
     ],
 )
 def test_bad_specs_are_refused_with_a_clear_message(spec, match):

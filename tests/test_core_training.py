@@ -91,3 +91,36 @@ def test_training_does_not_mutate_fold_arrays():
     for before, after in zip(copies, (data.x_train, data.y_train, data.x_validation), strict=True):
         np.testing.assert_array_equal(before, after)
     assert isinstance(pd.DataFrame(data.x_train), pd.DataFrame)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_sklearn_mlp_baseline_trains_matching_settings_and_saves_json(task, tmp_path):
+    import json
+
+    from foldwise.components.core.training import save_model
+
+    data = regression_data()
+    n_classes = None
+    if task == "classification":
+        n_classes = 3
+        labels = np.digitize(data.y_train, np.quantile(data.y_train, [0.33, 0.66]))
+        data = FoldData(data.x_train, labels, data.x_validation,
+                        np.digitize(data.y_validation, np.quantile(data.y_train, [0.33, 0.66])),
+                        data.rows_validation)
+    spec = normalize_spec({"estimator": "sklearn_mlp", "hidden_units": [8, 4], "epochs": 7,
+                           "learning_rate": 0.01, "batch_size": 16}, task, n_classes)
+    first = train_fold(data, task=task, n_classes=n_classes, spec=spec, seed=1)
+    again = train_fold(data, task=task, n_classes=n_classes, spec=spec, seed=1)
+    np.testing.assert_array_equal(first.prediction, again.prediction)
+    mlp = first.model
+    assert mlp.hidden_layer_sizes == (8, 4) and mlp.n_iter_ == 7 and mlp.batch_size == 16
+    assert mlp.learning_rate_init == 0.01 and first.epochs_run == 7
+    if task == "regression":
+        assert first.target_scaling["mean"] == pytest.approx(np.mean(data.y_train))
+        assert first.scores["r2"] > 0.5
+    else:
+        assert first.prediction.shape == (20, 3)
+    save_model(first, str(tmp_path))
+    weights = json.loads((tmp_path / "mlp.json").read_text())
+    assert [np.shape(c) for c in weights["coefs"]][0] == (3, 8)
+    assert not list(tmp_path.glob("*.pkl")) and not (tmp_path / "model.keras").exists()

@@ -41,7 +41,8 @@ def local_run(tmp_path_factory):
     output = tmp / "run"
     code = main(["run", "grid-search", "--data", str(data), "--target", "y", "--grid",
                  str(grid), "--folds", str(FOLDS), "--epochs", "6", "--batch-size", "16",
-                 "--seed", "2", "--scoring", "neg_mean_absolute_error", "--output", str(output)])
+                 "--seed", "2", "--scoring", "neg_mean_absolute_error", "--baseline", "mlp",
+                 "--output", str(output)])
     assert code == 0
     return data, output
 
@@ -53,27 +54,32 @@ def iteration_dirs(output: Path, step: str) -> list[Path]:
 def test_every_config_and_fold_scored_as_in_process(local_run):
     data, output = local_run
     cv = pd.read_csv(output / "cv_results.csv")
-    assert len(cv) == 4
+    assert len(cv) == 8  # 4 Keras configurations and their 4 scikit-learn MLP twins
+    assert cv["param_estimator"].tolist() == ["keras"] * 4 + ["sklearn_mlp"] * 4
     table = pd.read_parquet(data)
     for _, row in cv.iterrows():
         params = json.loads(row["params"])
         assert params["epochs"] == 6 and params["batch_size"] == 16  # fixed on the CLI
+        assert params["estimator"] in ("keras", "sklearn_mlp")
         expected = in_process_scores(table, "y", params, 2, FOLDS)
         for fold, scores in enumerate(expected):
             for metric, value in scores.items():
                 assert row[f"split{fold}_test_{metric}"] == pytest.approx(value, abs=1e-6), (
                     row["config_id"], fold, metric)
     means = cv["mean_test_neg_mean_absolute_error"].round(6)
-    assert means.nunique() == 4  # configs differ enough that a mix-up could not pass
-    best = cv.loc[cv["rank_test_neg_mean_absolute_error"] == 1, "config_id"].item()
+    assert means.nunique() == 8  # configs differ enough that a mix-up could not pass
+    keras_rows = cv[cv["param_estimator"] == "keras"]
+    best = keras_rows.sort_values("rank_test_neg_mean_absolute_error").iloc[0]["config_id"]
     assert best == json.loads((output / "best_params.json").read_text())["config_id"]
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["best_baseline"]["params"]["estimator"] == "sklearn_mlp"
 
 
 def test_transforms_run_once_per_fold_not_once_per_trial(local_run):
     _, output = local_run
     assert len(iteration_dirs(output, "scale")) == FOLDS
     assert len(iteration_dirs(output, "one-hot-encode")) == FOLDS
-    assert len(iteration_dirs(output, "train")) == 4 * FOLDS
+    assert len(iteration_dirs(output, "train")) == 8 * FOLDS
     (collected,) = (output / "pipeline").glob("*/collect-folds/fold_data")
     assert sorted(p.name for p in collected.iterdir()) == [f"fold-{k}.parquet"
                                                            for k in range(FOLDS)]

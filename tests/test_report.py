@@ -24,8 +24,8 @@ def schema(task):
 def make_report(task):
     rng = np.random.default_rng(0)
     metric = "accuracy" if task == "classification" else "r2"
-    results = [{"config_id": f"cfg-{c}", "params": {"hidden_units": [c], "learning_rate": 0.01,
-                                                     "optimizer": "adam"},
+    results = [{"config_id": f"cfg-{c}", "params": {"estimator": "keras", "hidden_units": [c],
+                                                     "learning_rate": 0.01, "optimizer": "adam"},
                 "fold": k, "scores": {metric: 0.5 + c / 100 + k / 50}, "fit_time": 1.0,
                 "score_time": 0.1} for c in (4, 16) for k in (0, 1)]
     table = cv_results(results, [metric])

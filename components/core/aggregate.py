@@ -74,7 +74,15 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
 def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring: str,
             versions: dict) -> dict:
     """The run's summary: data, folds, the best configuration's mean and std per metric."""
-    best = table.set_index("config_id").loc[best_config_id(table, scoring)]
+    by_id = table.set_index("config_id")
+    best = by_id.loc[best_config_id(table, scoring)]
+    baseline_id = best_config_id(table, scoring, "sklearn_mlp")
+    baseline = None
+    if baseline_id is not None:
+        row = by_id.loc[baseline_id]
+        baseline = {"config_id": baseline_id, "params": json.loads(row["params"]),
+                    "mean": _json_float(row[f"mean_test_{scoring}"]),
+                    "std": _json_float(row[f"std_test_{scoring}"])}
     return {
         "task": schema["task"],
         "target": schema["target"],
@@ -97,6 +105,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
                      "std": _json_float(best[f"std_test_{metric}"])}
             for metric in metric_names
         },
+        "best_baseline": baseline,
         "data": schema.get("data"),
         "versions": versions,
     }
@@ -107,13 +116,20 @@ def _json_float(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
-def best_config_id(table: pd.DataFrame, scoring: str) -> str:
-    """The configuration ranked first by ``scoring`` (the first listed among ties)."""
+def best_config_id(table: pd.DataFrame, scoring: str, estimator: str = "keras") -> str | None:
+    """The ``estimator`` configuration ranked first by ``scoring`` (first listed among ties).
+
+    The best Keras configuration is the one refitted and exported, even when a baseline
+    scores higher; ``None`` if there is no configuration of that estimator.
+    """
     column = f"rank_test_{scoring}"
     if column not in table.columns:
         known = [c.removeprefix("rank_test_") for c in table.columns if c.startswith("rank_")]
         raise FoldwiseError(f"scoring {scoring!r} is not reported; use one of {', '.join(known)}")
-    return str(table.sort_values(column, kind="stable").iloc[0]["config_id"])
+    candidates = table[table["param_estimator"] == estimator]
+    if candidates.empty:
+        return None
+    return str(candidates.sort_values(column, kind="stable").iloc[0]["config_id"])
 
 
 def pooled_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:

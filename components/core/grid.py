@@ -13,7 +13,7 @@ from typing import Any
 from sklearn.model_selection import ParameterGrid
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import SPEC_KEYS, config_id, normalize_spec
+from foldwise.components.core.model import SPEC_KEYS, baseline_for, config_id, normalize_spec
 from foldwise.components.core.table import suggest
 
 
@@ -81,7 +81,39 @@ def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict
             if cid not in seen:
                 seen.add(cid)
                 configs.append({"config_id": cid, "params": params})
+    if not any(c["params"]["estimator"] == "keras" for c in configs):
+        raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
+                            " the best Keras configuration is the one refitted and exported")
     return configs
+
+
+BASELINES = ("none", "mlp")
+
+
+def with_baseline(configs: list[dict], baseline: str, task: str,
+                  n_classes: int | None) -> list[dict]:
+    """The configurations, plus (``baseline="mlp"``) each Keras one's scikit-learn MLP twin.
+
+    Raises:
+        FoldwiseError: An unknown baseline, or a configuration without a scikit-learn twin.
+    """
+    if baseline not in BASELINES:
+        raise FoldwiseError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+    if baseline == "none":
+        return configs
+    twins, seen = [], {c["config_id"] for c in configs}
+    for config in configs:
+        if config["params"]["estimator"] != "keras":
+            continue
+        try:
+            params = normalize_spec(baseline_for(config["params"]), task, n_classes)
+        except FoldwiseError as err:
+            raise FoldwiseError(f"--baseline mlp for {config['config_id']}: {err}") from None
+        cid = config_id(params)
+        if cid not in seen:
+            seen.add(cid)
+            twins.append({"config_id": cid, "params": params})
+    return configs + twins
 
 
 def plan_trials(configs: list[dict], fold_ids: list[int]) -> list[dict]:

@@ -45,6 +45,7 @@ OPTIMIZERS: dict[str, dict[str, float]] = {
 OPTIMIZER_PARAMS = sorted({name for params in OPTIMIZERS.values() for name in params})
 
 MODEL_DEFAULTS: dict[str, Any] = {
+    "estimator": "keras",
     "hidden_units": [64, 32],
     "activation": "relu",
     "dropout": 0.0,
@@ -60,6 +61,12 @@ MODEL_DEFAULTS: dict[str, Any] = {
 }
 TARGET_SCALINGS = ("standard", "none")
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
+ESTIMATORS = ("keras", "sklearn_mlp")
+# The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
+MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",
+            "beta_2", "epsilon", "epochs", "batch_size", "early_stopping", "patience",
+            "validation_fraction", "target_scaling")
+MLP_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "linear": "identity"}
 
 
 def output_kind(task: str, n_classes: int | None) -> str:
@@ -92,6 +99,9 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
             f"unknown model parameter {key!r}{suggest(key, SPEC_KEYS)} "
             f"(known: {', '.join(SPEC_KEYS)})"
         )
+    _check_name("estimator", spec.get("estimator", "keras"), ESTIMATORS)
+    if spec.get("estimator") == "sklearn_mlp":
+        return _normalize_mlp_spec(spec, task, n_classes)
     full = {**MODEL_DEFAULTS, **{k: v for k, v in spec.items() if k in MODEL_DEFAULTS}}
     optimizer = full["optimizer"]
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
@@ -136,6 +146,34 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
         full[key] = float(full[key])
     full["loss"] = _check_loss(full["loss"], task, n_classes)
     return full
+
+
+def _normalize_mlp_spec(spec: dict, task: str, n_classes: int | None) -> dict:
+    """Check and complete the spec of a scikit-learn ``MLPRegressor``/``MLPClassifier``."""
+    foreign = [k for k in spec if k not in MLP_KEYS]
+    if foreign:
+        raise FoldwiseError(
+            f"{foreign[0]} does not apply to the sklearn_mlp baseline, which takes "
+            f"{', '.join(MLP_KEYS[1:])}")
+    # Checked as the Keras twin with Adam (scikit-learn's solver), which fills the defaults.
+    keras_like = normalize_spec({k: v for k, v in spec.items() if k != "estimator"}, task,
+                                n_classes)
+    if keras_like["activation"] not in MLP_ACTIVATIONS:
+        raise FoldwiseError(
+            f"activation {keras_like['activation']!r} has no scikit-learn MLP counterpart; the "
+            f"sklearn_mlp baseline takes {', '.join(MLP_ACTIVATIONS)}")
+    return {**{k: keras_like[k] for k in MLP_KEYS if k in keras_like},
+            "estimator": "sklearn_mlp"}
+
+
+def baseline_for(params: dict) -> dict:
+    """The scikit-learn MLP matching a Keras configuration.
+
+    Same hidden layers, activation, L2 penalty, learning rate, batch size, epochs, early
+    stopping and target scaling; scikit-learn's Adam solver (with the configuration's Adam
+    moments where it has them).
+    """
+    return {**{k: params[k] for k in MLP_KEYS if k in params}, "estimator": "sklearn_mlp"}
 
 
 def _as_units(units: Any) -> list[int]:

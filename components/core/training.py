@@ -107,23 +107,44 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
     and predictions mapped back before scoring, like scikit-learn's
     ``TransformedTargetRegressor`` (``spec["target_scaling"] == "none"`` turns it off). With
     ``early_stopping``, a seeded ``validation_fraction`` of the training rows (stratified for
-    classification) is held out to stop on, and the best epoch's weights are kept.
+    classification) is held out to stop on, and the best epoch's weights are kept. A spec with
+    ``estimator == "sklearn_mlp"`` trains scikit-learn's MLP baseline instead of Keras.
     """
+    kind = output_kind(task, n_classes)
+    target_state = _target_scaling(data.y_train, kind, spec)
+    fit = _fit_sklearn_mlp if spec.get("estimator") == "sklearn_mlp" else _fit_keras
+    model, history, fit_time = fit(data, kind, n_classes, spec, seed, target_state)
+
+    started = time.perf_counter()
+    prediction = predict_array(model, data.x_validation, kind, target_state)
+    scores = metrics.score(task, data.y_validation, prediction, n_classes)
+    score_time = time.perf_counter() - started
+    return FoldResult(model, history, prediction, scores, fit_time, score_time,
+                      len(history.get("loss", [])), target_state)
+
+
+def _target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None:
+    if kind != "regression" or spec["target_scaling"] != "standard":
+        return None
+    mean, std = float(np.mean(y)), float(np.std(y))
+    return {"method": "standard", "mean": mean, "scale": std if std > 0 else 1.0}
+
+
+def _scaled_target(y: np.ndarray, target_state: dict | None) -> np.ndarray:
+    if target_state is None:
+        return y.astype("float32")
+    return ((y - target_state["mean"]) / target_state["scale"]).astype("float32")
+
+
+def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+               target_state: dict | None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     seed_everything(seed)
-    kind = output_kind(task, n_classes)
-    target_state = None
-    y_fit = data.y_train.astype("float32")
-    if kind == "regression" and spec["target_scaling"] == "standard":
-        mean, std = float(np.mean(data.y_train)), float(np.std(data.y_train))
-        std = std if std > 0 else 1.0
-        target_state = {"method": "standard", "mean": mean, "scale": std}
-        y_fit = ((data.y_train - mean) / std).astype("float32")
-    elif kind == "multiclass":
+    y_fit = _scaled_target(data.y_train, target_state)
+    if kind == "multiclass":
         y_fit = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
-
     x_fit, x_stop, y_stop = data.x_train, None, None
     callbacks = []
     if spec["early_stopping"]:
@@ -133,7 +154,8 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
 
-    model = build_model(spec, data.x_train.shape[1], task, n_classes)
+    model = build_model(spec, data.x_train.shape[1], "regression" if kind == "regression"
+                        else "classification", n_classes)
     started = time.perf_counter()
     history = model.fit(
         x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
@@ -141,18 +163,72 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
         callbacks=callbacks, verbose=0,
     )
     fit_time = time.perf_counter() - started
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_time
 
+
+def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                     target_state: dict | None):
+    """scikit-learn's MLP with the spec's layers, activation, Adam, batch size and epochs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    from foldwise.components.core.model import MLP_ACTIVATIONS
+
+    estimator = MLPRegressor if kind == "regression" else MLPClassifier
+    model = estimator(
+        hidden_layer_sizes=tuple(spec["hidden_units"]),
+        activation=MLP_ACTIVATIONS[spec["activation"]], solver="adam", alpha=spec["l2"],
+        batch_size=spec["batch_size"], learning_rate_init=spec["learning_rate"],
+        beta_1=spec["beta_1"], beta_2=spec["beta_2"], epsilon=spec["epsilon"],
+        max_iter=spec["epochs"], shuffle=True, random_state=seed,
+        early_stopping=spec["early_stopping"], validation_fraction=spec["validation_fraction"],
+        # Without early stopping, train exactly `epochs` epochs as Keras does.
+        n_iter_no_change=spec["patience"] if spec["early_stopping"] else spec["epochs"] + 1,
+        tol=1e-4 if spec["early_stopping"] else 0.0,
+    )
+    y_fit = (_scaled_target(data.y_train, target_state) if kind == "regression"
+             else data.y_train)
     started = time.perf_counter()
-    prediction = predict_array(model, data.x_validation, kind, target_state)
-    scores = metrics.score(task, data.y_validation, prediction, n_classes)
-    score_time = time.perf_counter() - started
-    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return FoldResult(model, history_lists, prediction, scores, fit_time, score_time,
-                      len(history_lists.get("loss", [])), target_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data.x_train, y_fit)
+    fit_time = time.perf_counter() - started
+    model.n_classes_total_ = n_classes
+    history = {"loss": [float(v) for v in model.loss_curve_]}
+    if spec["early_stopping"]:
+        history["val_score"] = [float(v) for v in model.validation_scores_]
+    return model, history, fit_time
+
+
+def save_model(result: FoldResult, folder: str) -> None:
+    """Save a trained model and its target scaling into ``folder``.
+
+    Keras models as ``model.keras``; the scikit-learn baseline's weights as ``mlp.json``
+    (plain JSON, never pickle); plus ``target_scaling.json``.
+    """
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    if hasattr(result.model, "coefs_"):
+        mlp = result.model
+        weights = {"coefs": [c.tolist() for c in mlp.coefs_],
+                   "intercepts": [b.tolist() for b in mlp.intercepts_],
+                   "activation": mlp.activation, "out_activation": mlp.out_activation_,
+                   "classes": getattr(mlp, "classes_", np.array([])).tolist()}
+        with open(os.path.join(folder, "mlp.json"), "w", encoding="utf-8") as handle:
+            json.dump(weights, handle)
+    else:
+        result.model.save(os.path.join(folder, "model.keras"))
+    with open(os.path.join(folder, "target_scaling.json"), "w", encoding="utf-8") as handle:
+        json.dump(result.target_scaling, handle)
 
 
 def predict_array(model, x: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
     """Model output as user-facing values: regression values or class probabilities."""
+    if hasattr(model, "coefs_"):  # the scikit-learn MLP baseline
+        return _predict_sklearn_mlp(model, x, kind, target_state)
     raw = np.asarray(model.predict(x, batch_size=1024, verbose=0), dtype="float64")
     if kind == "regression":
         values = raw[:, 0]
@@ -163,6 +239,19 @@ def predict_array(model, x: np.ndarray, kind: str, target_state: dict | None) ->
         positive = np.clip(raw[:, 0], 0.0, 1.0)
         return np.column_stack([1.0 - positive, positive])
     return raw / raw.sum(axis=1, keepdims=True)  # float32 softmax, renormalized in float64
+
+
+def _predict_sklearn_mlp(model, x: np.ndarray, kind: str,
+                         target_state: dict | None) -> np.ndarray:
+    if kind == "regression":
+        values = np.asarray(model.predict(x), dtype="float64").reshape(-1)
+        if target_state is not None:
+            values = values * target_state["scale"] + target_state["mean"]
+        return values
+    # Columns for every class, also those absent from this fold's training rows.
+    proba = np.zeros((len(x), model.n_classes_total_))
+    proba[:, model.classes_] = model.predict_proba(x)
+    return proba
 
 
 def _early_stopping_split(y: np.ndarray, kind: str, spec: dict,
