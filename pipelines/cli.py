@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline on the embedded engine.", formatter_class=formatter)
     _add_data_options(cv)
     _add_model_options(cv, "model (defaults: see foldwise.components.core.model)")
-    cv.add_argument("--output", type=Path,
-                    help="folder for results (default: a new folder under ./foldwise-runs/)")
+    cv.add_argument("--output",
+                    help="results folder or gs:// prefix (default: a new folder under "
+                    "./foldwise-runs/)")
 
     grid = pipelines.add_parser(
         "grid-search", help="grid search with refit and a model that serves raw rows",
@@ -222,6 +223,7 @@ def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) ->
 
 def run_cross_validation(args: argparse.Namespace) -> int:
     """Validate everything, run the pipeline on kfp.local, publish and print the results."""
+    from foldwise.components import storage
     from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
     from foldwise.pipelines.cross_validation import cross_validation
 
@@ -231,25 +233,48 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     configs = expand_grid(single_config_grid(spec), schema["task"], _n_classes(schema))
     configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
     _check_scoring(args.scoring, schema)
-    output = _prepare_output(args.output, "cross-validation")
+    workspace, destination = _workspace_and_destination(args.output, "cross-validation",
+                                                        "summary.json")
 
     plan = [f"model    {json.dumps(configs[0]['params'], sort_keys=True)}"]
     if len(configs) > 1:
         plan.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
-    _describe_plan(data, schema, plan, output)
+    _describe_plan(data, schema, plan, workspace)
     total = 4 + 2 * args.folds + len(configs) * args.folds
     outputs = _run(cross_validation, {**_pipeline_arguments(args, data), "model_spec": spec},
-                   output / "pipeline", output / "pipeline.log", _Progress(total))
+                   workspace / "pipeline", workspace / "pipeline.log", _Progress(total))
     if outputs is None:
         return EXIT_STEP_FAILED
-    _publish(outputs["cv_results"].path, output / "cv_results.csv")
-    _publish(outputs["folds"].path, output / "folds.csv")
-    _publish(outputs["summary"].path, output / "summary.json")
-    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
-    print(format_results(output / "cv_results.csv", summary))
-    print(f"\nwrote {output}/: cv_results.csv, folds.csv, summary.json, pipeline/ (every "
-          f"step's artifacts), pipeline.log  [{time.perf_counter() - started:.1f} s]")
+    # Each file appears whole (temporary name, then rename); summary.json, written last,
+    # marks a finished run.
+    for source, name in [("cv_results", "cv_results.csv"), ("folds", "folds.csv"),
+                         ("summary", "summary.json")]:
+        storage.upload(Path(outputs[source].path), storage.join(destination, name))
+    summary = json.loads(Path(outputs["summary"].path).read_text(encoding="utf-8"))
+    print(format_results(Path(outputs["cv_results"].path), summary))
+    print(f"\nwrote {destination}/: cv_results.csv, folds.csv, summary.json")
+    print(f"run   {workspace}/: pipeline/ (every step's artifacts), pipeline.log  "
+          f"[{time.perf_counter() - started:.1f} s]")
     return 0
+
+
+def _workspace_and_destination(output: str | None, pipeline: str,
+                               marker: str) -> tuple[Path, str]:
+    """The local folder the run works in, and where results go (the same, or gs://).
+
+    A bucket destination holding ``marker`` (the file written last) is refused.
+    """
+    from foldwise.components import storage
+
+    if output and storage.is_gcs(output):
+        destination = output.rstrip("/")
+        if storage.exists(storage.join(destination, marker)):
+            raise FoldwiseError(
+                f"{destination} already holds finished results ({marker}): choose another "
+                "--output (results are never written over)")
+        return _prepare_output(None, pipeline), destination
+    workspace = _prepare_output(Path(output) if output else None, pipeline)
+    return workspace, str(workspace)
 
 
 def grid_from_args(args: argparse.Namespace) -> list[dict]:
@@ -276,15 +301,8 @@ def run_grid_search(args: argparse.Namespace) -> int:
     configs = expand_grid(grid, schema["task"], _n_classes(schema))
     configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
     _check_scoring(args.scoring, schema)
-    if args.output and storage.is_gcs(args.output):
-        destination = args.output.rstrip("/")
-        if storage.exists(storage.join(destination, storage.MANIFEST)):
-            raise FoldwiseError(
-                f"{destination} already holds a finished export: choose another --output")
-        workspace = _prepare_output(None, "grid-search")
-    else:
-        workspace = _prepare_output(Path(args.output) if args.output else None, "grid-search")
-        destination = str(workspace)
+    workspace, destination = _workspace_and_destination(args.output, "grid-search",
+                                                        storage.MANIFEST)
 
     trials = len(configs) * args.folds
     _describe_plan(data, schema, [
@@ -384,13 +402,6 @@ def _prepare_output(output: Path | None, pipeline: str) -> Path:
             "(results are never written over)")
     output.mkdir(parents=True, exist_ok=True)
     return output
-
-
-def _publish(source: str, destination: Path) -> None:
-    """Copy under a temporary name, then rename: a reader never sees a half-written file."""
-    from foldwise.components import storage
-
-    storage.upload(Path(source), str(destination))
 
 
 def _describe_plan(data: str, schema: dict, extra: list[str], output: Path) -> None:

@@ -154,4 +154,4 @@ def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, peng
                                atol=1e-5)
     assert main(["run", "grid-search", "--data", data_uri, "--target", "species", "--grid",
                  str(grid), "--output", destination]) == 2
-    assert "already holds a finished export" in capsys.readouterr().err
+    assert "already holds finished results (manifest.json)" in capsys.readouterr().err

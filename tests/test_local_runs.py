@@ -5,6 +5,7 @@ check that each fold's tasks worked on their own fold — rows, fitted statistic
 and that the pipeline's answer equals the same computation done in this process.
 """
 
+import io
 import json
 from pathlib import Path
 
@@ -146,3 +147,27 @@ def test_a_failing_step_reports_its_own_error(tmp_path):
                   tmp_path / "pipeline", tmp_path / "pipeline.log")
     assert caught.value.user_error
     assert "Traceback" in (tmp_path / "pipeline.log").read_text()
+
+
+def test_cross_validation_reads_from_and_writes_to_a_bucket(bucket, tmp_path, penguins,
+                                                            monkeypatch, capsys):
+    from foldwise.components import storage
+
+    monkeypatch.chdir(tmp_path)
+    sample = tmp_path / "penguins.parquet"
+    penguins.sample(60, random_state=2).to_parquet(sample, index=False)
+    data_uri = f"gs://{bucket.name}/tables/penguins.parquet"
+    storage.upload(sample, data_uri)
+    destination = f"gs://{bucket.name}/cv/penguins"
+    assert main(["run", "cross-validation", "--data", data_uri, "--target", "species",
+                 "--folds", "2", *MODEL, "--output", destination]) == 0
+    summary = json.loads(storage.read_bytes(f"{destination}/summary.json"))
+    assert summary["data"]["uri"] == data_uri and summary["rows_used"] == 60
+    cv = pd.read_csv(io.BytesIO(storage.read_bytes(f"{destination}/cv_results.csv")))
+    assert cv["split1_test_accuracy"][0] == pytest.approx(
+        summary["metrics"]["accuracy"]["mean"] * 2 - cv["split0_test_accuracy"][0])
+    assert list(tmp_path.glob("foldwise-runs/cross-validation-*/pipeline.log"))
+    capsys.readouterr()
+    assert main(["run", "cross-validation", "--data", data_uri, "--target", "species",
+                 "--folds", "2", "--output", destination]) == 2
+    assert "already holds finished results (summary.json)" in capsys.readouterr().err
