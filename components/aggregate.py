@@ -48,11 +48,10 @@ def aggregate(
     from foldwise.components import storage
     from foldwise.components.core import aggregate as agg
     from foldwise.components.core import metrics as scoring_metrics
+    from foldwise.components.core.jsonio import class_count, read_json, write_json
 
-    with open(schema.path, encoding="utf-8") as handle:
-        described = json.load(handle)
-    task, classes = described["task"], described["classes"]
-    n_classes = len(classes) if classes else None
+    described = read_json(schema.path)
+    task, classes, n_classes = described["task"], described["classes"], class_count(described)
     names = list(scoring_metrics.metric_names(task, n_classes))
     scoring = scoring or scoring_metrics.default_scoring(task)
     results = [json.loads(r) for r in fold_results]
@@ -61,20 +60,17 @@ def aggregate(
 
     best_id = agg.best_config_id(table, scoring)
     best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
-    with open(best_params.path, "w", encoding="utf-8") as handle:
-        json.dump({"config_id": best_id, "params": best[0]["params"]}, handle, indent=2)
+    write_json(best_params.path, {"config_id": best_id, "params": best[0]["params"]})
     pooled = agg.pooled_predictions(
         [pd.read_parquet(io.BytesIO(storage.read_bytes(r["predictions"]))) for r in best])
     pooled.to_parquet(oof_predictions.path, index=False)
-    with open(best_histories.path, "w", encoding="utf-8") as handle:
-        json.dump({str(r["fold"]): json.loads(storage.read_bytes(r["history"])) for r in best},
-                  handle)
+    write_json(best_histories.path,
+               {str(r["fold"]): json.loads(storage.read_bytes(r["history"])) for r in best})
 
     packages = ["foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas", "numpy"]
     versions = {"python": platform.python_version(), **{p: version(p) for p in packages}}
     described_summary = agg.summary(described, table, names, scoring, versions)
-    with open(summary.path, "w", encoding="utf-8") as handle:
-        json.dump(described_summary, handle, indent=2, ensure_ascii=False)
+    write_json(summary.path, described_summary)
     for name, stats in described_summary["metrics"].items():
         if stats["mean"] is not None:
             metrics.log_metric(f"mean_test_{name}", stats["mean"])

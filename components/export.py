@@ -29,13 +29,12 @@ def export(
     Returns:
         The URI of the manifest.
     """
-    import json
     from importlib.metadata import version
 
     from foldwise.components import storage
+    from foldwise.components.core.jsonio import read_json
 
-    with open(summary.path, encoding="utf-8") as handle:
-        described = json.load(handle)
+    described = read_json(summary.path)
     files = storage.folder_files(model.path, "model") + [
         ("cv_results.csv", cv_results.path), ("summary.json", summary.path),
         ("best_params.json", best_params.path), ("report.html", page.path),

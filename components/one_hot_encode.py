@@ -23,8 +23,6 @@ def one_hot_encode(
             ``__row__`` and ``__fold__``; the fold and feature order in the file's metadata.
         encoder_state: JSON category lists per column and the model's feature names.
     """
-    import json
-
     import pandas as pd
 
     from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
@@ -34,14 +32,12 @@ def one_hot_encode(
         fit_one_hot,
     )
     from foldwise.components.core.fold_data import write_fold_table
+    from foldwise.components.core.jsonio import read_json, write_json
 
-    with open(schema.path, encoding="utf-8") as handle:
-        described = json.load(handle)
+    described = read_json(schema.path)
     table = pd.read_parquet(scaled.path)
     state = fit_one_hot(table[table[FOLD_COLUMN] != fold], described["categorical"])
     features = encoded_feature_names(described["numeric"], state)
     columns = [*features, described["target"], ROW_COLUMN, FOLD_COLUMN]
     write_fold_table(apply_one_hot(table, state)[columns], encoded.path, fold, features)
-    with open(encoder_state.path, "w", encoding="utf-8") as handle:
-        json.dump({"fold": fold, **state, "features": features}, handle, indent=2,
-                  ensure_ascii=False)
+    write_json(encoder_state.path, {"fold": fold, **state, "features": features})

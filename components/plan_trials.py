@@ -26,18 +26,16 @@ def plan_trials(
     Returns:
         ``[{"config_id", "fold", "params"}, ...]``: the items of the pipeline's trial loop.
     """
-    import json
-
     from foldwise.components.core.grid import (
         expand_grid,
         plan_trials,
         single_config_grid,
         with_baseline,
     )
+    from foldwise.components.core.jsonio import class_count, read_json
 
-    with open(schema.path, encoding="utf-8") as handle:
-        described = json.load(handle)
-    n_classes = len(described["classes"]) if described["classes"] else None
+    described = read_json(schema.path)
+    n_classes = class_count(described)
     grid = param_grid or single_config_grid(model_spec)
     configs = expand_grid(grid, described["task"], n_classes)
     return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids)

@@ -40,9 +40,8 @@ def preprocess(
         The fold ids ``[0, ..., folds - 1]``, the items of the pipeline's fold loop. (A plain
         return value, not a named output: kfp.local cannot loop over named outputs.)
     """
-    import json
-
     from foldwise.components import storage
+    from foldwise.components.core.jsonio import write_json
     from foldwise.components.core.preprocess import PreprocessOptions
     from foldwise.components.core.preprocess import preprocess as run_preprocess
     from foldwise.components.core.table import file_sha256, read_table
@@ -56,8 +55,7 @@ def preprocess(
         table, described = run_preprocess(read_table(local_data), options)
         described["data"] = {"uri": data, "sha256": file_sha256(local_data)}
     table.to_parquet(prepared.path, index=False)
-    with open(schema.path, "w", encoding="utf-8") as handle:
-        json.dump(described, handle, indent=2, ensure_ascii=False)
+    write_json(schema.path, described)
     table[["__row__", "__fold__"]].set_axis(["row", "fold"], axis=1).to_csv(
         fold_assignment.path, index=False)
     prepared.metadata.update(rows=len(table), task=described["task"])

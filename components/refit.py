@@ -29,23 +29,19 @@ def refit(
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
         seed: Seed of weights, shuffling and dropout.
     """
-    import json
     import os
     import shutil
 
     import pandas as pd
 
     from foldwise.components.core.columns import ROW_COLUMN
+    from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.model import normalize_spec
     from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
     from foldwise.components.core.training import FoldData, predictions_frame, train_fold
 
-    with open(schema.path, encoding="utf-8") as handle:
-        described = json.load(handle)
-    with open(best_params.path, encoding="utf-8") as handle:
-        best = json.load(handle)
-    classes = described["classes"]
-    n_classes = len(classes) if classes else None
+    described, best = read_json(schema.path), read_json(best_params.path)
+    classes, n_classes = described["classes"], class_count(described)
     table = pd.read_parquet(prepared.path)
     state = fit_preprocessing(table, described, scaler)
     x, y = encode(table, state), table[described["target"]].to_numpy()
@@ -61,8 +57,7 @@ def refit(
                    verbose=False)
     for name, content in [("preprocessing.json", state), ("schema.json", described),
                           ("best_params.json", best)]:
-        with open(os.path.join(model.path, name), "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2, ensure_ascii=False)
+        write_json(os.path.join(model.path, name), content)
     shutil.rmtree(os.path.join(model.path, "__pycache__"), ignore_errors=True)
     frame = predictions_frame(everything, -1, result.prediction, classes).drop(columns="fold")
     frame.to_parquet(predictions.path, index=False)

@@ -24,17 +24,13 @@ def report(
         best_histories: The best configuration's per-fold loss histories.
         page: ``report.html``: inline SVG and CSS, no scripts; the KFP UI shows it.
     """
-    import json
-
     import pandas as pd
 
+    from foldwise.components.core.jsonio import read_json
     from foldwise.components.core.report import build_report
 
-    def load(artifact):
-        with open(artifact.path, encoding="utf-8") as handle:
-            return json.load(handle)
-
-    text = build_report(load(schema), pd.read_csv(cv_results.path), load(summary),
-                        pd.read_parquet(oof_predictions.path), load(best_histories))
+    text = build_report(read_json(schema.path), pd.read_csv(cv_results.path),
+                        read_json(summary.path), pd.read_parquet(oof_predictions.path),
+                        read_json(best_histories.path))
     with open(page.path, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -24,17 +24,14 @@ def scale(
         scaler_state: JSON medians, centers and scales per column.
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
     """
-    import json
-
     import pandas as pd
 
     from foldwise.components.core.columns import FOLD_COLUMN
+    from foldwise.components.core.jsonio import read_json, write_json
     from foldwise.components.core.scaling import apply_scaler, fit_scaler
 
-    with open(schema.path, encoding="utf-8") as handle:
-        numeric = json.load(handle)["numeric"]
+    numeric = read_json(schema.path)["numeric"]
     table = pd.read_parquet(prepared.path)
     state = fit_scaler(table[table[FOLD_COLUMN] != fold], numeric, scaler)
     apply_scaler(table, state).to_parquet(scaled.path, index=False)
-    with open(scaler_state.path, "w", encoding="utf-8") as handle:
-        json.dump({"fold": fold, **state}, handle, indent=2, ensure_ascii=False)
+    write_json(scaler_state.path, {"fold": fold, **state})

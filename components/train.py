@@ -45,6 +45,7 @@ def train(
 
     from foldwise.components.core import metrics as scoring
     from foldwise.components.core.fold_data import fold_file, read_fold_table
+    from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.training import (
         check_trial,
         predictions_frame,
@@ -53,18 +54,16 @@ def train(
         train_fold,
     )
 
-    with open(schema.path, encoding="utf-8") as handle:
-        described = json.load(handle)
+    described = read_json(schema.path)
     task, target, classes = described["task"], described["target"], described["classes"]
-    n_classes = len(classes) if classes else None
+    n_classes = class_count(described)
     table, table_fold, features = read_fold_table(fold_file(fold_data.path, fold))
     spec = check_trial(config_id, fold, params, table_fold, task, n_classes)
     data = split_fold(table, fold, target, features)
     result = train_fold(data, task=task, n_classes=n_classes, spec=spec, seed=seed)
 
     save_model(result, model.path)
-    with open(history.path, "w", encoding="utf-8") as handle:
-        json.dump(result.history, handle)
+    write_json(history.path, result.history)
     predictions_frame(data, fold, result.prediction, classes).to_parquet(predictions.path,
                                                                          index=False)
     for name, value in result.scores.items():

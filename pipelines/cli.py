@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import class_count
 
 EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
@@ -100,6 +101,11 @@ def _add_model_options(parser: argparse.ArgumentParser, title: str) -> None:
                        help="standardize regression targets per fold (default standard)")
 
 
+def _add_output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", help="results folder or gs:// prefix (default: a new "
+                        "folder under ./foldwise-runs/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
@@ -114,9 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline on the embedded engine.", formatter_class=formatter)
     _add_data_options(cv)
     _add_model_options(cv, "model (defaults: see foldwise.components.core.model)")
-    cv.add_argument("--output",
-                    help="results folder or gs:// prefix (default: a new folder under "
-                    "./foldwise-runs/)")
+    _add_output_option(cv)
 
     grid = pipelines.add_parser(
         "grid-search", help="grid search with refit and a model that serves raw rows",
@@ -128,9 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--grid", required=True, type=Path,
                       help="YAML file: parameter -> list of values, or a list of such mappings")
     _add_model_options(grid, "model options fixed for every configuration the grid leaves open")
-    grid.add_argument("--output",
-                      help="results folder or gs:// prefix (default: a new folder under "
-                      "./foldwise-runs/)")
+    _add_output_option(grid)
 
     predict = commands.add_parser(
         "predict", help="predict with an exported model",
@@ -187,15 +189,11 @@ def _validate_data(args: argparse.Namespace) -> tuple[str, dict]:
 def _check_scoring(scoring: str, schema: dict) -> None:
     from foldwise.components.core import metrics
 
-    names = metrics.metric_names(schema["task"], _n_classes(schema))
+    names = metrics.metric_names(schema["task"], class_count(schema))
     if scoring and scoring not in names:
         raise FoldwiseError(
             f"--scoring {scoring!r} is not reported for {schema['task']}; use one of "
             f"{', '.join(names)}")
-
-
-def _n_classes(schema: dict) -> int | None:
-    return len(schema["classes"]) if schema["classes"] else None
 
 
 def _pipeline_arguments(args: argparse.Namespace, data: str) -> dict:
@@ -230,8 +228,8 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data, schema = _validate_data(args)
     spec = model_spec_from_args(args)
-    configs = expand_grid(single_config_grid(spec), schema["task"], _n_classes(schema))
-    configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
+    configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
+    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
     _check_scoring(args.scoring, schema)
     workspace, destination = _workspace_and_destination(args.output, "cross-validation",
                                                         "summary.json")
@@ -252,9 +250,13 @@ def run_cross_validation(args: argparse.Namespace) -> int:
         storage.upload(Path(outputs[source].path), storage.join(destination, name))
     summary = json.loads(Path(outputs["summary"].path).read_text(encoding="utf-8"))
     print(format_results(Path(outputs["cv_results"].path), summary))
-    print(f"\nwrote {destination}/: cv_results.csv, folds.csv, summary.json")
-    print(f"run   {workspace}/: pipeline/ (every step's artifacts), pipeline.log  "
-          f"[{time.perf_counter() - started:.1f} s]")
+    run_files = "pipeline/ (every step's artifacts), pipeline.log"
+    if destination == str(workspace):
+        print(f"\nwrote {destination}/: cv_results.csv, folds.csv, summary.json, {run_files}"
+              f"  [{time.perf_counter() - started:.1f} s]")
+    else:
+        print(f"\nwrote {destination}/: cv_results.csv, folds.csv, summary.json")
+        print(f"run   {workspace}/: {run_files}  [{time.perf_counter() - started:.1f} s]")
     return 0
 
 
@@ -298,8 +300,8 @@ def run_grid_search(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data, schema = _validate_data(args)
     grid = grid_from_args(args)
-    configs = expand_grid(grid, schema["task"], _n_classes(schema))
-    configs = with_baseline(configs, args.baseline, schema["task"], _n_classes(schema))
+    configs = expand_grid(grid, schema["task"], class_count(schema))
+    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
     _check_scoring(args.scoring, schema)
     workspace, destination = _workspace_and_destination(args.output, "grid-search",
                                                         storage.MANIFEST)

@@ -22,6 +22,7 @@ from foldwise.components.core.encoding import (
     fit_one_hot,
 )
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.model import output_kind
 from foldwise.components.core.scaling import apply_scaler, fit_scaler
 
@@ -127,8 +128,7 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     network.set_weights(inner.get_weights())
     inputs = {i["input"]: keras.Input(shape=(1,), name=i["input"], dtype=i["dtype"])
               for i in state["inputs"]}
-    n_classes = len(schema["classes"]) if schema["classes"] else None
-    kind = output_kind(schema["task"], n_classes)
+    kind = output_kind(schema["task"], class_count(schema))
     scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
     outputs = UserScale(kind, scaling["mean"], scaling["scale"], name="prediction")(
         network(RawFeatures(state, name="raw_features")(inputs)))
