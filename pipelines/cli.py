@@ -106,6 +106,54 @@ def _add_output_option(parser: argparse.ArgumentParser) -> None:
                         "folder under ./foldwise-runs/)")
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument("--image", help="image of every step, e.g. "
+                         "REGISTRY/foldwise:0.1.0-gpu (default: the components' own)")
+    cluster.add_argument("--accelerator", default="cpu",
+                         help="accelerator of the training steps: cpu, nvidia-t4:1, "
+                         "nvidia-l4:1, nvidia-a100:2, tpu-v5e:4, ...")
+    cluster.add_argument("--tpu-topology", help="TPU slice topology, e.g. 2x2")
+    cluster.add_argument("--target", default="kfp", choices=["kfp", "vertex"],
+                         help="kfp: Kubeflow Pipelines on GKE; vertex: Vertex AI Pipelines")
+    cluster.add_argument("--train-cpu", default="2", help="CPU request of training steps")
+    cluster.add_argument("--train-memory", default="8G", help="memory of training steps")
+    cluster.add_argument("--step-cpu", default="1", help="CPU request of other steps")
+    cluster.add_argument("--step-memory", default="4G", help="memory of other steps")
+
+
+def cluster_settings(args: argparse.Namespace):
+    """The :class:`ClusterSettings` the command line asks for."""
+    from foldwise.pipelines.cluster import ClusterSettings, parse_accelerator
+
+    return ClusterSettings(
+        image=args.image, accelerator=parse_accelerator(args.accelerator, args.tpu_topology),
+        target=args.target, train_cpu=args.train_cpu, train_memory=args.train_memory,
+        step_cpu=args.step_cpu, step_memory=args.step_memory)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    """``foldwise compile``: a pipeline's YAML, or one YAML per component."""
+    from foldwise.components.image import IMAGE
+    from foldwise.pipelines import packaging
+
+    settings = cluster_settings(args)
+    if args.what == "components":
+        written = packaging.compile_components(args.out, args.image)
+        print(f"wrote {len(written)} components to {args.out}/: "
+              f"{', '.join(p.name for p in written)}")
+    else:
+        packaging.compile_pipeline(args.what, settings, args.out)
+        accelerator = settings.accelerator
+        print(f"wrote {args.out}: {args.what} for {args.target}, image "
+              f"{args.image or IMAGE}, training on "
+              f"{'cpu' if accelerator is None else f'{accelerator.count} × {accelerator.name}'}")
+    if not args.image:
+        print(f"note: steps run image {IMAGE}: push it (docker/Dockerfile) to a registry the "
+              "cluster can pull from and pass --image", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
@@ -134,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(grid, "model options fixed for every configuration the grid leaves open")
     _add_output_option(grid)
 
+    compile_ = commands.add_parser(
+        "compile", help="compile a pipeline (or every component) to YAML for a cluster",
+        description="Compile a pipeline to the YAML that Kubeflow Pipelines and Vertex AI "
+        "Pipelines run, with the image, resources, accelerators, retries and caching of every "
+        "step; or every component to its own YAML file.", formatter_class=formatter)
+    compile_.add_argument("what", choices=["cross-validation", "grid-search", "components"],
+                          help="a pipeline, or 'components'")
+    _add_cluster_options(compile_)
+    compile_.add_argument("--out", required=True, type=Path,
+                          help="YAML file (a folder for 'components')")
+
     predict = commands.add_parser(
         "predict", help="predict with an exported model",
         description="Predict rows of a table with the model folder of a grid-search export.",
@@ -152,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "predict":
             return predict(args)
+        if args.command == "compile":
+            return compile_command(args)
         if args.pipeline == "grid-search":
             return run_grid_search(args)
         return run_cross_validation(args)

@@ -10,6 +10,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from foldwise.components import export, refit, report
+from foldwise.pipelines.cluster import LOCAL, ClusterSettings
 from foldwise.pipelines.search import search_steps
 
 GridSearchOutputs = NamedTuple(
@@ -18,68 +19,80 @@ GridSearchOutputs = NamedTuple(
 )
 
 
-@dsl.pipeline(
-    name="foldwise-grid-search",
-    description="Grid search of Keras models with leakage-free K-fold cross-validation, "
-                "refit of the best configuration and export of a model that serves raw rows.",
-)
-def grid_search(
-    data: str,
-    target: str,
-    param_grid: list,
-    destination: str,
-    task: str = "",
-    categorical: list = [],  # noqa: B006 - KFP reads defaults from the signature
-    numeric: list = [],  # noqa: B006
-    drop: list = [],  # noqa: B006
-    group_column: str = "",
-    folds: int = 5,
-    seed: int = 0,
-    scaler: str = "standard",
-    scoring: str = "",
-    baseline: str = "none",
-) -> GridSearchOutputs:
-    """Search a grid of Keras configurations and export the best one, refitted on all rows.
+def build_grid_search(settings: ClusterSettings = LOCAL):
+    """The grid-search pipeline with each step set up by ``settings``."""
 
-    Args:
-        data: Path or ``gs://`` URI of the CSV or Parquet table.
-        target: Column to predict.
-        param_grid: Mappings of parameter → list of values (scikit-learn's ``param_grid``).
-        destination: Local folder or ``gs://`` prefix receiving the model, ``cv_results.csv``,
-            ``best_params.json``, ``summary.json``, ``folds.csv``, ``report.html`` and, last,
-            ``manifest.json``.
-        task: ``classification``, ``regression`` or empty to infer it.
-        categorical: Columns to one-hot encode whatever their type.
-        numeric: Columns to treat as numbers.
-        drop: Columns to leave out.
-        group_column: Rows sharing this column's value share a fold.
-        folds: Number of folds.
-        seed: Seed of folds, weights and shuffling.
-        scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
-        scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.
-        baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
-            rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
-    """
-    prepared, results = search_steps(
-        data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-        drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-        param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline)
-    schema = prepared.outputs["schema"]
-    final = refit(prepared=prepared.outputs["prepared"], schema=schema,
-                  best_params=results.outputs["best_params"], scaler=scaler,
-                  seed=seed).set_display_name("refit")
-    page = report(schema=schema, cv_results=results.outputs["cv_results"],
-                  summary=results.outputs["summary"],
-                  oof_predictions=results.outputs["oof_predictions"],
-                  best_histories=results.outputs["best_histories"]).set_display_name("report")
-    published = export(model=final.outputs["model"], cv_results=results.outputs["cv_results"],
-                       summary=results.outputs["summary"],
-                       best_params=results.outputs["best_params"], page=page.outputs["page"],
-                       fold_assignment=prepared.outputs["fold_assignment"],
-                       destination=destination).set_display_name("export")
-    return GridSearchOutputs(
-        cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
-        folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
-        report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
-        manifest=published.output,
+    @dsl.pipeline(
+        name="foldwise-grid-search",
+        description="Grid search of Keras models with leakage-free K-fold cross-validation, "
+                    "refit of the best configuration and export of a model that serves raw rows.",
     )
+    def grid_search(
+        data: str,
+        target: str,
+        param_grid: list,
+        destination: str,
+        task: str = "",
+        categorical: list = [],  # noqa: B006 - KFP reads defaults from the signature
+        numeric: list = [],  # noqa: B006
+        drop: list = [],  # noqa: B006
+        group_column: str = "",
+        folds: int = 5,
+        seed: int = 0,
+        scaler: str = "standard",
+        scoring: str = "",
+        baseline: str = "none",
+    ) -> GridSearchOutputs:
+        """Search a grid of Keras configurations and export the best one, refitted on all rows.
+
+        Args:
+            data: Path or ``gs://`` URI of the CSV or Parquet table.
+            target: Column to predict.
+            param_grid: Mappings of parameter → list of values (scikit-learn's ``param_grid``).
+            destination: Local folder or ``gs://`` prefix receiving the model, ``cv_results.csv``,
+                ``best_params.json``, ``summary.json``, ``folds.csv``, ``report.html`` and, last,
+                ``manifest.json``.
+            task: ``classification``, ``regression`` or empty to infer it.
+            categorical: Columns to one-hot encode whatever their type.
+            numeric: Columns to treat as numbers.
+            drop: Columns to leave out.
+            group_column: Rows sharing this column's value share a fold.
+            folds: Number of folds.
+            seed: Seed of folds, weights and shuffling.
+            scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
+            scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.
+            baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
+                rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
+        """
+        prepared, results = search_steps(
+            settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
+            drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
+            param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline)
+        schema = prepared.outputs["schema"]
+        final = settings.apply(refit(
+            prepared=prepared.outputs["prepared"], schema=schema,
+            best_params=results.outputs["best_params"], scaler=scaler, seed=seed,
+        ).set_display_name("refit"), "refit")
+        page = settings.apply(report(
+            schema=schema, cv_results=results.outputs["cv_results"],
+            summary=results.outputs["summary"],
+            oof_predictions=results.outputs["oof_predictions"],
+            best_histories=results.outputs["best_histories"],
+        ).set_display_name("report"), "report")
+        published = settings.apply(export(
+            model=final.outputs["model"], cv_results=results.outputs["cv_results"],
+            summary=results.outputs["summary"], best_params=results.outputs["best_params"],
+            page=page.outputs["page"], fold_assignment=prepared.outputs["fold_assignment"],
+            destination=destination,
+        ).set_display_name("export"), "export")
+        return GridSearchOutputs(
+            cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
+            folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
+            report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
+            manifest=published.output,
+        )
+
+    return grid_search
+
+
+grid_search = build_grid_search()

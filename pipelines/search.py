@@ -21,34 +21,37 @@ from foldwise.components import (
     scale,
     train,
 )
+from foldwise.pipelines.cluster import ClusterSettings
 
 
-def search_steps(data, target, task, categorical, numeric, drop, group_column, folds, seed,
-                 scaler, param_grid, model_spec, scoring, baseline):
-    """Add the search steps to the pipeline being defined.
+def search_steps(settings: ClusterSettings, data, target, task, categorical, numeric, drop,
+                 group_column, folds, seed, scaler, param_grid, model_spec, scoring, baseline):
+    """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
     Returns:
         ``(preprocess_task, aggregate_task)``.
     """
-    prepared = preprocess(
+    def step(task, name: str):
+        return settings.apply(task.set_display_name(name), name)
+
+    prepared = step(preprocess(
         data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-        drop=drop, group_column=group_column, folds=folds, seed=seed,
-    ).set_display_name("preprocess")
+        drop=drop, group_column=group_column, folds=folds, seed=seed), "preprocess")
     schema = prepared.outputs["schema"]
     with dsl.ParallelFor(items=prepared.outputs["Output"], name="folds") as fold:
-        scaled = scale(prepared=prepared.outputs["prepared"], schema=schema, fold=fold,
-                       scaler=scaler).set_display_name("scale")
-        encoded = one_hot_encode(scaled=scaled.outputs["scaled"], schema=schema,
-                                 fold=fold).set_display_name("one-hot-encode")
-    fold_data = collect_folds(
-        encoded=dsl.Collected(encoded.outputs["encoded"])).set_display_name("collect-folds")
-    trials = plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
-                         param_grid=param_grid, model_spec=model_spec, baseline=baseline,
-                         ).set_display_name("plan-trials")
+        scaled = step(scale(prepared=prepared.outputs["prepared"], schema=schema, fold=fold,
+                            scaler=scaler), "scale")
+        encoded = step(one_hot_encode(scaled=scaled.outputs["scaled"], schema=schema,
+                                      fold=fold), "one-hot-encode")
+    fold_data = step(collect_folds(encoded=dsl.Collected(encoded.outputs["encoded"])),
+                     "collect-folds")
+    trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
+                              param_grid=param_grid, model_spec=model_spec, baseline=baseline),
+                  "plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
-        trained = train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                        config_id=trial.config_id, fold=trial.fold, params=trial.params,
-                        seed=seed).set_display_name("train")
-    results = aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
-                        scoring=scoring).set_display_name("aggregate")
+        trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
+                             config_id=trial.config_id, fold=trial.fold, params=trial.params,
+                             seed=seed), "train")
+    results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
+                             scoring=scoring), "aggregate")
     return prepared, results

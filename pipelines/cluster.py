@@ -1,0 +1,162 @@
+"""How each step runs on a cluster: image, CPU and memory, accelerators, retries, caching.
+
+Set in the pipelines, never inside components. The same settings compile for Kubeflow
+Pipelines on GKE (resource requests plus GKE node selectors and tolerations, through
+kfp-kubernetes) or for Vertex AI Pipelines (Vertex accelerator types); kfp.local ignores
+resources and accelerators.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.table import suggest
+
+# User name → (GKE node label value, Vertex AI accelerator type).
+GPUS = {
+    "nvidia-t4": ("nvidia-tesla-t4", "NVIDIA_TESLA_T4"),
+    "nvidia-l4": ("nvidia-l4", "NVIDIA_L4"),
+    "nvidia-v100": ("nvidia-tesla-v100", "NVIDIA_TESLA_V100"),
+    "nvidia-a100": ("nvidia-tesla-a100", "NVIDIA_TESLA_A100"),
+    "nvidia-a100-80gb": ("nvidia-a100-80gb", "NVIDIA_A100_80GB"),
+    "nvidia-h100": ("nvidia-h100-80gb", "NVIDIA_H100_80GB"),
+}
+TPUS = {
+    "tpu-v5e": ("tpu-v5-lite-podslice", "TPU_V5_LITEPOD"),
+    "tpu-v4": ("tpu-v4-podslice", "TPU_V4_POD"),
+}
+KNOWN = ["cpu", *GPUS, *TPUS]
+TARGETS = ("kfp", "vertex")
+TRAINING_STEPS = ("train", "refit")
+# Steps that read something outside the pipeline (the data, the promoted model) or write
+# outside it are never served from cache: a scheduled retrain on changed data recomputes.
+UNCACHED_STEPS = ("preprocess", "export", "champion", "promote")
+RETRY = {"num_retries": 3, "backoff_duration": "30s", "backoff_factor": 2.0,
+         "backoff_max_duration": "600s"}
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """An accelerator request: ``nvidia-l4:1``, ``tpu-v5e:4`` with topology ``2x2``."""
+
+    name: str
+    count: int
+    topology: str | None = None
+
+    @property
+    def is_tpu(self) -> bool:
+        """Whether this is a TPU slice."""
+        return self.name in TPUS
+
+    @property
+    def gke_label(self) -> str:
+        """The GKE node label value that selects this accelerator."""
+        return (TPUS if self.is_tpu else GPUS)[self.name][0]
+
+    @property
+    def vertex_type(self) -> str:
+        """The Vertex AI accelerator type."""
+        return (TPUS if self.is_tpu else GPUS)[self.name][1]
+
+
+def parse_accelerator(text: str, topology: str | None = None) -> Accelerator | None:
+    """``cpu`` → ``None``; ``NAME[:COUNT]`` → an :class:`Accelerator`, checked.
+
+    Raises:
+        FoldwiseError: An unknown name (the known ones are listed), a bad count, or a TPU
+            topology missing or not matching the chip count.
+    """
+    name, _, count_text = text.strip().lower().partition(":")
+    if name == "cpu":
+        if topology:
+            raise FoldwiseError("--tpu-topology goes with a TPU --accelerator, not cpu")
+        return None
+    if name not in GPUS and name not in TPUS:
+        raise FoldwiseError(
+            f"unknown accelerator {name!r}{suggest(name, KNOWN)}; known: {', '.join(KNOWN)} "
+            "(as NAME:COUNT, e.g. nvidia-l4:1)")
+    if count_text and not count_text.isdigit() or count_text == "0":
+        raise FoldwiseError(f"accelerator count must be a positive whole number, got "
+                            f"{count_text!r} in {text!r}")
+    count = int(count_text or 1)
+    if name in TPUS:
+        if not topology or not re.fullmatch(r"\d+x\d+(x\d+)?", topology):
+            raise FoldwiseError(
+                f"{name} needs --tpu-topology such as 2x2 (chips per dimension), got "
+                f"{topology!r}")
+        chips = math.prod(int(part) for part in topology.split("x"))
+        if chips != count:
+            raise FoldwiseError(
+                f"--tpu-topology {topology} has {chips} chips but {text!r} asks for {count}: "
+                f"use {name}:{chips}")
+    elif topology:
+        raise FoldwiseError("--tpu-topology goes with a TPU --accelerator")
+    return Accelerator(name, count, topology)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Per-step settings compiled into a pipeline.
+
+    Attributes:
+        image: Image of every step (``None``: the components' default image).
+        accelerator: Accelerator of the training steps (train, refit), or ``None`` for CPU.
+        target: ``kfp`` (Kubeflow Pipelines on GKE) or ``vertex`` (Vertex AI Pipelines).
+        train_cpu, train_memory: CPU and memory requested by training steps.
+        step_cpu, step_memory: CPU and memory requested by every other step.
+    """
+
+    image: str | None = None
+    accelerator: Accelerator | None = None
+    target: str = "kfp"
+    train_cpu: str = "2"
+    train_memory: str = "8G"
+    step_cpu: str = "1"
+    step_memory: str = "4G"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise FoldwiseError(f"--target must be one of {', '.join(TARGETS)}, got "
+                                f"{self.target!r}")
+
+    def apply(self, task, step: str):
+        """Set ``task``'s image, resources, accelerator, retries and caching by its step."""
+        from kfp import kubernetes
+
+        if self.image:
+            task.set_container_image(self.image)
+        training = step in TRAINING_STEPS
+        cpu, memory = ((self.train_cpu, self.train_memory) if training
+                       else (self.step_cpu, self.step_memory))
+        task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+        task.set_caching_options(step not in UNCACHED_STEPS)
+        if not training:
+            return task
+        task.set_retry(**RETRY)
+        accelerator = self.accelerator
+        if accelerator is None:
+            return task
+        if self.target == "vertex":
+            task.set_accelerator_type(accelerator.vertex_type)
+            task.set_accelerator_limit(accelerator.count)
+        elif accelerator.is_tpu:
+            task.set_accelerator_type("google.com/tpu").set_accelerator_limit(accelerator.count)
+            kubernetes.add_node_selector(task, "cloud.google.com/gke-tpu-accelerator",
+                                         accelerator.gke_label)
+            kubernetes.add_node_selector(task, "cloud.google.com/gke-tpu-topology",
+                                         accelerator.topology)
+            kubernetes.add_toleration(task, key="google.com/tpu", operator="Exists",
+                                      effect="NoSchedule")
+        else:
+            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(accelerator.count)
+            kubernetes.add_node_selector(task, "cloud.google.com/gke-accelerator",
+                                         accelerator.gke_label)
+            kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",
+                                      effect="NoSchedule")
+        return task
+
+
+LOCAL = ClusterSettings()
