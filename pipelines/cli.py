@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -114,7 +115,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
                          help="accelerator of the training steps: cpu, nvidia-t4:1, "
                          "nvidia-l4:1, nvidia-a100:2, tpu-v5e:4, ...")
     cluster.add_argument("--tpu-topology", help="TPU slice topology, e.g. 2x2")
-    cluster.add_argument("--target", default="kfp", choices=["kfp", "vertex"],
+    cluster.add_argument("--platform", default="kfp", choices=["kfp", "vertex"],
                          help="kfp: Kubeflow Pipelines on GKE; vertex: Vertex AI Pipelines")
     cluster.add_argument("--train-cpu", default="2", help="CPU request of training steps")
     cluster.add_argument("--train-memory", default="8G", help="memory of training steps")
@@ -128,7 +129,7 @@ def cluster_settings(args: argparse.Namespace):
 
     return ClusterSettings(
         image=args.image, accelerator=parse_accelerator(args.accelerator, args.tpu_topology),
-        target=args.target, train_cpu=args.train_cpu, train_memory=args.train_memory,
+        platform=args.platform, train_cpu=args.train_cpu, train_memory=args.train_memory,
         step_cpu=args.step_cpu, step_memory=args.step_memory)
 
 
@@ -145,12 +146,69 @@ def compile_command(args: argparse.Namespace) -> int:
     else:
         packaging.compile_pipeline(args.what, settings, args.out)
         accelerator = settings.accelerator
-        print(f"wrote {args.out}: {args.what} for {args.target}, image "
+        print(f"wrote {args.out}: {args.what} for {args.platform}, image "
               f"{args.image or IMAGE}, training on "
               f"{'cpu' if accelerator is None else f'{accelerator.count} × {accelerator.name}'}")
     if not args.image:
         print(f"note: steps run image {IMAGE}: push it (docker/Dockerfile) to a registry the "
               "cluster can pull from and pass --image", file=sys.stderr)
+    return 0
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    """``foldwise submit`` / ``foldwise schedule``: validate, compile, send."""
+    from foldwise.components import storage
+    from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
+    from foldwise.pipelines import packaging, submit
+
+    on_vertex = bool(args.vertex_project or args.vertex_region)
+    if on_vertex == bool(args.host) or (on_vertex and not (args.vertex_project and
+                                                           args.vertex_region)):
+        raise FoldwiseError("give --host (Kubeflow Pipelines) or both --vertex-project and "
+                            "--vertex-region (Vertex AI)")
+    if not storage.is_gcs(args.pipeline_root):
+        raise FoldwiseError("--pipeline-root must be a gs:// prefix the cluster can write to")
+    if not storage.is_gcs(args.data):
+        raise FoldwiseError("--data must be a gs:// URI the cluster can read")
+    data, schema = _validate_data(args)
+    _check_scoring(args.scoring, schema)
+    arguments = _pipeline_arguments(args, data)
+    if args.pipeline == "grid-search":
+        if not args.grid or not args.output or not storage.is_gcs(args.output):
+            raise FoldwiseError("grid-search needs --grid and an --output gs:// prefix")
+        grid = grid_from_args(args)
+        configs = expand_grid(grid, schema["task"], class_count(schema))
+        arguments.update(param_grid=grid, destination=args.output.rstrip("/"))
+    else:
+        spec = model_spec_from_args(args)
+        configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
+        arguments["model_spec"] = spec
+    with_baseline(configs, args.baseline, schema["task"], class_count(schema))
+    if args.verb_is_schedule:
+        submit.kfp_cron(args.cron)  # refuse a bad expression before compiling anything
+
+    settings = cluster_settings(args)
+    if on_vertex and settings.platform != "vertex":
+        settings = dataclasses.replace(settings, platform="vertex")
+    name = args.name or f"foldwise-{args.pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        package = packaging.compile_pipeline(args.pipeline, settings,
+                                             Path(folder) / "pipeline.yaml")
+        if on_vertex:
+            job = submit.vertex_job(package, arguments, name, args.vertex_project,
+                                    args.vertex_region, args.pipeline_root)
+            result = (submit.schedule_vertex(job, name, args.cron, args.service_account)
+                      if args.verb_is_schedule else
+                      submit.submit_vertex(job, args.service_account))
+        else:
+            client = submit.kfp_client(args.host, args.namespace)
+            result = (submit.schedule_kfp(client, package, arguments, name, args.experiment,
+                                          args.cron, args.namespace, args.service_account)
+                      if args.verb_is_schedule else
+                      submit.submit_kfp(client, package, arguments, name, args.experiment,
+                                        args.pipeline_root, args.namespace,
+                                        args.service_account))
+    print(f"{result.kind} {result.id}" + (f": {result.url}" if result.url else ""))
     return 0
 
 
@@ -193,6 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--out", required=True, type=Path,
                           help="YAML file (a folder for 'components')")
 
+    for verb, summary in [("submit", "start a run on Kubeflow Pipelines or Vertex AI"),
+                          ("schedule", "schedule recurring runs on Kubeflow Pipelines or "
+                           "Vertex AI")]:
+        command = commands.add_parser(
+            verb, help=summary, formatter_class=formatter,
+            description=f"Compile a pipeline and {summary} through the service's client "
+            "library. Data, grid and model options are validated here first.")
+        command.add_argument("pipeline", choices=["cross-validation", "grid-search"])
+        service = command.add_argument_group("service (--host, or --vertex-project and "
+                                             "--vertex-region)")
+        service.add_argument("--host", help="Kubeflow Pipelines endpoint, https://...")
+        service.add_argument("--namespace", help="Kubeflow namespace (multi-user clusters)")
+        service.add_argument("--experiment", default="foldwise", help="experiment name")
+        service.add_argument("--vertex-project", help="Google Cloud project for Vertex AI")
+        service.add_argument("--vertex-region", help="Vertex AI region, e.g. europe-west4")
+        service.add_argument("--pipeline-root", required=True,
+                             help="gs:// prefix for the run's artifacts")
+        service.add_argument("--service-account", help="service account the steps run as")
+        service.add_argument("--name", help="run or schedule name (default: pipeline and time)")
+        if verb == "schedule":
+            service.add_argument("--cron", required=True,
+                                 help="when, e.g. '0 0 3 * * *' (SEC MIN HOUR DAY MONTH WEEKDAY)")
+        _add_data_options(command)
+        command.add_argument("--grid", type=Path, help="grid YAML (grid-search)")
+        _add_model_options(command, "model options")
+        command.add_argument("--output", help="gs:// prefix for the results (grid-search)")
+        _add_cluster_options(command)
+
     predict = commands.add_parser(
         "predict", help="predict with an exported model",
         description="Predict rows of a table with the model folder of a grid-search export.",
@@ -209,10 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     try:
         args = build_parser().parse_args(argv)
+        args.verb_is_schedule = args.command == "schedule"
         if args.command == "predict":
             return predict(args)
         if args.command == "compile":
             return compile_command(args)
+        if args.command in ("submit", "schedule"):
+            return submit_command(args)
         if args.pipeline == "grid-search":
             return run_grid_search(args)
         return run_cross_validation(args)

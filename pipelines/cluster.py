@@ -29,7 +29,7 @@ TPUS = {
     "tpu-v4": ("tpu-v4-podslice", "TPU_V4_POD"),
 }
 KNOWN = ["cpu", *GPUS, *TPUS]
-TARGETS = ("kfp", "vertex")
+PLATFORMS = ("kfp", "vertex")
 TRAINING_STEPS = ("train", "refit")
 # Steps that read something outside the pipeline (the data, the promoted model) or write
 # outside it are never served from cache: a scheduled retrain on changed data recomputes.
@@ -104,23 +104,23 @@ class ClusterSettings:
     Attributes:
         image: Image of every step (``None``: the components' default image).
         accelerator: Accelerator of the training steps (train, refit), or ``None`` for CPU.
-        target: ``kfp`` (Kubeflow Pipelines on GKE) or ``vertex`` (Vertex AI Pipelines).
+        platform: ``kfp`` (Kubeflow Pipelines on GKE) or ``vertex`` (Vertex AI Pipelines).
         train_cpu, train_memory: CPU and memory requested by training steps.
         step_cpu, step_memory: CPU and memory requested by every other step.
     """
 
     image: str | None = None
     accelerator: Accelerator | None = None
-    target: str = "kfp"
+    platform: str = "kfp"
     train_cpu: str = "2"
     train_memory: str = "8G"
     step_cpu: str = "1"
     step_memory: str = "4G"
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise FoldwiseError(f"--target must be one of {', '.join(TARGETS)}, got "
-                                f"{self.target!r}")
+        if self.platform not in PLATFORMS:
+            raise FoldwiseError(f"--platform must be one of {', '.join(PLATFORMS)}, got "
+                                f"{self.platform!r}")
 
     def apply(self, task, step: str):
         """Set ``task``'s image, resources, accelerator, retries and caching by its step."""
@@ -139,7 +139,7 @@ class ClusterSettings:
         accelerator = self.accelerator
         if accelerator is None:
             return task
-        if self.target == "vertex":
+        if self.platform == "vertex":
             task.set_accelerator_type(accelerator.vertex_type)
             task.set_accelerator_limit(accelerator.count)
         elif accelerator.is_tpu:

@@ -79,5 +79,9 @@ def bucket(gcs_server, monkeypatch, request):
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
     client = storage.Client(project="test", credentials=AnonymousCredentials())
-    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:60].strip("-")
+    import hashlib
+
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:50].strip("-")
+    name = f"{name}-{digest}"
     return client.create_bucket(name)

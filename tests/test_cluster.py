@@ -60,7 +60,7 @@ def test_tpu_on_gke_requests_chips_with_topology(name, topology, chips, tmp_path
 
 @pytest.mark.parametrize("name", sorted(GPUS))
 def test_vertex_gets_vertex_accelerator_types_and_no_kubernetes_settings(name, tmp_path):
-    ir, platform = compiled(tmp_path, "--accelerator", f"{name}:1", "--target", "vertex")
+    ir, platform = compiled(tmp_path, "--accelerator", f"{name}:1", "--platform", "vertex")
     accelerator = ir["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"][
         "accelerator"]
     assert accelerator["resourceType"] == GPUS[name][1] and accelerator["resourceCount"] == "1"
