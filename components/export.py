@@ -14,6 +14,7 @@ def export(
     page: Input[HTML],
     fold_assignment: Input[Dataset],
     destination: str,
+    new_version: bool = False,
 ) -> str:
     """Copy everything a user needs to ``destination``; ``manifest.json`` is written last.
 
@@ -24,7 +25,9 @@ def export(
         best_params: The best configuration.
         page: The report.
         fold_assignment: Row → fold.
-        destination: Local folder or ``gs://`` prefix, given by the user (never built here).
+        destination: Local folder or ``gs://`` prefix, given by the user.
+        new_version: Export into a new ``versions/<id>/`` folder under ``destination``
+            (retrain), instead of into ``destination`` itself.
 
     Returns:
         The URI of the manifest.
@@ -33,6 +36,10 @@ def export(
 
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json
+    from foldwise.components.core.promotion import VERSIONS, new_version_name
+
+    def versioned(root: str) -> str:
+        return storage.join(root, VERSIONS, new_version_name())
 
     described = read_json(summary.path)
     files = storage.folder_files(model.path, "model") + [
@@ -40,6 +47,7 @@ def export(
         ("best_params.json", best_params.path), ("report.html", page.path),
         ("folds.csv", fold_assignment.path),
     ]
+    destination = versioned(destination) if new_version else destination
     storage.publish(files, destination, {
         "what": "foldwise grid search: serving model and cross-validation results",
         "foldwise": version("foldwise"), "versions": described["versions"],

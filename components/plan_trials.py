@@ -12,6 +12,7 @@ def plan_trials(
     param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
     model_spec: dict = {},  # noqa: B006
     baseline: str = "none",
+    champion: list = [],  # noqa: B006
 ) -> list:
     """List the trials to train: every configuration of the grid on every fold.
 
@@ -22,6 +23,8 @@ def plan_trials(
             ``ParameterGrid``; empty to train ``model_spec`` alone.
         model_spec: The one configuration to train when ``param_grid`` is empty.
         baseline: ``mlp`` to add each configuration's scikit-learn MLP twin, or ``none``.
+        champion: The promoted model's configuration (retrain), listed first so that it is
+            cross-validated on the same folds and wins ties.
 
     Returns:
         ``[{"config_id", "fold", "params"}, ...]``: the items of the pipeline's trial loop.
@@ -37,5 +40,10 @@ def plan_trials(
     described = read_json(schema.path)
     n_classes = class_count(described)
     grid = param_grid or single_config_grid(model_spec)
-    configs = expand_grid(grid, described["task"], n_classes)
+    configs = [c for entry in champion
+               for c in expand_grid(single_config_grid(entry["params"]), described["task"],
+                                    n_classes)]
+    known = {c["config_id"] for c in configs}
+    configs += [c for c in expand_grid(grid, described["task"], n_classes)
+                if c["config_id"] not in known]
     return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids)

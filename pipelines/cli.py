@@ -179,6 +179,12 @@ def submit_command(args: argparse.Namespace) -> int:
         grid = grid_from_args(args)
         configs = expand_grid(grid, schema["task"], class_count(schema))
         arguments.update(param_grid=grid, destination=args.output.rstrip("/"))
+    elif args.pipeline == "retrain":
+        if not args.promote_to or not storage.is_gcs(args.promote_to):
+            raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
+        grid, spec, configs = _retrain_search(args, schema)
+        arguments.update(param_grid=grid, model_spec=spec,
+                         promote_to=args.promote_to.rstrip("/"))
     else:
         spec = model_spec_from_args(args)
         configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
@@ -245,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile a pipeline to the YAML that Kubeflow Pipelines and Vertex AI "
         "Pipelines run, with the image, resources, accelerators, retries and caching of every "
         "step; or every component to its own YAML file.", formatter_class=formatter)
-    compile_.add_argument("what", choices=["cross-validation", "grid-search", "components"],
+    compile_.add_argument("what", choices=["cross-validation", "grid-search", "retrain",
+                                           "components"],
                           help="a pipeline, or 'components'")
     _add_cluster_options(compile_)
     compile_.add_argument("--out", required=True, type=Path,
@@ -258,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
             verb, help=summary, formatter_class=formatter,
             description=f"Compile a pipeline and {summary} through the service's client "
             "library. Data, grid and model options are validated here first.")
-        command.add_argument("pipeline", choices=["cross-validation", "grid-search"])
+        command.add_argument("pipeline", choices=["cross-validation", "grid-search",
+                                                  "retrain"])
         service = command.add_argument_group("service (--host, or --vertex-project and "
                                              "--vertex-region)")
         service.add_argument("--host", help="Kubeflow Pipelines endpoint, https://...")
@@ -274,17 +282,34 @@ def build_parser() -> argparse.ArgumentParser:
             service.add_argument("--cron", required=True,
                                  help="when, e.g. '0 0 3 * * *' (SEC MIN HOUR DAY MONTH WEEKDAY)")
         _add_data_options(command)
-        command.add_argument("--grid", type=Path, help="grid YAML (grid-search)")
+        command.add_argument("--grid", type=Path, help="grid YAML (grid-search, retrain)")
         _add_model_options(command, "model options")
         command.add_argument("--output", help="gs:// prefix for the results (grid-search)")
+        command.add_argument("--promote-to", help="gs:// prefix retrain promotes to")
         _add_cluster_options(command)
+
+    retrain = pipelines.add_parser(
+        "retrain", help="search, refit, promote only if better than the promoted model",
+        description="Grid search (or one configuration) on fresh data; the winner is exported "
+        "as a new version under --promote-to and promoted (current.json) only if it beats the "
+        "promoted model's configuration cross-validated on the same folds.",
+        formatter_class=formatter)
+    _add_data_options(retrain)
+    retrain.add_argument("--grid", type=Path, help="grid YAML (default: one configuration "
+                         "from the model options)")
+    _add_model_options(retrain, "model options")
+    retrain.add_argument("--promote-to", required=True,
+                         help="folder or gs:// prefix holding versions/ and current.json")
+    retrain.add_argument("--workspace", type=Path, help="folder for the run's artifacts "
+                         "(default: a new folder under ./foldwise-runs/)")
 
     predict = commands.add_parser(
         "predict", help="predict with an exported model",
         description="Predict rows of a table with the model folder of a grid-search export.",
         formatter_class=formatter)
     predict.add_argument("--model", required=True,
-                         help="the export's model folder (path or gs://.../model)")
+                         help="the export's model folder (path or gs://.../model), or a "
+                         "retrain's --promote-to folder (its current version is used)")
     predict.add_argument("--data", required=True, help="CSV or Parquet table (path or gs://)")
     predict.add_argument("--output", required=True, help="CSV to write (path or gs://)")
     return parser
@@ -304,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             return submit_command(args)
         if args.pipeline == "grid-search":
             return run_grid_search(args)
+        if args.pipeline == "retrain":
+            return run_retrain(args)
         return run_cross_validation(args)
     except FoldwiseError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -480,17 +507,63 @@ def run_grid_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retrain_search(args: argparse.Namespace, schema: dict) -> tuple[list, dict, list]:
+    """The grid (or the one configuration) a retrain searches, validated."""
+    from foldwise.components.core.grid import expand_grid, single_config_grid
+
+    grid = grid_from_args(args) if args.grid else []
+    spec = {} if args.grid else model_spec_from_args(args)
+    configs = expand_grid(grid or single_config_grid(spec), schema["task"], class_count(schema))
+    return grid, spec, configs
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    """Run the retrain pipeline on kfp.local and print the decision."""
+    from foldwise.components.core.grid import with_baseline
+    from foldwise.pipelines.retrain import retrain
+
+    started = time.perf_counter()
+    data, schema = _validate_data(args)
+    grid, spec, configs = _retrain_search(args, schema)
+    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
+    _check_scoring(args.scoring, schema)
+    workspace = _prepare_output(args.workspace, "retrain")
+    promote_to = args.promote_to.rstrip("/")
+    _describe_plan(data, schema, [
+        f"search   {len(configs)} configurations (+ the promoted one, if any) × {args.folds} "
+        "folds", f"promote  {promote_to}"], workspace)
+    total = 10 + 2 * args.folds + (len(configs) + 1) * args.folds
+    outputs = _run(retrain, {**_pipeline_arguments(args, data), "param_grid": grid,
+                             "model_spec": spec, "promote_to": promote_to},
+                   workspace / "pipeline", workspace / "pipeline.log",
+                   _Progress(total, show_config=True))
+    if outputs is None:
+        return EXIT_STEP_FAILED
+    decision = json.loads(outputs["Output"])
+    verb = "promoted" if decision["promote"] else "kept"
+    print(f"{verb} {decision['version']} ({decision['config_id']}): {decision['reason']}")
+    print(f"served   {promote_to}/current.json -> {decision['version']}  "
+          f"[{time.perf_counter() - started:.1f} s]")
+    return 0
+
+
 def predict(args: argparse.Namespace) -> int:
     """Predict a table's rows with an exported model; write a CSV (path or gs://)."""
     from foldwise.components import storage
+    from foldwise.components.core.promotion import POINTER
     from foldwise.components.core.table import read_table
 
+    model = args.model.rstrip("/")
+    pointer_uri = storage.join(model, POINTER)
+    if storage.exists(pointer_uri):  # a promotion folder: serve its current version
+        model = storage.join(model, json.loads(storage.read_bytes(pointer_uri))["version"],
+                             "model")
     with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
         model_dir = Path(folder) / "model"
-        if storage.is_gcs(args.model):
-            storage.download_folder(args.model, model_dir)
-        elif Path(args.model).is_dir():
-            model_dir = Path(args.model)
+        if storage.is_gcs(model):
+            storage.download_folder(model, model_dir)
+        elif Path(model).is_dir():
+            model_dir = Path(model)
         else:
             raise FoldwiseError(f"model folder {args.model} does not exist: give the 'model' "
                                 "folder of a grid-search export")

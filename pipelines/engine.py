@@ -44,6 +44,10 @@ class PipelineFailed(RuntimeError):
 
 # Steps run in this interpreter, which has foldwise installed: the image is not needed here.
 warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+# The same pipeline carries cluster settings (resources, accelerators) that the embedded
+# engine ignores by design.
+warnings.filterwarnings("ignore", message=r"Task .*: settings \[.*\] have no effect in the "
+                        r"current local runner")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")

@@ -9,9 +9,8 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Model
 
-from foldwise.components import export, refit, report
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import search_steps
+from foldwise.pipelines.search import publish_steps, search_steps
 
 GridSearchOutputs = NamedTuple(
     "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,
@@ -68,23 +67,8 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
             settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
             drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
             param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline)
-        schema = prepared.outputs["schema"]
-        final = settings.apply(refit(
-            prepared=prepared.outputs["prepared"], schema=schema,
-            best_params=results.outputs["best_params"], scaler=scaler, seed=seed,
-        ).set_display_name("refit"), "refit")
-        page = settings.apply(report(
-            schema=schema, cv_results=results.outputs["cv_results"],
-            summary=results.outputs["summary"],
-            oof_predictions=results.outputs["oof_predictions"],
-            best_histories=results.outputs["best_histories"],
-        ).set_display_name("report"), "report")
-        published = settings.apply(export(
-            model=final.outputs["model"], cv_results=results.outputs["cv_results"],
-            summary=results.outputs["summary"], best_params=results.outputs["best_params"],
-            page=page.outputs["page"], fold_assignment=prepared.outputs["fold_assignment"],
-            destination=destination,
-        ).set_display_name("export"), "export")
+        final, page, published = publish_steps(settings, prepared, results, scaler, seed,
+                                               destination)
         return GridSearchOutputs(
             cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
             folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],

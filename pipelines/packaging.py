@@ -12,8 +12,10 @@ def pipeline_builders() -> dict:
     """Pipeline name → function building it from :class:`ClusterSettings`."""
     from foldwise.pipelines.cross_validation import build_cross_validation
     from foldwise.pipelines.grid_search import build_grid_search
+    from foldwise.pipelines.retrain import build_retrain
 
-    return {"cross-validation": build_cross_validation, "grid-search": build_grid_search}
+    return {"cross-validation": build_cross_validation, "grid-search": build_grid_search,
+            "retrain": build_retrain}
 
 
 def compile_pipeline(name: str, settings: ClusterSettings, out: Path) -> Path:

@@ -15,9 +15,12 @@ from kfp import dsl
 from foldwise.components import (
     aggregate,
     collect_folds,
+    export,
     one_hot_encode,
     plan_trials,
     preprocess,
+    refit,
+    report,
     scale,
     train,
 )
@@ -25,8 +28,12 @@ from foldwise.pipelines.cluster import ClusterSettings
 
 
 def search_steps(settings: ClusterSettings, data, target, task, categorical, numeric, drop,
-                 group_column, folds, seed, scaler, param_grid, model_spec, scoring, baseline):
+                 group_column, folds, seed, scaler, param_grid, model_spec, scoring, baseline,
+                 champion=None):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
+
+    ``champion`` (retrain) is the champion step's output: the promoted configuration,
+    cross-validated first beside the grid's.
 
     Returns:
         ``(preprocess_task, aggregate_task)``.
@@ -46,7 +53,8 @@ def search_steps(settings: ClusterSettings, data, target, task, categorical, num
     fold_data = step(collect_folds(encoded=dsl.Collected(encoded.outputs["encoded"])),
                      "collect-folds")
     trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
-                              param_grid=param_grid, model_spec=model_spec, baseline=baseline),
+                              param_grid=param_grid, model_spec=model_spec, baseline=baseline,
+                              champion=[] if champion is None else champion),
                   "plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
@@ -55,3 +63,31 @@ def search_steps(settings: ClusterSettings, data, target, task, categorical, num
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
                              scoring=scoring), "aggregate")
     return prepared, results
+
+
+def publish_steps(settings: ClusterSettings, prepared, results, scaler, seed, destination,
+                  new_version: bool = False):
+    """Add refit → report → export after :func:`search_steps`.
+
+    Returns:
+        ``(refit_task, report_task, export_task)``.
+    """
+    def step(task, name: str):
+        return settings.apply(task.set_display_name(name), name)
+
+    schema = prepared.outputs["schema"]
+    final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
+                       best_params=results.outputs["best_params"], scaler=scaler, seed=seed),
+                 "refit")
+    page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
+                       summary=results.outputs["summary"],
+                       oof_predictions=results.outputs["oof_predictions"],
+                       best_histories=results.outputs["best_histories"]), "report")
+    published = step(export(model=final.outputs["model"],
+                            cv_results=results.outputs["cv_results"],
+                            summary=results.outputs["summary"],
+                            best_params=results.outputs["best_params"],
+                            page=page.outputs["page"],
+                            fold_assignment=prepared.outputs["fold_assignment"],
+                            destination=destination, new_version=new_version), "export")
+    return final, page, published

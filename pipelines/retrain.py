@@ -1,0 +1,83 @@
+"""Retrain: search, refit, then promote the result only if it beats the model served now.
+
+champion → preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials
+(champion's configuration first, then the grid's) → per trial train → aggregate → refit →
+report → export (into a new version folder) → promote (rewrite ``current.json`` if better).
+"""
+
+from kfp import dsl
+
+from foldwise.components import champion, promote
+from foldwise.pipelines.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.search import publish_steps, search_steps
+
+
+def build_retrain(settings: ClusterSettings = LOCAL):
+    """The retrain pipeline with each step set up by ``settings``."""
+
+    @dsl.pipeline(
+        name="foldwise-retrain",
+        description="Grid search (or one configuration) on fresh data; the winner is exported "
+                    "as a new version and promoted only if it beats the promoted model's "
+                    "configuration on the same folds.",
+    )
+    def retrain(
+        data: str,
+        target: str,
+        promote_to: str,
+        param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
+        model_spec: dict = {},  # noqa: B006
+        task: str = "",
+        categorical: list = [],  # noqa: B006
+        numeric: list = [],  # noqa: B006
+        drop: list = [],  # noqa: B006
+        group_column: str = "",
+        folds: int = 5,
+        seed: int = 0,
+        scaler: str = "standard",
+        scoring: str = "",
+        baseline: str = "none",
+    ) -> str:
+        """Retrain on ``data`` and promote under ``promote_to`` only if better.
+
+        Args:
+            data: Path or ``gs://`` URI of the CSV or Parquet table.
+            target: Column to predict.
+            promote_to: Local folder or ``gs://`` prefix: ``versions/<id>/`` exports and the
+                ``current.json`` pointer to the version being served.
+            param_grid: Mappings of parameter → list of values; empty to train
+                ``model_spec``.
+            model_spec: The one configuration to train when ``param_grid`` is empty.
+            task: ``classification``, ``regression`` or empty to infer it.
+            categorical: Columns to one-hot encode whatever their type.
+            numeric: Columns to treat as numbers.
+            drop: Columns to leave out.
+            group_column: Rows sharing this column's value share a fold.
+            folds: Number of folds.
+            seed: Seed of folds, weights and shuffling.
+            scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
+            scoring: Metric that decides; empty for ``r2`` / ``accuracy``.
+            baseline: ``mlp`` to also score scikit-learn's MLP twins.
+
+        Returns:
+            JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.
+        """
+        current = settings.apply(champion(promote_to=promote_to).set_display_name("champion"),
+                                 "champion")
+        prepared, results = search_steps(
+            settings, data=data, target=target, task=task, categorical=categorical,
+            numeric=numeric, drop=drop, group_column=group_column, folds=folds, seed=seed,
+            scaler=scaler, param_grid=param_grid, model_spec=model_spec, scoring=scoring,
+            baseline=baseline, champion=current.output)
+        _, _, published = publish_steps(settings, prepared, results, scaler, seed, promote_to,
+                                        new_version=True)
+        decision = settings.apply(promote(
+            schema=prepared.outputs["schema"], best_params=results.outputs["best_params"],
+            champion=current.output, manifest=published.output, promote_to=promote_to,
+        ).set_display_name("promote"), "promote")
+        return decision.output
+
+    return retrain
+
+
+retrain = build_retrain()
