@@ -68,6 +68,7 @@ def train(
                                                                          index=False)
     for name, value in result.scores.items():
         metrics.log_metric(name, value)
+    metrics.metadata["trained_on"] = result.devices
     if task == "classification":
         classification_metrics.log_confusion_matrix(
             [str(c) for c in classes],
@@ -76,6 +77,7 @@ def train(
         "config_id": config_id, "params": spec, "fold": fold, "scores": result.scores,
         "fit_time": result.fit_time, "score_time": result.score_time,
         "epochs_run": result.epochs_run, "n_train": int(len(data.y_train)),
-        "n_validation": int(len(data.y_validation)), "predictions": predictions.uri,
+        "n_validation": int(len(data.y_validation)), "devices": result.devices,
+        "predictions": predictions.uri,
         "history": history.uri,
     })

@@ -127,6 +127,8 @@ def test_train_writes_model_history_predictions_and_metrics(chain):
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                predictions.iloc[:, 3:].to_numpy(), atol=1e-5)
     assert outputs["metrics"].metadata["accuracy"] == pytest.approx(result["scores"]["accuracy"])
+    assert result["devices"]["device"] == "cpu" and result["devices"]["precision"] == "float32"
+    assert outputs["metrics"].metadata["trained_on"] == result["devices"]
     matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == len(predictions)
 

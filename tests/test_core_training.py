@@ -124,3 +124,33 @@ def test_sklearn_mlp_baseline_trains_matching_settings_and_saves_json(task, tmp_
     weights = json.loads((tmp_path / "mlp.json").read_text())
     assert [np.shape(c) for c in weights["coefs"]][0] == (3, 8)
     assert not list(tmp_path.glob("*.pkl")) and not (tmp_path / "model.keras").exists()
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tpu", "mixed", "expected"),
+    [(0, False, False, {"device": "cpu", "strategy": "default", "precision": "float32"}),
+     (1, False, False, {"device": "gpu", "strategy": "one_device", "precision": "float32"}),
+     (4, False, True, {"device": "gpu", "strategy": "mirrored", "replicas": 4,
+                       "precision": "mixed_float16"}),
+     (0, True, True, {"device": "tpu", "strategy": "tpu", "precision": "mixed_bfloat16"}),
+     (2, True, False, {"device": "tpu", "strategy": "tpu"})],
+)
+def test_strategy_follows_the_devices_found(gpus, tpu, mixed, expected):
+    from foldwise.components.core.devices import plan_devices
+
+    plan = plan_devices(gpus, tpu, mixed)
+    assert {k: plan[k] for k in expected} == expected
+
+
+def test_training_records_its_devices_and_mixed_precision_trains_here():
+    import keras
+
+    spec = normalize_spec({"hidden_units": [8], "epochs": 2, "mixed_precision": True},
+                          "regression")
+    result = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=0)
+    assert result.devices == {"device": "cpu", "strategy": "default", "replicas": 1,
+                              "precision": "mixed_bfloat16"}
+    assert result.model.layers[1].dtype_policy.name == "mixed_bfloat16"
+    assert result.model.layers[-1].dtype_policy.name == "float32"  # stable output
+    assert np.isfinite(result.prediction).all()
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards

@@ -58,6 +58,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "patience": 10,
     "validation_fraction": 0.1,
     "target_scaling": "standard",
+    "mixed_precision": False,
 }
 TARGET_SCALINGS = ("standard", "none")
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
@@ -129,8 +130,9 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
         full[key] = _as_positive_int(key, full[key])
     _check_number("validation_fraction", full["validation_fraction"], low=0.0, high=0.5,
                   low_open=True)
-    if not isinstance(full["early_stopping"], bool):
-        raise FoldwiseError(f"early_stopping must be true or false, got {full['early_stopping']!r}")
+    for key in ("early_stopping", "mixed_precision"):
+        if not isinstance(full[key], bool):
+            raise FoldwiseError(f"{key} must be true or false, got {full[key]!r}")
     _check_name("target_scaling", full["target_scaling"], TARGET_SCALINGS)
     _check_number("learning_rate", full["learning_rate"], low=0.0, low_open=True)
     for key in ("beta_1", "beta_2", "rho"):
@@ -283,12 +285,15 @@ def build_model(spec: dict, n_features: int, task: str, n_classes: int | None):
                                kernel_regularizer=regularizer)(x)
         if spec["dropout"] > 0:
             x = keras.layers.Dropout(spec["dropout"])(x)
+    # The output layer computes in float32 also under mixed precision, for stable losses.
     if kind == "regression":
-        outputs = keras.layers.Dense(1, name="prediction")(x)
+        outputs = keras.layers.Dense(1, name="prediction", dtype="float32")(x)
     elif kind == "binary":
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability",
+                                     dtype="float32")(x)
     else:
-        outputs = keras.layers.Dense(n_classes, activation="softmax", name="probability")(x)
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="probability",
+                                     dtype="float32")(x)
     model = keras.Model(inputs, outputs)
     loss = spec["loss"]
     model.compile(optimizer=make_optimizer(spec),

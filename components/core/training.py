@@ -86,6 +86,7 @@ class FoldResult:
     score_time: float
     epochs_run: int
     target_scaling: dict | None
+    devices: dict  # device, strategy, replicas and precision the model was trained with
 
 
 def seed_everything(seed: int) -> None:
@@ -113,14 +114,14 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
     kind = output_kind(task, n_classes)
     target_state = _target_scaling(data.y_train, kind, spec)
     fit = _fit_sklearn_mlp if spec.get("estimator") == "sklearn_mlp" else _fit_keras
-    model, history, fit_time = fit(data, kind, n_classes, spec, seed, target_state)
+    model, history, fit_time, devices = fit(data, kind, n_classes, spec, seed, target_state)
 
     started = time.perf_counter()
     prediction = predict_array(model, data.x_validation, kind, target_state)
     scores = metrics.score(task, data.y_validation, prediction, n_classes)
     score_time = time.perf_counter() - started
     return FoldResult(model, history, prediction, scores, fit_time, score_time,
-                      len(history.get("loss", [])), target_state)
+                      len(history.get("loss", [])), target_state, devices)
 
 
 def _target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None:
@@ -154,16 +155,21 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
 
-    model = build_model(spec, data.x_train.shape[1], "regression" if kind == "regression"
-                        else "classification", n_classes)
-    started = time.perf_counter()
-    history = model.fit(
-        x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
-        validation_data=None if x_stop is None else (x_stop, y_stop),
-        callbacks=callbacks, verbose=0,
-    )
-    fit_time = time.perf_counter() - started
-    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_time
+    from foldwise.components.core.devices import training_devices
+
+    task = "regression" if kind == "regression" else "classification"
+    with training_devices(spec["mixed_precision"]) as (strategy, plan):
+        with strategy.scope():
+            model = build_model(spec, data.x_train.shape[1], task, n_classes)
+        started = time.perf_counter()
+        history = model.fit(
+            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
+            validation_data=None if x_stop is None else (x_stop, y_stop),
+            callbacks=callbacks, verbose=0,
+        )
+        fit_time = time.perf_counter() - started
+    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return model, history_lists, fit_time, plan
 
 
 def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
@@ -196,10 +202,12 @@ def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dic
         model.fit(data.x_train, y_fit)
     fit_time = time.perf_counter() - started
     model.n_classes_total_ = n_classes
+    devices = {"device": "cpu", "strategy": "scikit-learn", "replicas": 1,
+               "precision": "float64"}
     history = {"loss": [float(v) for v in model.loss_curve_]}
     if spec["early_stopping"]:
         history["val_score"] = [float(v) for v in model.validation_scores_]
-    return model, history, fit_time
+    return model, history, fit_time, devices
 
 
 def save_model(result: FoldResult, folder: str) -> None:
@@ -251,7 +259,7 @@ def _predict_sklearn_mlp(model, x: np.ndarray, kind: str,
     # Columns for every class, also those absent from this fold's training rows.
     proba = np.zeros((len(x), model.n_classes_total_))
     proba[:, model.classes_] = model.predict_proba(x)
-    return proba
+    return proba / proba.sum(axis=1, keepdims=True)  # computed in float32: renormalize
 
 
 def _early_stopping_split(y: np.ndarray, kind: str, spec: dict,

@@ -1,0 +1,63 @@
+"""Where training runs: the distribution strategy is picked from the devices a step finds.
+
+TPU → ``TPUStrategy``; several GPUs → ``MirroredStrategy``; one GPU → that GPU with memory
+growth; otherwise the CPU. Mixed precision uses float16 on GPUs and bfloat16 elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def plan_devices(gpus: int, tpu: bool, mixed_precision: bool) -> dict:
+    """Decide strategy and precision from what was found (pure, so every case is testable)."""
+    if tpu:
+        plan = {"device": "tpu", "strategy": "tpu", "replicas": None}
+    elif gpus > 1:
+        plan = {"device": "gpu", "strategy": "mirrored", "replicas": gpus}
+    elif gpus == 1:
+        plan = {"device": "gpu", "strategy": "one_device", "replicas": 1}
+    else:
+        plan = {"device": "cpu", "strategy": "default", "replicas": 1}
+    if mixed_precision:
+        plan["precision"] = "mixed_float16" if plan["device"] == "gpu" else "mixed_bfloat16"
+    else:
+        plan["precision"] = "float32"
+    return plan
+
+
+def tpu_present() -> bool:
+    """Whether this machine (a GKE TPU node or TPU VM) exposes TPU chips."""
+    return bool(list(Path("/dev").glob("accel*")) or list(Path("/dev/vfio").glob("[0-9]*"))
+                or os.environ.get("TPU_NAME"))
+
+
+@contextmanager
+def training_devices(mixed_precision: bool = False):
+    """Yield ``(strategy, plan)``; the precision policy is restored afterwards."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    plan = plan_devices(len(gpus), tpu_present(), mixed_precision)
+    if plan["strategy"] == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+        plan["replicas"] = strategy.num_replicas_in_sync
+    elif plan["strategy"] == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif plan["strategy"] == "one_device":
+        tf.config.experimental.set_memory_growth(gpus[0], True)
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
+    else:
+        strategy = tf.distribute.get_strategy()
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(plan["precision"])
+    try:
+        yield strategy, plan
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
