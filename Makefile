@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup chromium demo test lint
+.PHONY: setup chromium demo test lint images
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGISTRY ?=
 
 $(INSTALLED): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +32,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The step images, tagged with the package version (needs a Docker engine).
+images:
+	for variant in cpu gpu; do \
+	  docker build -f docker/Dockerfile --build-arg VARIANT=$$variant \
+	    -t $(REGISTRY)foldwise:$(VERSION)-$$variant . || exit 1; \
+	done

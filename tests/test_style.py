@@ -18,7 +18,15 @@ def test_dockerfile_is_hadolint_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_docker_image_installs_with_the_same_pins():
+def test_docker_images_install_with_the_same_pins_and_carry_the_version():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    assert "-c requirements/constraints.txt" in dockerfile
+    assert "-c requirements/constraints.txt" in dockerfile  # every variant: the same pins
     assert "FROM ${BASE_IMAGE}" in dockerfile and "python:3.11" in dockerfile
+    assert 'gpu) extra="tensorflow[and-cuda]"' in dockerfile  # CUDA libraries, pinned TF
+    makefile = (ROOT / "Makefile").read_text()
+    assert "foldwise:$(VERSION)-$$variant" in makefile and "for variant in cpu gpu" in makefile
+    from importlib.metadata import version
+
+    from foldwise.components.image import IMAGE
+
+    assert IMAGE == f"foldwise:{version('foldwise')}-cpu"
