@@ -189,7 +189,7 @@ def submit_command(args: argparse.Namespace) -> int:
         spec = model_spec_from_args(args)
         configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
         arguments["model_spec"] = spec
-    with_baseline(configs, args.baseline, schema["task"], class_count(schema))
+    with_baseline(configs, args.baseline, schema["task"], class_count(schema))  # refuse bad twins
     if args.verb_is_schedule:
         submit.kfp_cron(args.cron)  # refuse a bad expression before compiling anything
 
@@ -532,11 +532,11 @@ def run_retrain(args: argparse.Namespace) -> int:
     _describe_plan(data, schema, [
         f"search   {len(configs)} configurations (+ the promoted one, if any) × {args.folds} "
         "folds", f"promote  {promote_to}"], workspace)
-    total = 10 + 2 * args.folds + (len(configs) + 1) * args.folds
+    # How many trials the promoted configuration adds is only known when the run reads it.
     outputs = _run(retrain, {**_pipeline_arguments(args, data), "param_grid": grid,
                              "model_spec": spec, "promote_to": promote_to},
                    workspace / "pipeline", workspace / "pipeline.log",
-                   _Progress(total, show_config=True))
+                   _Progress(None, show_config=True))
     if outputs is None:
         return EXIT_STEP_FAILED
     decision = json.loads(outputs["Output"])
@@ -645,9 +645,12 @@ def _describe_plan(data: str, schema: dict, extra: list[str], output: Path) -> N
 
 
 class _Progress:
-    """One line per finished step on stderr: ``[ 4/17] scale fold 1  0.7 s``."""
+    """One line per finished step on stderr: ``[ 4/17] scale fold 1  0.7 s``.
 
-    def __init__(self, total: int, show_config: bool = False) -> None:
+    With ``total=None`` (not known before the run) the count stands alone: ``[ 4]``.
+    """
+
+    def __init__(self, total: int | None, show_config: bool = False) -> None:
         self.total, self.done, self.show_config = total, 0, show_config
 
     def __call__(self, event) -> None:
@@ -657,9 +660,10 @@ class _Progress:
         where = f" {event.config_id}" if event.config_id and self.show_config else ""
         where += f" fold {event.fold}" if event.fold is not None else ""
         mark = "" if event.status == "SUCCESS" else f"  {event.status}"
-        width = len(str(self.total))
+        width = len(str(self.total or 99))
+        count = f"{self.done:>{width}}" + (f"/{self.total}" if self.total else "")
         label = f"{event.name}{where}"
-        print(f"[{self.done:>{width}}/{self.total}] {label:<{22 + 15 * self.show_config}} "
+        print(f"[{count}] {label:<{22 + 15 * self.show_config}} "
               f"{event.seconds:6.1f} s{mark}", file=sys.stderr, flush=True)
 
 

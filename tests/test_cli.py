@@ -127,3 +127,20 @@ def test_help_lists_the_model_options():
     assert result.returncode == 0
     for flag in ("--hidden-units", "--beta-1", "--target-scaling", "--group-column", "--scaler"):
         assert flag in result.stdout
+
+
+def test_progress_counts_every_step_against_the_true_total(tmp_path, capsys):
+    """The [n/total] display must end at total: the totals are computed, not guessed."""
+    from foldwise.pipelines.cli import _Progress
+    from foldwise.pipelines.engine import TaskEvent
+
+    progress = _Progress(3)
+    for name in ("preprocess", "train", "aggregate"):
+        progress(TaskEvent(name, None, None))  # starts are not counted
+        progress(TaskEvent(name, 1 if name == "train" else None, "SUCCESS", 0.5))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"]
+    assert "train fold 1" in lines[1]
+    open_ended = _Progress(None)
+    open_ended(TaskEvent("promote", None, "SUCCESS", 0.1))
+    assert capsys.readouterr().err.startswith("[ 1] promote")

@@ -7,6 +7,7 @@ GCS-compatible server on loopback, and predicts from the exported model there.
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,9 @@ def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, peng
                  str(grid), "--folds", "2", "--epochs", "3", "--hidden-units", "8",
                  "--output", destination])
     assert code == 0
-    assert "2 configurations × 2 folds = 4 trials" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 configurations × 2 folds = 4 trials" in err
+    assert re.search(r"^\[15/15\] export ", err, re.MULTILINE)  # 7 steps + 2 × 2 folds + 4
     manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
     assert manifest["data"]["uri"] == data_uri and "model/model.keras" in manifest["files"]
     assert storage.exists(f"{destination}/report.html")
