@@ -123,9 +123,13 @@ class ClusterSettings:
                                 f"{self.platform!r}")
 
     def apply(self, task, step: str):
-        """Set ``task``'s image, resources, accelerator, retries and caching by its step."""
+        """Name ``task`` after its step and set it up for that step.
+
+        Image, resources, accelerator, retries and caching follow the step's name.
+        """
         from kfp import kubernetes
 
+        task.set_display_name(step)
         if self.image:
             task.set_container_image(self.image)
         training = step in TRAINING_STEPS

@@ -62,8 +62,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         Returns:
             JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.
         """
-        current = settings.apply(champion(promote_to=promote_to).set_display_name("champion"),
-                                 "champion")
+        current = settings.apply(champion(promote_to=promote_to), "champion")
         prepared, results = search_steps(
             settings, data=data, target=target, task=task, categorical=categorical,
             numeric=numeric, drop=drop, group_column=group_column, folds=folds, seed=seed,
@@ -74,7 +73,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         decision = settings.apply(promote(
             schema=prepared.outputs["schema"], best_params=results.outputs["best_params"],
             champion=current.output, manifest=published.output, promote_to=promote_to,
-        ).set_display_name("promote"), "promote")
+        ), "promote")
         return decision.output
 
     return retrain

@@ -38,8 +38,7 @@ def search_steps(settings: ClusterSettings, data, target, task, categorical, num
     Returns:
         ``(preprocess_task, aggregate_task)``.
     """
-    def step(task, name: str):
-        return settings.apply(task.set_display_name(name), name)
+    step = settings.apply
 
     prepared = step(preprocess(
         data=data, target=target, task=task, categorical=categorical, numeric=numeric,
@@ -72,8 +71,7 @@ def publish_steps(settings: ClusterSettings, prepared, results, scaler, seed, de
     Returns:
         ``(refit_task, report_task, export_task)``.
     """
-    def step(task, name: str):
-        return settings.apply(task.set_display_name(name), name)
+    step = settings.apply
 
     schema = prepared.outputs["schema"]
     final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core import metrics as scoring_metrics
+from foldwise.components.core.aggregate import probability_columns
 
 COLOURS = ["#1f6f8b", "#e07a24", "#4c9a2a", "#a23b72", "#6c5b7b", "#c0392b", "#2e86ab"]
 CSS = """
@@ -180,7 +181,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
     ]
     y_true = pooled["y_true"].to_numpy()
     if schema["task"] == "classification":
-        proba = pooled[[c for c in pooled.columns if c.startswith("proba_")]].to_numpy()
+        proba = pooled[probability_columns(pooled)].to_numpy()
         sections += [
             "<h2>Out-of-fold predictions of the best configuration</h2><div class='grid'>",
             f"<figure>{confusion_chart(y_true, proba, schema['classes'])}</figure>",
