@@ -158,7 +158,6 @@ def compile_command(args: argparse.Namespace) -> int:
 def submit_command(args: argparse.Namespace) -> int:
     """``foldwise submit`` / ``foldwise schedule``: validate, compile, send."""
     from foldwise.components import storage
-    from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
     from foldwise.pipelines import packaging, submit
 
     on_vertex = bool(args.vertex_project or args.vertex_region)
@@ -170,26 +169,21 @@ def submit_command(args: argparse.Namespace) -> int:
         raise FoldwiseError("--pipeline-root must be a gs:// prefix the cluster can write to")
     if not storage.is_gcs(args.data):
         raise FoldwiseError("--data must be a gs:// URI the cluster can read")
-    data, schema = _validate_data(args)
-    _check_scoring(args.scoring, schema)
+    if args.pipeline == "grid-search" and not (args.grid and args.output and
+                                               storage.is_gcs(args.output)):
+        raise FoldwiseError("grid-search needs --grid and an --output gs:// prefix")
+    if args.pipeline == "retrain" and not (args.promote_to and
+                                           storage.is_gcs(args.promote_to)):
+        raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
+    data, _, grid, spec, _ = _validated_search(args, args.pipeline != "cross-validation")
     arguments = _pipeline_arguments(args, data)
     if args.pipeline == "grid-search":
-        if not args.grid or not args.output or not storage.is_gcs(args.output):
-            raise FoldwiseError("grid-search needs --grid and an --output gs:// prefix")
-        grid = grid_from_args(args)
-        configs = expand_grid(grid, schema["task"], class_count(schema))
         arguments.update(param_grid=grid, destination=args.output.rstrip("/"))
     elif args.pipeline == "retrain":
-        if not args.promote_to or not storage.is_gcs(args.promote_to):
-            raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
-        grid, spec, configs = _retrain_search(args, schema)
         arguments.update(param_grid=grid, model_spec=spec,
                          promote_to=args.promote_to.rstrip("/"))
     else:
-        spec = model_spec_from_args(args)
-        configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
         arguments["model_spec"] = spec
-    with_baseline(configs, args.baseline, schema["task"], class_count(schema))  # refuse bad twins
     if args.verb_is_schedule:
         submit.kfp_cron(args.cron)  # refuse a bad expression before compiling anything
 
@@ -363,6 +357,29 @@ def _validate_data(args: argparse.Namespace) -> tuple[str, dict]:
     return data, schema
 
 
+def _validated_search(args: argparse.Namespace,
+                      use_grid: bool) -> tuple[str, dict, list, dict, list]:
+    """Everything a run searches, validated before any step runs.
+
+    The grid file (with the model options fixed where it is silent) when ``use_grid`` and one
+    is given, else one configuration from the model options; plus the baseline twins.
+
+    Returns:
+        ``(data, schema, grid, model_spec, configs)``; ``grid`` is ``[]`` or ``model_spec``
+        is ``{}``.
+    """
+    from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
+
+    data, schema = _validate_data(args)
+    grid = grid_from_args(args) if use_grid and args.grid else []
+    spec = {} if grid else model_spec_from_args(args)
+    n_classes = class_count(schema)
+    configs = expand_grid(grid or single_config_grid(spec), schema["task"], n_classes)
+    configs = with_baseline(configs, args.baseline, schema["task"], n_classes)
+    _check_scoring(args.scoring, schema)
+    return data, schema, grid, spec, configs
+
+
 def _check_scoring(scoring: str, schema: dict) -> None:
     from foldwise.components.core import metrics
 
@@ -399,15 +416,10 @@ def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) ->
 def run_cross_validation(args: argparse.Namespace) -> int:
     """Validate everything, run the pipeline on kfp.local, publish and print the results."""
     from foldwise.components import storage
-    from foldwise.components.core.grid import expand_grid, single_config_grid, with_baseline
     from foldwise.pipelines.cross_validation import cross_validation
 
     started = time.perf_counter()
-    data, schema = _validate_data(args)
-    spec = model_spec_from_args(args)
-    configs = expand_grid(single_config_grid(spec), schema["task"], class_count(schema))
-    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
-    _check_scoring(args.scoring, schema)
+    data, schema, _, spec, configs = _validated_search(args, use_grid=False)
     workspace, destination = _workspace_and_destination(args.output, "cross-validation",
                                                         "summary.json")
 
@@ -471,15 +483,10 @@ def grid_from_args(args: argparse.Namespace) -> list[dict]:
 def run_grid_search(args: argparse.Namespace) -> int:
     """Validate data and grid, run the grid search on kfp.local, print the ranking."""
     from foldwise.components import storage
-    from foldwise.components.core.grid import expand_grid, with_baseline
     from foldwise.pipelines.grid_search import grid_search
 
     started = time.perf_counter()
-    data, schema = _validate_data(args)
-    grid = grid_from_args(args)
-    configs = expand_grid(grid, schema["task"], class_count(schema))
-    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
-    _check_scoring(args.scoring, schema)
+    data, schema, grid, _, configs = _validated_search(args, use_grid=True)
     workspace, destination = _workspace_and_destination(args.output, "grid-search",
                                                         storage.MANIFEST)
 
@@ -507,26 +514,12 @@ def run_grid_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retrain_search(args: argparse.Namespace, schema: dict) -> tuple[list, dict, list]:
-    """The grid (or the one configuration) a retrain searches, validated."""
-    from foldwise.components.core.grid import expand_grid, single_config_grid
-
-    grid = grid_from_args(args) if args.grid else []
-    spec = {} if args.grid else model_spec_from_args(args)
-    configs = expand_grid(grid or single_config_grid(spec), schema["task"], class_count(schema))
-    return grid, spec, configs
-
-
 def run_retrain(args: argparse.Namespace) -> int:
     """Run the retrain pipeline on kfp.local and print the decision."""
-    from foldwise.components.core.grid import with_baseline
     from foldwise.pipelines.retrain import retrain
 
     started = time.perf_counter()
-    data, schema = _validate_data(args)
-    grid, spec, configs = _retrain_search(args, schema)
-    configs = with_baseline(configs, args.baseline, schema["task"], class_count(schema))
-    _check_scoring(args.scoring, schema)
+    data, schema, grid, spec, configs = _validated_search(args, use_grid=True)
     workspace = _prepare_output(args.workspace, "retrain")
     promote_to = args.promote_to.rstrip("/")
     _describe_plan(data, schema, [
