@@ -34,6 +34,20 @@ def tpu_present() -> bool:
                 or os.environ.get("TPU_NAME"))
 
 
+def describe_devices(mixed_precision: bool = False) -> dict:
+    """The plan for the devices this process sees; one GPU is set to grow its memory."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    plan = plan_devices(len(gpus), tpu_present(), mixed_precision)
+    if plan["strategy"] == "one_device":
+        try:
+            tf.config.experimental.set_memory_growth(gpus[0], True)
+        except RuntimeError:
+            pass  # already initialized: the setting was made earlier in this process
+    return plan
+
+
 @contextmanager
 def training_devices(mixed_precision: bool = False):
     """Yield ``(strategy, plan)``; the precision policy is restored afterwards."""

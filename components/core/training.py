@@ -101,7 +101,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
-               seed: int) -> FoldResult:
+               seed: int, checkpoint_dir: str | None = None) -> FoldResult:
     """Fit a fresh model on ``data``'s training rows and score it on its validation rows.
 
     Regression targets are standardized with the training rows' mean and standard deviation
@@ -110,12 +110,94 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
     ``early_stopping``, a seeded ``validation_fraction`` of the training rows (stratified for
     classification) is held out to stop on, and the best epoch's weights are kept. A spec with
     ``estimator == "sklearn_mlp"`` trains scikit-learn's MLP baseline instead of Keras.
+    ``checkpoint_dir`` keeps the last finished epoch's state, so that a killed and retried
+    run resumes there and ends with the same model.
     """
-    kind = output_kind(task, n_classes)
-    target_state = _target_scaling(data.y_train, kind, spec)
-    fit = _fit_sklearn_mlp if spec.get("estimator") == "sklearn_mlp" else _fit_keras
-    model, history, fit_time, devices = fit(data, kind, n_classes, spec, seed, target_state)
+    return train_folds([data], task=task, n_classes=n_classes, specs=[spec], seeds=[seed],
+                       checkpoint_dir=checkpoint_dir)[0]
 
+
+def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, specs: list[dict],
+                seeds: list[int], checkpoint_dir: str | None = None) -> list[FoldResult]:
+    """Train one fresh model per ``(data, spec, seed)``, each as :func:`train_fold` would.
+
+    Keras models that :func:`~foldwise.components.core.packed.pack_key` can pack are trained
+    together, one stacked model per pack key (see ``core.packed``): the same models as
+    separate runs, at a fraction of the per-step cost. On several GPUs or a TPU, and for
+    mixed precision or custom losses, each model trains through Keras' ``fit`` under the
+    distribution strategy (``core.devices``), resumable through Keras' ``BackupAndRestore``.
+    """
+    from foldwise.components.core.packed import pack_key
+
+    kind = output_kind(task, n_classes)
+    results: list[FoldResult | None] = [None] * len(datas)
+    packs: dict[tuple, list[int]] = {}
+    single_device = None
+    for index, spec in enumerate(specs):
+        key = pack_key(spec)
+        if key is not None and single_device is None:
+            single_device = _single_device_plan()
+        if key is not None and single_device is not None:
+            packs.setdefault(key, []).append(index)
+            continue
+        data, seed = datas[index], seeds[index]
+        target_state = _target_scaling(data.y_train, kind, spec)
+        fit = _fit_sklearn_mlp if spec.get("estimator") == "sklearn_mlp" else _fit_keras
+        backup = None if checkpoint_dir is None else os.path.join(checkpoint_dir, str(index))
+        model, history, fit_time, devices = fit(data, kind, n_classes, spec, seed, target_state,
+                                                backup)
+        results[index] = _scored(data, kind, task, n_classes, model, history, fit_time,
+                                 target_state, devices)
+    for number, members in enumerate(packs.values()):
+        folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
+                                                                   f"pack-{number}")
+        for index, result in zip(members, _train_pack(
+                [datas[i] for i in members], [specs[i] for i in members],
+                [seeds[i] for i in members], kind, task, n_classes, single_device, folder),
+                strict=True):
+            results[index] = result
+    return results
+
+
+def _single_device_plan() -> dict | None:
+    """The device plan when training runs on one device (CPU or one GPU), else ``None``."""
+    from foldwise.components.core.devices import describe_devices
+
+    plan = describe_devices(mixed_precision=False)
+    return plan if plan["strategy"] in ("default", "one_device") else None
+
+
+def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir):
+    import keras
+
+    from foldwise.components.core.packed import Stream, fit_packed
+
+    streams, states = [], []
+    for data, spec, seed in zip(datas, specs, seeds, strict=True):
+        target_state = _target_scaling(data.y_train, kind, spec)
+        y = _scaled_target(data.y_train, target_state).reshape(-1, 1)
+        if kind == "multiclass":
+            y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
+        x_fit, y_fit, x_stop, y_stop = data.x_train, y, None, None
+        if spec["early_stopping"]:
+            fit_index, stop_index = _early_stopping_split(data.y_train, kind, spec, seed)
+            x_fit, x_stop = data.x_train[fit_index], data.x_train[stop_index]
+            y_fit, y_stop = y[fit_index], y[stop_index]
+        streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
+                              x_stop.astype("float32"), y_stop, seed, spec))
+        states.append(target_state)
+    packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir)
+    devices = {**plan, "packed": len(streams)}
+    if packed.resumed_from_epoch:
+        devices["resumed_from_epoch"] = packed.resumed_from_epoch
+    share = packed.fit_time / len(streams)  # the pack's fit time, shared out evenly
+    return [_scored(data, kind, task, n_classes, model, history, share, state, devices)
+            for data, model, history, state in zip(datas, packed.models, packed.histories,
+                                                    states, strict=True)]
+
+
+def _scored(data, kind, task, n_classes, model, history, fit_time, target_state,
+            devices) -> FoldResult:
     started = time.perf_counter()
     prediction = predict_array(model, data.x_validation, kind, target_state)
     scores = metrics.score(task, data.y_validation, prediction, n_classes)
@@ -138,7 +220,7 @@ def _scaled_target(y: np.ndarray, target_state: dict | None) -> np.ndarray:
 
 
 def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-               target_state: dict | None):
+               target_state: dict | None, backup_dir: str | None = None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -154,6 +236,8 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
         y_fit, y_stop = y_fit[fit_index], y_fit[stop_index]
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
 
     from foldwise.components.core.devices import training_devices
 
@@ -173,13 +257,14 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
 
 
 def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-                     target_state: dict | None):
+                     target_state: dict | None, backup_dir: str | None = None):
     """scikit-learn's MLP with the spec's layers, activation, Adam, batch size and epochs."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+    del backup_dir  # it trains in seconds: a retried task simply starts it over
     from foldwise.components.core.model import MLP_ACTIVATIONS
 
     estimator = MLPRegressor if kind == "regression" else MLPClassifier

@@ -1,0 +1,122 @@
+"""Packed training: K stacked sub-models are the K models separate runs produce."""
+
+import keras
+import numpy as np
+import pytest
+
+from foldwise.components.core.model import build_model, normalize_spec
+from foldwise.components.core.packed import Stream, epoch_order, fit_packed, pack_key
+from foldwise.components.core.training import FoldData, seed_everything, train_fold, train_folds
+
+RNG = np.random.default_rng(0)
+
+
+def table(rows, kind, features=5):
+    x = RNG.normal(size=(rows, features)).astype("float32")
+    if kind == "regression":
+        y = (2.0 * x[:, :1] - x[:, 1:2] + 0.1).astype("float32")
+    elif kind == "binary":
+        y = (x[:, :1] > 0).astype("float32")
+    else:
+        y = keras.utils.to_categorical(np.digitize(x[:, 0], [-0.4, 0.4]), 3).astype("float32")
+    return x, y
+
+
+CASES = [  # (kind, task, classes, optimizer settings)
+    ("regression", "regression", None, {"optimizer": "adam"}),
+    ("regression", "regression", None, {"optimizer": "sgd", "momentum": 0.9}),
+    ("binary", "classification", 2, {"optimizer": "adamw"}),
+    ("multiclass", "classification", 3, {"optimizer": "rmsprop", "momentum": 0.5}),
+    ("regression", "regression", None, {"optimizer": "sgd", "loss": "huber"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "task", "classes", "settings"), CASES)
+def test_one_packed_epoch_equals_keras_fit_of_each_sub_model(kind, task, classes, settings):
+    """Sizes 100/97/90 at batch 16 give 7, 7 and 6 steps: the third skips a step."""
+    spec = normalize_spec({"hidden_units": [8, 4], "epochs": 1, "batch_size": 16, "l2": 0.01,
+                           **settings}, task, classes)
+    streams = [Stream(x, y, None, None, 3, spec) for x, y in
+               (table(rows, kind) for rows in (100, 97, 90))]
+    packed = fit_packed(streams, task=task, n_classes=classes)
+    for k, stream in enumerate(streams):
+        seed_everything(3)
+        model = build_model(spec, 5, task, classes)
+        order = epoch_order(3, 0, len(stream.x_fit))
+        y = stream.y_fit[order]
+        history = model.fit(stream.x_fit[order], y if kind == "multiclass" else y[:, 0],
+                            epochs=1, batch_size=16, shuffle=False, verbose=0)
+        for ours, keras_own in zip(packed.models[k].get_weights(), model.get_weights(),
+                                   strict=True):
+            np.testing.assert_allclose(ours, keras_own, atol=1e-6)
+        assert packed.histories[k]["loss"][0] == pytest.approx(history.history["loss"][0],
+                                                               rel=1e-5)
+
+
+def test_packed_sub_models_equal_separate_runs_with_dropout_and_early_stopping():
+    specs = [normalize_spec({"hidden_units": [16], "epochs": 12, "batch_size": 8,
+                             "dropout": 0.2, "early_stopping": True, "patience": 2,
+                             "learning_rate": lr}, "regression") for lr in (0.05, 0.01, 0.003)]
+    streams = []
+    for spec, rows in zip(specs, (60, 57, 64), strict=True):
+        x, y = table(rows, "regression")
+        streams.append(Stream(x[:48], y[:48], x[48:], y[48:], 7, spec))
+    packed = fit_packed(streams, task="regression", n_classes=None)
+    alone = [fit_packed([s], task="regression", n_classes=None) for s in streams]
+    assert len({len(h["loss"]) for h in packed.histories}) > 1  # they stopped at different epochs
+    for k, single in enumerate(alone):
+        for name, values in single.histories[0].items():
+            assert packed.histories[k][name] == pytest.approx(values, rel=1e-5)
+        for ours, theirs in zip(packed.models[k].get_weights(), single.models[0].get_weights(),
+                                strict=True):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_model(tmp_path):
+    spec = normalize_spec({"hidden_units": [8], "epochs": 6, "batch_size": 16,
+                           "dropout": 0.1}, "regression")
+    x, y = table(80, "regression")
+    stream = Stream(x, y, None, None, 1, spec)
+    whole = fit_packed([stream], task="regression", n_classes=None)
+    first = fit_packed([Stream(x, y, None, None, 1, {**spec, "epochs": 3})], task="regression",
+                       n_classes=None, checkpoint_dir=str(tmp_path))
+    assert first.resumed_from_epoch == 0 and (tmp_path / "checkpoint.npz").exists()
+    resumed = fit_packed([stream], task="regression", n_classes=None,
+                         checkpoint_dir=str(tmp_path))
+    assert resumed.resumed_from_epoch == 3
+    assert resumed.histories == whole.histories
+    for ours, theirs in zip(resumed.models[0].get_weights(), whole.models[0].get_weights(),
+                            strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    other = fit_packed([Stream(x, y, None, None, 2, spec)], task="regression", n_classes=None,
+                       checkpoint_dir=str(tmp_path))
+    assert other.resumed_from_epoch == 0  # another seed's checkpoint is not resumed
+
+
+def test_train_folds_packs_and_returns_what_each_fold_alone_returns():
+    folds = []
+    for rows in (70, 66, 73):
+        x, y = table(rows, "regression", features=3)
+        folds.append(FoldData(x[:50], 100 + 10 * y[:50, 0], x[50:], 100 + 10 * y[50:, 0],
+                              np.arange(50, rows)))
+    spec = normalize_spec({"hidden_units": [8], "epochs": 4}, "regression")
+    together = train_folds(folds, task="regression", n_classes=None, specs=[spec] * 3,
+                           seeds=[0] * 3)
+    for fold, packed in zip(folds, together, strict=True):
+        alone = train_fold(fold, task="regression", n_classes=None, spec=spec, seed=0)
+        np.testing.assert_allclose(packed.prediction, alone.prediction, rtol=1e-5)
+        assert packed.devices["packed"] == 3 and alone.devices["packed"] == 1
+
+
+def test_what_cannot_be_packed_is_named():
+    base = normalize_spec({}, "regression")
+    assert pack_key(base) is not None
+    assert pack_key({**base, "mixed_precision": True}) is None
+    assert pack_key({**base, "loss": "my_losses:pinball"}) is None
+    assert pack_key(normalize_spec({"estimator": "sklearn_mlp"}, "regression")) is None
+    assert pack_key({**base, "learning_rate": 0.1}) == pack_key(base)
+    assert pack_key({**base, "hidden_units": [3]}) != pack_key(base)
+    with pytest.raises(ValueError, match="cannot share a pack"):
+        fit_packed([Stream(*table(10, "regression"), None, None, 0, base),
+                    Stream(*table(10, "regression"), None, None, 0,
+                           {**base, "hidden_units": [3]})], task="regression", n_classes=None)
