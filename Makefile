@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup chromium demo test lint images
+.PHONY: setup chromium demo test lint images bench
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?=
 
@@ -32,6 +32,11 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# foldwise against scikeras and scikit-learn's MLP (about an hour; see benchmarks/README.md).
+bench: setup
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,bench]'
+	$(BIN)/python benchmarks/compare.py --write-readme
 
 # The step images, tagged with the package version (needs a Docker engine).
 images:

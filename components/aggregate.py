@@ -27,7 +27,7 @@ def aggregate(
 
     Args:
         schema: The preprocess step's schema.
-        fold_results: The train steps' JSON results.
+        fold_results: The train steps' JSON results (a list of per-fold entries each).
         cv_results: CSV in scikit-learn's ``cv_results_`` shape.
         summary: JSON: task, data, folds, seed, best config's mean and std per metric, versions.
         best_params: JSON ``{"config_id", "params"}`` of the best configuration.
@@ -54,18 +54,28 @@ def aggregate(
     task, classes, n_classes = described["task"], described["classes"], class_count(described)
     names = list(scoring_metrics.metric_names(task, n_classes))
     scoring = scoring or scoring_metrics.default_scoring(task)
-    results = [json.loads(r) for r in fold_results]
+    results = []
+    for task_result in fold_results:  # each train task reports a list, one entry per fold
+        loaded = json.loads(task_result)
+        results.extend(loaded if isinstance(loaded, list) else [loaded])
     table = agg.cv_results(results, names)
     table.to_csv(cv_results.path, index=False)
 
     best_id = agg.best_config_id(table, scoring)
     best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
     write_json(best_params.path, {"config_id": best_id, "params": best[0]["params"]})
-    pooled = agg.pooled_predictions(
-        [pd.read_parquet(io.BytesIO(storage.read_bytes(r["predictions"]))) for r in best])
+    frames, histories, read = [], {}, {}
+    for r in best:  # a task's files hold all its folds: read each once, take this fold's part
+        if r["predictions"] not in read:
+            read[r["predictions"]] = pd.read_parquet(
+                io.BytesIO(storage.read_bytes(r["predictions"])))
+            read[r["history"]] = json.loads(storage.read_bytes(r["history"]))
+        frame = read[r["predictions"]]
+        frames.append(frame[frame["fold"] == r["fold"]])
+        histories[str(r["fold"])] = read[r["history"]][str(r["fold"])]
+    pooled = agg.pooled_predictions(frames)
     pooled.to_parquet(oof_predictions.path, index=False)
-    write_json(best_histories.path,
-               {str(r["fold"]): json.loads(storage.read_bytes(r["history"])) for r in best})
+    write_json(best_histories.path, histories)
 
     packages = ["foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas", "numpy"]
     versions = {"python": platform.python_version(), **{p: version(p) for p in packages}}

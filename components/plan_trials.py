@@ -13,8 +13,9 @@ def plan_trials(
     model_spec: dict = {},  # noqa: B006
     baseline: str = "none",
     champion: list = [],  # noqa: B006
+    packing: str = "none",
 ) -> list:
-    """List the trials to train: every configuration of the grid on every fold.
+    """List the train tasks: every configuration of the grid on every fold.
 
     Args:
         schema: The preprocess step's schema (task and classes decide defaults and checks).
@@ -25,9 +26,11 @@ def plan_trials(
         baseline: ``mlp`` to add each configuration's scikit-learn MLP twin, or ``none``.
         champion: The promoted model's configuration (retrain), listed first so that it is
             cross-validated on the same folds and wins ties.
+        packing: ``none``: one task per (configuration, fold); ``folds``: one task per
+            configuration, its folds trained at once as one stacked model.
 
     Returns:
-        ``[{"config_id", "fold", "params"}, ...]``: the items of the pipeline's trial loop.
+        ``[{"config_id", "folds", "params"}, ...]``: the items of the pipeline's trial loop.
     """
     from foldwise.components.core.grid import (
         expand_grid,
@@ -46,4 +49,5 @@ def plan_trials(
     known = {c["config_id"] for c in configs}
     configs += [c for c in expand_grid(grid, described["task"], n_classes)
                 if c["config_id"] not in known]
-    return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids)
+    return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids,
+                       packing)

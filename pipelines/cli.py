@@ -77,6 +77,11 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     folds.add_argument("--baseline", default="none", choices=["none", "mlp"],
                        help="mlp: also score scikit-learn's MLP with matching hidden layers, "
                        "learning rate, batch size and epochs on the same folds")
+    folds.add_argument("--packing", choices=["folds", "none"],
+                       help="folds: train each configuration's folds in one task, as one "
+                       "stacked model (same models, no per-fold start-up); none: one task per "
+                       "fold, a pod each on a cluster (default: folds for run, none for "
+                       "submit and schedule)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser, title: str) -> None:
@@ -396,8 +401,17 @@ def _pipeline_arguments(args: argparse.Namespace, data: str) -> dict:
         "categorical": list(args.categorical), "numeric": list(args.numeric),
         "drop": list(args.drop), "group_column": args.group_column, "folds": args.folds,
         "seed": args.seed, "scaler": args.scaler, "scoring": args.scoring,
-        "baseline": args.baseline,
+        "baseline": args.baseline, "packing": packing(args),
     }
+
+
+def packing(args: argparse.Namespace) -> str:
+    """``--packing``, else ``folds`` on this machine and ``none`` on a cluster."""
+    return args.packing or ("folds" if args.command == "run" else "none")
+
+
+def _train_tasks(configs: list, args: argparse.Namespace) -> int:
+    return len(configs) * (1 if packing(args) == "folds" else args.folds)
 
 
 def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) -> dict | None:
@@ -427,7 +441,7 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     if len(configs) > 1:
         plan.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
     _describe_plan(data, schema, plan, workspace)
-    total = 4 + 2 * args.folds + len(configs) * args.folds
+    total = 4 + 2 * args.folds + _train_tasks(configs, args)
     outputs = _run(cross_validation, {**_pipeline_arguments(args, data), "model_spec": spec},
                    workspace / "pipeline", workspace / "pipeline.log", _Progress(total))
     if outputs is None:
@@ -494,7 +508,7 @@ def run_grid_search(args: argparse.Namespace) -> int:
     _describe_plan(data, schema, [
         f"grid     {len(configs)} configurations × {args.folds} folds = {trials} trials",
         f"export   {destination}"], workspace)
-    total = 7 + 2 * args.folds + trials
+    total = 7 + 2 * args.folds + _train_tasks(configs, args)
     outputs = _run(grid_search, {**_pipeline_arguments(args, data), "param_grid": grid,
                                  "destination": destination},
                    workspace / "pipeline", workspace / "pipeline.log",
@@ -651,7 +665,9 @@ class _Progress:
             return
         self.done += 1
         where = f" {event.config_id}" if event.config_id and self.show_config else ""
-        where += f" fold {event.fold}" if event.fold is not None else ""
+        if event.folds:
+            where += (f" fold {event.folds[0]}" if len(event.folds) == 1 else
+                      f" folds {event.folds[0]}-{event.folds[-1]}")
         mark = "" if event.status == "SUCCESS" else f"  {event.status}"
         width = len(str(self.total or 99))
         count = f"{self.done:>{width}}" + (f"/{self.total}" if self.total else "")

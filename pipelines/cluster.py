@@ -34,8 +34,8 @@ TRAINING_STEPS = ("train", "refit")
 # Steps that read something outside the pipeline (the data, the promoted model) or write
 # outside it are never served from cache: a scheduled retrain on changed data recomputes.
 UNCACHED_STEPS = ("preprocess", "export", "champion", "promote")
-RETRY = {"num_retries": 3, "backoff_duration": "30s", "backoff_factor": 2.0,
-         "backoff_max_duration": "600s"}
+# A retried train task resumes from its last finished epoch (core.packed checkpoints).
+RETRY = {"num_retries": 3, "backoff_factor": 2.0, "backoff_max_duration": "600s"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class ClusterSettings:
         platform: ``kfp`` (Kubeflow Pipelines on GKE) or ``vertex`` (Vertex AI Pipelines).
         train_cpu, train_memory: CPU and memory requested by training steps.
         step_cpu, step_memory: CPU and memory requested by every other step.
+        retry_backoff: Wait before the first retry of a training step (doubling after).
     """
 
     image: str | None = None
@@ -116,6 +117,7 @@ class ClusterSettings:
     train_memory: str = "8G"
     step_cpu: str = "1"
     step_memory: str = "4G"
+    retry_backoff: str = "30s"
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
@@ -139,7 +141,7 @@ class ClusterSettings:
         task.set_caching_options(step not in UNCACHED_STEPS)
         if not training:
             return task
-        task.set_retry(**RETRY)
+        task.set_retry(**RETRY, backoff_duration=self.retry_backoff)
         accelerator = self.accelerator
         if accelerator is None:
             return task

@@ -34,6 +34,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
         model_spec: dict = {},  # noqa: B006
         scoring: str = "",
         baseline: str = "none",
+        packing: str = "none",
     ) -> CrossValidationOutputs:
         """Cross-validate one Keras model configuration.
 
@@ -52,6 +53,9 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
             scoring: Metric to rank by; empty for the task's default.
             baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
+            packing: ``none``: one train task per (configuration, fold), a pod each on a
+                cluster; ``folds``: one task per configuration trains its folds at once as
+                one stacked model (same models, no per-fold start-up).
 
         Returns:
             ``cv_results`` (CSV), ``summary`` (JSON) and ``folds`` (CSV of row → fold).
@@ -60,7 +64,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
             settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
             drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
             param_grid=[], model_spec=model_spec, scoring=scoring,
-            baseline=baseline)
+            baseline=baseline, packing=packing)
         return CrossValidationOutputs(
             cv_results=results.outputs["cv_results"],
             summary=results.outputs["summary"],

@@ -27,7 +27,7 @@ class TaskEvent:
     """A task started (``status`` is ``None``) or ended (``SUCCESS`` / ``FAILURE``)."""
 
     name: str
-    fold: int | None
+    folds: tuple[int, ...]  # the fold(s) a per-fold step works on; empty for the others
     status: str | None
     seconds: float = 0.0
     config_id: str | None = None
@@ -84,8 +84,9 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     def observed_task_runner(*args, **kwargs):
         name = kwargs.get("component_name", "task").removeprefix("comp-")
         arguments = kwargs.get("arguments", {})
-        fold = arguments.get("fold")
-        fold = int(fold) if isinstance(fold, (int, float)) else None
+        listed = arguments.get("folds", arguments.get("fold"))
+        listed = listed if isinstance(listed, list) else [listed]
+        fold = tuple(int(f) for f in listed if isinstance(f, (int, float)))
         config = arguments.get("config_id")
         if on_event:
             with lock:

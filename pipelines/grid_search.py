@@ -41,6 +41,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         scaler: str = "standard",
         scoring: str = "",
         baseline: str = "none",
+        packing: str = "none",
     ) -> GridSearchOutputs:
         """Search a grid of Keras configurations and export the best one, refitted on all rows.
 
@@ -62,11 +63,15 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
             scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.
             baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
+            packing: ``none``: one train task per (configuration, fold), a pod each on a
+                cluster; ``folds``: one task per configuration trains its folds at once as
+                one stacked model (same models, no per-fold start-up).
         """
         prepared, results = search_steps(
             settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
             drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-            param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline)
+            param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline,
+            packing=packing)
         final, page, published = publish_steps(settings, prepared, results, scaler, seed,
                                                destination)
         return GridSearchOutputs(

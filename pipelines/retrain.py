@@ -37,6 +37,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         scaler: str = "standard",
         scoring: str = "",
         baseline: str = "none",
+        packing: str = "none",
     ) -> str:
         """Retrain on ``data`` and promote under ``promote_to`` only if better.
 
@@ -58,6 +59,9 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
             scoring: Metric that decides; empty for ``r2`` / ``accuracy``.
             baseline: ``mlp`` to also score scikit-learn's MLP twins.
+            packing: ``none``: one train task per (configuration, fold), a pod each on a
+                cluster; ``folds``: one task per configuration trains its folds at once as
+                one stacked model (same models, no per-fold start-up).
 
         Returns:
             JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.
@@ -67,7 +71,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             settings, data=data, target=target, task=task, categorical=categorical,
             numeric=numeric, drop=drop, group_column=group_column, folds=folds, seed=seed,
             scaler=scaler, param_grid=param_grid, model_spec=model_spec, scoring=scoring,
-            baseline=baseline, champion=current.output)
+            baseline=baseline, packing=packing, champion=current.output)
         _, _, published = publish_steps(settings, prepared, results, scaler, seed, promote_to,
                                         new_version=True)
         decision = settings.apply(promote(

@@ -1,7 +1,7 @@
 """The search part every foldwise pipeline shares.
 
 preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials →
-per (config, fold) train → aggregate.
+per (config, fold) train (or per config, its folds packed) → aggregate.
 
 Per-fold transforms are computed once per fold and reused by every configuration. The shape
 is chosen so that kfp.local executes it correctly and a cluster runs one pod per step: two
@@ -29,7 +29,7 @@ from foldwise.pipelines.cluster import ClusterSettings
 
 def search_steps(settings: ClusterSettings, data, target, task, categorical, numeric, drop,
                  group_column, folds, seed, scaler, param_grid, model_spec, scoring, baseline,
-                 champion=None):
+                 packing, champion=None):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
     ``champion`` (retrain) is the champion step's output: the promoted configuration,
@@ -53,11 +53,12 @@ def search_steps(settings: ClusterSettings, data, target, task, categorical, num
                      "collect-folds")
     trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
                               param_grid=param_grid, model_spec=model_spec, baseline=baseline,
-                              champion=[] if champion is None else champion),
+                              champion=[] if champion is None else champion,
+                              packing=packing),
                   "plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                             config_id=trial.config_id, fold=trial.fold, params=trial.params,
+                             config_id=trial.config_id, folds=trial.folds, params=trial.params,
                              seed=seed), "train")
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
                              scoring=scoring), "aggregate")

@@ -136,11 +136,13 @@ def test_progress_counts_every_step_against_the_true_total(tmp_path, capsys):
 
     progress = _Progress(3)
     for name in ("preprocess", "train", "aggregate"):
-        progress(TaskEvent(name, None, None))  # starts are not counted
-        progress(TaskEvent(name, 1 if name == "train" else None, "SUCCESS", 0.5))
+        progress(TaskEvent(name, (), None))  # starts are not counted
+        progress(TaskEvent(name, (1,) if name == "train" else (), "SUCCESS", 0.5))
     lines = capsys.readouterr().err.splitlines()
     assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"]
     assert "train fold 1" in lines[1]
     open_ended = _Progress(None)
-    open_ended(TaskEvent("promote", None, "SUCCESS", 0.1))
-    assert capsys.readouterr().err.startswith("[ 1] promote")
+    open_ended(TaskEvent("train", (0, 1, 2), "SUCCESS", 0.1))
+    assert "train folds 0-2" in capsys.readouterr().err
+    open_ended(TaskEvent("promote", (), "SUCCESS", 0.1))
+    assert capsys.readouterr().err.startswith("[ 2] promote")

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -104,7 +105,7 @@ def test_collected_fold_tables_carry_their_fold_and_features(chain):
 
 def test_plan_has_one_trial_per_fold_with_full_params(chain):
     _, _, _, trials, _ = chain
-    assert [t["fold"] for t in trials] == [0, 1, 2]
+    assert [t["folds"] for t in trials] == [[0], [1], [2]]
     assert len({t["config_id"] for t in trials}) == 1
     assert trials[0]["params"]["hidden_units"] == [8] and trials[0]["params"]["epochs"] == 3
     assert trials[0]["params"]["optimizer"] == "adam"
@@ -113,20 +114,22 @@ def test_plan_has_one_trial_per_fold_with_full_params(chain):
 def test_train_writes_model_history_predictions_and_metrics(chain):
     _, out, _, _, results = chain
     folds = pd.read_csv(out["fold_assignment"].path)
-    result, outputs = results[1]
+    (result,), outputs = results[1]
     predictions = pd.read_parquet(outputs["predictions"].path)
     assert predictions["row"].tolist() == folds.loc[folds["fold"] == 1, "row"].tolist()
     assert list(predictions.columns) == ["row", "fold", "y_true", "proba_Adelie",
                                          "proba_Chinstrap", "proba_Gentoo"]
     assert result["fold"] == 1 and result["n_validation"] == len(predictions)
     assert result["predictions"] == outputs["predictions"].uri
-    assert len(json.loads(open(outputs["history"].path).read())["loss"]) == 3
-    model = keras.saving.load_model(f"{outputs['model'].path}/model.keras", safe_mode=True)
+    assert len(json.loads(open(outputs["history"].path).read())["1"]["loss"]) == 3
+    model = keras.saving.load_model(f"{outputs['model'].path}/fold-1/model.keras",
+                                    safe_mode=True)
     table, _, features = read_fold_table(fold_file(out["fold_data"].path, 1))
     x = table.loc[table["__fold__"] == 1, features].to_numpy("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                predictions.iloc[:, 3:].to_numpy(), atol=1e-5)
-    assert outputs["metrics"].metadata["accuracy"] == pytest.approx(result["scores"]["accuracy"])
+    assert outputs["metrics"].metadata["fold1_accuracy"] == pytest.approx(
+        result["scores"]["accuracy"])
     assert result["devices"]["device"] == "cpu" and result["devices"]["precision"] == "float32"
     assert outputs["metrics"].metadata["trained_on"] == result["devices"]
     matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
@@ -156,7 +159,7 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
     aggregate.python_func(schema=out["schema"],
                           fold_results=[json.dumps(r) for r, _ in results], **outputs)
     table = pd.read_csv(outputs["cv_results"].path)
-    for fold, (result, _) in enumerate(results):
+    for fold, ((result,), _) in enumerate(results):
         assert table.loc[0, f"split{fold}_test_accuracy"] == pytest.approx(
             result["scores"]["accuracy"])
     summary = json.loads(open(outputs["summary"].path).read())
@@ -172,3 +175,32 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
         table.loc[0, "mean_test_accuracy"])
     matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == 90
+
+
+def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_path):
+    """packing=folds: one task, one stacked model, the same per-fold models and scores."""
+    _, out, fold_ids, trials, results = chain
+    (task,) = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids, packing="folds",
+                                      model_spec={"hidden_units": [8.0], "epochs": 3.0})
+    assert task["folds"] == [0, 1, 2] and task["config_id"] == trials[0]["config_id"]
+    packed, outputs = run_train(tmp_path, out["fold_data"], out["schema"], task, "packed")
+    assert [r["fold"] for r in packed] == [0, 1, 2]
+    assert {r["devices"]["packed"] for r in packed} == {3}
+    together = pd.read_parquet(outputs["predictions"].path)
+    for fold, ((alone,), alone_outputs) in enumerate(results):
+        assert packed[fold]["scores"] == pytest.approx(alone["scores"], abs=1e-6)
+        mine = together[together["fold"] == fold].reset_index(drop=True)
+        theirs = pd.read_parquet(alone_outputs["predictions"].path)
+        pd.testing.assert_frame_equal(mine, theirs, atol=1e-5)
+        assert (Path(outputs["model"].path) / f"fold-{fold}" / "model.keras").exists()
+    assert not (Path(outputs["model"].path) / "checkpoint").exists()
+
+    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
+             "metrics", "classification_metrics"]
+    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
+             dsl.ClassificationMetrics]
+    aggregated = {n: make(k, tmp_path, f"agg-{n}") for n, k in zip(names, kinds, strict=True)}
+    aggregate.python_func(schema=out["schema"], fold_results=[json.dumps(packed)], **aggregated)
+    pooled = pd.read_parquet(aggregated["oof_predictions"].path)
+    assert pooled["row"].tolist() == list(range(90))
+    assert sorted(json.loads(open(aggregated["best_histories"].path).read())) == ["0", "1", "2"]

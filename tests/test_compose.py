@@ -58,7 +58,7 @@ def test_a_workflow_of_loaded_components_and_an_own_step_runs_locally(component_
                                                  "learning_rate": 0.01})
         with dsl.ParallelFor(items=trials.output) as trial:
             trained = load["train"](fold_data=fold_data.outputs["fold_data"], schema=schema,
-                                    config_id=trial.config_id, fold=trial.fold,
+                                    config_id=trial.config_id, folds=trial.folds,
                                     params=trial.params)
         results = load["aggregate"](schema=schema,
                                     fold_results=dsl.Collected(trained.outputs["Output"]))
@@ -72,4 +72,4 @@ def test_a_workflow_of_loaded_components_and_an_own_step_runs_locally(component_
     assert outputs["Output"] == "accepted"
     summaries = list((tmp_path / "pipeline").glob("*/aggregate/summary"))
     assert len(summaries) == 1 and len(list((tmp_path / "pipeline").glob(
-        "*/for-loop-*-iteration-*/train/model/model.keras"))) == 2
+        "*/for-loop-*-iteration-*/train/model/fold-*/model.keras"))) == 2

@@ -38,8 +38,17 @@ def test_duplicate_configurations_are_kept_once():
 def test_trials_pair_every_config_with_every_fold():
     configs = expand_grid({"epochs": [1, 2]}, "regression", None)
     trials = plan_trials(configs, [0, 1, 2])
-    assert [(t["params"]["epochs"], t["fold"]) for t in trials] == [
-        (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    assert [(t["params"]["epochs"], t["folds"]) for t in trials] == [
+        (1, [0]), (1, [1]), (1, [2]), (2, [0]), (2, [1]), (2, [2])]
+
+
+def test_packed_plan_gives_each_config_one_task_with_all_folds():
+    configs = expand_grid({"epochs": [1, 2]}, "regression", None)
+    tasks = plan_trials(configs, [0.0, 1.0, 2.0], packing="folds")
+    assert [(t["params"]["epochs"], t["folds"]) for t in tasks] == [(1, [0, 1, 2]),
+                                                                   (2, [0, 1, 2])]
+    with pytest.raises(FoldwiseError, match="unknown packing 'fold'.*did you mean 'folds'"):
+        plan_trials(configs, [0, 1], packing="fold")
 
 
 def test_single_config_grid_round_trips():

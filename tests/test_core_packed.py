@@ -54,12 +54,13 @@ def test_one_packed_epoch_equals_keras_fit_of_each_sub_model(kind, task, classes
 
 
 def test_packed_sub_models_equal_separate_runs_with_dropout_and_early_stopping():
+    """Different rows, learning rates, stopping epochs and input widths (one-hot columns)."""
     specs = [normalize_spec({"hidden_units": [16], "epochs": 12, "batch_size": 8,
                              "dropout": 0.2, "early_stopping": True, "patience": 2,
                              "learning_rate": lr}, "regression") for lr in (0.05, 0.01, 0.003)]
     streams = []
-    for spec, rows in zip(specs, (60, 57, 64), strict=True):
-        x, y = table(rows, "regression")
+    for spec, rows, width in zip(specs, (60, 57, 64), (5, 5, 4), strict=True):
+        x, y = table(rows, "regression", features=width)
         streams.append(Stream(x[:48], y[:48], x[48:], y[48:], 7, spec))
     packed = fit_packed(streams, task="regression", n_classes=None)
     alone = [fit_packed([s], task="regression", n_classes=None) for s in streams]

@@ -44,7 +44,8 @@ def penguin_run(tmp_path_factory, penguins):
     sample.to_csv(data, index=False)
     output = tmp / "run"
     code = main(["run", "cross-validation", "--data", str(data), "--target", "species",
-                 "--folds", str(FOLDS), "--seed", "11", *MODEL, "--output", str(output)])
+                 "--folds", str(FOLDS), "--seed", "11", *MODEL, "--output", str(output),
+                 "--packing", "none"])  # one train task per fold (grid-search runs packed)
     assert code == 0
     return sample, output
 

@@ -116,10 +116,30 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
     return configs + twins
 
 
-def plan_trials(configs: list[dict], fold_ids: list[int]) -> list[dict]:
-    """One trial per (configuration, fold): ``{"config_id", "fold", "params"}``."""
-    return [{"config_id": c["config_id"], "fold": int(fold), "params": c["params"]}
-            for c in configs for fold in fold_ids]
+PACKINGS = ("none", "folds")
+
+
+def check_packing(packing: str) -> str:
+    """``none`` (one train task per fold) or ``folds`` (one per configuration, all its folds)."""
+    if packing not in PACKINGS:
+        raise FoldwiseError(f"unknown packing {packing!r}{suggest(str(packing), list(PACKINGS))} "
+                            f"(known: {', '.join(PACKINGS)})")
+    return packing
+
+
+def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none") -> list[dict]:
+    """The train tasks: ``{"config_id", "folds", "params"}`` each.
+
+    ``packing="none"``: one task per (configuration, fold), the unit a cluster schedules as a
+    pod. ``"folds"``: one task per configuration training all its folds at once as one
+    stacked model (``core.packed``): the same models, without K process start-ups.
+    """
+    folds = [int(fold) for fold in fold_ids]
+    if check_packing(packing) == "folds":
+        return [{"config_id": c["config_id"], "folds": folds, "params": c["params"]}
+                for c in configs]
+    return [{"config_id": c["config_id"], "folds": [fold], "params": c["params"]}
+            for c in configs for fold in folds]
 
 
 def single_config_grid(model_spec: dict) -> list[dict]:

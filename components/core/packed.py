@@ -4,8 +4,10 @@ Each sub-model keeps everything a separate run has: its own rows and per-epoch s
 own initial weights (built by :func:`~foldwise.components.core.model.build_model` from its own
 seed, exactly as a separate run builds them), its own hyperparameters, optimizer state, step
 count and early stopping. Only the storage is shared: every layer's weights are stacked along
-a leading axis of length K, so one batched matrix product computes a layer of all K
-sub-models, and one compiled graph call trains all of them for a whole epoch. Because the
+a leading axis of length K (a fold whose one-hot encoding has fewer columns gets zero inputs
+and zero weight rows in the others' place, which no update ever changes), so one batched
+matrix product computes a layer of all K sub-models, and one compiled graph call trains all of
+them for a whole epoch. Because the
 sub-models never touch each other's weights, gradients or optimizer slots, the result is the
 K models that K separate runs would produce, to float rounding.
 
@@ -133,8 +135,10 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
 
 
 def _fingerprint(streams: list[Stream], task: str, n_classes: int | None) -> str:
-    """What a checkpoint must have been made from to be resumed: everything but ``epochs``
-    (the state after epoch e does not depend on how many epochs follow)."""
+    """What a checkpoint must have been made from to be resumed.
+
+    Everything but ``epochs``: the state after epoch e does not depend on how many follow.
+    """
     digest = hashlib.sha256(json.dumps([task, n_classes]).encode())
     for s in streams:
         spec = {k: v for k, v in s.spec.items() if k != "epochs"}
@@ -217,6 +221,10 @@ class _StackedTrainer:
         self.batch = spec["batch_size"]
         self.optimizer = spec["optimizer"]
         per_model = [m.get_weights() for m in models]
+        self.widths = [s.x_fit.shape[1] for s in streams]
+        self.width = max(self.widths)
+        for weights in per_model:  # zero rows for the features a sub-model does not have
+            weights[0] = np.pad(weights[0], ((0, self.width - len(weights[0])), (0, 0)))
         self.shapes = [w.shape for w in per_model[0]]
         self.variables = [
             tf.Variable(np.stack([w[i].reshape(1, -1) if w[i].ndim == 1 else w[i]
@@ -346,22 +354,21 @@ class _StackedTrainer:
 
     # ----- host side ----------------------------------------------------------------------
     def _padded(self, parts: list[tuple[np.ndarray, np.ndarray]], rows: int):
-        k, features = len(parts), parts[0][0].shape[1]
+        k, features = len(parts), self.width
         outputs = parts[0][1].shape[1]
         x = np.zeros((k, rows, features), "float32")
         y = np.zeros((k, rows, outputs), "float32")
         mask = np.zeros((k, rows), "float32")
         for i, (xi, yi) in enumerate(parts):
-            x[i, :len(xi)], y[i, :len(yi)], mask[i, :len(xi)] = xi, yi, 1.0
+            x[i, :len(xi), :xi.shape[1]], y[i, :len(yi)], mask[i, :len(xi)] = xi, yi, 1.0
         return x, y, mask
 
     def _padded_stop_data(self):
         if not any(s.x_stop is not None for s in self.streams):
             return None
-        width = self.streams[0].x_fit.shape[1]
         outputs = self.streams[0].y_fit.shape[1]
         parts = [(s.x_stop, s.y_stop) if s.x_stop is not None else
-                 (np.zeros((0, width), "float32"), np.zeros((0, outputs), "float32"))
+                 (np.zeros((0, self.width), "float32"), np.zeros((0, outputs), "float32"))
                  for s in self.streams]
         return self._padded(parts, max(len(p[0]) for p in parts))
 
@@ -383,8 +390,10 @@ class _StackedTrainer:
         self.last_losses = (losses, val)
 
     def weights_of(self, k: int) -> list[np.ndarray]:
-        return [v.numpy()[k].reshape(shape)
-                for v, shape in zip(self.variables, self.shapes, strict=True)]
+        weights = [v.numpy()[k].reshape(shape)
+                   for v, shape in zip(self.variables, self.shapes, strict=True)]
+        weights[0] = weights[0][:self.widths[k]]
+        return weights
 
     def save(self, path: str, fingerprint: str, stopping: _EarlyStopping, epochs: int) -> None:
         """Write the state after ``epochs`` epochs: temp file, then an atomic rename."""

