@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup chromium demo test lint images bench
+.PHONY: setup system-packages demo test lint images bench
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?=
 
@@ -16,13 +16,16 @@ $(INSTALLED): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
-# Headless Chromium renders the HTML report in a test (Debian's package; needs root or sudo).
-chromium:
-	@command -v chromium >/dev/null || { \
+# Debian packages the tests use (needs root or sudo): headless Chromium renders the HTML
+# report; buildah and debootstrap build the CPU image without a Docker engine or a registry.
+system-packages:
+	@command -v chromium >/dev/null && command -v buildah >/dev/null && \
+	  command -v debootstrap >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    chromium buildah debootstrap >/dev/null; }
 
-setup: $(INSTALLED) chromium
+setup: $(INSTALLED) system-packages
 
 demo: setup
 	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
@@ -40,7 +43,7 @@ bench: setup
 
 # The step images, tagged with the package version (needs a Docker engine).
 images:
-	for variant in cpu gpu; do \
+	for variant in cpu gpu tpu; do \
 	  docker build -f docker/Dockerfile --build-arg VARIANT=$$variant \
 	    -t $(REGISTRY)foldwise:$(VERSION)-$$variant . || exit 1; \
 	done

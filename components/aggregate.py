@@ -71,8 +71,9 @@ def aggregate(
                 io.BytesIO(storage.read_bytes(r["predictions"])))
             read[r["history"]] = json.loads(storage.read_bytes(r["history"]))
         frame = read[r["predictions"]]
-        frames.append(frame[frame["fold"] == r["fold"]])
-        histories[str(r["fold"])] = read[r["history"]][str(r["fold"])]
+        mine = (frame["config_id"] == r["config_id"]) & (frame["fold"] == r["fold"])
+        frames.append(frame[mine].drop(columns="config_id"))
+        histories[str(r["fold"])] = read[r["history"]][r["config_id"]][str(r["fold"])]
     pooled = agg.pooled_predictions(frames)
     pooled.to_parquet(oof_predictions.path, index=False)
     write_json(best_histories.path, histories)

@@ -27,10 +27,12 @@ def plan_trials(
         champion: The promoted model's configuration (retrain), listed first so that it is
             cross-validated on the same folds and wins ties.
         packing: ``none``: one task per (configuration, fold); ``folds``: one task per
-            configuration, its folds trained at once as one stacked model.
+            configuration, its folds trained at once as one stacked model; ``configs``:
+            configurations that stack share tasks too (see ``core.grid.plan_trials``).
 
     Returns:
-        ``[{"config_id", "folds", "params"}, ...]``: the items of the pipeline's trial loop.
+        ``[{"configs": [{"config_id", "params"}], "folds": [...]}, ...]``: the items of the
+        pipeline's train loop.
     """
     from foldwise.components.core.grid import (
         expand_grid,

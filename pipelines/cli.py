@@ -77,11 +77,12 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     folds.add_argument("--baseline", default="none", choices=["none", "mlp"],
                        help="mlp: also score scikit-learn's MLP with matching hidden layers, "
                        "learning rate, batch size and epochs on the same folds")
-    folds.add_argument("--packing", choices=["folds", "none"],
-                       help="folds: train each configuration's folds in one task, as one "
-                       "stacked model (same models, no per-fold start-up); none: one task per "
-                       "fold, a pod each on a cluster (default: folds for run, none for "
-                       "submit and schedule)")
+    folds.add_argument("--packing", choices=["configs", "folds", "none"],
+                       help="configs: train configurations that stack (same depth) together, "
+                       "all folds, as one stacked model in 2 tasks; folds: one task per "
+                       "configuration, its folds stacked; none: one task per (configuration, "
+                       "fold), a pod each on a cluster. Same models either way (default: "
+                       "configs for run, none for submit and schedule)")
 
 
 def _add_model_options(parser: argparse.ArgumentParser, title: str) -> None:
@@ -406,12 +407,14 @@ def _pipeline_arguments(args: argparse.Namespace, data: str) -> dict:
 
 
 def packing(args: argparse.Namespace) -> str:
-    """``--packing``, else ``folds`` on this machine and ``none`` on a cluster."""
-    return args.packing or ("folds" if args.command == "run" else "none")
+    """``--packing``, else ``configs`` on this machine and ``none`` on a cluster."""
+    return args.packing or ("configs" if args.command == "run" else "none")
 
 
 def _train_tasks(configs: list, args: argparse.Namespace) -> int:
-    return len(configs) * (1 if packing(args) == "folds" else args.folds)
+    from foldwise.components.core.grid import plan_trials
+
+    return len(plan_trials(configs, list(range(args.folds)), packing(args)))
 
 
 def _run(pipeline, arguments: dict, pipeline_root: Path, log: Path, progress) -> dict | None:

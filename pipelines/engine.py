@@ -88,6 +88,10 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
         listed = listed if isinstance(listed, list) else [listed]
         fold = tuple(int(f) for f in listed if isinstance(f, (int, float)))
         config = arguments.get("config_id")
+        listed_configs = arguments.get("configs")
+        if isinstance(listed_configs, list) and listed_configs:
+            ids = [c.get("config_id", "?") for c in listed_configs if isinstance(c, dict)]
+            config = ids[0] + (f" +{len(ids) - 1}" if len(ids) > 1 else "")
         if on_event:
             with lock:
                 on_event(TaskEvent(name, fold, None, config_id=config))

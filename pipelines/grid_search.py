@@ -65,7 +65,8 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
-                one stacked model (same models, no per-fold start-up).
+                one stacked model; ``configs``: configurations that stack share tasks too.
+                The same models either way.
         """
         prepared, results = search_steps(
             settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,

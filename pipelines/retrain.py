@@ -61,7 +61,8 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             baseline: ``mlp`` to also score scikit-learn's MLP twins.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
-                one stacked model (same models, no per-fold start-up).
+                one stacked model; ``configs``: configurations that stack share tasks too.
+                The same models either way.
 
         Returns:
             JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.

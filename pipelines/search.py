@@ -1,7 +1,7 @@
 """The search part every foldwise pipeline shares.
 
 preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials →
-per (config, fold) train (or per config, its folds packed) → aggregate.
+per (config, fold) train (or packed: per config, or per group of configs) → aggregate.
 
 Per-fold transforms are computed once per fold and reused by every configuration. The shape
 is chosen so that kfp.local executes it correctly and a cluster runs one pod per step: two
@@ -58,7 +58,7 @@ def search_steps(settings: ClusterSettings, data, target, task, categorical, num
                   "plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                             config_id=trial.config_id, folds=trial.folds, params=trial.params,
+                             configs=trial.configs, folds=trial.folds,
                              seed=seed), "train")
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
                              scoring=scoring), "aggregate")

@@ -106,9 +106,10 @@ def test_collected_fold_tables_carry_their_fold_and_features(chain):
 def test_plan_has_one_trial_per_fold_with_full_params(chain):
     _, _, _, trials, _ = chain
     assert [t["folds"] for t in trials] == [[0], [1], [2]]
-    assert len({t["config_id"] for t in trials}) == 1
-    assert trials[0]["params"]["hidden_units"] == [8] and trials[0]["params"]["epochs"] == 3
-    assert trials[0]["params"]["optimizer"] == "adam"
+    assert len({c["config_id"] for t in trials for c in t["configs"]}) == 1
+    params = trials[0]["configs"][0]["params"]
+    assert params["hidden_units"] == [8] and params["epochs"] == 3
+    assert params["optimizer"] == "adam"
 
 
 def test_train_writes_model_history_predictions_and_metrics(chain):
@@ -117,18 +118,20 @@ def test_train_writes_model_history_predictions_and_metrics(chain):
     (result,), outputs = results[1]
     predictions = pd.read_parquet(outputs["predictions"].path)
     assert predictions["row"].tolist() == folds.loc[folds["fold"] == 1, "row"].tolist()
-    assert list(predictions.columns) == ["row", "fold", "y_true", "proba_Adelie",
+    assert list(predictions.columns) == ["config_id", "row", "fold", "y_true", "proba_Adelie",
                                          "proba_Chinstrap", "proba_Gentoo"]
     assert result["fold"] == 1 and result["n_validation"] == len(predictions)
     assert result["predictions"] == outputs["predictions"].uri
-    assert len(json.loads(open(outputs["history"].path).read())["1"]["loss"]) == 3
-    model = keras.saving.load_model(f"{outputs['model'].path}/fold-1/model.keras",
+    config_id = result["config_id"]
+    history = json.loads(open(outputs["history"].path).read())
+    assert len(history[config_id]["1"]["loss"]) == 3
+    model = keras.saving.load_model(f"{outputs['model'].path}/{config_id}/fold-1/model.keras",
                                     safe_mode=True)
     table, _, features = read_fold_table(fold_file(out["fold_data"].path, 1))
     x = table.loc[table["__fold__"] == 1, features].to_numpy("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0),
-                               predictions.iloc[:, 3:].to_numpy(), atol=1e-5)
-    assert outputs["metrics"].metadata["fold1_accuracy"] == pytest.approx(
+                               predictions.iloc[:, 4:].to_numpy(), atol=1e-5)
+    assert outputs["metrics"].metadata[f"{config_id}_fold1_accuracy"] == pytest.approx(
         result["scores"]["accuracy"])
     assert result["devices"]["device"] == "cpu" and result["devices"]["precision"] == "float32"
     assert outputs["metrics"].metadata["trained_on"] == result["devices"]
@@ -143,7 +146,9 @@ def test_train_refuses_another_folds_table_or_another_configs_params(chain, tmp_
     shutil.copyfile(fold_file(wrong, 1), fold_file(wrong, 2))
     with pytest.raises(RuntimeError, match="trial for fold 2 was handed the table of fold 1"):
         run_train(tmp_path, dsl.Dataset(uri=str(wrong)), out["schema"], trials[2], "x")
-    other = {**trials[0], "params": {**trials[0]["params"], "learning_rate": 0.5}}
+    (config,) = trials[0]["configs"]
+    other = {**trials[0], "configs": [{**config, "params": {**config["params"],
+                                                            "learning_rate": 0.5}}]}
     with pytest.raises(RuntimeError, match="was handed the parameters of cfg-"):
         run_train(tmp_path, out["fold_data"], out["schema"], other, "y")
 
@@ -164,7 +169,7 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
             result["scores"]["accuracy"])
     summary = json.loads(open(outputs["summary"].path).read())
     assert summary["scoring"] == "accuracy" and summary["classes"][0] == "Adelie"
-    assert summary["best_config_id"] == trials[0]["config_id"] == json.loads(
+    assert summary["best_config_id"] == trials[0]["configs"][0]["config_id"] == json.loads(
         open(outputs["best_params"].path).read())["config_id"]
     assert set(summary["versions"]) >= {"foldwise", "kfp", "tensorflow", "scikit-learn"}
     pooled = pd.read_parquet(outputs["oof_predictions"].path)
@@ -182,7 +187,7 @@ def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_p
     _, out, fold_ids, trials, results = chain
     (task,) = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids, packing="folds",
                                       model_spec={"hidden_units": [8.0], "epochs": 3.0})
-    assert task["folds"] == [0, 1, 2] and task["config_id"] == trials[0]["config_id"]
+    assert task["folds"] == [0, 1, 2] and task["configs"] == trials[0]["configs"]
     packed, outputs = run_train(tmp_path, out["fold_data"], out["schema"], task, "packed")
     assert [r["fold"] for r in packed] == [0, 1, 2]
     assert {r["devices"]["packed"] for r in packed} == {3}
@@ -192,7 +197,8 @@ def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_p
         mine = together[together["fold"] == fold].reset_index(drop=True)
         theirs = pd.read_parquet(alone_outputs["predictions"].path)
         pd.testing.assert_frame_equal(mine, theirs, atol=1e-5)
-        assert (Path(outputs["model"].path) / f"fold-{fold}" / "model.keras").exists()
+        config_id = task["configs"][0]["config_id"]
+        assert (Path(outputs["model"].path) / config_id / f"fold-{fold}" / "model.keras").exists()
     assert not (Path(outputs["model"].path) / "checkpoint").exists()
 
     names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",

@@ -58,8 +58,7 @@ def test_a_workflow_of_loaded_components_and_an_own_step_runs_locally(component_
                                                  "learning_rate": 0.01})
         with dsl.ParallelFor(items=trials.output) as trial:
             trained = load["train"](fold_data=fold_data.outputs["fold_data"], schema=schema,
-                                    config_id=trial.config_id, folds=trial.folds,
-                                    params=trial.params)
+                                    configs=trial.configs, folds=trial.folds)
         results = load["aggregate"](schema=schema,
                                     fold_results=dsl.Collected(trained.outputs["Output"]))
         return gate(summary=results.outputs["summary"], minimum=0.9).output

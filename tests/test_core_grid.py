@@ -38,17 +38,30 @@ def test_duplicate_configurations_are_kept_once():
 def test_trials_pair_every_config_with_every_fold():
     configs = expand_grid({"epochs": [1, 2]}, "regression", None)
     trials = plan_trials(configs, [0, 1, 2])
-    assert [(t["params"]["epochs"], t["folds"]) for t in trials] == [
-        (1, [0]), (1, [1]), (1, [2]), (2, [0]), (2, [1]), (2, [2])]
+    assert [([c["params"]["epochs"] for c in t["configs"]], t["folds"]) for t in trials] == [
+        ([1], [0]), ([1], [1]), ([1], [2]), ([2], [0]), ([2], [1]), ([2], [2])]
 
 
 def test_packed_plan_gives_each_config_one_task_with_all_folds():
     configs = expand_grid({"epochs": [1, 2]}, "regression", None)
     tasks = plan_trials(configs, [0.0, 1.0, 2.0], packing="folds")
-    assert [(t["params"]["epochs"], t["folds"]) for t in tasks] == [(1, [0, 1, 2]),
-                                                                   (2, [0, 1, 2])]
+    assert [([c["params"]["epochs"] for c in t["configs"]], t["folds"]) for t in tasks] == [
+        ([1], [0, 1, 2]), ([2], [0, 1, 2])]
     with pytest.raises(FoldwiseError, match="unknown packing 'fold'.*did you mean 'folds'"):
         plan_trials(configs, [0, 1], packing="fold")
+
+
+def test_configs_that_stack_share_tasks_and_others_train_alone():
+    grid = [{"hidden_units": [[8], [16], [32]], "learning_rate": [0.1, 0.01]},
+            {"hidden_units": [[8, 8]]}, {"estimator": ["sklearn_mlp"]}]
+    configs = expand_grid(grid, "regression", None)
+    tasks = plan_trials(configs, [0, 1], packing="configs")
+    sizes = [[c["params"]["hidden_units"] for c in t["configs"]] for t in tasks]
+    assert sizes == [[[8], [8], [16]], [[16], [32], [32]], [[8, 8]], [[64, 32]]]
+    assert all(t["folds"] == [0, 1] for t in tasks)
+    assert tasks[-1]["configs"][0]["params"]["estimator"] == "sklearn_mlp"
+    planned = [c["config_id"] for t in tasks for c in t["configs"]]
+    assert sorted(planned) == sorted(c["config_id"] for c in configs)
 
 
 def test_single_config_grid_round_trips():

@@ -54,10 +54,11 @@ def test_one_packed_epoch_equals_keras_fit_of_each_sub_model(kind, task, classes
 
 
 def test_packed_sub_models_equal_separate_runs_with_dropout_and_early_stopping():
-    """Different rows, learning rates, stopping epochs and input widths (one-hot columns)."""
-    specs = [normalize_spec({"hidden_units": [16], "epochs": 12, "batch_size": 8,
+    """Different rows, layer widths, learning rates, stopping epochs and input widths."""
+    specs = [normalize_spec({"hidden_units": [units], "epochs": 12, "batch_size": 8,
                              "dropout": 0.2, "early_stopping": True, "patience": 2,
-                             "learning_rate": lr}, "regression") for lr in (0.05, 0.01, 0.003)]
+                             "learning_rate": lr}, "regression")
+             for units, lr in ((16, 0.05), (9, 0.01), (16, 0.003))]
     streams = []
     for spec, rows, width in zip(specs, (60, 57, 64), (5, 5, 4), strict=True):
         x, y = table(rows, "regression", features=width)
@@ -70,6 +71,21 @@ def test_packed_sub_models_equal_separate_runs_with_dropout_and_early_stopping()
             assert packed.histories[k][name] == pytest.approx(values, rel=1e-5)
         for ours, theirs in zip(packed.models[k].get_weights(), single.models[0].get_weights(),
                                 strict=True):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus"])  # nonzero at 0: masks matter
+def test_configurations_of_different_widths_pack_as_separate_runs(activation):
+    specs = [normalize_spec({"hidden_units": units, "epochs": 3, "batch_size": 16,
+                             "activation": activation, "l2": 0.001}, "classification", 3)
+             for units in ([8, 4], [3, 6], [8, 6])]
+    streams = [Stream(*table(70, "multiclass"), None, None, 5, spec) for spec in specs]
+    packed = fit_packed(streams, task="classification", n_classes=3)
+    for k, stream in enumerate(streams):
+        (alone,) = fit_packed([stream], task="classification", n_classes=3).models
+        mine = packed.models[k].get_weights()
+        assert [w.shape for w in mine] == [w.shape for w in alone.get_weights()]
+        for ours, theirs in zip(mine, alone.get_weights(), strict=True):
             np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
@@ -116,7 +132,8 @@ def test_what_cannot_be_packed_is_named():
     assert pack_key({**base, "loss": "my_losses:pinball"}) is None
     assert pack_key(normalize_spec({"estimator": "sklearn_mlp"}, "regression")) is None
     assert pack_key({**base, "learning_rate": 0.1}) == pack_key(base)
-    assert pack_key({**base, "hidden_units": [3]}) != pack_key(base)
+    assert pack_key({**base, "hidden_units": [3, 5]}) == pack_key(base)  # widths are padded
+    assert pack_key({**base, "hidden_units": [3]}) != pack_key(base)  # depths are not
     with pytest.raises(ValueError, match="cannot share a pack"):
         fit_packed([Stream(*table(10, "regression"), None, None, 0, base),
                     Stream(*table(10, "regression"), None, None, 0,

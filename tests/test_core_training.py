@@ -142,6 +142,22 @@ def test_strategy_follows_the_devices_found(gpus, tpu, mixed, expected):
     assert {k: plan[k] for k in expected} == expected
 
 
+@pytest.mark.parametrize(
+    ("platforms", "mixed", "expected"),
+    [(["tpu"] * 4, True, {"device": "tpu", "strategy": "jax_data_parallel", "replicas": 4,
+                          "precision": "mixed_bfloat16"}),
+     (["gpu"], True, {"device": "gpu", "strategy": "jax_one_device", "precision":
+                      "mixed_float16"}),
+     (["cpu"], False, {"device": "cpu", "strategy": "jax_one_device", "replicas": 1})],
+)
+def test_under_the_jax_backend_the_plan_follows_jax_devices(platforms, mixed, expected):
+    """The TPU image's path (Keras on JAX); verified here as a plan only: no JAX, no TPU."""
+    from foldwise.components.core.devices import plan_jax_devices
+
+    plan = plan_jax_devices(platforms, mixed)
+    assert {k: plan[k] for k in expected} == expected
+
+
 def test_training_records_its_devices_and_mixed_precision_trains_here():
     import keras
 

@@ -58,7 +58,7 @@ def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
     assert train["artifacts"]["fold_data"]["componentInputArtifact"].endswith(
         "collect-folds-fold_data")
     params = train["parameters"]
-    for name, field in [("folds", "folds"), ("config_id", "config_id"), ("params", "params")]:
+    for name, field in [("folds", "folds"), ("configs", "configs")]:
         assert params[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
     tasks = ir["root"]["dag"]["tasks"]
     assert tasks["collect-folds"]["inputs"]["artifacts"]["encoded"]["taskOutputArtifact"][

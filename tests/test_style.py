@@ -23,8 +23,12 @@ def test_docker_images_install_with_the_same_pins_and_carry_the_version():
     assert "-c requirements/constraints.txt" in dockerfile  # every variant: the same pins
     assert "FROM ${BASE_IMAGE}" in dockerfile and "python:3.11" in dockerfile
     assert 'gpu) extra="tensorflow[and-cuda]"' in dockerfile  # CUDA libraries, pinned TF
+    assert 'tpu) extra="jax[tpu]"' in dockerfile and '{"backend": "jax"}' in dockerfile
+    pins = (ROOT / "requirements" / "constraints.txt").read_text()
+    assert all(f"{name}==" in pins for name in ("jax", "jaxlib", "libtpu"))
     makefile = (ROOT / "Makefile").read_text()
-    assert "foldwise:$(VERSION)-$$variant" in makefile and "for variant in cpu gpu" in makefile
+    assert "foldwise:$(VERSION)-$$variant" in makefile
+    assert "for variant in cpu gpu tpu" in makefile
     from importlib.metadata import version
 
     from foldwise.components.image import IMAGE

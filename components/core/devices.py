@@ -2,6 +2,10 @@
 
 TPU → ``TPUStrategy``; several GPUs → ``MirroredStrategy``; one GPU → that GPU with memory
 growth; otherwise the CPU. Mixed precision uses float16 on GPUs and bfloat16 elsewhere.
+
+Under Keras' JAX backend (the TPU image: TensorFlow's TPU wheels stop at an older release
+than the one foldwise pins, while JAX's ``libtpu`` matches it) the devices are JAX's, and
+several of them train data-parallel through ``keras.distribution.DataParallel``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,27 @@ def plan_devices(gpus: int, tpu: bool, mixed_precision: bool) -> dict:
     return plan
 
 
+def plan_jax_devices(platforms: list[str], mixed_precision: bool) -> dict:
+    """The plan under Keras' JAX backend, from the platforms of ``jax.devices()``."""
+    kind = platforms[0] if platforms else "cpu"
+    plan = {"device": kind, "replicas": max(len(platforms), 1),
+            "strategy": "jax_data_parallel" if len(platforms) > 1 else "jax_one_device"}
+    if mixed_precision:
+        plan["precision"] = "mixed_float16" if kind == "gpu" else "mixed_bfloat16"
+    else:
+        plan["precision"] = "float32"
+    return plan
+
+
+class _NoScope:
+    """Stands in for a TensorFlow strategy where Keras places variables itself (JAX)."""
+
+    def scope(self):
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
 def tpu_present() -> bool:
     """Whether this machine (a GKE TPU node or TPU VM) exposes TPU chips."""
     return bool(list(Path("/dev").glob("accel*")) or list(Path("/dev/vfio").glob("[0-9]*"))
@@ -52,6 +77,24 @@ def describe_devices(mixed_precision: bool = False) -> dict:
 def training_devices(mixed_precision: bool = False):
     """Yield ``(strategy, plan)``; the precision policy is restored afterwards."""
     import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        devices = jax.devices()
+        plan = plan_jax_devices([d.platform for d in devices], mixed_precision)
+        previous_distribution = keras.distribution.distribution()
+        previous = keras.mixed_precision.global_policy().name
+        if plan["replicas"] > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices))
+        keras.mixed_precision.set_global_policy(plan["precision"])
+        try:
+            yield _NoScope(), plan
+        finally:
+            keras.distribution.set_distribution(previous_distribution)
+            keras.mixed_precision.set_global_policy(previous)
+        return
+
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")

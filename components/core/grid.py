@@ -116,11 +116,13 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
     return configs + twins
 
 
-PACKINGS = ("none", "folds")
+PACKINGS = ("none", "folds", "configs")
+# kfp.local runs two loop iterations at a time: packed configurations are spread over two tasks.
+CONFIG_PACK_TASKS = 2
 
 
 def check_packing(packing: str) -> str:
-    """``none`` (one train task per fold) or ``folds`` (one per configuration, all its folds)."""
+    """A known packing: ``none``, ``folds`` or ``configs`` (see :func:`plan_trials`)."""
     if packing not in PACKINGS:
         raise FoldwiseError(f"unknown packing {packing!r}{suggest(str(packing), list(PACKINGS))} "
                             f"(known: {', '.join(PACKINGS)})")
@@ -128,18 +130,37 @@ def check_packing(packing: str) -> str:
 
 
 def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none") -> list[dict]:
-    """The train tasks: ``{"config_id", "folds", "params"}`` each.
+    """The train tasks: ``{"configs": [{"config_id", "params"}, ...], "folds": [...]}`` each.
 
-    ``packing="none"``: one task per (configuration, fold), the unit a cluster schedules as a
-    pod. ``"folds"``: one task per configuration training all its folds at once as one
-    stacked model (``core.packed``): the same models, without K process start-ups.
+    Every task trains each of its configurations on each of its folds; models that can share
+    a stacked model (``core.packed``) are trained as one: the same models as separate runs,
+    without a process start-up each.
+
+    - ``none``: one task per (configuration, fold), the unit a cluster schedules as a pod;
+    - ``folds``: one task per configuration, all its folds;
+    - ``configs``: the configurations whose layers stack (same depth, activation, loss,
+      optimizer, epochs and batch size; widths are padded) spread over
+      :data:`CONFIG_PACK_TASKS` tasks, all folds each; any other configuration alone.
     """
+    from foldwise.components.core.packed import pack_key
+
     folds = [int(fold) for fold in fold_ids]
-    if check_packing(packing) == "folds":
-        return [{"config_id": c["config_id"], "folds": folds, "params": c["params"]}
-                for c in configs]
-    return [{"config_id": c["config_id"], "folds": [fold], "params": c["params"]}
-            for c in configs for fold in folds]
+    entries = [{"config_id": c["config_id"], "params": c["params"]} for c in configs]
+    if check_packing(packing) == "none":
+        return [{"configs": [entry], "folds": [fold]} for entry in entries for fold in folds]
+    if packing == "folds":
+        return [{"configs": [entry], "folds": folds} for entry in entries]
+    groups: dict[tuple, list[dict]] = {}
+    for entry in entries:
+        key = pack_key(entry["params"])
+        groups.setdefault(("stack", key) if key else ("alone", entry["config_id"]),
+                          []).append(entry)
+    tasks = []
+    for members in groups.values():
+        size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
+        tasks += [{"configs": members[start:start + size], "folds": folds}
+                  for start in range(0, len(members), size)]
+    return tasks
 
 
 def single_config_grid(model_spec: dict) -> list[dict]:

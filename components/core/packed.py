@@ -4,12 +4,14 @@ Each sub-model keeps everything a separate run has: its own rows and per-epoch s
 own initial weights (built by :func:`~foldwise.components.core.model.build_model` from its own
 seed, exactly as a separate run builds them), its own hyperparameters, optimizer state, step
 count and early stopping. Only the storage is shared: every layer's weights are stacked along
-a leading axis of length K (a fold whose one-hot encoding has fewer columns gets zero inputs
-and zero weight rows in the others' place, which no update ever changes), so one batched
-matrix product computes a layer of all K sub-models, and one compiled graph call trains all of
-them for a whole epoch. Because the
-sub-models never touch each other's weights, gradients or optimizer slots, the result is the
-K models that K separate runs would produce, to float rounding.
+a leading axis of length K, so one batched matrix product computes a layer of all K
+sub-models, and one compiled graph call trains all of them for a whole epoch. Sub-models of
+different widths (a fold whose one-hot encoding has fewer columns, a configuration with fewer
+units in a layer) are padded to the widest: padded inputs are zero, padded units are masked
+to zero after their activation, and their weights start at zero, so their gradients, optimizer
+moments and updates are exactly zero and nothing of the padding ever reaches a real unit.
+Because the sub-models never touch each other's weights, gradients or optimizer slots, the
+result is the K models that K separate runs would produce, to float rounding.
 
 The optimizer updates are Keras' own formulas (Adam, AdamW, SGD, RMSprop, as in
 ``keras/src/optimizers``), losses are Keras' own loss functions, applied per sample and
@@ -42,15 +44,16 @@ CHECKPOINT_FILE = "checkpoint.npz"
 def pack_key(spec: dict) -> tuple | None:
     """What sub-models sharing one pack must agree on; ``None`` when a spec cannot be packed.
 
-    Layer sizes, activation, loss, optimizer, epochs and batch size shape the stacked graph;
-    learning rate, moments, L2, dropout, early stopping and seeds may differ per sub-model.
+    Depth, activation, loss, optimizer, epochs and batch size shape the stacked graph; layer
+    widths (padded), learning rate, moments, L2, dropout, early stopping and seeds may differ
+    per sub-model.
     Custom losses (``module:function``, whose reduction is the user's) and mixed precision
     train through Keras' ``fit`` instead.
     """
     if (spec.get("estimator", "keras") != "keras" or spec["mixed_precision"]
             or ":" in spec["loss"] or spec["optimizer"] not in PACKABLE_OPTIMIZERS):
         return None
-    return (tuple(spec["hidden_units"]), spec["activation"], spec["loss"], spec["optimizer"],
+    return (len(spec["hidden_units"]), spec["activation"], spec["loss"], spec["optimizer"],
             spec["epochs"], spec["batch_size"])
 
 
@@ -223,15 +226,27 @@ class _StackedTrainer:
         per_model = [m.get_weights() for m in models]
         self.widths = [s.x_fit.shape[1] for s in streams]
         self.width = max(self.widths)
-        for weights in per_model:  # zero rows for the features a sub-model does not have
-            weights[0] = np.pad(weights[0], ((0, self.width - len(weights[0])), (0, 0)))
-        self.shapes = [w.shape for w in per_model[0]]
+        # Each sub-model's own shapes, then everything zero-padded to the widest.
+        self.own_shapes = [[w.shape for w in weights] for weights in per_model]
+        self.shapes = [tuple(max(sizes) for sizes in zip(*(own[i] for own in self.own_shapes),
+                                                         strict=True))
+                       for i in range(len(per_model[0]))]
+        per_model = [[np.pad(w, [(0, full - size) for full, size in
+                                 zip(shape, w.shape, strict=True)])
+                      for w, shape in zip(weights, self.shapes, strict=True)]
+                     for weights in per_model]
         self.variables = [
             tf.Variable(np.stack([w[i].reshape(1, -1) if w[i].ndim == 1 else w[i]
                                   for w in per_model]).astype("float32"))
             for i in range(len(self.shapes))
         ]
         self.hidden = len(spec["hidden_units"])
+        self.units = [list(s.spec["hidden_units"]) for s in streams]
+        self.unit_masks = [tf.constant(np.stack([
+            (np.arange(self.shapes[2 * layer][1]) < units[layer]).astype("float32")[None, :]
+            for units in self.units])) for layer in range(self.hidden)]
+        self.masked = [any(u[layer] < self.shapes[2 * layer][1] for u in self.units)
+                       for layer in range(self.hidden)]
         self.activation = keras.activations.get(spec["activation"])
         out_activation = {"regression": "linear", "binary": "sigmoid",
                           "multiclass": "softmax"}[kind]
@@ -268,6 +283,8 @@ class _StackedTrainer:
         for layer in range(self.hidden):
             kernel, bias = self.variables[2 * layer], self.variables[2 * layer + 1]
             h = self.activation(tf.matmul(h, kernel) + bias)
+            if self.masked[layer]:  # padded units: zero, whatever the activation gives at 0
+                h = h * self.unit_masks[layer]
             if training and any(r > 0 for r in self.dropout):
                 h = self._dropout(h, epoch, step, layer)
         kernel, bias = self.variables[-2], self.variables[-1]
@@ -275,16 +292,20 @@ class _StackedTrainer:
 
     def _dropout(self, h, epoch, step, layer):
         tf = self.tf
+        rows, width = tf.shape(h)[1], h.shape[2]
         masks = []
         for k, rate in enumerate(self.dropout):
             if rate <= 0:
-                masks.append(tf.ones(tf.shape(h)[1:], h.dtype))
+                masks.append(tf.ones([rows, width], h.dtype))
                 continue
             seed = tf.stack([tf.constant(self.seeds[k], tf.int64),
                              tf.cast(epoch, tf.int64) * (1 << 24)
                              + tf.cast(step, tf.int64) * 64 + layer])
-            keep = tf.random.stateless_uniform(tf.shape(h)[1:], seed=seed) >= rate
-            masks.append(tf.cast(keep, h.dtype) / (1.0 - rate))
+            # Drawn at the sub-model's own width, so that it gets a separate run's masks.
+            units = self.units[k][layer]
+            keep = tf.random.stateless_uniform([rows, units], seed=seed) >= rate
+            mask = tf.cast(keep, h.dtype) / (1.0 - rate)
+            masks.append(tf.pad(mask, [[0, 0], [0, width - units]]))
         return h * tf.stack(masks)
 
     def _losses(self, x, y, mask, training, epoch=None, step=None):
@@ -390,10 +411,9 @@ class _StackedTrainer:
         self.last_losses = (losses, val)
 
     def weights_of(self, k: int) -> list[np.ndarray]:
-        weights = [v.numpy()[k].reshape(shape)
-                   for v, shape in zip(self.variables, self.shapes, strict=True)]
-        weights[0] = weights[0][:self.widths[k]]
-        return weights
+        return [v.numpy()[k].reshape(shape)[tuple(slice(0, size) for size in own)]
+                for v, shape, own in zip(self.variables, self.shapes, self.own_shapes[k],
+                                         strict=True)]
 
     def save(self, path: str, fingerprint: str, stopping: _EarlyStopping, epochs: int) -> None:
         """Write the state after ``epochs`` epochs: temp file, then an atomic rename."""

@@ -160,8 +160,16 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
 
 
 def _single_device_plan() -> dict | None:
-    """The device plan when training runs on one device (CPU or one GPU), else ``None``."""
+    """The device plan when training runs on one device (CPU or one GPU), else ``None``.
+
+    The stacked trainer is written for TensorFlow: under another Keras backend, ``None``.
+    """
+    import keras
+
     from foldwise.components.core.devices import describe_devices
+
+    if keras.backend.backend() != "tensorflow":
+        return None
 
     plan = describe_devices(mixed_precision=False)
     return plan if plan["strategy"] in ("default", "one_device") else None
