@@ -71,4 +71,4 @@ def test_a_workflow_of_loaded_components_and_an_own_step_runs_locally(component_
     assert outputs["Output"] == "accepted"
     summaries = list((tmp_path / "pipeline").glob("*/aggregate/summary"))
     assert len(summaries) == 1 and len(list((tmp_path / "pipeline").glob(
-        "*/for-loop-*-iteration-*/train/model/fold-*/model.keras"))) == 2
+        "*/for-loop-*-iteration-*/train/model/cfg-*/fold-*/model.keras"))) == 2

@@ -97,7 +97,8 @@ def test_a_killed_train_task_resumes_and_ends_with_the_uninterrupted_models(tmp_
     uninterrupted = train_folds(datas, task="classification", n_classes=3, specs=specs,
                                 seeds=[4, 4])
     for fold, whole in enumerate(uninterrupted):
-        resumed_model = keras.saving.load_model(model_dir / f"fold-{fold}" / "model.keras")
+        resumed_model = keras.saving.load_model(
+            model_dir / results[fold]["config_id"] / f"fold-{fold}" / "model.keras")
         for ours, theirs in zip(resumed_model.get_weights(), whole.model.get_weights(),
                                 strict=True):
             np.testing.assert_array_equal(ours, theirs)
