@@ -84,8 +84,8 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     def observed_task_runner(*args, **kwargs):
         name = kwargs.get("component_name", "task").removeprefix("comp-")
         arguments = kwargs.get("arguments", {})
-        listed = arguments.get("folds", arguments.get("fold"))
-        listed = listed if isinstance(listed, list) else [listed]
+        listed = arguments.get("folds")  # a train task's folds (a pipeline's is a count)
+        listed = listed if isinstance(listed, list) else [arguments.get("fold")]
         fold = tuple(int(f) for f in listed if isinstance(f, (int, float)))
         config = arguments.get("config_id")
         listed_configs = arguments.get("configs")

@@ -122,3 +122,12 @@ def test_baseline_errors():
         with_baseline(configs, "svm", "regression", None)
     with pytest.raises(FoldwiseError, match="at least one Keras configuration"):
         expand_grid({"estimator": ["sklearn_mlp"]}, "regression", None)
+
+
+def test_parameter_grid_expands_in_scikit_learns_order():
+    from sklearn.model_selection import ParameterGrid
+
+    from foldwise.components.core.grid import parameter_grid
+
+    part = {"learning_rate": [0.1, 0.01], "hidden_units": [[8], [4, 4]], "epochs": [3, 5, 7]}
+    assert parameter_grid(part) == list(ParameterGrid(part))

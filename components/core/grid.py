@@ -10,11 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sklearn.model_selection import ParameterGrid
-
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.model import SPEC_KEYS, baseline_for, config_id, normalize_spec
 from foldwise.components.core.table import suggest
+
+
+def parameter_grid(part: dict) -> list[dict]:
+    """``sklearn.model_selection.ParameterGrid(part)`` in its order (sorted keys, product).
+
+    Written out so that planning a run does not import scikit-learn (a second per process).
+    """
+    from itertools import product
+
+    keys = sorted(part)
+    return [dict(zip(keys, values, strict=True)) for values in product(*(part[k] for k in keys))]
 
 
 def load_grid(path: str | Path) -> list[dict]:
@@ -71,7 +80,7 @@ def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict
     """
     configs, seen = [], set()
     for part in check_grid(grid):
-        for values in ParameterGrid(part) if part else [{}]:
+        for values in parameter_grid(part) if part else [{}]:
             try:
                 params = normalize_spec(values, task, n_classes)
             except FoldwiseError as err:

@@ -78,6 +78,7 @@ class PackResult:
     fit_time: float
     resumed_from_epoch: int = 0
     epochs: list[int] = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # each model's raw output on its ``predict`` rows
 
 
 def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
@@ -86,7 +87,8 @@ def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
 
 
 def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
-               checkpoint_dir: str | None = None) -> PackResult:
+               checkpoint_dir: str | None = None,
+               predict: list[np.ndarray] | None = None) -> PackResult:
     """Train one fresh model per stream, all at once; see the module docstring.
 
     Args:
@@ -96,6 +98,8 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
         checkpoint_dir: Where to keep the state of the last finished epoch. A run that finds
             a checkpoint of the same streams there resumes from it; one of other streams is
             ignored and overwritten.
+        predict: Rows per stream to compute the trained models' raw outputs on, all in one
+            graph call (what each Keras model's ``predict`` gives, to float rounding).
 
     Returns:
         Keras models holding the trained weights (the best epoch's with early stopping), and
@@ -130,11 +134,13 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
         if state.all_stopped():
             break
     fit_time = time.perf_counter() - started
-    for k, model in enumerate(models):
-        model.set_weights(state.final_weights(k, trainer))
+    finals = [state.final_weights(k, trainer) for k in range(len(streams))]
+    for model, weights in zip(models, finals, strict=True):
+        model.set_weights(weights)
         model.optimizer.build(model.trainable_variables)  # saved as a fresh optimizer
+    outputs = [] if predict is None else trainer.outputs(finals, predict)
     return PackResult(models, state.histories, fit_time, start,
-                      [len(h["loss"]) for h in state.histories])
+                      [len(h["loss"]) for h in state.histories], outputs)
 
 
 def _fingerprint(streams: list[Stream], task: str, n_classes: int | None) -> str:
@@ -409,6 +415,19 @@ class _StackedTrainer:
         if self._stop_data is not None:
             val = self._stop_fn(*self._stop_data).numpy()
         self.last_losses = (losses, val)
+
+    def outputs(self, weights: list[list[np.ndarray]], rows: list[np.ndarray]) -> list:
+        """Raw outputs of the models with ``weights`` on each one's ``rows``, in one call."""
+        for i, variable in enumerate(self.variables):
+            stacked = np.zeros(variable.shape, "float32")
+            for k, own in enumerate(weights):
+                w = own[i].reshape(1, -1) if own[i].ndim == 1 else own[i]
+                stacked[(k, *tuple(slice(0, size) for size in w.shape))] = w
+            variable.assign(stacked)
+        parts = [(x.astype("float32"), np.zeros((len(x), 1), "float32")) for x in rows]
+        x, _, _ = self._padded(parts, max(max(len(x) for x in rows), 1))
+        raw = self.tf.function(lambda batch: self._forward(batch, False))(x).numpy()
+        return [raw[k, :len(own)] for k, own in enumerate(rows)]
 
     def weights_of(self, k: int) -> list[np.ndarray]:
         return [v.numpy()[k].reshape(shape)[tuple(slice(0, size) for size in own)]

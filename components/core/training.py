@@ -194,22 +194,27 @@ def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
                               x_stop.astype("float32"), y_stop, seed, spec))
         states.append(target_state)
-    packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir)
+    started = time.perf_counter()
+    packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir,
+                        predict=[data.x_validation for data in datas])
+    predicted = (time.perf_counter() - started - packed.fit_time) / len(streams)
     devices = {**plan, "packed": len(streams)}
     if packed.resumed_from_epoch:
         devices["resumed_from_epoch"] = packed.resumed_from_epoch
     share = packed.fit_time / len(streams)  # the pack's fit time, shared out evenly
-    return [_scored(data, kind, task, n_classes, model, history, share, state, devices)
-            for data, model, history, state in zip(datas, packed.models, packed.histories,
-                                                    states, strict=True)]
+    return [_scored(data, kind, task, n_classes, model, history, share, state, devices,
+                    user_values(raw, kind, state), predicted)
+            for data, model, history, state, raw in zip(
+                datas, packed.models, packed.histories, states, packed.outputs, strict=True)]
 
 
 def _scored(data, kind, task, n_classes, model, history, fit_time, target_state,
-            devices) -> FoldResult:
+            devices, prediction=None, predict_time=0.0) -> FoldResult:
     started = time.perf_counter()
-    prediction = predict_array(model, data.x_validation, kind, target_state)
+    if prediction is None:
+        prediction = predict_array(model, data.x_validation, kind, target_state)
     scores = metrics.score(task, data.y_validation, prediction, n_classes)
-    score_time = time.perf_counter() - started
+    score_time = time.perf_counter() - started + predict_time
     return FoldResult(model, history, prediction, scores, fit_time, score_time,
                       len(history.get("loss", [])), target_state, devices)
 
@@ -330,7 +335,12 @@ def predict_array(model, x: np.ndarray, kind: str, target_state: dict | None) ->
     """Model output as user-facing values: regression values or class probabilities."""
     if hasattr(model, "coefs_"):  # the scikit-learn MLP baseline
         return _predict_sklearn_mlp(model, x, kind, target_state)
-    raw = np.asarray(model.predict(x, batch_size=1024, verbose=0), dtype="float64")
+    return user_values(model.predict(x, batch_size=1024, verbose=0), kind, target_state)
+
+
+def user_values(raw: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
+    """A Keras model's raw output as regression values (target scaling undone) or probabilities."""
+    raw = np.asarray(raw, dtype="float64")
     if kind == "regression":
         values = raw[:, 0]
         if target_state is not None:
