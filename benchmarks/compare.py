@@ -5,7 +5,7 @@
 
 Tools, each in its own process (wall time and the peak memory of its whole process tree):
 - ``foldwise``: ``foldwise run grid-search`` end to end on kfp.local (preprocess, per-fold
-  transforms, training with ``--packing folds``, aggregate, refit, report, export);
+  transforms, training packed as by default, aggregate, refit, report, export);
 - ``foldwise-unpacked``: the same with ``--packing none`` (one task per fold);
 - ``scikeras-1`` / ``scikeras-2``: scikeras' KerasClassifier/KerasRegressor in a scikit-learn
   Pipeline (imputation, scaling, one-hot inside the CV) under GridSearchCV, n_jobs 1 and 2;
@@ -170,7 +170,7 @@ def run_foldwise(tool: str, name: str) -> dict:
                    "--data", str(table_path(name)), "--target", target, "--grid", str(grid),
                    "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--folds", str(FOLDS),
                    "--seed", str(SEED), "--output", str(output),
-                   "--packing", "none" if tool == "foldwise-unpacked" else "folds"]
+                   *(["--packing", "none"] if tool == "foldwise-unpacked" else [])]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

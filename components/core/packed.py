@@ -79,6 +79,7 @@ class PackResult:
     resumed_from_epoch: int = 0
     epochs: list[int] = field(default_factory=list)
     outputs: list = field(default_factory=list)  # each model's raw output on its ``predict`` rows
+    predict_time: float = 0.0
 
 
 def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
@@ -114,6 +115,7 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
 
     from foldwise.components.core.training import seed_everything
 
+    started = time.perf_counter()  # fit time: building the models, restoring, training
     models = []
     for stream in streams:
         seed_everything(stream.seed)
@@ -125,7 +127,6 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
     start = trainer.restore(path, fingerprint, state) if path else 0
 
     spec = streams[0].spec
-    started = time.perf_counter()
     for epoch in range(start, spec["epochs"]):
         trainer.run_epoch(epoch)
         state.update(epoch, trainer)
@@ -138,9 +139,11 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
     for model, weights in zip(models, finals, strict=True):
         model.set_weights(weights)
         model.optimizer.build(model.trainable_variables)  # saved as a fresh optimizer
+    started = time.perf_counter()
     outputs = [] if predict is None else trainer.outputs(finals, predict)
     return PackResult(models, state.histories, fit_time, start,
-                      [len(h["loss"]) for h in state.histories], outputs)
+                      [len(h["loss"]) for h in state.histories], outputs,
+                      time.perf_counter() - started)
 
 
 def _fingerprint(streams: list[Stream], task: str, n_classes: int | None) -> str:

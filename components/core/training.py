@@ -194,14 +194,13 @@ def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
                               x_stop.astype("float32"), y_stop, seed, spec))
         states.append(target_state)
-    started = time.perf_counter()
     packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir,
                         predict=[data.x_validation for data in datas])
-    predicted = (time.perf_counter() - started - packed.fit_time) / len(streams)
+    predicted = packed.predict_time / len(streams)  # the pack's times, shared out evenly
     devices = {**plan, "packed": len(streams)}
     if packed.resumed_from_epoch:
         devices["resumed_from_epoch"] = packed.resumed_from_epoch
-    share = packed.fit_time / len(streams)  # the pack's fit time, shared out evenly
+    share = packed.fit_time / len(streams)
     return [_scored(data, kind, task, n_classes, model, history, share, state, devices,
                     user_values(raw, kind, state), predicted)
             for data, model, history, state, raw in zip(
