@@ -97,8 +97,7 @@ def training_devices(mixed_precision: bool = False):
 
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    plan = plan_devices(len(gpus), tpu_present(), mixed_precision)
+    plan = describe_devices(mixed_precision)
     if plan["strategy"] == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
         tf.config.experimental_connect_to_cluster(resolver)
@@ -108,7 +107,6 @@ def training_devices(mixed_precision: bool = False):
     elif plan["strategy"] == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
     elif plan["strategy"] == "one_device":
-        tf.config.experimental.set_memory_growth(gpus[0], True)
         strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
     else:
         strategy = tf.distribute.get_strategy()

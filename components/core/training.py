@@ -176,21 +176,13 @@ def _single_device_plan() -> dict | None:
 
 
 def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir):
-    import keras
-
     from foldwise.components.core.packed import Stream, fit_packed
 
     streams, states = [], []
     for data, spec, seed in zip(datas, specs, seeds, strict=True):
         target_state = _target_scaling(data.y_train, kind, spec)
-        y = _scaled_target(data.y_train, target_state).reshape(-1, 1)
-        if kind == "multiclass":
-            y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
-        x_fit, y_fit, x_stop, y_stop = data.x_train, y, None, None
-        if spec["early_stopping"]:
-            fit_index, stop_index = _early_stopping_split(data.y_train, kind, spec, seed)
-            x_fit, x_stop = data.x_train[fit_index], data.x_train[stop_index]
-            y_fit, y_stop = y[fit_index], y[stop_index]
+        x_fit, y_fit, x_stop, y_stop = _fit_rows(data, kind, n_classes, spec, seed,
+                                                 target_state)
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
                               x_stop.astype("float32"), y_stop, seed, spec))
         states.append(target_state)
@@ -237,15 +229,9 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
     import keras
 
     seed_everything(seed)
-    y_fit = _scaled_target(data.y_train, target_state)
-    if kind == "multiclass":
-        y_fit = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
-    x_fit, x_stop, y_stop = data.x_train, None, None
+    x_fit, y_fit, x_stop, y_stop = _fit_rows(data, kind, n_classes, spec, seed, target_state)
     callbacks = []
     if spec["early_stopping"]:
-        fit_index, stop_index = _early_stopping_split(data.y_train, kind, spec, seed)
-        x_fit, x_stop = data.x_train[fit_index], data.x_train[stop_index]
-        y_fit, y_stop = y_fit[fit_index], y_fit[stop_index]
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
     if backup_dir is not None:
@@ -266,6 +252,25 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
         fit_time = time.perf_counter() - started
     history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     return model, history_lists, fit_time, plan
+
+
+def _fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+              target_state: dict | None):
+    """``(x_fit, y_fit, x_stop, y_stop)`` for a Keras model, early-stopping rows held out.
+
+    Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
+    stop rows are ``None``.
+    """
+    y = _scaled_target(data.y_train, target_state).reshape(-1, 1)
+    if kind == "multiclass":
+        import keras
+
+        y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
+    if not spec["early_stopping"]:
+        return data.x_train, y, None, None
+    fit_index, stop_index = _early_stopping_split(data.y_train, kind, spec, seed)
+    return (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
+            y[stop_index])
 
 
 def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
