@@ -38,6 +38,15 @@ def run_train(tmp, fold_data, schema, trial, name):
     return json.loads(result), outputs
 
 
+def aggregate_outputs(folder, prefix):
+    """The aggregate step's output artifacts, as files named ``<prefix><output>``."""
+    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
+             "metrics", "classification_metrics"]
+    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
+             dsl.ClassificationMetrics]
+    return {n: make(k, folder, f"{prefix}{n}") for n, k in zip(names, kinds, strict=True)}
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, penguins):
     """preprocess → scale → one_hot_encode per fold → collect → plan → train every trial."""
@@ -156,11 +165,7 @@ def test_train_refuses_another_folds_table_or_another_configs_params(chain, tmp_
 def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(chain,
                                                                                 tmp_path):
     _, out, _, trials, results = chain
-    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
-             "metrics", "classification_metrics"]
-    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
-             dsl.ClassificationMetrics]
-    outputs = {n: make(k, tmp_path, n) for n, k in zip(names, kinds, strict=True)}
+    outputs = aggregate_outputs(tmp_path, "")
     aggregate.python_func(schema=out["schema"],
                           fold_results=[json.dumps(r) for r, _ in results], **outputs)
     table = pd.read_csv(outputs["cv_results"].path)
@@ -201,11 +206,7 @@ def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_p
         assert (Path(outputs["model"].path) / config_id / f"fold-{fold}" / "model.keras").exists()
     assert not (Path(outputs["model"].path) / "checkpoint").exists()
 
-    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
-             "metrics", "classification_metrics"]
-    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
-             dsl.ClassificationMetrics]
-    aggregated = {n: make(k, tmp_path, f"agg-{n}") for n, k in zip(names, kinds, strict=True)}
+    aggregated = aggregate_outputs(tmp_path, "agg-")
     aggregate.python_func(schema=out["schema"], fold_results=[json.dumps(packed)], **aggregated)
     pooled = pd.read_parquet(aggregated["oof_predictions"].path)
     assert pooled["row"].tolist() == list(range(90))
