@@ -23,7 +23,7 @@ def champion(promote_to: str) -> list:
     if not storage.exists(pointer_uri):
         return []
     current = json.loads(storage.read_bytes(pointer_uri))
-    best = json.loads(storage.read_bytes(
-        storage.join(promote_to, current["version"], "best_params.json")))
-    return [{"config_id": best["config_id"], "version": current["version"],
-             "params": best["params"]}]
+    summary = json.loads(storage.read_bytes(
+        storage.join(promote_to, current["version"], "summary.json")))
+    return [{"config_id": summary["best_config_id"], "version": current["version"],
+             "params": summary["best_params"]}]

@@ -22,7 +22,8 @@ def plan_trials(
         fold_ids: The folds.
         param_grid: Mappings of parameter → values, expanded like scikit-learn's
             ``ParameterGrid``; empty to train ``model_spec`` alone.
-        model_spec: The one configuration to train when ``param_grid`` is empty.
+        model_spec: Model options fixed for every configuration the grid does not vary
+            (the one configuration, when ``param_grid`` is empty).
         baseline: ``mlp`` to add each configuration's scikit-learn MLP twin, or ``none``.
         champion: The promoted model's configuration (retrain), listed first so that it is
             cross-validated on the same folds and wins ties.
@@ -31,25 +32,13 @@ def plan_trials(
             configurations that stack share tasks too (see ``core.grid.plan_trials``).
 
     Returns:
-        ``[{"configs": [{"config_id", "params"}], "folds": [...]}, ...]``: the items of the
-        pipeline's train loop.
+        ``[{"configs": [{"config_id", "params", "searched"}], "folds": [...]}, ...]``: the
+        items of the pipeline's train loop.
     """
-    from foldwise.components.core.grid import (
-        expand_grid,
-        plan_trials,
-        single_config_grid,
-        with_baseline,
-    )
+    from foldwise.components.core.grid import candidates, plan_trials
     from foldwise.components.core.jsonio import class_count, read_json
 
     described = read_json(schema.path)
-    n_classes = class_count(described)
-    grid = param_grid or single_config_grid(model_spec)
-    configs = [c for entry in champion
-               for c in expand_grid(single_config_grid(entry["params"]), described["task"],
-                                    n_classes)]
-    known = {c["config_id"] for c in configs}
-    configs += [c for c in expand_grid(grid, described["task"], n_classes)
-                if c["config_id"] not in known]
-    return plan_trials(with_baseline(configs, baseline, described["task"], n_classes), fold_ids,
-                       packing)
+    configs = candidates(param_grid, model_spec, described["task"], class_count(described),
+                         champion=champion, baseline=baseline)
+    return plan_trials(configs, fold_ids, packing)

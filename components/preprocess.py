@@ -42,15 +42,13 @@ def preprocess(
     """
     from foldwise.components import storage
     from foldwise.components.core.jsonio import write_json
-    from foldwise.components.core.preprocess import PreprocessOptions
     from foldwise.components.core.preprocess import preprocess as run_preprocess
+    from foldwise.components.core.preprocess import preprocess_options
     from foldwise.components.core.table import file_sha256, read_table
 
-    options = PreprocessOptions(
-        target=target, task=task or None, categorical=tuple(categorical),
-        numeric=tuple(numeric), drop=tuple(drop), group_column=group_column or None,
-        folds=int(folds), seed=int(seed),
-    )
+    options = preprocess_options({"target": target, "task": task, "categorical": categorical,
+                                  "numeric": numeric, "drop": drop,
+                                  "group_column": group_column, "folds": folds, "seed": seed})
     with storage.local_copy(data) as local_data:
         table, described = run_preprocess(read_table(local_data), options)
         described["data"] = {"uri": data, "sha256": file_sha256(local_data)}

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.table import suggest
 
@@ -29,7 +30,7 @@ TPUS = {
     "tpu-v4": ("tpu-v4-podslice", "TPU_V4_POD"),
 }
 KNOWN = ["cpu", *GPUS, *TPUS]
-PLATFORMS = ("kfp", "vertex")
+PLATFORMS = options.choices("platform")
 TRAINING_STEPS = ("train", "refit")
 # Steps that read something outside the pipeline (the data, the promoted model) or write
 # outside it are never served from cache: a scheduled retrain on changed data recomputes.

@@ -1,15 +1,20 @@
-"""Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.search`)."""
+"""Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.search`).
+
+preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials → train →
+aggregate → report → export (results, report and, last, the manifest; no model).
+"""
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset
+from kfp.dsl import HTML, Artifact, Dataset
 
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import search_steps
+from foldwise.pipelines.search import publish_steps, run_values, search_steps
 
 CrossValidationOutputs = NamedTuple(
-    "CrossValidationOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset
+    "CrossValidationOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, report=HTML,
+    manifest=str,
 )
 
 
@@ -23,6 +28,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
     def cross_validation(
         data: str,
         target: str,
+        destination: str,
         task: str = "",
         categorical: list = [],  # noqa: B006 - KFP reads defaults from the signature
         numeric: list = [],  # noqa: B006
@@ -41,6 +47,8 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
         Args:
             data: Path or ``gs://`` URI of the CSV or Parquet table.
             target: Column to predict.
+            destination: Local folder or ``gs://`` prefix receiving ``cv_results.csv``,
+                ``summary.json``, ``folds.csv``, ``report.html`` and, last, ``manifest.json``.
             task: ``classification``, ``regression`` or empty to infer it.
             categorical: Columns to one-hot encode whatever their type.
             numeric: Columns to treat as numbers.
@@ -59,17 +67,17 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
                 The same models either way.
 
         Returns:
-            ``cv_results`` (CSV), ``summary`` (JSON) and ``folds`` (CSV of row → fold).
+            ``cv_results`` (CSV), ``summary`` (JSON), ``folds`` (CSV of row → fold), the
+            ``report`` and the URI of the published manifest.
         """
-        prepared, results = search_steps(
-            settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-            drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-            param_grid=[], model_spec=model_spec, scoring=scoring,
-            baseline=baseline, packing=packing)
+        values = run_values(locals())
+        prepared, results = search_steps(settings, values, [], model_spec)
+        _, page, published = publish_steps(settings, prepared, results, values, destination,
+                                           with_model=False)
         return CrossValidationOutputs(
-            cv_results=results.outputs["cv_results"],
-            summary=results.outputs["summary"],
-            folds=prepared.outputs["fold_assignment"],
+            cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
+            folds=prepared.outputs["fold_assignment"], report=page.outputs["page"],
+            manifest=published.output,
         )
 
     return cross_validation

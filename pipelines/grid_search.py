@@ -10,7 +10,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import publish_steps, search_steps
+from foldwise.pipelines.search import publish_steps, run_values, search_steps
 
 GridSearchOutputs = NamedTuple(
     "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,
@@ -31,8 +31,9 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         target: str,
         param_grid: list,
         destination: str,
+        model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
         task: str = "",
-        categorical: list = [],  # noqa: B006 - KFP reads defaults from the signature
+        categorical: list = [],  # noqa: B006
         numeric: list = [],  # noqa: B006
         drop: list = [],  # noqa: B006
         group_column: str = "",
@@ -52,6 +53,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
             destination: Local folder or ``gs://`` prefix receiving the model, ``cv_results.csv``,
                 ``best_params.json``, ``summary.json``, ``folds.csv``, ``report.html`` and, last,
                 ``manifest.json``.
+            model_spec: Model options fixed for every configuration the grid does not vary.
             task: ``classification``, ``regression`` or empty to infer it.
             categorical: Columns to one-hot encode whatever their type.
             numeric: Columns to treat as numbers.
@@ -68,13 +70,9 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 one stacked model; ``configs``: configurations that stack share tasks too.
                 The same models either way.
         """
-        prepared, results = search_steps(
-            settings, data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-            drop=drop, group_column=group_column, folds=folds, seed=seed, scaler=scaler,
-            param_grid=param_grid, model_spec={}, scoring=scoring, baseline=baseline,
-            packing=packing)
-        final, page, published = publish_steps(settings, prepared, results, scaler, seed,
-                                               destination)
+        values = run_values(locals())
+        prepared, results = search_steps(settings, values, param_grid, model_spec)
+        final, page, published = publish_steps(settings, prepared, results, values, destination)
         return GridSearchOutputs(
             cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
             folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],

@@ -9,7 +9,7 @@ from kfp import dsl
 
 from foldwise.components import champion, promote
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import publish_steps, search_steps
+from foldwise.pipelines.search import publish_steps, run_values, search_steps
 
 
 def build_retrain(settings: ClusterSettings = LOCAL):
@@ -48,7 +48,8 @@ def build_retrain(settings: ClusterSettings = LOCAL):
                 ``current.json`` pointer to the version being served.
             param_grid: Mappings of parameter → list of values; empty to train
                 ``model_spec``.
-            model_spec: The one configuration to train when ``param_grid`` is empty.
+            model_spec: Model options fixed for every configuration the grid does not vary
+                (the one configuration, when ``param_grid`` is empty).
             task: ``classification``, ``regression`` or empty to infer it.
             categorical: Columns to one-hot encode whatever their type.
             numeric: Columns to treat as numbers.
@@ -67,13 +68,11 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         Returns:
             JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.
         """
+        values = run_values(locals())
         current = settings.apply(champion(promote_to=promote_to), "champion")
-        prepared, results = search_steps(
-            settings, data=data, target=target, task=task, categorical=categorical,
-            numeric=numeric, drop=drop, group_column=group_column, folds=folds, seed=seed,
-            scaler=scaler, param_grid=param_grid, model_spec=model_spec, scoring=scoring,
-            baseline=baseline, packing=packing, champion=current.output)
-        _, _, published = publish_steps(settings, prepared, results, scaler, seed, promote_to,
+        prepared, results = search_steps(settings, values, param_grid, model_spec,
+                                          champion=current.output)
+        _, _, published = publish_steps(settings, prepared, results, values, promote_to,
                                         new_version=True)
         decision = settings.apply(promote(
             schema=prepared.outputs["schema"], best_params=results.outputs["best_params"],

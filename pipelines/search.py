@@ -24,69 +24,96 @@ from foldwise.components import (
     scale,
     train,
 )
+from foldwise.components.core import options
 from foldwise.pipelines.cluster import ClusterSettings
 
 
-def search_steps(settings: ClusterSettings, data, target, task, categorical, numeric, drop,
-                 group_column, folds, seed, scaler, param_grid, model_spec, scoring, baseline,
-                 packing, champion=None):
+def run_values(namespace: dict) -> dict:
+    """A pipeline's run options (:data:`options.RUN` and ``data``) out of its parameters.
+
+    Each pipeline calls it with ``locals()`` as its first statement, so that the options reach
+    the steps by name, never listed again.
+    """
+    return {name: namespace[name] for name in ("data", *options.RUN)}
+
+
+def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec,
+                 champion=None):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
-    ``champion`` (retrain) is the champion step's output: the promoted configuration,
-    cross-validated first beside the grid's.
+    Args:
+        settings: How each step runs.
+        values: The pipeline's run options (:func:`run_values`).
+        param_grid: The grid (``[]`` for one configuration).
+        model_spec: Model options fixed for every configuration the grid does not vary.
+        champion: The champion step's output (retrain): the promoted configuration,
+            cross-validated first beside the grid's.
 
     Returns:
         ``(preprocess_task, aggregate_task)``.
     """
     step = settings.apply
 
-    prepared = step(preprocess(
-        data=data, target=target, task=task, categorical=categorical, numeric=numeric,
-        drop=drop, group_column=group_column, folds=folds, seed=seed), "preprocess")
+    prepared = step(preprocess(data=values["data"],
+                               **{name: values[name] for name in options.PREPROCESS}),
+                    "preprocess")
     schema = prepared.outputs["schema"]
     with dsl.ParallelFor(items=prepared.outputs["Output"], name="folds") as fold:
         scaled = step(scale(prepared=prepared.outputs["prepared"], schema=schema, fold=fold,
-                            scaler=scaler), "scale")
+                            scaler=values["scaler"]), "scale")
         encoded = step(one_hot_encode(scaled=scaled.outputs["scaled"], schema=schema,
                                       fold=fold), "one-hot-encode")
     fold_data = step(collect_folds(encoded=dsl.Collected(encoded.outputs["encoded"])),
                      "collect-folds")
     trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
-                              param_grid=param_grid, model_spec=model_spec, baseline=baseline,
+                              param_grid=param_grid, model_spec=model_spec,
+                              baseline=values["baseline"],
                               champion=[] if champion is None else champion,
-                              packing=packing),
+                              packing=values["packing"]),
                   "plan-trials")
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
                              configs=trial.configs, folds=trial.folds,
-                             seed=seed), "train")
+                             seed=values["seed"]), "train")
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
-                             scoring=scoring), "aggregate")
+                             scoring=values["scoring"]), "aggregate")
     return prepared, results
 
 
-def publish_steps(settings: ClusterSettings, prepared, results, scaler, seed, destination,
-                  new_version: bool = False):
-    """Add refit → report → export after :func:`search_steps`.
+def publish_steps(settings: ClusterSettings, prepared, results, values: dict, destination,
+                  with_model: bool = True, new_version: bool = False):
+    """Add (refit →) report → export after :func:`search_steps`.
+
+    Args:
+        settings: How each step runs.
+        prepared: The preprocess task.
+        results: The aggregate task.
+        values: The pipeline's run options (:func:`run_values`).
+        destination: Where the export goes (a pipeline parameter).
+        with_model: Refit the best configuration on all rows and export it with the
+            results (grid search, retrain); cross-validation exports its results only.
+        new_version: Export into a new version folder (retrain).
 
     Returns:
-        ``(refit_task, report_task, export_task)``.
+        ``(refit_task or None, report_task, export_task)``.
     """
     step = settings.apply
 
     schema = prepared.outputs["schema"]
-    final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
-                       best_params=results.outputs["best_params"], scaler=scaler, seed=seed),
-                 "refit")
+    final = None
+    if with_model:
+        final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
+                           best_params=results.outputs["best_params"],
+                           scaler=values["scaler"], seed=values["seed"]), "refit")
     page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
                        summary=results.outputs["summary"],
                        oof_predictions=results.outputs["oof_predictions"],
                        best_histories=results.outputs["best_histories"]), "report")
-    published = step(export(model=final.outputs["model"],
-                            cv_results=results.outputs["cv_results"],
-                            summary=results.outputs["summary"],
-                            best_params=results.outputs["best_params"],
-                            page=page.outputs["page"],
+    model = {"model": final.outputs["model"],
+             "best_params": results.outputs["best_params"]} if final else {}
+    published = step(export(cv_results=results.outputs["cv_results"],
+                            summary=results.outputs["summary"], page=page.outputs["page"],
                             fold_assignment=prepared.outputs["fold_assignment"],
-                            destination=destination, new_version=new_version), "export")
+                            destination=destination, new_version=new_version, **model),
+                     "export")
     return final, page, published

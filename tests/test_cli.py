@@ -131,7 +131,7 @@ def test_help_lists_the_model_options():
 
 def test_progress_counts_every_step_against_the_true_total(tmp_path, capsys):
     """The [n/total] display must end at total: the totals are computed, not guessed."""
-    from foldwise.pipelines.cli import _Progress
+    from foldwise.pipelines.display import Progress as _Progress
     from foldwise.pipelines.engine import TaskEvent
 
     progress = _Progress(3)

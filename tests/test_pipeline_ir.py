@@ -86,7 +86,18 @@ def test_cross_validation_parameters_and_outputs(tmp_path):
     assert parameters["folds"]["defaultValue"] == 5
     assert not parameters["data"].get("isOptional", False)
     assert set(ir["root"]["outputDefinitions"]["artifacts"]) == {"cv_results", "summary",
-                                                                 "folds"}
+                                                                 "folds", "report"}
+    assert not parameters["destination"].get("isOptional", False)
+
+
+def test_cross_validation_publishes_report_and_results_but_no_model(tmp_path):
+    ir = compile_ir(cross_validation, tmp_path)
+    tasks = ir["root"]["dag"]["tasks"]
+    assert "refit" not in tasks and {"report", "export"} <= set(tasks)
+    export = tasks["export"]["inputs"]
+    assert set(export["artifacts"]) == {"cv_results", "summary", "page", "fold_assignment"}
+    assert export["parameters"]["destination"] == {"componentInputParameter": "destination"}
+    assert set(tasks["export"]["dependentTasks"]) >= {"report", "aggregate", "preprocess"}
 
 
 def test_train_outputs_model_metrics_and_confusion_matrix(ir):

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.model import SPEC_KEYS, baseline_for, config_id, normalize_spec
 from foldwise.components.core.table import suggest
@@ -79,24 +80,29 @@ def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict
         FoldwiseError: A configuration is invalid (the message names it).
     """
     configs, seen = [], set()
-    for part in check_grid(grid):
-        for values in parameter_grid(part) if part else [{}]:
-            try:
-                params = normalize_spec(values, task, n_classes)
-            except FoldwiseError as err:
-                raise FoldwiseError(
-                    f"grid configuration {json.dumps(values, sort_keys=True)}: {err}") from None
-            cid = config_id(params)
-            if cid not in seen:
-                seen.add(cid)
-                configs.append({"config_id": cid, "params": params})
+    for _, config in _configurations(check_grid(grid), task, n_classes):
+        if config["config_id"] not in seen:
+            seen.add(config["config_id"])
+            configs.append(config)
     if not any(c["params"]["estimator"] == "keras" for c in configs):
         raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
                             " the best Keras configuration is the one refitted and exported")
     return configs
 
 
-BASELINES = ("none", "mlp")
+def _configurations(grid: list[dict], task: str, n_classes: int | None):
+    """``(values as written, {"config_id", "params"})`` for each point of the grid."""
+    for part in grid:
+        for values in parameter_grid(part) if part else [{}]:
+            try:
+                params = normalize_spec(values, task, n_classes)
+            except FoldwiseError as err:
+                raise FoldwiseError(
+                    f"grid configuration {json.dumps(values, sort_keys=True)}: {err}") from None
+            yield values, {"config_id": config_id(params), "params": params}
+
+
+BASELINES = options.choices("baseline")
 
 
 def with_baseline(configs: list[dict], baseline: str, task: str,
@@ -121,11 +127,12 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
         cid = config_id(params)
         if cid not in seen:
             seen.add(cid)
-            twins.append({"config_id": cid, "params": params})
+            twins.append({"config_id": cid, "params": params,
+                          "searched": config.get("searched", {})})
     return configs + twins
 
 
-PACKINGS = ("none", "folds", "configs")
+PACKINGS = options.choices("packing")
 # kfp.local runs two loop iterations at a time: packed configurations are spread over two tasks.
 CONFIG_PACK_TASKS = 2
 
@@ -154,7 +161,8 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
     from foldwise.components.core.packed import pack_key
 
     folds = [int(fold) for fold in fold_ids]
-    entries = [{"config_id": c["config_id"], "params": c["params"]} for c in configs]
+    entries = [{"config_id": c["config_id"], "params": c["params"],
+                "searched": c.get("searched", {})} for c in configs]
     if check_packing(packing) == "none":
         return [{"configs": [entry], "folds": [fold]} for entry in entries for fold in folds]
     if packing == "folds":
@@ -175,3 +183,51 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
 def single_config_grid(model_spec: dict) -> list[dict]:
     """The grid holding exactly one configuration: ``model_spec``."""
     return [{key: [value] for key, value in model_spec.items()}]
+
+
+def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, *,
+               champion: list[dict] = (), baseline: str = "none") -> list[dict]:
+    """Every configuration a run cross-validates, in the order that breaks ties.
+
+    The one function that turns a search into configurations, for the command line, the
+    Python API and the plan step alike. Ties go to the configuration listed first
+    (:func:`~foldwise.components.core.aggregate.best_config_id`): the promoted champion
+    (retrain), then the grid's in ``ParameterGrid`` order, then the baseline twins.
+
+    Args:
+        grid: The user's ``param_grid`` (mappings of parameter → list of values), or ``[]``
+            for the one configuration ``fixed`` describes.
+        fixed: Model options set for every configuration that the grid does not vary.
+        task: ``classification`` or ``regression``.
+        n_classes: Number of classes (classification).
+        champion: ``[{"config_id", "params", ...}]`` of the promoted model, or ``[]``.
+        baseline: ``mlp`` to add each Keras configuration's scikit-learn MLP twin.
+
+    Returns:
+        ``{"config_id", "params", "searched"}`` each: ``params`` the complete normalized
+        spec, ``searched`` the grid's own parameters with the values the grid gave them
+        (what scikit-learn's ``best_params_`` holds; ``{}`` without a grid).
+
+    Raises:
+        FoldwiseError: A bad grid, configuration, champion or baseline (the message names it).
+    """
+    grid = check_grid(grid) if grid else []
+    searched = sorted({key for part in grid for key in part})
+    fixed_grid = [{key: [value] for key, value in fixed.items()}]
+    configs = [{**config, "searched": {k: entry["params"][k] for k in searched
+                                       if k in entry["params"]}}
+               for entry in champion
+               for config in expand_grid(single_config_grid(entry["params"]), task, n_classes)]
+    for part in grid or [{}]:
+        merged = [{**fixed_grid[0], **part}]
+        for values, config in _configurations(merged, task, n_classes):
+            configs.append({**config, "searched": {k: values[k] for k in part}})
+    unique, seen = [], set()
+    for config in configs:
+        if config["config_id"] not in seen:
+            seen.add(config["config_id"])
+            unique.append(config)
+    if not any(c["params"]["estimator"] == "keras" for c in unique):
+        raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
+                            " the best Keras configuration is the one refitted and exported")
+    return with_baseline(unique, baseline, task, n_classes)

@@ -12,6 +12,7 @@ import json
 import numbers
 from typing import Any
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.table import suggest
 
@@ -44,25 +45,14 @@ OPTIMIZERS: dict[str, dict[str, float]] = {
 }
 OPTIMIZER_PARAMS = sorted({name for params in OPTIMIZERS.values() for name in params})
 
+# Every model option's default, from the option table (optimizer hyperparameters: above).
 MODEL_DEFAULTS: dict[str, Any] = {
-    "estimator": "keras",
-    "hidden_units": [64, 32],
-    "activation": "relu",
-    "dropout": 0.0,
-    "l2": 0.0,
-    "optimizer": "adam",
-    "loss": None,  # by task: see DEFAULT_LOSS
-    "epochs": 50,
-    "batch_size": 32,
-    "early_stopping": False,
-    "patience": 10,
-    "validation_fraction": 0.1,
-    "target_scaling": "standard",
-    "mixed_precision": False,
+    name: default for name, default in options.defaults(options.MODEL).items()
+    if name not in OPTIMIZER_PARAMS
 }
-TARGET_SCALINGS = ("standard", "none")
+TARGET_SCALINGS = options.choices("target_scaling")
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
-ESTIMATORS = ("keras", "sklearn_mlp")
+ESTIMATORS = options.choices("estimator")
 # The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
 MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",
             "beta_2", "epsilon", "epochs", "batch_size", "early_stopping", "patience",

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
+from foldwise.components.core import options
 from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.table import suggest
 
-TASKS = ("classification", "regression")
+TASKS = options.choices("task")
 # A numeric target with at most this many distinct integer values is taken for class labels.
 MAX_INFERRED_INTEGER_CLASSES = 10
 
@@ -44,6 +45,26 @@ class PreprocessOptions:
     group_column: str | None = None
     folds: int = 5
     seed: int = 0
+
+
+def preprocess_options(values: dict) -> PreprocessOptions:
+    """The options of :data:`options.PREPROCESS` as given to a step, command or keyword.
+
+    ``""`` and ``[]`` (a pipeline's "not given") become ``None`` and ``()``; an option not in
+    ``values`` takes the table's default.
+    """
+    given = {}
+    for name in options.PREPROCESS:
+        opt = options.option(name)
+        value = values.get(name, opt.default)
+        if opt.kind == "names":
+            value = tuple(value or ())
+        elif opt.kind == "int":
+            value = int(value)
+        else:
+            value = value or None
+        given[name] = value
+    return PreprocessOptions(**given)
 
 
 def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.DataFrame, dict]:

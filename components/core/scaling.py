@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 
-SCALERS = ("standard", "minmax", "robust", "none")
+SCALERS = options.choices("scaler")
 
 
 def fit_scaler(train: pd.DataFrame, columns: list[str], method: str = "standard") -> dict:

@@ -1,0 +1,266 @@
+"""Every option a user can set, declared once: name, group, default, choices and help.
+
+The command line's flags (``--batch-size``), the Python API's keywords (``batch_size``, or
+scikit-learn's name where it has one: ``cv``, ``random_state``), the pipelines' arguments and
+the preprocess step's options are all derived from :data:`OPTIONS`. The ``@dsl.pipeline`` and
+component signatures must stay literal for KFP; tests hold each one against this table.
+
+Model options default to ``None`` on the command line and in Python: "not given", so that a
+grid may vary them; :data:`OPTIONS`' ``default`` is the value a model then gets
+(``core.model.MODEL_DEFAULTS`` is built from it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from foldwise.components.core.errors import FoldwiseError
+
+# Groups, in the order the command line's help lists them.
+DATA, FOLDS, MODEL, CLUSTER, SERVICE = "data", "folds", "model", "cluster", "service"
+# Options whose default differs between this machine and a cluster (the table holds the
+# cluster's): not given, the run decides.
+ENGINE_DEPENDENT = ("packing",)
+LOCAL_DEFAULTS = {"packing": "configs"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option.
+
+    Attributes:
+        name: Pipeline parameter and model-spec key; ``--name-with-dashes`` on the command line.
+        group: :data:`DATA`, :data:`FOLDS`, :data:`MODEL`, :data:`CLUSTER` or :data:`SERVICE`.
+        help: One line for ``--help`` and docstrings.
+        default: The value used when the option is not given.
+        kind: ``text``, ``int``, ``float``, ``flag`` (true when given), ``names`` (a list of
+            column names; comma-separated on the command line) or ``units`` (a list of layer
+            sizes, ``64,32``).
+        choices: The accepted values, if only some are.
+        keyword: The Python keyword where scikit-learn names the idea differently.
+        metavar: How ``--help`` shows the value.
+        on_command_line: Whether the command line has a flag for it.
+    """
+
+    name: str
+    group: str
+    help: str
+    default: Any = None
+    kind: str = "text"
+    choices: tuple[str, ...] | None = None
+    keyword: str | None = None
+    metavar: str | None = None
+    on_command_line: bool = True
+
+    @property
+    def flag(self) -> str:
+        """The command line's flag: ``--group-column``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def given_default(self) -> Any:
+        """The default of the flag and the keyword.
+
+        ``None`` ("not given") for model options and for options whose default depends on
+        where the run goes.
+        """
+        if self.group == MODEL or self.name in ENGINE_DEPENDENT:
+            return None
+        return tuple(self.default) if isinstance(self.default, list) else self.default
+
+    @property
+    def python_name(self) -> str:
+        """The Python keyword: ``cv`` for ``folds``, else the name."""
+        return self.keyword or self.name
+
+
+def _optimizer_hyperparameter(name: str, what: str) -> Option:
+    return Option(name, MODEL, f"{what} (default: Keras' own for the chosen optimizer)",
+                  kind="float")
+
+
+OPTIONS: tuple[Option, ...] = (
+    # The table's columns.
+    Option("target", DATA, "column to predict", metavar="COL"),
+    Option("task", DATA, "override the task inferred from the target", default="",
+           choices=("classification", "regression")),
+    Option("categorical", DATA, "columns to one-hot encode whatever their type", default=[],
+           kind="names", metavar="COLS"),
+    Option("numeric", DATA, "columns to treat as numbers", default=[], kind="names",
+           metavar="COLS"),
+    Option("drop", DATA, "columns to leave out", default=[], kind="names", metavar="COLS"),
+    Option("group_column", DATA, "rows sharing this column's value always share a fold",
+           default="", metavar="COL"),
+    # Folds, preprocessing, scoring and the shape of the run.
+    Option("folds", FOLDS, "number of folds", default=5, kind="int", keyword="cv"),
+    Option("seed", FOLDS, "seed of folds, weights, shuffling", default=0, kind="int",
+           keyword="random_state"),
+    Option("scaler", FOLDS, "numeric scaling fitted per fold (after median imputation)",
+           default="standard", choices=("standard", "minmax", "robust", "none")),
+    Option("scoring", FOLDS, "metric to rank by (default: r2 or accuracy)", default=""),
+    Option("baseline", FOLDS, "mlp: also score scikit-learn's MLP with matching hidden layers, "
+           "learning rate, batch size and epochs on the same folds", default="none",
+           choices=("none", "mlp")),
+    Option("packing", FOLDS, "configs: train configurations that stack (same depth) together, "
+           "all folds, as one stacked model in 2 tasks; folds: one task per configuration, its "
+           "folds stacked; none: one task per (configuration, fold), a pod each on a cluster. "
+           "Same models either way (default: configs on this machine, none on a cluster)",
+           default="none", choices=("configs", "folds", "none")),
+    # The model: the JSON spec of core.model (dashes for underscores on the command line).
+    Option("estimator", MODEL, "keras, or sklearn_mlp for scikit-learn's MLP", default="keras",
+           choices=("keras", "sklearn_mlp"), on_command_line=False),
+    Option("hidden_units", MODEL, "hidden layer sizes, e.g. 64,32", default=[64, 32],
+           kind="units", metavar="N,N"),
+    Option("activation", MODEL, "hidden activation", default="relu"),
+    Option("dropout", MODEL, "dropout after each hidden layer", default=0.0, kind="float"),
+    Option("l2", MODEL, "L2 penalty on hidden weights", default=0.0, kind="float"),
+    Option("optimizer", MODEL, "adam, adamw, sgd or rmsprop", default="adam"),
+    _optimizer_hyperparameter("learning_rate", "step size"),
+    _optimizer_hyperparameter("beta_1", "Adam's first-moment decay"),
+    _optimizer_hyperparameter("beta_2", "Adam's second-moment decay"),
+    _optimizer_hyperparameter("epsilon", "numerical stability constant"),
+    _optimizer_hyperparameter("momentum", "SGD / RMSprop momentum"),
+    _optimizer_hyperparameter("rho", "RMSprop's decay"),
+    _optimizer_hyperparameter("weight_decay", "AdamW's decoupled weight decay"),
+    Option("loss", MODEL, "Keras loss name or module:function (default: by task)"),
+    Option("epochs", MODEL, "training epochs", default=50, kind="int"),
+    Option("batch_size", MODEL, "minibatch size", default=32, kind="int"),
+    Option("early_stopping", MODEL, "stop on a held-out part of each fold's training rows",
+           default=False, kind="flag"),
+    Option("patience", MODEL, "early-stopping patience", default=10, kind="int"),
+    Option("validation_fraction", MODEL, "share of training rows held out for early stopping",
+           default=0.1, kind="float"),
+    Option("target_scaling", MODEL, "standardize regression targets per fold",
+           default="standard", choices=("standard", "none")),
+    Option("mixed_precision", MODEL, "train in mixed float16/bfloat16 on accelerators",
+           default=False, kind="flag"),
+    # How steps run on a cluster.
+    Option("image", CLUSTER, "image of every step, e.g. REGISTRY/foldwise:0.1.0-gpu "
+           "(default: the components' own)"),
+    Option("accelerator", CLUSTER, "accelerator of the training steps: cpu, nvidia-t4:1, "
+           "nvidia-l4:1, nvidia-a100:2, tpu-v5e:4, ...", default="cpu"),
+    Option("tpu_topology", CLUSTER, "TPU slice topology, e.g. 2x2"),
+    Option("platform", CLUSTER, "kfp: Kubeflow Pipelines on GKE; vertex: Vertex AI Pipelines",
+           default="kfp", choices=("kfp", "vertex")),
+    Option("train_cpu", CLUSTER, "CPU request of training steps", default="2"),
+    Option("train_memory", CLUSTER, "memory of training steps", default="8G"),
+    Option("step_cpu", CLUSTER, "CPU request of other steps", default="1"),
+    Option("step_memory", CLUSTER, "memory of other steps", default="4G"),
+    # Where a run is sent (submit, schedule).
+    Option("host", SERVICE, "Kubeflow Pipelines endpoint, https://..."),
+    Option("namespace", SERVICE, "Kubeflow namespace (multi-user clusters)"),
+    Option("experiment", SERVICE, "experiment name", default="foldwise"),
+    Option("vertex_project", SERVICE, "Google Cloud project for Vertex AI"),
+    Option("vertex_region", SERVICE, "Vertex AI region, e.g. europe-west4"),
+    Option("pipeline_root", SERVICE, "gs:// prefix for the run's artifacts"),
+    Option("service_account", SERVICE, "service account the steps run as"),
+    Option("name", SERVICE, "run or schedule name (default: pipeline and time)"),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def option(name: str) -> Option:
+    """The option called ``name``."""
+    return BY_NAME[name]
+
+
+def group(*groups: str) -> list[Option]:
+    """The options of ``groups``, in table order."""
+    return [o for o in OPTIONS if o.group in groups]
+
+
+def names(*groups: str) -> list[str]:
+    """The names of the options of ``groups``, in table order."""
+    return [o.name for o in group(*groups)]
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The accepted values of option ``name``."""
+    found = option(name).choices
+    assert found is not None, name
+    return found
+
+
+# The options the preprocess step takes (besides the data), in its signature's order.
+PREPROCESS = ("target", "task", "categorical", "numeric", "drop", "group_column", "folds",
+              "seed")
+# Options of a run that every pipeline takes as parameters (besides its own).
+RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
+
+
+def defaults(*groups: str) -> dict[str, Any]:
+    """``{name: default}`` of the options of ``groups`` (lists copied)."""
+    return {o.name: list(o.default) if isinstance(o.default, list) else o.default
+            for o in group(*groups)}
+
+
+def parse_text(opt: Option, text: str) -> Any:
+    """A command-line value of ``opt`` as its Python value.
+
+    Raises:
+        FoldwiseError: The text is not a value of that kind.
+    """
+    if opt.kind == "names":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        if opt.kind == "units":
+            return [int(part) for part in text.split(",") if part.strip()]
+        if opt.kind == "int":
+            return int(text)
+        if opt.kind == "float":
+            return float(text)
+    except ValueError:
+        what = {"units": "layer sizes such as 64,32", "int": "a whole number",
+                "float": "a number"}[opt.kind]
+        raise FoldwiseError(f"expected {what}, got {text!r}") from None
+    return text
+
+
+def check_value(opt: Option, value: Any) -> Any:
+    """``value`` checked against ``opt``'s kind and choices; ``None`` stays ``None``.
+
+    The Python API's keywords pass through here, so that a wrong type fails before any
+    step runs, with the option's command-line flag in the message as the CLI gives it.
+
+    Raises:
+        FoldwiseError: Naming the option, the value and what it takes.
+    """
+    if value is None:
+        return None
+    if opt.kind == "names":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise FoldwiseError(f"{opt.flag} takes column names, got {value!r}")
+        return list(value)
+    if opt.kind == "units":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise FoldwiseError(f"{opt.flag}: expected layer sizes such as [64, 32], "
+                                f"got {value!r}")
+        return list(value)
+    if opt.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):
+            raise FoldwiseError(f"{opt.flag} must be a whole number, got {value!r}")
+        return int(value)
+    if opt.kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FoldwiseError(f"{opt.flag} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise FoldwiseError(f"{opt.flag} must be a finite number, got {value!r}")
+        return float(value)
+    if opt.kind == "flag":
+        if not isinstance(value, bool):
+            raise FoldwiseError(f"{opt.flag} must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise FoldwiseError(f"{opt.flag} must be text, got {value!r}")
+    if opt.choices and value and value not in opt.choices:
+        raise FoldwiseError(f"{opt.flag} must be one of {', '.join(opt.choices)}, "
+                            f"got {value!r}")
+    return value

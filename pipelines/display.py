@@ -1,0 +1,90 @@
+"""What the command line prints: the plan, one line per finished step, the results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def describe_plan(data: str, schema: dict, extra: list[str], output: Path) -> None:
+    """The plan on stderr: data, task, features, folds, what runs, where it goes."""
+    dropped = len(schema["rows_dropped_missing_target"])
+    lines = [
+        f"data     {data.rsplit('/', 1)[-1]}: {schema['rows_used']} rows used"
+        + (f", {dropped} dropped (missing target)" if dropped else ""),
+        f"task     {schema['task']} ({schema['task_reason']})"
+        + (f", classes {schema['classes']}" if schema["classes"] else ""),
+        f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
+        f"folds    {schema['folds']} ({schema['fold_strategy']}, seed {schema['seed']})",
+        *extra,
+        f"output   {output}",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+class Progress:
+    """One line per finished step on stderr: ``[ 4/17] scale fold 1  0.7 s``.
+
+    With ``total=None`` (not known before the run) the count stands alone: ``[ 4]``.
+    """
+
+    def __init__(self, total: int | None, show_config: bool = False) -> None:
+        self.total, self.done, self.show_config = total, 0, show_config
+
+    def __call__(self, event) -> None:  # noqa: D102 - the engine's event hook
+        if event.status is None:
+            return
+        self.done += 1
+        where = f" {event.config_id}" if event.config_id and self.show_config else ""
+        if event.folds:
+            where += (f" fold {event.folds[0]}" if len(event.folds) == 1 else
+                      f" folds {event.folds[0]}-{event.folds[-1]}")
+        mark = "" if event.status == "SUCCESS" else f"  {event.status}"
+        width = len(str(self.total or 99))
+        count = f"{self.done:>{width}}" + (f"/{self.total}" if self.total else "")
+        label = f"{event.name}{where}"
+        print(f"[{count}] {label:<{22 + 15 * self.show_config}} "
+              f"{event.seconds:6.1f} s{mark}", file=sys.stderr, flush=True)
+
+
+def format_results(cv_results_path: Path, summary: dict) -> str:
+    """Per-fold scores and mean ± std of the (best) configuration as a text table."""
+    import pandas as pd
+
+    table = pd.read_csv(cv_results_path)
+    best = table.set_index("config_id").loc[summary["best_config_id"]]
+    names = list(summary["metrics"])
+    width = max(len(n) for n in names) + 2
+    lines = ["", "fold".ljust(6) + "".join(n.rjust(width) for n in names)]
+    for fold in range(summary["folds"]):
+        lines.append(str(fold).ljust(6) + "".join(
+            f"{best[f'split{fold}_test_{n}']:.4f}".rjust(width) for n in names))
+    lines.append("mean".ljust(6) + "".join(
+        f"{best[f'mean_test_{n}']:.4f}".rjust(width) for n in names))
+    lines.append("± std".ljust(6) + "".join(
+        f"{best[f'std_test_{n}']:.4f}".rjust(width) for n in names))
+    baseline = summary.get("best_baseline")
+    if baseline:
+        scoring = summary["scoring"]
+        lines.append(f"\nbaseline: scikit-learn MLP {scoring} {baseline['mean']:.4f} ± "
+                     f"{baseline['std']:.4f} on the same folds (Keras "
+                     f"{best[f'mean_test_{scoring}']:.4f} ± {best[f'std_test_{scoring}']:.4f})")
+    return "\n".join(lines)
+
+
+def format_grid_results(cv_results_path: Path, summary: dict) -> str:
+    """Every configuration ranked by the scoring metric, with what differs between them."""
+    import pandas as pd
+
+    scoring = summary["scoring"]
+    table = pd.read_csv(cv_results_path).sort_values(f"rank_test_{scoring}", kind="stable")
+    params = [json.loads(p) for p in table["params"]]
+    varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
+    lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}  "
+             + "  ".join(varying)]
+    for (_, row), values in zip(table.iterrows(), params, strict=True):
+        score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
+        lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}  "
+                     + "  ".join(json.dumps(values.get(k)) for k in varying))
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""An exported model, loaded to predict raw rows: ``foldwise predict`` and ``load_model``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from foldwise.components.core.errors import FoldwiseError
+
+MODEL_FILES = ("model.keras", "preprocessing.json", "schema.json")
+
+
+class ServingModel:
+    """A foldwise model folder: the network with its preprocessing folded in.
+
+    It takes raw rows (a DataFrame with the training table's columns, in any order, extra
+    columns ignored) and answers as scikit-learn estimators do: :meth:`predict` gives values
+    (regression) or class labels; :meth:`predict_proba` class probabilities.
+
+    Attributes:
+        keras_model: The Keras model (one named input per raw column).
+        schema: The training table's schema (task, target, classes, columns).
+        preprocessing: The fitted imputation, scaling and category state.
+        classes_: The class labels (classification), else ``None``.
+        folder: Where it was loaded from (a path or ``gs://`` prefix).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        for name in MODEL_FILES:
+            if not (folder / name).is_file():
+                raise FoldwiseError(
+                    f"{folder} is not a foldwise model folder (no {name}): give a grid-search "
+                    "export folder or its 'model' folder")
+        with quiet_stderr():  # TensorFlow writes start-up chatter straight to descriptor 2
+            import keras
+
+            import foldwise.components.core.serving  # noqa: F401 - registers its layers
+        self.folder = folder
+        self.schema = json.loads((folder / "schema.json").read_text(encoding="utf-8"))
+        self.preprocessing = json.loads((folder / "preprocessing.json").read_text(
+            encoding="utf-8"))
+        try:
+            with quiet_stderr():  # the first device use prints CUDA probing on CPU machines
+                self.keras_model = keras.saving.load_model(folder / "model.keras",
+                                                           safe_mode=True)
+        except Exception as err:  # Keras raises ValueError, OSError, zipfile errors, ...
+            raise FoldwiseError(f"cannot load {folder / 'model.keras'}: {err}") from None
+        classes = self.schema.get("classes")
+        self.classes_ = np.asarray(classes) if classes else None
+
+    def _outputs(self, table) -> np.ndarray:
+        from foldwise.components.core.serving import serving_inputs
+
+        return np.asarray(self.keras_model.predict(
+            serving_inputs(table, self.preprocessing), batch_size=4096, verbose=0))
+
+    def prediction_table(self, table):
+        """One line per row: ``row``, then the prediction (and class probabilities)."""
+        from foldwise.components.core.serving import prediction_table
+
+        result = prediction_table(self._outputs(table), self.schema)
+        result.insert(0, "row", range(len(table)))
+        return result
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted values (regression) or class labels (classification) of raw rows."""
+        table = self.prediction_table(_frame(X))
+        return table.iloc[:, 1].to_numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities of raw rows, columns in :attr:`classes_` order."""
+        if self.classes_ is None:
+            raise FoldwiseError("predict_proba is for classifiers; this model is a regressor")
+        table = self.prediction_table(_frame(X))
+        return table[[c for c in table.columns if c.startswith("proba_")]].to_numpy()
+
+
+def _frame(X):
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        return X
+    raise FoldwiseError(f"X must be a pandas DataFrame of raw columns, got {type(X).__name__}")
+
+
+def load_model(uri: str | Path) -> ServingModel:
+    """Load an exported model to predict raw rows.
+
+    Args:
+        uri: An export folder, its ``model/`` folder, or a promotion folder (its current
+            version), local or ``gs://``.
+    """
+    from foldwise.components import storage
+    from foldwise.pipelines.runs import model_folder
+
+    folder = model_folder(str(uri))
+    if not storage.is_gcs(folder):
+        return ServingModel(folder)
+    with tempfile.TemporaryDirectory(prefix="foldwise-model-") as local:
+        storage.download_folder(folder, Path(local))
+        model = ServingModel(local)  # everything is in memory once loaded
+    model.folder = folder
+    return model
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send file descriptor 2 to /dev/null for a moment (Python errors still propagate)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,439 @@
+"""The application layer: validate → plan → run on kfp.local (or compile and submit) → results.
+
+The command line, the Python API, the tests and the benchmarks all go through here: a
+:class:`Search` says what a user asks for; :func:`plan` checks all of it (the table is read
+and preprocessed here, so every data error comes before any step runs) and builds the
+pipeline's arguments; :func:`run_local` runs the pipeline on the embedded engine, where the
+pipeline itself publishes the results; :func:`submit` sends the same pipeline to a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from foldwise.components.core import options
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import class_count
+
+PIPELINES = ("cross-validation", "grid-search", "retrain")
+RUNS_FOLDER = Path("foldwise-runs")
+
+
+@dataclass
+class Search:
+    """What a user asks to run.
+
+    Attributes:
+        pipeline: ``cross-validation``, ``grid-search`` or ``retrain``.
+        data: Path or ``gs://`` URI of the CSV or Parquet table.
+        run: The run options of :data:`options.RUN` (``target`` required; missing ones take
+            the table's default; ``packing`` ``None`` lets the engine decide).
+        model: Model options fixed for every configuration (only those given).
+        grid: The ``param_grid`` (mappings of parameter → list of values), ``[]`` for one
+            configuration.
+        output: Results folder or ``gs://`` prefix (default: a new folder under
+            ``./foldwise-runs/``); for retrain, its local run folder.
+        promote_to: Folder or ``gs://`` prefix a retrain promotes to.
+        table: The table itself (a DataFrame, from Python) instead of ``data``: it is
+            written into the run folder as ``data.parquet`` for the steps to read.
+    """
+
+    pipeline: str
+    data: str
+    run: dict
+    model: dict = field(default_factory=dict)
+    grid: list = field(default_factory=list)
+    output: str | None = None
+    promote_to: str | None = None
+    table: object = None
+
+    @classmethod
+    def from_values(cls, pipeline: str, data: str, values: dict, **kwargs) -> Search:
+        """A search from option values by name (a parsed command line, Python keywords).
+
+        Values are checked against the option table; ``None`` means "not given".
+        """
+        run = {}
+        for name in options.RUN:
+            opt = options.option(name)
+            value = options.check_value(opt, values.get(name))
+            run[name] = opt.given_default if value is None else value
+        model = {}
+        for opt in options.group(options.MODEL):
+            value = options.check_value(opt, values.get(opt.name))
+            if value is not None:
+                model[opt.name] = value
+        return cls(pipeline, str(data), run, model, **kwargs)
+
+
+@dataclass
+class Plan:
+    """A validated search: what the pipeline will be given and what it will do."""
+
+    search: Search
+    data: str
+    schema: dict
+    configs: list[dict]
+    arguments: dict
+    tasks: int
+    table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
+
+
+@dataclass
+class Result:
+    """A finished local run."""
+
+    plan: Plan
+    workspace: Path
+    destination: str
+    outputs: dict
+    summary: dict | None
+    cv_results: Path | None
+    step_seconds: dict[str, float]
+    seconds: float
+
+    @property
+    def decision(self) -> dict | None:
+        """A retrain's decision (promote, version, reason), else ``None``."""
+        if self.plan.search.pipeline != "retrain":
+            return None
+        return json.loads(self.outputs["Output"])
+
+
+def pipeline_function(name: str, settings=None):
+    """The ``@dsl.pipeline`` of ``name``, built for ``settings`` (default: this machine)."""
+    from foldwise.pipelines.cluster import LOCAL
+    from foldwise.pipelines.packaging import pipeline_builders
+
+    builders = pipeline_builders()
+    if name not in builders:
+        raise FoldwiseError(f"unknown pipeline {name!r}; known: {', '.join(builders)}")
+    return builders[name](settings or LOCAL)
+
+
+def plan(search: Search, local: bool = True) -> Plan:
+    """Check everything a run needs before any step runs, and build the pipeline's arguments.
+
+    Args:
+        search: What the user asks for.
+        local: Whether the run goes to the embedded engine (its own default packing).
+
+    Raises:
+        FoldwiseError: Anything the user can fix: the table, the grid, a model option, the
+            scoring, the champion (the message names it).
+    """
+    from foldwise.components import storage
+    from foldwise.components.core import metrics
+    from foldwise.components.core.grid import candidates, plan_trials
+    from foldwise.components.core.preprocess import preprocess, preprocess_options
+    from foldwise.components.core.table import read_table
+
+    if search.pipeline not in PIPELINES:
+        raise FoldwiseError(f"unknown pipeline {search.pipeline!r}; known: "
+                            f"{', '.join(PIPELINES)}")
+    table_bytes = None
+    if search.table is not None:
+        data, table_bytes = "", parquet_bytes(search.table)
+        _, schema = preprocess(read_table_bytes(table_bytes), preprocess_options(search.run))
+    else:
+        data = search.data if storage.is_gcs(search.data) else str(
+            Path(search.data).expanduser().resolve())
+        with storage.local_copy(data) as local_data:
+            _, schema = preprocess(read_table(local_data), preprocess_options(search.run))
+    task, n_classes = schema["task"], class_count(schema)
+    champion = (promoted_configuration(search.promote_to)
+                if search.pipeline == "retrain" else [])
+    grid = search.grid if search.pipeline != "cross-validation" else []
+    configs = candidates(grid, search.model, task, n_classes, champion=champion,
+                         baseline=search.run["baseline"])
+    scoring = search.run["scoring"]
+    names = metrics.metric_names(task, n_classes)
+    if scoring and scoring not in names:
+        raise FoldwiseError(f"--scoring {scoring!r} is not reported for {task}; use one of "
+                            f"{', '.join(names)}")
+    packing = search.run["packing"] or (options.LOCAL_DEFAULTS["packing"] if local
+                                        else options.option("packing").default)
+    arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model}
+    if search.pipeline != "cross-validation":
+        arguments["param_grid"] = grid
+    trials = len(plan_trials(configs, list(range(schema["folds"])), packing))
+    tasks = task_count(pipeline_function(search.pipeline), schema["folds"], trials)
+    return Plan(search, data, schema, configs, arguments, tasks, table_bytes)
+
+
+def parquet_bytes(table) -> bytes:
+    """An in-memory table as Parquet, the form the steps read.
+
+    Raises:
+        FoldwiseError: A column Parquet cannot hold (mixed types, nested objects).
+    """
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        table.to_parquet(buffer, index=False)
+    except Exception as err:  # pyarrow raises ArrowTypeError, ArrowInvalid, ValueError ...
+        raise FoldwiseError(f"the table cannot be stored for the pipeline's steps ({err}): "
+                            "give each column one type (numbers or text)") from None
+    return buffer.getvalue()
+
+
+def read_table_bytes(content: bytes):
+    """A Parquet table held in memory, read as :func:`core.table.read_table` reads files."""
+    from foldwise.components.core.table import read_table
+
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        path = Path(folder) / "data.parquet"
+        path.write_bytes(content)
+        return read_table(path)
+
+
+def promoted_configuration(promote_to: str | None) -> list[dict]:
+    """The promoted model's configuration under ``promote_to`` (``[]`` if none yet)."""
+    from foldwise.components import storage
+    from foldwise.components.core.promotion import POINTER
+
+    if not promote_to:
+        raise FoldwiseError("retrain needs --promote-to: the folder or gs:// prefix holding "
+                            "versions/ and current.json")
+    pointer_uri = storage.join(promote_to, POINTER)
+    if not storage.exists(pointer_uri):
+        return []
+    version = json.loads(storage.read_bytes(pointer_uri))["version"]
+    summary = json.loads(storage.read_bytes(storage.join(promote_to, version, "summary.json")))
+    return [{"config_id": summary["best_config_id"], "version": version,
+             "params": summary["best_params"]}]
+
+
+def task_count(pipeline_func, folds: int, trials: int) -> int:
+    """How many tasks a run of the pipeline executes, read from its own compiled plan.
+
+    Each task outside a loop runs once; each task of the ``folds`` loop once per fold and of
+    the ``trials`` loop once per train task.
+    """
+    spec = pipeline_func.pipeline_spec
+    total = 0
+    for task in spec.root.dag.tasks.values():
+        if not task.HasField("parameter_iterator"):
+            total += 1
+            continue
+        body = spec.components[task.component_ref.name].dag.tasks
+        total += len(body) * {"folds": folds, "trials": trials}[task.task_info.name]
+    return total
+
+
+def run_local(search: Search, on_event: Callable | None = None,
+              on_plan: Callable[[Plan, Path, str], None] | None = None) -> Result:
+    """Plan the search and run it on kfp.local; the pipeline publishes to its destination.
+
+    Args:
+        search: What to run.
+        on_event: Called at each task's start and end (:class:`engine.TaskEvent`).
+        on_plan: Called once the plan is checked and the run folder made, before any step.
+
+    Raises:
+        FoldwiseError: A user error, found before the run or by a step.
+        PipelineFailed: A step failed for another reason (its error and the log's path).
+    """
+    from foldwise.pipelines.engine import PipelineFailed
+    from foldwise.pipelines.engine import run_local as run_on_engine
+
+    started = time.perf_counter()
+    checked = plan(search, local=True)
+    if search.pipeline == "retrain":
+        workspace = prepare_folder(search.output, search.pipeline)
+        destination = search.promote_to.rstrip("/")
+        checked.arguments["promote_to"] = destination
+    else:
+        workspace, destination = workspace_and_destination(search.output, search.pipeline)
+        checked.arguments["destination"] = destination
+    if checked.table_bytes is not None:  # the steps read the table from the run folder
+        data = workspace / "data.parquet"
+        partial = data.with_name(".data.parquet.partial")
+        partial.write_bytes(checked.table_bytes)
+        partial.replace(data)
+        checked.data = checked.arguments["data"] = str(data)
+    if on_plan:
+        on_plan(checked, workspace, destination)
+    step_seconds: dict[str, float] = {}
+
+    def observe(event) -> None:
+        if event.status is not None:
+            step_seconds[event.name] = step_seconds.get(event.name, 0.0) + event.seconds
+        if on_event:
+            on_event(event)
+
+    try:
+        outputs = run_on_engine(pipeline_function(search.pipeline), checked.arguments,
+                                workspace / "pipeline", workspace / "pipeline.log", observe)
+    except PipelineFailed as err:
+        if err.user_error:
+            raise FoldwiseError(str(err)) from None
+        raise
+    summary = cv_results = None
+    if "summary" in outputs:
+        summary = json.loads(Path(outputs["summary"].path).read_text(encoding="utf-8"))
+        cv_results = Path(outputs["cv_results"].path)
+    return Result(checked, workspace, destination, outputs, summary, cv_results, step_seconds,
+                  time.perf_counter() - started)
+
+
+def workspace_and_destination(output: str | None, pipeline: str) -> tuple[Path, str]:
+    """The local folder the run works in, and where results go (the same, or gs://).
+
+    A bucket destination that already holds a manifest (a finished export) is refused.
+    """
+    from foldwise.components import storage
+
+    if output and storage.is_gcs(output):
+        destination = output.rstrip("/")
+        if storage.exists(storage.join(destination, storage.MANIFEST)):
+            raise FoldwiseError(
+                f"{destination} already holds finished results ({storage.MANIFEST}): choose "
+                "another --output (results are never written over)")
+        return prepare_folder(None, pipeline), destination
+    workspace = prepare_folder(output, pipeline)
+    return workspace, str(workspace)
+
+
+def prepare_folder(output: str | Path | None, pipeline: str) -> Path:
+    """A new, empty local folder: ``output``, or a fresh one under ``./foldwise-runs/``.
+
+    Raises:
+        FoldwiseError: ``output`` exists and is not an empty folder (never written over).
+    """
+    if output is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = RUNS_FOLDER / f"{pipeline}-{stamp}"
+        suffix = 1
+        while folder.exists():
+            suffix += 1
+            folder = RUNS_FOLDER / f"{pipeline}-{stamp}-{suffix}"
+    else:
+        folder = Path(output)
+    folder = folder.expanduser().resolve()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise FoldwiseError(
+            f"output folder {folder} already exists and is not empty: choose another --output "
+            "(results are never written over)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cluster_settings(values: dict):
+    """The :class:`ClusterSettings` of the cluster options in ``values`` (by name)."""
+    from foldwise.pipelines.cluster import ClusterSettings, parse_accelerator
+
+    given = {name: values.get(name) for name in options.names(options.CLUSTER)}
+    given = {name: options.option(name).default if value is None else value
+             for name, value in given.items()}
+    return ClusterSettings(
+        image=given["image"],
+        accelerator=parse_accelerator(given["accelerator"], given["tpu_topology"]),
+        platform=given["platform"], train_cpu=given["train_cpu"],
+        train_memory=given["train_memory"], step_cpu=given["step_cpu"],
+        step_memory=given["step_memory"])
+
+
+def compile_pipeline(pipeline: str, out: str | Path, values: dict) -> Path:
+    """Compile ``pipeline`` for a cluster set up by the cluster options in ``values``."""
+    from foldwise.pipelines import packaging
+
+    return packaging.compile_pipeline(pipeline, cluster_settings(values), Path(out))
+
+
+def submit(search: Search, service: dict, cluster: dict, cron: str | None = None):
+    """Validate the search, compile its pipeline and start (or schedule) it on a cluster.
+
+    Args:
+        search: What to run; ``data``, ``output`` and ``promote_to`` must be ``gs://``.
+        service: The :data:`options.SERVICE` options by name (``host``, or
+            ``vertex_project`` and ``vertex_region``; ``pipeline_root``, ...).
+        cluster: The :data:`options.CLUSTER` options by name.
+        cron: A schedule instead of one run.
+
+    Returns:
+        The service's answer (:class:`submit.Submitted`).
+    """
+    from foldwise.components import storage
+    from foldwise.pipelines import packaging
+    from foldwise.pipelines import submit as service_api
+
+    service = {**options.defaults(options.SERVICE),
+               **{k: v for k, v in service.items() if v is not None}}
+    on_vertex = bool(service["vertex_project"] or service["vertex_region"])
+    if on_vertex == bool(service["host"]) or (
+            on_vertex and not (service["vertex_project"] and service["vertex_region"])):
+        raise FoldwiseError("give --host (Kubeflow Pipelines) or both --vertex-project and "
+                            "--vertex-region (Vertex AI)")
+    if not storage.is_gcs(service["pipeline_root"] or ""):
+        raise FoldwiseError("--pipeline-root must be a gs:// prefix the cluster can write to")
+    if search.table is not None or not storage.is_gcs(search.data):
+        raise FoldwiseError("--data must be a gs:// URI the cluster can read")
+    if search.pipeline == "grid-search" and not search.grid:
+        raise FoldwiseError("grid-search needs --grid")
+    if search.pipeline == "retrain":
+        if not storage.is_gcs(search.promote_to or ""):
+            raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
+    elif not storage.is_gcs(search.output or ""):
+        raise FoldwiseError(f"{search.pipeline} needs an --output gs:// prefix for its results")
+    checked = plan(search, local=False)
+    if search.pipeline == "retrain":
+        checked.arguments["promote_to"] = search.promote_to.rstrip("/")
+    else:
+        checked.arguments["destination"] = search.output.rstrip("/")
+    if cron is not None:
+        service_api.kfp_cron(cron)  # refuse a bad expression before compiling anything
+    settings = cluster_settings(cluster)
+    if on_vertex and settings.platform != "vertex":
+        settings = dataclasses.replace(settings, platform="vertex")
+    name = service["name"] or f"foldwise-{search.pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
+    arguments = checked.arguments
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        package = packaging.compile_pipeline(search.pipeline, settings,
+                                             Path(folder) / "pipeline.yaml")
+        if on_vertex:
+            job = service_api.vertex_job(package, arguments, name, service["vertex_project"],
+                                         service["vertex_region"], service["pipeline_root"])
+            if cron is not None:
+                return service_api.schedule_vertex(job, name, cron, service["service_account"])
+            return service_api.submit_vertex(job, service["service_account"])
+        client = service_api.kfp_client(service["host"], service["namespace"])
+        if cron is not None:
+            return service_api.schedule_kfp(client, package, arguments, name,
+                                            service["experiment"], cron, service["namespace"],
+                                            service["service_account"])
+        return service_api.submit_kfp(client, package, arguments, name, service["experiment"],
+                                      service["pipeline_root"], service["namespace"],
+                                      service["service_account"])
+
+
+def model_folder(uri: str) -> str:
+    """The model folder that ``uri`` names.
+
+    ``uri`` itself, an export folder's ``model/``, or the current version's of a promotion
+    folder.
+
+    Raises:
+        FoldwiseError: Nothing there is a foldwise model.
+    """
+    from foldwise.components import storage
+    from foldwise.components.core.promotion import POINTER
+
+    uri = str(uri).rstrip("/")
+    pointer_uri = storage.join(uri, POINTER)
+    if storage.exists(pointer_uri):  # a promotion folder: serve its current version
+        uri = storage.join(uri, json.loads(storage.read_bytes(pointer_uri))["version"])
+    if storage.exists(storage.join(uri, "model", "model.keras")):  # an export folder
+        uri = storage.join(uri, "model")
+    if not storage.is_gcs(uri) and not Path(uri).is_dir():
+        raise FoldwiseError(f"model folder {uri} does not exist: give a grid-search export "
+                            "folder or its 'model' folder")
+    return uri
