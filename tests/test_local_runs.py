@@ -53,7 +53,9 @@ def penguin_run(tmp_path_factory, penguins):
 def test_outputs_follow_the_contract(penguin_run):
     sample, output = penguin_run
     names = {p.name for p in output.iterdir()}
-    assert {"cv_results.csv", "folds.csv", "summary.json", "pipeline", "pipeline.log"} <= names
+    assert {"cv_results.csv", "folds.csv", "summary.json", "report.html", "manifest.json",
+            "pipeline", "pipeline.log"} <= names
+    assert "model" not in names and "best_params.json" not in names
     assert not [n for n in names if n.endswith(".partial")]
     cv = pd.read_csv(output / "cv_results.csv")
     assert len(cv) == 1
@@ -144,7 +146,8 @@ def test_same_seed_writes_identical_cv_results_and_non_ascii_columns_work(tmp_pa
 def test_a_failing_step_reports_its_own_error(tmp_path):
     with pytest.raises(PipelineFailed, match=r"Inner task failed: 'preprocess'.*does not "
                                              r"exist") as caught:
-        run_local(cross_validation, {"data": str(tmp_path / "gone.csv"), "target": "y"},
+        run_local(cross_validation, {"data": str(tmp_path / "gone.csv"), "target": "y",
+                                     "destination": str(tmp_path / "out")},
                   tmp_path / "pipeline", tmp_path / "pipeline.log")
     assert caught.value.user_error
     assert "Traceback" in (tmp_path / "pipeline.log").read_text()
@@ -171,4 +174,8 @@ def test_cross_validation_reads_from_and_writes_to_a_bucket(bucket, tmp_path, pe
     capsys.readouterr()
     assert main(["run", "cross-validation", "--data", data_uri, "--target", "species",
                  "--folds", "2", "--output", destination]) == 2
-    assert "already holds finished results (summary.json)" in capsys.readouterr().err
+    assert "already holds finished results (manifest.json)" in capsys.readouterr().err
+    manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
+    assert set(manifest["files"]) == {"cv_results.csv", "summary.json", "report.html",
+                                      "folds.csv"}
+    assert manifest["what"] == "foldwise cross-validation: results"

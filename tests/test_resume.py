@@ -71,7 +71,8 @@ def test_a_killed_train_task_resumes_and_ends_with_the_uninterrupted_models(tmp_
     killer.start()
     try:
         run_local(pipeline, {"data": str(data), "target": "species", "folds": 2, "seed": 4,
-                             "model_spec": SPEC, "packing": "folds"},
+                             "model_spec": SPEC, "packing": "folds",
+                             "destination": str(tmp_path / "results")},
                   root, tmp_path / "pipeline.log", events.append)
     finally:
         done.set()

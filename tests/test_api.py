@@ -1,0 +1,217 @@
+"""The Python API: scikit-learn's shape, the command line's answers and errors, real runs."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_diabetes
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_set_params,
+)
+
+import foldwise
+from foldwise.pipelines.cli import main
+
+GRID = {"hidden_units": [[4], [12, 6]], "learning_rate": [0.003, 0.03]}
+FIXED = {"cv": 3, "epochs": 4, "batch_size": 16, "random_state": 3}
+TIMES = ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"]
+
+
+def diabetes() -> tuple[pd.DataFrame, pd.Series]:
+    bunch = load_diabetes(as_frame=True)
+    X, y = bunch.data.head(120).copy(), bunch.target.head(120).rename("progression")
+    X["band"] = np.where(X["bmi"] > 0, "high", "low")  # a text column to one-hot encode
+    X.loc[[3, 40], "bp"] = np.nan  # gaps to impute
+    return X, y
+
+
+def test_search_objects_are_scikit_learn_estimators_in_form():
+    search = foldwise.GridSearchCV(GRID, cv=3, epochs=2)
+    check_get_params_invariance("GridSearchCV", search)
+    check_set_params("GridSearchCV", search)
+    check_no_attributes_set_in_init("GridSearchCV", search)
+    copy = clone(search)
+    assert copy.get_params() == search.get_params() and copy.param_grid is search.param_grid
+    assert copy.set_params(learning_rate=0.1).learning_rate == 0.1
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
+        foldwise.GridSearchCV(GRID, epoch=3)
+
+
+@pytest.fixture(scope="module")
+def regression_runs(tmp_path_factory):
+    """The same search through Python and through the command line."""
+    tmp = tmp_path_factory.mktemp("api-regression")
+    X, y = diabetes()
+    search = foldwise.GridSearchCV(GRID, scoring="neg_mean_absolute_error", verbose=False,
+                                   output=str(tmp / "api"), **FIXED)
+    assert search.fit(X, y) is search
+    data = tmp / "diabetes.csv"
+    X.assign(progression=y).to_csv(data, index=False)
+    grid = tmp / "grid.yaml"
+    grid.write_text(json.dumps(GRID))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(["run", "grid-search", "--data", str(data), "--target", "progression",
+                     "--grid", str(grid), "--folds", "3", "--epochs", "4", "--batch-size",
+                     "16", "--seed", "3", "--scoring", "neg_mean_absolute_error",
+                     "--output", str(tmp / "cli")])
+    assert code == 0
+    return search, X, y, tmp, stderr.getvalue()
+
+
+@pytest.mark.local
+def test_cv_results_equal_the_command_lines_cv_results_csv(regression_runs):
+    search, _, _, tmp, _ = regression_runs
+    from_python = pd.DataFrame(search.cv_results_)
+    from_cli = pd.read_csv(tmp / "cli" / "cv_results.csv")
+    assert list(from_python.columns) == list(from_cli.columns)
+    assert list(from_python["params"]) == [json.loads(p) for p in from_cli["params"]]
+    assert from_python["param_hidden_units"].tolist() == [[4], [4], [12, 6], [12, 6]]
+    scores = [c for c in from_cli.columns if c.startswith(("split", "mean_test", "std_test"))]
+    np.testing.assert_allclose(from_python[scores].to_numpy(float),
+                               from_cli[scores].to_numpy(float), rtol=1e-6, atol=1e-9)
+    assert (from_python.filter(like="rank_").to_numpy() ==
+            from_cli.filter(like="rank_").to_numpy()).all()
+    # ... and equal the run's own file.
+    own = pd.read_csv(Path(search.output_) / "cv_results.csv")
+    pd.testing.assert_frame_equal(from_python.drop(columns=["params"]),
+                                  own.drop(columns=["params"]).assign(
+                                      param_hidden_units=from_python["param_hidden_units"]),
+                                  check_dtype=False)
+
+
+@pytest.mark.local
+def test_best_attributes_follow_scikit_learn(regression_runs):
+    search, X, _, _, _ = regression_runs
+    results = search.cv_results_
+    scoring = "neg_mean_absolute_error"
+    assert search.scorer_ == scoring and search.n_splits_ == 3
+    assert results[f"rank_test_{scoring}"][search.best_index_] == 1
+    assert search.best_score_ == results[f"mean_test_{scoring}"][search.best_index_]
+    assert search.best_score_ == max(results[f"mean_test_{scoring}"])
+    best = results["params"][search.best_index_]
+    assert set(search.best_params_) == {"hidden_units", "learning_rate"}  # the searched ones
+    assert search.best_params_ == {k: best[k] for k in search.best_params_}
+    assert search.refit_time_ > 0 and search.classes_ is None
+    assert list(search.feature_names_in_) == list(X.columns)
+    assert Path(search.report_path_).is_file()
+    assert json.loads((Path(search.output_) / "best_params.json").read_text()) == \
+        search.best_params_
+
+
+@pytest.mark.local
+def test_best_estimator_predicts_what_foldwise_predict_writes(regression_runs):
+    search, X, _, tmp, _ = regression_runs
+    rows = X.sample(25, random_state=0)
+    rows.to_parquet(tmp / "new.parquet", index=False)
+    for model in (search.output_, str(Path(search.output_) / "model")):  # export or model/
+        out = tmp / f"pred-{Path(model).name}.csv"
+        assert main(["predict", "--model", model, "--data", str(tmp / "new.parquet"),
+                     "--output", str(out)]) == 0
+        np.testing.assert_allclose(search.best_estimator_.predict(rows),
+                                   pd.read_csv(out)["prediction"], rtol=1e-6)
+    np.testing.assert_allclose(search.predict(rows), search.best_estimator_.predict(rows))
+    loaded = foldwise.load_model(search.output_)
+    np.testing.assert_allclose(loaded.predict(rows), search.predict(rows))
+
+
+@pytest.mark.local
+def test_progress_total_is_the_number_of_tasks_the_run_executes(regression_runs):
+    *_, tmp, stderr = regression_runs
+    counts = [line.split("]")[0].lstrip("[").strip() for line in stderr.splitlines()
+              if line.startswith("[")]
+    train_tasks = len(list((tmp / "cli" / "pipeline").glob("*/for-loop-*-iteration-*/train")))
+    total = 7 + 2 * 3 + train_tasks  # 7 steps once, scale and one-hot-encode per fold
+    assert train_tasks >= 2
+    assert counts == [f"{n}/{total}" for n in range(1, total + 1)]
+
+
+@pytest.fixture(scope="module")
+def penguin_search(tmp_path_factory, penguins):
+    tmp = tmp_path_factory.mktemp("api-penguins")
+    sample = penguins.sample(96, random_state=4).reset_index(drop=True)
+    data = tmp / "penguins.parquet"
+    sample.to_parquet(data, index=False)
+    search = foldwise.GridSearchCV({"dropout": [0.0, 0.1]}, hidden_units=[8], verbose=False,
+                                   output=str(tmp / "run"), **FIXED)
+    search.fit(str(data), "species")  # a table file and the target's name
+    return search, sample
+
+
+@pytest.mark.local
+def test_classifier_search_on_a_table_file(penguin_search):
+    search, sample = penguin_search
+    assert list(search.classes_) == sorted(sample["species"].dropna().unique())
+    assert search.scorer_ == "accuracy" and search.best_params_.keys() == {"dropout"}
+    own = pd.read_csv(Path(search.output_) / "cv_results.csv")
+    np.testing.assert_allclose(search.cv_results_["mean_test_accuracy"],
+                               own["mean_test_accuracy"])
+    proba = search.predict_proba(sample.head(10))
+    assert proba.shape == (10, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert set(search.predict(sample.head(10))) <= set(search.classes_)
+    labels = search.classes_[proba.argmax(axis=1)]
+    assert list(labels) == list(search.predict(sample.head(10)))
+
+
+@pytest.mark.local
+def test_cross_validate_returns_scikit_learns_keys(tmp_path, penguins):
+    from sklearn.model_selection import cross_validate
+    from sklearn.neural_network import MLPClassifier
+
+    sample = penguins.dropna().sample(90, random_state=2).reset_index(drop=True)
+    X, y = sample[["bill_length_mm", "bill_depth_mm", "island"]], sample["species"]
+    scores = foldwise.cross_validate(X, y, cv=3, epochs=3, hidden_units=[8], random_state=1,
+                                     verbose=False, output=str(tmp_path / "cv"))
+    metrics = [k.removeprefix("test_") for k in scores if k.startswith("test_")]
+    reference = cross_validate(MLPClassifier(max_iter=5), X[["bill_length_mm"]], y, cv=3,
+                               scoring=metrics)
+    assert set(scores) == set(reference)
+    assert all(len(v) == 3 for v in scores.values())
+    assert (scores["fit_time"] > 0).all()
+    table = pd.read_csv(Path(scores.output) / "cv_results.csv")
+    np.testing.assert_allclose(scores["test_accuracy"],
+                               [table.loc[0, f"split{k}_test_accuracy"] for k in range(3)])
+    names = {p.name for p in Path(scores.output).iterdir()}
+    assert {"cv_results.csv", "summary.json", "folds.csv", "report.html",
+            "manifest.json"} <= names
+    assert "model" not in names  # cross-validation exports results, not a model
+
+
+@pytest.mark.parametrize("case, arguments, message", [
+    ("constant target", {"y": pd.Series([4.25] * 20, name="y")}, r"constant \(4\.25\)"),
+    ("one fold", {"cv": 1}, r"--folds must be at least 2, got 1"),
+    ("unknown optimizer", {"optimizer": "adagradd"}, r"unknown optimizer 'adagradd'"),
+    ("wrong scoring", {"scoring": "accuracy"},
+     r"--scoring 'accuracy' is not reported for regression"),
+    ("bad grid key", {"param_grid": {"learning_rat": [0.1]}},
+     r"unknown grid parameter 'learning_rat'; did you mean 'learning_rate'"),
+    ("y of another length", {"y": pd.Series(np.arange(5.0), name="y")},
+     r"X has 20 rows but y has 5"),
+])
+def test_bad_input_raises_foldwise_error_with_the_command_lines_message(case, arguments,
+                                                                       message, tmp_path,
+                                                                       capsys):
+    X = pd.DataFrame({"x": np.arange(20.0), "c": list("ab") * 10})
+    y = arguments.pop("y", pd.Series(np.linspace(0, 1, 20), name="y"))
+    grid = arguments.pop("param_grid", {"learning_rate": [0.01]})
+    output = tmp_path / "out"
+    search = foldwise.GridSearchCV(grid, verbose=False, output=str(output), **arguments)
+    with pytest.raises(foldwise.FoldwiseError, match=message) as raised:
+        search.fit(X, y)
+    assert isinstance(raised.value, ValueError)
+    assert not output.exists()
+    if case in ("constant target", "one fold", "unknown optimizer", "wrong scoring"):
+        data = tmp_path / "t.csv"
+        X.assign(y=y).to_csv(data, index=False)
+        flags = {"cv": "--folds", "optimizer": "--optimizer", "scoring": "--scoring"}
+        extra = [part for key, value in arguments.items() for part in (flags[key], str(value))]
+        assert main(["run", "cross-validation", "--data", str(data), "--target", "y",
+                     *extra]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {raised.value}"
