@@ -9,7 +9,6 @@ printed); anything else is a bug. Every option comes from the option table
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -48,12 +47,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _value_type(opt: options.Option):
-    def parse(text: str):
+    def parse(text: str):  # argparse reports ArgumentTypeError as "argument --flag: ..."
         try:
             return options.parse_text(opt, text)
         except FoldwiseError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
-    parse.__name__ = opt.kind
     return parse
 
 
@@ -68,10 +66,9 @@ def _add_options(parser: argparse.ArgumentParser, *groups: str, required=()) -> 
             if not opt.on_command_line:
                 continue
             text = opt.help
-            if opt.group == options.MODEL and opt.default not in (None, ""):
-                shown = ",".join(map(str, opt.default)) if isinstance(opt.default, list) \
-                    else opt.default
-                text += f" (default {shown})"
+            shown = opt.default if opt.group == options.MODEL else opt.given_default
+            if shown not in (None, "", [], ()) and "(default" not in text:
+                text += f" (default {options.format_value(shown)})"
             if opt.kind == "flag":
                 group.add_argument(opt.flag, action="store_true", default=None, help=text)
                 continue
@@ -84,12 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    formatter = argparse.ArgumentDefaultsHelpFormatter
     run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
     for name, (summary, description) in PIPELINE_HELP.items():
-        command = pipelines.add_parser(name, help=summary, description=description,
-                                       formatter_class=formatter)
+        command = pipelines.add_parser(name, help=summary, description=description)
         _add_options(command, options.DATA, options.FOLDS, options.MODEL)
         if name != "cross-validation":
             command.add_argument("--grid", type=Path, required=name == "grid-search",
@@ -109,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compile", help="compile a pipeline (or every component) to YAML for a cluster",
         description="Compile a pipeline to the YAML that Kubeflow Pipelines and Vertex AI "
         "Pipelines run, with the image, resources, accelerators, retries and caching of every "
-        "step; or every component to its own YAML file.", formatter_class=formatter)
+        "step; or every component to its own YAML file.")
     compile_.add_argument("what", choices=[*PIPELINE_HELP, "components"],
                           help="a pipeline, or 'components'")
     _add_options(compile_, options.CLUSTER)
@@ -120,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                           ("schedule", "schedule recurring runs on Kubeflow Pipelines or "
                            "Vertex AI")]:
         command = commands.add_parser(
-            verb, help=summary, formatter_class=formatter,
+            verb, help=summary,
             description=f"Compile a pipeline and {summary} through the service's client "
             "library. Data, grid and model options are validated here first.")
         command.add_argument("pipeline", choices=list(PIPELINE_HELP))
@@ -135,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--promote-to", help="gs:// prefix retrain promotes to")
 
     predict = commands.add_parser(
-        "predict", help="predict with an exported model", formatter_class=formatter,
+        "predict", help="predict with an exported model",
         description="Predict rows of a table with a model exported by a grid search.")
     predict.add_argument("--model", required=True, help="an export folder or its model/ "
                          "folder (path or gs://), or a retrain's --promote-to folder (its "
@@ -190,47 +185,10 @@ def run_command(args: argparse.Namespace) -> int:
     progress = display.Progress(None, show_config=search.pipeline != "cross-validation")
 
     def on_plan(plan, workspace, destination) -> None:
-        folds = plan.schema["folds"]
-        if search.pipeline == "cross-validation":
-            configs = plan.configs
-            lines = [f"model    {json.dumps(configs[0]['params'], sort_keys=True)}"]
-            if len(configs) > 1:
-                lines.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
-        elif search.pipeline == "grid-search":
-            lines = [f"grid     {len(plan.configs)} configurations × {folds} folds = "
-                     f"{len(plan.configs) * folds} trials", f"export   {destination}"]
-        else:
-            lines = [f"search   {len(plan.configs)} configurations (the promoted one "
-                     f"included, if any) × {folds} folds", f"promote  {destination}"]
-        display.describe_plan(plan.data, plan.schema, lines, workspace)
+        display.describe_plan(plan, workspace, destination)
         progress.total = plan.tasks
 
-    result = runs.run_local(search, progress, on_plan)
-    seconds = f"[{result.seconds:.1f} s]"
-    run_files = f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log"
-    if search.pipeline == "retrain":
-        decision = result.decision
-        verb = "promoted" if decision["promote"] else "kept"
-        print(f"{verb} {decision['version']} ({decision['config_id']}): {decision['reason']}")
-        print(f"served   {result.destination}/current.json -> {decision['version']}  {seconds}")
-        return 0
-    if search.pipeline == "cross-validation":
-        print(display.format_results(result.cv_results, result.summary))
-        print(f"\nwrote    {result.destination}/: cv_results.csv, folds.csv, summary.json, "
-              "report.html, manifest.json")
-    else:
-        print(display.format_grid_results(result.cv_results, result.summary))
-        print(f"\nbest     {result.summary['best_config_id']}: "
-              f"{json.dumps(result.summary['best_params'], sort_keys=True)}")
-        print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/), "
-              "cv_results.csv, best_params.json, summary.json, folds.csv, report.html, "
-              "manifest.json")
-    if result.destination != str(result.workspace):
-        print(run_files)
-    if search.pipeline == "grid-search":
-        print(f"predict  foldwise predict --model {result.destination} --data TABLE "
-              "--output predictions.csv")
-    print(seconds)
+    display.print_result(runs.run_local(search, progress, on_plan))
     return 0
 
 

@@ -7,20 +7,60 @@ import sys
 from pathlib import Path
 
 
-def describe_plan(data: str, schema: dict, extra: list[str], output: Path) -> None:
+def describe_plan(plan, workspace: Path, destination: str) -> None:
     """The plan on stderr: data, task, features, folds, what runs, where it goes."""
+    schema, configs, folds = plan.schema, plan.configs, plan.schema["folds"]
+    pipeline = plan.search.pipeline
+    if pipeline == "cross-validation":
+        extra = [f"model    {json.dumps(configs[0]['params'], sort_keys=True)}"]
+        if len(configs) > 1:
+            extra.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
+    elif pipeline == "grid-search":
+        extra = [f"grid     {len(configs)} configurations × {folds} folds = "
+                 f"{len(configs) * folds} trials", f"export   {destination}"]
+    else:
+        extra = [f"search   {len(configs)} configurations (the promoted one included, if "
+                 f"any) × {folds} folds", f"promote  {destination}"]
     dropped = len(schema["rows_dropped_missing_target"])
     lines = [
-        f"data     {data.rsplit('/', 1)[-1]}: {schema['rows_used']} rows used"
+        f"data     {plan.data.rsplit('/', 1)[-1]}: {schema['rows_used']} rows used"
         + (f", {dropped} dropped (missing target)" if dropped else ""),
         f"task     {schema['task']} ({schema['task_reason']})"
         + (f", classes {schema['classes']}" if schema["classes"] else ""),
         f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
-        f"folds    {schema['folds']} ({schema['fold_strategy']}, seed {schema['seed']})",
+        f"folds    {folds} ({schema['fold_strategy']}, seed {schema['seed']})",
         *extra,
-        f"output   {output}",
+        f"output   {workspace}",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def print_result(result) -> None:
+    """A finished run's answer on stdout: scores or ranking, what was written where."""
+    pipeline, seconds = result.plan.search.pipeline, f"[{result.seconds:.1f} s]"
+    if pipeline == "retrain":
+        decision = result.decision
+        verb = "promoted" if decision["promote"] else "kept"
+        print(f"{verb} {decision['version']} ({decision['config_id']}): {decision['reason']}")
+        print(f"served   {result.destination}/current.json -> {decision['version']}  {seconds}")
+        return
+    if pipeline == "cross-validation":
+        print(format_results(result.cv_results, result.summary))
+        print(f"\nwrote    {result.destination}/: cv_results.csv, folds.csv, summary.json, "
+              "report.html, manifest.json")
+    else:
+        print(format_grid_results(result.cv_results, result.summary))
+        print(f"\nbest     {result.summary['best_config_id']}: "
+              f"{json.dumps(result.summary['best_params'], sort_keys=True)}")
+        print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/), "
+              "cv_results.csv, best_params.json, summary.json, folds.csv, report.html, "
+              "manifest.json")
+    if result.destination != str(result.workspace):
+        print(f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log")
+    if pipeline == "grid-search":
+        print(f"predict  foldwise predict --model {result.destination} --data TABLE "
+              "--output predictions.csv")
+    print(seconds)
 
 
 class Progress:

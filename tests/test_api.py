@@ -38,7 +38,7 @@ def test_search_objects_are_scikit_learn_estimators_in_form():
     check_set_params("GridSearchCV", search)
     check_no_attributes_set_in_init("GridSearchCV", search)
     copy = clone(search)
-    assert copy.get_params() == search.get_params() and copy.param_grid is search.param_grid
+    assert copy.get_params() == search.get_params() and copy.param_grid == search.param_grid
     assert copy.set_params(learning_rate=0.1).learning_rate == 0.1
     with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
         foldwise.GridSearchCV(GRID, epoch=3)
@@ -212,6 +212,8 @@ def test_bad_input_raises_foldwise_error_with_the_command_lines_message(case, ar
         X.assign(y=y).to_csv(data, index=False)
         flags = {"cv": "--folds", "optimizer": "--optimizer", "scoring": "--scoring"}
         extra = [part for key, value in arguments.items() for part in (flags[key], str(value))]
-        assert main(["run", "cross-validation", "--data", str(data), "--target", "y",
-                     *extra]) == 2
+        grid_file = tmp_path / "grid.yaml"
+        grid_file.write_text(json.dumps(grid))
+        assert main(["run", "grid-search", "--data", str(data), "--target", "y",
+                     "--grid", str(grid_file), *extra]) == 2
         assert capsys.readouterr().err.strip() == f"error: {raised.value}"

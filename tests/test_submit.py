@@ -135,8 +135,9 @@ def test_submit_to_kubeflow_pipelines(kfp_server, inputs, capsys):
     assert run["runtime_config"]["pipeline_root"] == inputs["root"]
     parameters = run["runtime_config"]["parameters"]
     assert parameters["data"] == inputs["data"] and parameters["destination"] == inputs["output"]
-    assert parameters["param_grid"] == [{"epochs": [30], "learning_rate": [0.001, 0.01],
+    assert parameters["param_grid"] == [{"learning_rate": [0.001, 0.01],
                                          "hidden_units": [[32], [64]]}]
+    assert parameters["model_spec"] == {"epochs": 30}  # fixed where the grid is silent
     spec = run["pipeline_spec"]
     train = spec["pipeline_spec"]["deploymentSpec"]["executors"]["exec-train"]["container"]
     assert train["image"] == "reg/foldwise:0.1.0-gpu"

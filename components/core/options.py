@@ -197,6 +197,11 @@ def defaults(*groups: str) -> dict[str, Any]:
             for o in group(*groups)}
 
 
+def format_value(value: Any) -> str:
+    """A value as the command line writes it: ``64,32`` for a list."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def parse_text(opt: Option, text: str) -> Any:
     """A command-line value of ``opt`` as its Python value.
 
