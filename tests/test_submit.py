@@ -212,6 +212,22 @@ def test_local_paths_are_refused_for_a_cluster(inputs, kfp_server, capsys, tmp_p
     assert "--pipeline-root must be a gs:// prefix" in capsys.readouterr().err
 
 
+def test_submitted_cross_validation_publishes_to_its_output(inputs, kfp_server, capsys):
+    args = ["--data", inputs["data"], "--target", "species", "--pipeline-root", inputs["root"],
+            "--hidden-units", "16"]
+    assert main(["submit", "cross-validation", "--host", "https://k", *args]) == 2
+    assert "cross-validation needs an --output gs:// prefix" in capsys.readouterr().err
+    assert kfp_server.calls == []
+    assert main(["submit", "cross-validation", "--host", "https://k", *args, "--output",
+                 inputs["output"]]) == 0
+    run = kfp_server.posted("runs")
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["destination"] == inputs["output"]
+    assert parameters["model_spec"] == {"hidden_units": [16]}
+    tasks = run["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert {"report", "export"} <= set(tasks) and "refit" not in tasks
+
+
 def test_compiled_vertex_yaml_is_a_single_document(tmp_path):
     out = tmp_path / "p.yaml"
     assert main(["compile", "grid-search", "--platform", "vertex", "--accelerator",
