@@ -204,8 +204,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
             versions: dict) -> dict:
     """The run's summary: data, folds, the best configuration's mean and std per metric.
 
-    ``failed_configs`` lists each configuration that failed with its first error and failed
-    folds; ``best_baseline`` is ``None`` when no baseline trained.
+    ``failed_configs`` lists each configuration that failed with its first error;
+    ``best_baseline`` is ``None`` when no baseline trained.
 
     Raises:
         FoldwiseError: Every Keras configuration failed (the first error is named).
@@ -253,7 +253,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
 
 def _json_float(value: float) -> float | None:
     value = float(value)
-    return None if np.isnan(value) else value
+    return value if math.isfinite(value) else None
 
 
 def best_config_id(table: pd.DataFrame, scoring: str, estimator: str = "keras") -> str | None:
