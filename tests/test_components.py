@@ -211,3 +211,69 @@ def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_p
     pooled = pd.read_parquet(aggregated["oof_predictions"].path)
     assert pooled["row"].tolist() == list(range(90))
     assert sorted(json.loads(open(aggregated["best_histories"].path).read())) == ["0", "1", "2"]
+
+
+@pytest.fixture(scope="module")
+def with_a_diverging_config(chain, tmp_path_factory):
+    """One train task holding a healthy configuration and one that diverges (sgd at 1e12)."""
+    _, out, fold_ids, _, _ = chain
+    grid = [{"hidden_units": [[8]], "epochs": [3], "optimizer": ["sgd"],
+             "learning_rate": [0.05, 1e12]}]
+    tasks = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids, param_grid=grid,
+                                    packing="folds")
+    task = {"configs": [t["configs"][0] for t in tasks], "folds": fold_ids}
+    tmp = tmp_path_factory.mktemp("diverging")
+    results, outputs = run_train(tmp, out["fold_data"], out["schema"], task, "train")
+    return task, results, outputs, tmp, out["schema"]
+
+
+def test_train_records_a_diverging_configuration_instead_of_failing(with_a_diverging_config):
+    task, results, outputs, _, _ = with_a_diverging_config
+    healthy, diverging = (c["config_id"] for c in task["configs"])
+    assert [r["config_id"] for r in results] == [healthy] * 3 + [diverging] * 3
+    for r in results[3:]:
+        assert r["fit_error"].startswith("diverged: non-finite loss at epoch ")
+        assert set(r["scores"].values()) == {None}  # NaN travels as JSON null
+    assert all(r["fit_error"] == "" and r["scores"]["accuracy"] is not None
+               for r in results[:3])
+    logged = outputs["metrics"].metadata
+    assert f"{healthy}_fold0_accuracy" in logged
+    assert not any(name.startswith(diverging) for name in logged)
+    matrix = outputs["classification_metrics"].metadata["confusionMatrix"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == 90
+    model = Path(outputs["model"].path)
+    assert (model / diverging / "fold-0" / "fit_error.txt").exists()
+    assert not (model / "checkpoint").exists()
+
+
+def test_aggregate_ranks_a_failed_configuration_last_and_never_picks_it(with_a_diverging_config):
+    task, results, _, tmp, schema = with_a_diverging_config
+    healthy, diverging = (c["config_id"] for c in task["configs"])
+    outputs = aggregate_outputs(tmp, "agg-")
+    aggregate.python_func(schema=schema,
+                          fold_results=[json.dumps(results)], **outputs)
+    table = pd.read_csv(outputs["cv_results"].path).set_index("config_id")
+    assert table.loc[diverging, "fit_error"] == results[3]["fit_error"]
+    assert pd.isna(table.loc[healthy, "fit_error"])  # "" in the CSV
+    assert table.loc[diverging, ["split0_test_accuracy", "mean_test_accuracy"]].isna().all()
+    assert table["rank_test_accuracy"].to_dict() == {healthy: 1, diverging: 2}
+    text = open(outputs["summary"].path).read()
+    assert "NaN" not in text  # strict JSON
+    summary = json.loads(text)
+    assert summary["best_config_id"] == healthy
+    assert summary["failed_configs"] == [{"config_id": diverging,
+                                          "fit_error": results[3]["fit_error"]}]
+    assert json.loads(open(outputs["best_params"].path).read())["config_id"] == healthy
+    assert set(outputs["metrics"].metadata) >= {"mean_test_accuracy"}
+
+
+def test_aggregate_fails_with_the_first_error_when_every_configuration_failed(
+        with_a_diverging_config):
+    from foldwise.components.core.errors import FoldwiseError
+
+    _, results, _, tmp, schema = with_a_diverging_config
+    outputs = aggregate_outputs(tmp, "all-failed-")
+    with pytest.raises(FoldwiseError, match=r"every configuration failed to train \(1 of 1\); "
+                                            rf"the first, {results[3]['config_id']}: diverged: "):
+        aggregate.python_func(schema=schema, fold_results=[json.dumps(results[3:])], **outputs)
+

@@ -1,5 +1,7 @@
 """Packed training: K stacked sub-models are the K models separate runs produce."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -138,3 +140,94 @@ def test_what_cannot_be_packed_is_named():
         fit_packed([Stream(*table(10, "regression"), None, None, 0, base),
                     Stream(*table(10, "regression"), None, None, 0,
                            {**base, "hidden_units": [3]})], task="regression", n_classes=None)
+
+
+@pytest.mark.parametrize(("kind", "task", "classes"), [("regression", "regression", None),
+                                                       ("multiclass", "classification", 3)])
+def test_a_diverging_member_cannot_poison_its_pack_mates(kind, task, classes):
+    """sgd at learning rate 1e6 gives NaN at once; the mates are trained as if alone.
+
+    The mates differ in width and input width from the diverging member (padding and unit
+    masks are in play) and one stops early (its weights are held while the others train).
+    """
+    diverging = normalize_spec({"hidden_units": [6, 4], "epochs": 5, "batch_size": 16,
+                                "optimizer": "sgd", "learning_rate": 1e6, "dropout": 0.1},
+                               task, classes)
+    healthy = [normalize_spec({"hidden_units": units, "epochs": 5, "batch_size": 16,
+                               "optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.5,
+                               **stop}, task, classes)
+               for units, stop in (([8, 4], {}), ([3, 5], {"early_stopping": True,
+                                                         "patience": 1}))]
+    streams = []
+    for spec, rows, width, seed in zip([healthy[0], diverging, healthy[1]], (70, 64, 75),
+                                       (5, 4, 5), (1, 2, 3), strict=True):
+        x, y = table(rows, kind, features=width)
+        stop = 60 if spec["early_stopping"] else rows
+        streams.append(Stream(x[:stop], y[:stop], x[stop:] if stop < rows else None,
+                              y[stop:] if stop < rows else None, seed, spec))
+    rows = [s.x_fit for s in streams]
+    packed = fit_packed(streams, task=task, n_classes=classes, predict=rows)
+    losses = packed.histories[1]["loss"]  # it ends with its first non-finite epoch
+    assert len(losses) < 5 and np.isfinite(losses[:-1]).all() and not np.isfinite(losses[-1])
+    for k in (0, 2):
+        alone = fit_packed([streams[k]], task=task, n_classes=classes, predict=[rows[k]])
+        assert packed.histories[k].keys() == alone.histories[0].keys()
+        for name, values in alone.histories[0].items():
+            assert packed.histories[k][name] == pytest.approx(values, rel=1e-6)
+            assert np.isfinite(values).all()
+        for ours, theirs in zip(packed.models[k].get_weights(), alone.models[0].get_weights(),
+                                strict=True):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)
+        np.testing.assert_allclose(packed.outputs[k], alone.outputs[0], atol=1e-6)
+
+
+def regression_folds(sizes=(70, 66)):
+    folds = []
+    for rows in sizes:
+        x, y = table(rows, "regression", features=3)
+        folds.append(FoldData(x[:50], 100 + 10 * y[:50, 0], x[50:], 100 + 10 * y[50:, 0],
+                              np.arange(50, rows)))
+    return folds
+
+
+def test_train_folds_records_a_diverging_pack_member_and_scores_the_others_as_alone():
+    healthy = normalize_spec({"hidden_units": [8], "epochs": 4, "optimizer": "sgd",
+                              "learning_rate": 0.01}, "regression")
+    diverging = {**healthy, "learning_rate": 1e6}
+    folds = regression_folds()
+    together = train_folds(folds * 2, task="regression", n_classes=None,
+                           specs=[healthy, healthy, diverging, diverging], seeds=[0] * 4,
+                           error_score=float("nan"))
+    assert {r.devices["packed"] for r in together} == {4}  # one pack
+    for data, result in zip(folds, together[:2], strict=True):
+        alone = train_fold(data, task="regression", n_classes=None, spec=healthy, seed=0)
+        assert not result.failed and result.fit_error == ""
+        np.testing.assert_allclose(result.prediction, alone.prediction, rtol=1e-5)
+        assert result.scores == pytest.approx(alone.scores, rel=1e-5)
+    for result in together[2:]:
+        assert re.fullmatch(r"diverged: non-finite loss at epoch [1-4]", result.fit_error)
+        epoch = int(result.fit_error.rsplit(" ", 1)[1])
+        assert result.epochs_run == len(result.history["loss"]) == epoch  # ends where it diverged
+        assert not np.isfinite(result.history["loss"][-1])
+        assert all(np.isnan(v) for v in result.scores.values())
+        assert result.model is not None  # kept as it ended, to be saved and inspected
+
+
+def test_a_pack_that_raises_is_trained_member_by_member(tmp_path):
+    """A fold whose labels do not fit the classes makes the whole pack raise."""
+    spec = normalize_spec({"hidden_units": [8], "epochs": 3}, "classification", 3)
+    x, y = table(60, "multiclass", features=4)
+    labels = y.argmax(axis=1)
+    good = FoldData(x[:45], labels[:45], x[45:], labels[45:], np.arange(45, 60))
+    bad = FoldData(x[:45], np.where(labels[:45] == 2, 5, labels[:45]), x[45:], labels[45:],
+                   np.arange(45, 60))
+    results = train_folds([good, bad], task="classification", n_classes=3, specs=[spec] * 2,
+                          seeds=[1, 1], checkpoint_dir=str(tmp_path), error_score=float("nan"))
+    alone = train_fold(good, task="classification", n_classes=3, spec=spec, seed=1)
+    np.testing.assert_allclose(results[0].prediction, alone.prediction, atol=1e-6)
+    assert not results[0].failed and results[0].devices["packed"] == 1
+    assert results[1].fit_error.startswith("IndexError: index 5 is out of bounds")
+    assert results[1].model is None and np.isnan(results[1].scores["accuracy"])
+    with pytest.raises(IndexError, match="index 5 is out of bounds"):
+        train_folds([good, bad], task="classification", n_classes=3, specs=[spec] * 2,
+                    seeds=[1, 1])

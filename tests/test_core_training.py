@@ -4,6 +4,7 @@ import pytest
 from sklearn import metrics as skm
 
 from foldwise.components.core import metrics
+from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.model import normalize_spec
 from foldwise.components.core.training import FoldData, train_fold
 
@@ -170,3 +171,51 @@ def test_training_records_its_devices_and_mixed_precision_trains_here():
     assert result.model.layers[-1].dtype_policy.name == "float32"  # stable output
     assert np.isfinite(result.prediction).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+
+
+DIVERGING = {"hidden_units": [8], "epochs": 4, "optimizer": "sgd", "learning_rate": 1e6}
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True])  # packed trainer; Keras' own fit
+def test_a_diverging_model_is_recorded_with_nan_scores_and_saved_as_it_ended(mixed_precision,
+                                                                            tmp_path):
+    from foldwise.components.core.training import save_model
+
+    spec = normalize_spec({**DIVERGING, "mixed_precision": mixed_precision}, "regression")
+    result = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=0,
+                        error_score=float("nan"))
+    assert result.failed and result.fit_error.startswith("diverged: non-finite loss at epoch ")
+    epoch = int(result.fit_error.rsplit(" ", 1)[1])
+    # Training ends with the first non-finite epoch, the rest is not run.
+    assert result.epochs_run == epoch == len(result.history["loss"]) < 4
+    assert not np.isfinite(result.history["loss"][-1])
+    assert set(result.scores) == set(metrics.metric_names("regression", None))
+    assert all(np.isnan(v) for v in result.scores.values())
+    save_model(result, str(tmp_path))
+    assert (tmp_path / "fit_error.txt").read_text().strip() == result.fit_error
+    assert (tmp_path / "model.keras").exists()
+    with pytest.raises(FoldwiseError, match=r"training diverged \(non-finite loss at epoch "
+                                            r"\d\): a smaller learning_rate"):
+        train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=0)
+
+
+def test_a_training_error_is_recorded_or_raised_as_asked(tmp_path):
+    from foldwise.components.core.training import save_model
+
+    data = regression_data()
+    data.x_train[3, 1] = np.nan  # scikit-learn refuses missing values
+    spec = normalize_spec({"estimator": "sklearn_mlp", "hidden_units": [4], "epochs": 2},
+                          "regression")
+    result = train_fold(data, task="regression", n_classes=None, spec=spec, seed=0,
+                        error_score=float("nan"))
+    assert result.fit_error.startswith("ValueError: Input X contains NaN")
+    assert "\n" not in result.fit_error and result.model is None and result.history == {}
+    assert result.prediction.shape == (20,) and np.isnan(result.prediction).all()
+    assert np.isnan(result.scores["r2"]) and result.fit_time >= 0
+    save_model(result, str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit_error.txt"]
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        train_fold(data, task="regression", n_classes=None, spec=spec, seed=0)
+    with pytest.raises(ValueError, match="error_score must be 'raise' or a number"):
+        train_fold(data, task="regression", n_classes=None, spec=spec, seed=0,
+                   error_score="nan")

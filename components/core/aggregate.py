@@ -1,14 +1,136 @@
-"""Fold results → scikit-learn's ``cv_results_`` table and a run summary."""
+"""Fold results → scikit-learn's ``cv_results_`` table, the best configuration and a summary.
+
+Failures are data, as with scikit-learn's ``error_score=np.nan``: a (configuration, fold)
+whose training raised or diverged comes with NaN scores and a ``fit_error``; its
+configuration's mean is NaN, it ranks last and is never chosen while another configuration
+trained. A search fails (:class:`FoldwiseError`, naming the first error) only when every
+configuration that could be chosen failed.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import class_count
+
+VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
+                      "numpy")
+
+
+@dataclass
+class Aggregated:
+    """What the aggregate step writes and logs."""
+
+    cv_results: pd.DataFrame
+    best_params: dict  # {"config_id", "params"} of the best configuration
+    oof_predictions: pd.DataFrame  # the best configuration's pooled out-of-fold predictions
+    best_histories: dict  # the best configuration's per-epoch losses, by fold
+    summary: dict
+    metrics: dict[str, float]  # finite mean scores of the best configuration, for the KFP UI
+    class_labels: list[str] | None  # classification: the classes as strings
+    confusion_matrix: list | None  # classification: pooled out-of-fold, of the best
+    roc_curve: tuple[list, list, list] | None  # two classes: (fpr, tpr, thresholds)
+
+
+def aggregate_search(schema: dict, task_results: list[str], scoring: str, versions: dict,
+                     read_bytes: Callable[[str], bytes]) -> Aggregated:
+    """Rank every configuration, pick the best and gather its out-of-fold predictions.
+
+    Args:
+        schema: The preprocess step's schema.
+        task_results: The train tasks' JSON results (each a list of per-fold entries, or
+            one entry).
+        scoring: Metric to rank by; empty for the task's default (``r2`` or ``accuracy``).
+        versions: Package versions to record in the summary (see :func:`package_versions`).
+        read_bytes: Reads the file a URI names (local path or ``gs://``): the best
+            configuration's predictions and histories are read through the URIs its results
+            name.
+
+    Raises:
+        FoldwiseError: Every configuration that could be chosen failed (the first error is
+            named), ``scoring`` is not reported, or the results do not fit together.
+    """
+    task, classes, n_classes = schema["task"], schema["classes"], class_count(schema)
+    names = list(scoring_metrics.metric_names(task, n_classes))
+    scoring = scoring or scoring_metrics.default_scoring(task)
+    results = read_fold_results(task_results)
+    table = cv_results(results, names)
+    described = summary(schema, table, names, scoring, versions)
+    best_id = described["best_config_id"]
+    best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
+    pooled, histories = best_predictions(best, read_bytes)
+    logged = {f"mean_test_{name}": stats["mean"] for name, stats in described["metrics"].items()
+              if stats["mean"] is not None}
+    labels = matrix = roc = None
+    if task == "classification":
+        labels = [str(c) for c in classes]
+        y_true = pooled["y_true"].to_numpy()
+        proba = pooled[probability_columns(pooled)].to_numpy()
+        matrix = scoring_metrics.confusion_matrix(y_true, proba, n_classes)
+        if n_classes == 2:
+            roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
+    return Aggregated(table, {"config_id": best_id, "params": best[0]["params"]}, pooled,
+                      histories, described, logged, labels, matrix, roc)
+
+
+def read_fold_results(task_results: list[str]) -> list[dict]:
+    """The train tasks' JSON results as one list of per-(configuration, fold) entries.
+
+    Scores written as ``null`` (JSON has no NaN) come back as NaN; entries of an older
+    result without ``fit_error`` get an empty one.
+    """
+    results = []
+    for task_result in task_results:
+        loaded = json.loads(task_result)
+        for entry in loaded if isinstance(loaded, list) else [loaded]:
+            scores = {name: math.nan if value is None else float(value)
+                      for name, value in entry["scores"].items()}
+            results.append({**entry, "scores": scores, "fit_error": entry.get("fit_error") or ""})
+    return results
+
+
+def best_predictions(best: list[dict], read_bytes: Callable[[str], bytes],
+                     ) -> tuple[pd.DataFrame, dict]:
+    """One configuration's pooled out-of-fold predictions and its per-fold histories.
+
+    Args:
+        best: The configuration's results, one per fold, naming the ``predictions`` (Parquet)
+            and ``history`` (JSON) files of the task that trained it.
+        read_bytes: Reads the file a URI names.
+
+    Returns:
+        ``(predictions of every fold by row, {fold: history})``.
+    """
+    frames, histories, read = [], {}, {}
+    for r in best:  # a task's files hold all its folds: read each once, take this fold's part
+        if r["predictions"] not in read:
+            read[r["predictions"]] = pd.read_parquet(io.BytesIO(read_bytes(r["predictions"])))
+        if r["history"] not in read:
+            read[r["history"]] = json.loads(read_bytes(r["history"]))
+        frame = read[r["predictions"]]
+        mine = (frame["config_id"] == r["config_id"]) & (frame["fold"] == r["fold"])
+        frames.append(frame[mine].drop(columns="config_id"))
+        histories[str(r["fold"])] = read[r["history"]][r["config_id"]][str(r["fold"])]
+    return pooled_predictions(frames), histories
+
+
+def package_versions() -> dict:
+    """Python's and the main packages' versions, as installed where the step runs."""
+    import platform
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(),
+            **{name: version(name) for name in VERSIONED_PACKAGES}}
 
 
 def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFrame:
@@ -16,14 +138,17 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
 
     Args:
         fold_results: One dict per (config, fold) with ``config_id``, ``params``, ``fold``,
-            ``scores`` (metric → value), ``fit_time`` and ``score_time``.
+            ``scores`` (metric → value), ``fit_time``, ``score_time`` and optionally
+            ``fit_error`` (why the fold failed; empty or absent when it did not).
         metric_names: Metrics to report, in order.
 
     Returns:
         Columns ``config_id``, ``params`` (JSON), ``param_<name>``, ``split<k>_test_<metric>``,
         ``mean_test_<metric>``, ``std_test_<metric>``, ``rank_test_<metric>``,
-        ``mean_fit_time``, ``std_fit_time``, ``mean_score_time``, ``std_score_time``; rows in
-        order of first appearance of each config.
+        ``mean_fit_time``, ``std_fit_time``, ``mean_score_time``, ``std_score_time`` and
+        ``fit_error`` (the first failed fold's error, empty when none failed); rows in order
+        of first appearance of each config. A failed fold scores NaN, so its configuration's
+        mean is NaN and it ranks last.
     """
     if not fold_results:
         raise FoldwiseError("no fold results to aggregate")
@@ -42,12 +167,14 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
                 f"expected each of {folds} once"
             )
         params = results[0]["params"]
+        errors = {k: r.get("fit_error") or "" for k, r in by_fold.items()}
         row: dict = {"config_id": cid, "params": json.dumps(params, sort_keys=True)}
         for name in param_names:
             value = params.get(name)
             row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
         for metric in metric_names:
-            values = np.array([by_fold[k]["scores"][metric] for k in folds], dtype="float64")
+            values = np.array([np.nan if errors[k] else by_fold[k]["scores"][metric]
+                               for k in folds], dtype="float64")
             for k, value in zip(folds, values, strict=True):
                 row[f"split{k}_test_{metric}"] = value
             row[f"mean_test_{metric}"] = float(np.mean(values))
@@ -56,6 +183,7 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
             values = np.array([by_fold[k][timing] for k in folds], dtype="float64")
             row[f"mean_{timing}"] = float(np.mean(values))
             row[f"std_{timing}"] = float(np.std(values))
+        row["fit_error"] = next((errors[k] for k in folds if errors[k]), "")
         rows.append(row)
     table = pd.DataFrame(rows)
     for metric in metric_names:
@@ -67,15 +195,26 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
     for metric in metric_names:
         ordered += [f"split{k}_test_{metric}" for k in folds]
         ordered += [f"mean_test_{metric}", f"std_test_{metric}", f"rank_test_{metric}"]
-    ordered += ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"]
+    ordered += ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
+                "fit_error"]
     return table[ordered]
 
 
 def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring: str,
             versions: dict) -> dict:
-    """The run's summary: data, folds, the best configuration's mean and std per metric."""
+    """The run's summary: data, folds, the best configuration's mean and std per metric.
+
+    ``failed_configs`` lists each configuration that failed with its first error;
+    ``best_baseline`` is ``None`` when no baseline trained.
+
+    Raises:
+        FoldwiseError: Every Keras configuration failed (the first error is named).
+    """
     by_id = table.set_index("config_id")
-    best = by_id.loc[best_config_id(table, scoring)]
+    best_id = best_config_id(table, scoring)
+    if best_id is None:
+        raise FoldwiseError(_all_failed(table))
+    best = by_id.loc[best_id]
     baseline_id = best_config_id(table, scoring, "sklearn_mlp")
     baseline = None
     if baseline_id is not None:
@@ -106,6 +245,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
             for metric in metric_names
         },
         "best_baseline": baseline,
+        "failed_configs": failed_configs(table),
         "data": schema.get("data"),
         "versions": versions,
     }
@@ -113,23 +253,50 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
 
 def _json_float(value: float) -> float | None:
     value = float(value)
-    return None if np.isnan(value) else value
+    return value if math.isfinite(value) else None
 
 
 def best_config_id(table: pd.DataFrame, scoring: str, estimator: str = "keras") -> str | None:
     """The ``estimator`` configuration ranked first by ``scoring`` (first listed among ties).
 
     The best Keras configuration is the one refitted and exported, even when a baseline
-    scores higher; ``None`` if there is no configuration of that estimator.
+    scores higher. Configurations that failed (a ``fit_error``) are never chosen: ``None`` if
+    there is no configuration of that estimator, or if all of them failed.
     """
     column = f"rank_test_{scoring}"
     if column not in table.columns:
         known = [c.removeprefix("rank_test_") for c in table.columns if c.startswith("rank_")]
         raise FoldwiseError(f"scoring {scoring!r} is not reported; use one of {', '.join(known)}")
-    candidates = table[table["param_estimator"] == estimator]
+    candidates = table[(table["param_estimator"] == estimator) & ~_failed(table)]
     if candidates.empty:
         return None
     return str(candidates.sort_values(column, kind="stable").iloc[0]["config_id"])
+
+
+def failed_configs(table: pd.DataFrame) -> list[dict]:
+    """``[{"config_id", "fit_error"}, ...]`` of the configurations that failed, in table order."""
+    return [{"config_id": row["config_id"], "fit_error": row["fit_error"]}
+            for _, row in table[_failed(table)].iterrows()]
+
+
+def _failed(table: pd.DataFrame) -> pd.Series:
+    """Which rows of a cv_results table failed (a table read back from CSV has NaN for "")."""
+    if "fit_error" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["fit_error"].fillna("").astype(str) != ""
+
+
+def _all_failed(table: pd.DataFrame) -> str:
+    keras_rows = table[table["param_estimator"] == "keras"]
+    failed = keras_rows[_failed(keras_rows)]
+    which = ("every configuration" if len(keras_rows) == len(table)
+             else "every Keras configuration")
+    if failed.empty:
+        return f"no Keras configuration to choose from among {len(table)}"
+    first = failed.iloc[0]
+    return (f"{which} failed to train ({len(failed)} of {len(keras_rows)}); the first, "
+            f"{first['config_id']}: {first['fit_error']}. Change the grid (a diverged model "
+            "usually needs a smaller learning_rate) or the data, and run again")
 
 
 def pooled_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:

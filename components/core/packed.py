@@ -18,6 +18,13 @@ The optimizer updates are Keras' own formulas (Adam, AdamW, SGD, RMSprop, as in
 averaged over each sub-model's own rows. A sub-model with no rows in a step (its training set
 is one batch shorter than its pack mates') skips that step: no moment decay, no step count.
 
+A sub-model that diverges cannot disturb its pack mates. Every reduction (a sub-model's
+mean loss over its rows, its L2 penalty, its epoch loss) runs along its own slice; the losses
+are summed only to take gradients, and the gradient of a sum hands each slice its own part;
+masks, padding and updates multiply within a slice, so its NaN and inf values (NaN × 0 is
+NaN) stay in it. Its history ends with the epoch whose loss was not finite, as Keras'
+``TerminateOnNaN`` ends a fit, while its mates train on; the caller records it as failed.
+
 Epoch ``e`` of a sub-model visits its rows in the order ``default_rng([seed, e])`` draws, and
 dropout masks are stateless functions of (seed, epoch, step, layer): a run's data order and
 masks depend on nothing but those numbers, so an interrupted run resumed from its last
@@ -113,7 +120,7 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
     import keras
     import tensorflow as tf
 
-    from foldwise.components.core.training import seed_everything
+    from foldwise.components.core.estimators import seed_everything
 
     started = time.perf_counter()  # fit time: building the models, restoring, training
     models = []
@@ -181,10 +188,15 @@ class _EarlyStopping:
             if self.stopped[k]:
                 continue
             self.histories[k]["loss"].append(float(losses[k]))
+            if self.enabled[k]:
+                self.histories[k]["val_loss"].append(float(val_losses[k]))
+            if not math.isfinite(float(losses[k])):
+                # Diverged, as Keras' TerminateOnNaN stops a fit: this epoch is its last.
+                self.stopped[k] = True
+                continue
             if not self.enabled[k]:
                 continue
             current = float(val_losses[k])
-            self.histories[k]["val_loss"].append(current)
             if self.best_weights[k] is None:
                 self.best_weights[k] = trainer.weights_of(k)
             self.wait[k] += 1

@@ -29,6 +29,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-t
        font-size: .85rem; width: 100%; } th, td { text-align: left; padding: .3rem .5rem;
        border-bottom: 1px solid #e6ebef; } tr.best { background: #e8f4ec; font-weight: 600; }
 tr.baseline td:first-child::after { content: " (baseline)"; color: #8a6d3b; }
+tr.failed { color: #8a2f2f; } td.error { font-family: ui-monospace, Menlo, monospace; }
 code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .8rem; }
 pre { background: #f6f8fa; padding: .8rem; border-radius: 6px; overflow-x: auto; }
 figure { margin: 0; } svg { max-width: 100%; height: auto; }
@@ -66,10 +67,33 @@ def _label(row: pd.Series) -> str:
     return " ".join(p for p in parts if p)
 
 
+def fit_error(row: pd.Series) -> str:
+    """A cv_results row's ``fit_error``: empty when it trained (also when read back from CSV)."""
+    value = row.get("fit_error", "")
+    return "" if pd.isna(value) else str(value)
+
+
+def drawable(cv: pd.DataFrame, scoring: str) -> pd.DataFrame:
+    """The configurations a score chart can draw: trained, with a finite mean and std."""
+    trained = np.array([not fit_error(row) for _, row in cv.iterrows()], dtype=bool)
+    finite = (np.isfinite(cv[f"mean_test_{scoring}"].to_numpy(dtype="float64"))
+              & np.isfinite(cv[f"std_test_{scoring}"].to_numpy(dtype="float64")))
+    return cv[trained & finite]
+
+
 def score_chart(cv: pd.DataFrame, scoring: str, best_id: str) -> str:
-    """Mean ± std of the scoring metric per configuration, best highlighted."""
-    order = cv.sort_values(f"mean_test_{scoring}", kind="stable")
+    """Mean ± std of the scoring metric per configuration, best highlighted.
+
+    Configurations that failed, or whose mean is not finite, are left out (see
+    :func:`drawable`); the results table lists them.
+    """
+    order = drawable(cv, scoring).sort_values(f"mean_test_{scoring}", kind="stable")
     fig, ax = _figure(7.0, 0.45 * len(order) + 1.2)
+    if order.empty:
+        ax.text(0.5, 0.5, f"no configuration has a finite {scoring}", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _svg(fig)
     y = np.arange(len(order))
     colours = ["#4c9a2a" if cid == best_id else
                ("#b08d57" if "sklearn" in _label(row) else COLOURS[0])
@@ -161,11 +185,14 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
     scoring, best_id = summary["scoring"], summary["best_config_id"]
     best = cv.set_index("config_id").loc[best_id]
     e = html.escape
+    failed = sum(1 for _, row in cv.iterrows() if fit_error(row))
+    left_out = len(cv) - len(drawable(cv, scoring))
     sections = [
         f"<h1>foldwise report: {e(schema['target'])}</h1>",
         f"<p class='sub'>{e(schema['task'])} · {schema['rows_used']} rows · "
         f"{schema['folds']} {e(schema['fold_strategy'])} folds · seed {schema['seed']} · "
-        f"{len(cv)} configurations · ranked by {e(scoring)}</p>",
+        f"{len(cv)} configurations" + (f" ({failed} failed)" if failed else "")
+        + f" · ranked by {e(scoring)}</p>",
         "<div class='grid'>",
         f"<div class='card'>best {e(scoring)}<div class='big'>{best[f'mean_test_{scoring}']:.4f}"
         f" ± {best[f'std_test_{scoring}']:.4f}</div>{e(best_id)}</div>",
@@ -175,6 +202,9 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
         "</div>",
         "<h2>Score per configuration</h2>",
         f"<figure>{score_chart(cv, scoring, best_id)}</figure>",
+        *([f"<p class='sub'>Not drawn: {left_out} configuration"
+           f"{'s' if left_out > 1 else ''} without a finite score (failed ones are marked "
+           "below).</p>"] if left_out else []),
         _results_table(cv, summary),
         "<h2>Learning curves of the best configuration</h2>",
         f"<figure>{learning_curves(histories)}</figure>",
@@ -217,8 +247,14 @@ def _results_table(cv: pd.DataFrame, summary: dict) -> str:
         classes = ["best"] if row["config_id"] == summary["best_config_id"] else []
         if "sklearn_mlp" in row["params"]:
             classes.append("baseline")
-        cells = "".join(f"<td>{row[f'mean_test_{n}']:.4f} ± {row[f'std_test_{n}']:.4f}</td>"
-                        for n in names)
+        error = fit_error(row)
+        if error:
+            classes.append("failed")
+            cells = (f"<td class='error' colspan='{len(names)}'>failed: "
+                     f"{html.escape(error)}</td>")
+        else:
+            cells = "".join(f"<td>{row[f'mean_test_{n}']:.4f} ± {row[f'std_test_{n}']:.4f}</td>"
+                            for n in names)
         rows.append(f"<tr class='{' '.join(classes)}'><td>{html.escape(row['config_id'])}</td>"
                     f"<td>{html.escape(_label(row))}</td><td>{row[f'rank_test_{scoring}']}</td>"
                     f"{cells}<td>{row['mean_fit_time']:.1f}</td></tr>")

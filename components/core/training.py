@@ -1,7 +1,8 @@
-"""Train a fresh Keras model on one fold's training rows and score it on its validation rows."""
+"""Train a fresh model on one fold's training rows and score it on its validation rows."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -12,7 +13,18 @@ import pandas as pd
 from foldwise.components.core import metrics
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 from foldwise.components.core.encoding import feature_matrix
-from foldwise.components.core.model import build_model, config_id, normalize_spec, output_kind
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.estimators import (
+    KERAS,
+    Fitted,
+    get_estimator,
+    keras_fit_rows,
+    keras_user_values,
+)
+
+# Re-exported: seeding belongs to the estimators now; callers still import it from here.
+from foldwise.components.core.estimators import seed_everything as seed_everything
+from foldwise.components.core.model import config_id, normalize_spec, output_kind
 
 
 @dataclass
@@ -76,9 +88,16 @@ def predictions_frame(data: FoldData, fold: int, prediction: np.ndarray,
 
 @dataclass
 class FoldResult:
-    """What training one fold produced."""
+    """What training one fold produced.
 
-    model: object
+    A trial that failed (its training raised, or diverged: see :func:`divergence`) has a
+    ``fit_error`` and every score equal to the ``error_score`` it was trained with (NaN),
+    like scikit-learn's ``cross_validate(error_score=np.nan)``. A diverged trial keeps its
+    model and predictions as training left them; one whose training raised has no model
+    (``None``), no history and NaN predictions.
+    """
+
+    model: object | None
     history: dict
     prediction: np.ndarray  # regression: values; classification: class probabilities
     scores: dict
@@ -87,38 +106,47 @@ class FoldResult:
     epochs_run: int
     target_scaling: dict | None
     devices: dict  # device, strategy, replicas and precision the model was trained with
+    estimator: str = "keras"  # the spec's estimator (``core.estimators``)
+    fit_error: str = ""  # why the trial failed; empty when it did not
 
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    @property
+    def failed(self) -> bool:
+        """Whether training raised or diverged."""
+        return bool(self.fit_error)
 
 
 def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
-               seed: int, checkpoint_dir: str | None = None) -> FoldResult:
+               seed: int, checkpoint_dir: str | None = None,
+               error_score: str | float = "raise") -> FoldResult:
     """Fit a fresh model on ``data``'s training rows and score it on its validation rows.
 
-    Regression targets are standardized with the training rows' mean and standard deviation
-    and predictions mapped back before scoring, like scikit-learn's
-    ``TransformedTargetRegressor`` (``spec["target_scaling"] == "none"`` turns it off). With
-    ``early_stopping``, a seeded ``validation_fraction`` of the training rows (stratified for
-    classification) is held out to stop on, and the best epoch's weights are kept. A spec with
-    ``estimator == "sklearn_mlp"`` trains scikit-learn's MLP baseline instead of Keras.
-    ``checkpoint_dir`` keeps the last finished epoch's state, so that a killed and retried
-    run resumes there and ends with the same model.
+    The spec's ``estimator`` (``core.estimators``) says what is trained: foldwise's Keras MLP
+    or scikit-learn's MLP baseline. Regression targets are standardized with the training
+    rows' mean and standard deviation and predictions mapped back before scoring, like
+    scikit-learn's ``TransformedTargetRegressor`` (``spec["target_scaling"] == "none"`` turns
+    it off). With ``early_stopping``, a seeded ``validation_fraction`` of the training rows
+    (stratified for classification) is held out to stop on, and the best epoch's weights are
+    kept. ``checkpoint_dir`` keeps the last finished epoch's state, so that a killed and
+    retried run resumes there and ends with the same model.
+
+    Args:
+        data: The fold's rows.
+        task: ``classification`` or ``regression``.
+        n_classes: Number of classes (classification).
+        spec: A normalized model spec (``core.model.normalize_spec``).
+        seed: Seed of weights, row order and dropout.
+        checkpoint_dir: Where to keep state to resume from, or ``None``.
+        error_score: ``"raise"``: a training error propagates, and a diverged model raises
+            :class:`FoldwiseError`. A number (``float("nan")``): the trial is returned as
+            failed with that score instead (see :class:`FoldResult`).
     """
     return train_folds([data], task=task, n_classes=n_classes, specs=[spec], seeds=[seed],
-                       checkpoint_dir=checkpoint_dir)[0]
+                       checkpoint_dir=checkpoint_dir, error_score=error_score)[0]
 
 
 def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, specs: list[dict],
-                seeds: list[int], checkpoint_dir: str | None = None) -> list[FoldResult]:
+                seeds: list[int], checkpoint_dir: str | None = None,
+                error_score: str | float = "raise") -> list[FoldResult]:
     """Train one fresh model per ``(data, spec, seed)``, each as :func:`train_fold` would.
 
     Keras models that :func:`~foldwise.components.core.packed.pack_key` can pack are trained
@@ -126,9 +154,15 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
     separate runs, at a fraction of the per-step cost. On several GPUs or a TPU, and for
     mixed precision or custom losses, each model trains through Keras' ``fit`` under the
     distribution strategy (``core.devices``), resumable through Keras' ``BackupAndRestore``.
+
+    With a numeric ``error_score`` one failing model never stops the others: a diverging
+    pack member is recorded as failed while its mates train on (sub-models share no weights,
+    gradients, optimizer state or reductions), and a pack whose training raises as a whole
+    is trained again member by member, each failure recorded on its own.
     """
     from foldwise.components.core.packed import pack_key
 
+    _check_error_score(error_score)
     kind = output_kind(task, n_classes)
     results: list[FoldResult | None] = [None] * len(datas)
     packs: dict[tuple, list[int]] = {}
@@ -140,23 +174,74 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
         if key is not None and single_device is not None:
             packs.setdefault(key, []).append(index)
             continue
-        data, seed = datas[index], seeds[index]
-        target_state = _target_scaling(data.y_train, kind, spec)
-        fit = _fit_sklearn_mlp if spec.get("estimator") == "sklearn_mlp" else _fit_keras
         backup = None if checkpoint_dir is None else os.path.join(checkpoint_dir, str(index))
-        model, history, fit_time, devices = fit(data, kind, n_classes, spec, seed, target_state,
-                                                backup)
-        results[index] = _scored(data, kind, task, n_classes, model, history, fit_time,
-                                 target_state, devices)
+        results[index] = _recorded(
+            lambda d=datas[index], s=spec, seed=seeds[index], b=backup: _train_alone(
+                d, kind, task, n_classes, s, seed, b, error_score),
+            datas[index], task, n_classes, spec, error_score)
     for number, members in enumerate(packs.values()):
         folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
                                                                    f"pack-{number}")
         for index, result in zip(members, _train_pack(
                 [datas[i] for i in members], [specs[i] for i in members],
-                [seeds[i] for i in members], kind, task, n_classes, single_device, folder),
-                strict=True):
+                [seeds[i] for i in members], kind, task, n_classes, single_device, folder,
+                error_score), strict=True):
             results[index] = result
     return results
+
+
+def divergence(history: dict, prediction: np.ndarray) -> str:
+    """Why a trained model counts as diverged; empty when it does not.
+
+    Diverged: a non-finite training loss in any epoch (the first is named), or non-finite
+    predictions.
+    """
+    losses = np.asarray(history.get("loss", []), dtype="float64")
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        return f"diverged: non-finite loss at epoch {int(bad[0]) + 1}"
+    if not np.all(np.isfinite(prediction)):
+        return "diverged: non-finite predictions"
+    return ""
+
+
+def describe_error(err: BaseException, limit: int = 500) -> str:
+    """An exception as one line: ``Type: message``, whitespace collapsed, at most ``limit``."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def failed_result(data: FoldData, task: str, n_classes: int | None, spec: dict, message: str,
+                  fit_time: float, error_score: float) -> FoldResult:
+    """The result of a trial whose training raised: no model, NaN predictions, error scores."""
+    rows = len(data.y_validation)
+    shape = (rows,) if task == "regression" else (rows, n_classes)
+    return FoldResult(None, {}, np.full(shape, np.nan), _error_scores(task, n_classes,
+                                                                      error_score),
+                      fit_time, 0.0, 0, None, {}, spec.get("estimator", "keras"), message)
+
+
+def _check_error_score(error_score: str | float) -> None:
+    if error_score != "raise" and (isinstance(error_score, bool)
+                                   or not isinstance(error_score, (int, float))):
+        raise ValueError(f"error_score must be 'raise' or a number, got {error_score!r}")
+
+
+def _error_scores(task: str, n_classes: int | None, error_score: float) -> dict:
+    return {name: float(error_score) for name in metrics.metric_names(task, n_classes)}
+
+
+def _recorded(train, data: FoldData, task: str, n_classes: int | None, spec: dict,
+              error_score: str | float) -> FoldResult:
+    """``train()``'s result; a failed one when it raises and ``error_score`` is a number."""
+    started = time.perf_counter()
+    try:
+        return train()
+    except Exception as err:
+        if error_score == "raise":
+            raise
+        return failed_result(data, task, n_classes, spec, describe_error(err),
+                             time.perf_counter() - started, error_score)
 
 
 def _single_device_plan() -> dict | None:
@@ -175,14 +260,52 @@ def _single_device_plan() -> dict | None:
     return plan if plan["strategy"] in ("default", "one_device") else None
 
 
-def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir):
+def _train_alone(data: FoldData, kind: str, task: str, n_classes: int | None, spec: dict,
+                 seed: int, backup_dir: str | None, error_score: str | float) -> FoldResult:
+    estimator = get_estimator(spec["estimator"])
+    target_state = estimator.target_scaling(data.y_train, kind, spec)
+    fitted = estimator.fit(data, kind, n_classes, spec, seed, target_state, backup_dir)
+    started = time.perf_counter()
+    prediction = estimator.predict(fitted.model, data.x_validation, kind, n_classes,
+                                   target_state)
+    return _scored(data, task, n_classes, spec, fitted, target_state, prediction,
+                   time.perf_counter() - started, error_score)
+
+
+def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
+                error_score) -> list[FoldResult]:
+    """A pack's results; member by member when the pack as a whole raises (failures kept)."""
+    if len(datas) > 1:
+        try:
+            return _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
+                             error_score)
+        except Exception as err:
+            if error_score == "raise":
+                raise
+            logging.getLogger(__name__).warning(
+                "training %d models packed failed (%s): training them one by one",
+                len(datas), describe_error(err))
+    results = []
+    for index, (data, spec, seed) in enumerate(zip(datas, specs, seeds, strict=True)):
+        folder = checkpoint_dir
+        if checkpoint_dir is not None and len(datas) > 1:
+            folder = os.path.join(checkpoint_dir, f"member-{index}")
+        results.append(_recorded(
+            lambda d=data, s=spec, seed=seed, f=folder: _fit_pack(
+                [d], [s], [seed], kind, task, n_classes, plan, f, error_score)[0],
+            data, task, n_classes, spec, error_score))
+    return results
+
+
+def _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
+              error_score) -> list[FoldResult]:
     from foldwise.components.core.packed import Stream, fit_packed
 
     streams, states = [], []
     for data, spec, seed in zip(datas, specs, seeds, strict=True):
-        target_state = _target_scaling(data.y_train, kind, spec)
-        x_fit, y_fit, x_stop, y_stop = _fit_rows(data, kind, n_classes, spec, seed,
-                                                 target_state)
+        target_state = KERAS.target_scaling(data.y_train, kind, spec)
+        x_fit, y_fit, x_stop, y_stop = keras_fit_rows(data, kind, n_classes, spec, seed,
+                                                      target_state)
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
                               x_stop.astype("float32"), y_stop, seed, spec))
         states.append(target_state)
@@ -193,193 +316,45 @@ def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir
     if packed.resumed_from_epoch:
         devices["resumed_from_epoch"] = packed.resumed_from_epoch
     share = packed.fit_time / len(streams)
-    return [_scored(data, kind, task, n_classes, model, history, share, state, devices,
-                    user_values(raw, kind, state), predicted)
-            for data, model, history, state, raw in zip(
-                datas, packed.models, packed.histories, states, packed.outputs, strict=True)]
+    return [_scored(data, task, n_classes, spec, Fitted(model, history, share, devices), state,
+                    keras_user_values(raw, kind, state), predicted, error_score)
+            for data, spec, model, history, state, raw in zip(
+                datas, specs, packed.models, packed.histories, states, packed.outputs,
+                strict=True)]
 
 
-def _scored(data, kind, task, n_classes, model, history, fit_time, target_state,
-            devices, prediction=None, predict_time=0.0) -> FoldResult:
+def _scored(data: FoldData, task: str, n_classes: int | None, spec: dict, fitted: Fitted,
+            target_state: dict | None, prediction: np.ndarray, predict_time: float,
+            error_score: str | float) -> FoldResult:
     started = time.perf_counter()
-    if prediction is None:
-        prediction = predict_array(model, data.x_validation, kind, target_state)
-    scores = metrics.score(task, data.y_validation, prediction, n_classes)
+    problem = divergence(fitted.history, prediction)
+    if problem and error_score == "raise":
+        raise FoldwiseError(f"training {problem.replace(': ', ' (', 1)}): a smaller "
+                            "learning_rate (or scaled inputs) usually helps")
+    scores = (_error_scores(task, n_classes, error_score) if problem else
+              metrics.score(task, data.y_validation, prediction, n_classes))
     score_time = time.perf_counter() - started + predict_time
-    return FoldResult(model, history, prediction, scores, fit_time, score_time,
-                      len(history.get("loss", [])), target_state, devices)
-
-
-def _target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None:
-    if kind != "regression" or spec["target_scaling"] != "standard":
-        return None
-    mean, std = float(np.mean(y)), float(np.std(y))
-    return {"method": "standard", "mean": mean, "scale": std if std > 0 else 1.0}
-
-
-def _scaled_target(y: np.ndarray, target_state: dict | None) -> np.ndarray:
-    if target_state is None:
-        return y.astype("float32")
-    return ((y - target_state["mean"]) / target_state["scale"]).astype("float32")
-
-
-def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-               target_state: dict | None, backup_dir: str | None = None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    seed_everything(seed)
-    x_fit, y_fit, x_stop, y_stop = _fit_rows(data, kind, n_classes, spec, seed, target_state)
-    callbacks = []
-    if spec["early_stopping"]:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
-    if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
-
-    from foldwise.components.core.devices import training_devices
-
-    task = "regression" if kind == "regression" else "classification"
-    with training_devices(spec["mixed_precision"]) as (strategy, plan):
-        with strategy.scope():
-            model = build_model(spec, data.x_train.shape[1], task, n_classes)
-        started = time.perf_counter()
-        history = model.fit(
-            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
-            validation_data=None if x_stop is None else (x_stop, y_stop),
-            callbacks=callbacks, verbose=0,
-        )
-        fit_time = time.perf_counter() - started
-    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return model, history_lists, fit_time, plan
-
-
-def _fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-              target_state: dict | None):
-    """``(x_fit, y_fit, x_stop, y_stop)`` for a Keras model, early-stopping rows held out.
-
-    Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
-    stop rows are ``None``.
-    """
-    y = _scaled_target(data.y_train, target_state).reshape(-1, 1)
-    if kind == "multiclass":
-        import keras
-
-        y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
-    if not spec["early_stopping"]:
-        return data.x_train, y, None, None
-    fit_index, stop_index = _early_stopping_split(data.y_train, kind, spec, seed)
-    return (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
-            y[stop_index])
-
-
-def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-                     target_state: dict | None, backup_dir: str | None = None):
-    """scikit-learn's MLP with the spec's layers, activation, Adam, batch size and epochs."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    del backup_dir  # it trains in seconds: a retried task simply starts it over
-    from foldwise.components.core.model import MLP_ACTIVATIONS
-
-    estimator = MLPRegressor if kind == "regression" else MLPClassifier
-    model = estimator(
-        hidden_layer_sizes=tuple(spec["hidden_units"]),
-        activation=MLP_ACTIVATIONS[spec["activation"]], solver="adam", alpha=spec["l2"],
-        batch_size=spec["batch_size"], learning_rate_init=spec["learning_rate"],
-        beta_1=spec["beta_1"], beta_2=spec["beta_2"], epsilon=spec["epsilon"],
-        max_iter=spec["epochs"], shuffle=True, random_state=seed,
-        early_stopping=spec["early_stopping"], validation_fraction=spec["validation_fraction"],
-        # Without early stopping, train exactly `epochs` epochs as Keras does.
-        n_iter_no_change=spec["patience"] if spec["early_stopping"] else spec["epochs"] + 1,
-        tol=1e-4 if spec["early_stopping"] else 0.0,
-    )
-    y_fit = (_scaled_target(data.y_train, target_state) if kind == "regression"
-             else data.y_train)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(data.x_train, y_fit)
-    fit_time = time.perf_counter() - started
-    model.n_classes_total_ = n_classes
-    devices = {"device": "cpu", "strategy": "scikit-learn", "replicas": 1,
-               "precision": "float64"}
-    history = {"loss": [float(v) for v in model.loss_curve_]}
-    if spec["early_stopping"]:
-        history["val_score"] = [float(v) for v in model.validation_scores_]
-    return model, history, fit_time, devices
+    return FoldResult(fitted.model, fitted.history, prediction, scores, fitted.fit_time,
+                      score_time, len(fitted.history.get("loss", [])), target_state,
+                      fitted.devices, spec["estimator"], problem)
 
 
 def save_model(result: FoldResult, folder: str) -> None:
     """Save a trained model and its target scaling into ``folder``.
 
-    Keras models as ``model.keras``; the scikit-learn baseline's weights as ``mlp.json``
-    (plain JSON, never pickle); plus ``target_scaling.json``.
+    The estimator's own files (``model.keras`` for Keras; the scikit-learn baseline's weights
+    as ``mlp.json``, plain JSON, never pickle) plus ``target_scaling.json``. A failed trial's
+    folder also holds ``fit_error.txt``: a diverged model is saved as training left it (to be
+    inspected, never served), a trial whose training raised has no model to save.
     """
     import json
 
     os.makedirs(folder, exist_ok=True)
-    if hasattr(result.model, "coefs_"):
-        mlp = result.model
-        weights = {"coefs": [c.tolist() for c in mlp.coefs_],
-                   "intercepts": [b.tolist() for b in mlp.intercepts_],
-                   "activation": mlp.activation, "out_activation": mlp.out_activation_,
-                   "classes": getattr(mlp, "classes_", np.array([])).tolist()}
-        with open(os.path.join(folder, "mlp.json"), "w", encoding="utf-8") as handle:
-            json.dump(weights, handle)
-    else:
-        result.model.save(os.path.join(folder, "model.keras"))
+    if result.fit_error:
+        with open(os.path.join(folder, "fit_error.txt"), "w", encoding="utf-8") as handle:
+            handle.write(result.fit_error + "\n")
+    if result.model is None:
+        return
+    get_estimator(result.estimator).save(result.model, folder)
     with open(os.path.join(folder, "target_scaling.json"), "w", encoding="utf-8") as handle:
         json.dump(result.target_scaling, handle)
-
-
-def predict_array(model, x: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
-    """Model output as user-facing values: regression values or class probabilities."""
-    if hasattr(model, "coefs_"):  # the scikit-learn MLP baseline
-        return _predict_sklearn_mlp(model, x, kind, target_state)
-    return user_values(model.predict(x, batch_size=1024, verbose=0), kind, target_state)
-
-
-def user_values(raw: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
-    """A Keras model's raw output as regression values (target scaling undone) or probabilities."""
-    raw = np.asarray(raw, dtype="float64")
-    if kind == "regression":
-        values = raw[:, 0]
-        if target_state is not None:
-            values = values * target_state["scale"] + target_state["mean"]
-        return values
-    if kind == "binary":
-        positive = np.clip(raw[:, 0], 0.0, 1.0)
-        return np.column_stack([1.0 - positive, positive])
-    return raw / raw.sum(axis=1, keepdims=True)  # float32 softmax, renormalized in float64
-
-
-def _predict_sklearn_mlp(model, x: np.ndarray, kind: str,
-                         target_state: dict | None) -> np.ndarray:
-    if kind == "regression":
-        values = np.asarray(model.predict(x), dtype="float64").reshape(-1)
-        if target_state is not None:
-            values = values * target_state["scale"] + target_state["mean"]
-        return values
-    # Columns for every class, also those absent from this fold's training rows.
-    proba = np.zeros((len(x), model.n_classes_total_))
-    proba[:, model.classes_] = model.predict_proba(x)
-    return proba / proba.sum(axis=1, keepdims=True)  # computed in float32: renormalize
-
-
-def _early_stopping_split(y: np.ndarray, kind: str, spec: dict,
-                          seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(len(y))
-    stratify = None
-    if kind != "regression":
-        counts = np.bincount(y.astype(int))
-        stop_rows = int(np.ceil(spec["validation_fraction"] * len(y)))
-        if counts[counts > 0].min() >= 2 and stop_rows >= len(counts):
-            stratify = y
-    fit_index, stop_index = train_test_split(
-        index, test_size=spec["validation_fraction"], random_state=seed, stratify=stratify)
-    return np.sort(fit_index), np.sort(stop_index)

@@ -1,0 +1,292 @@
+"""The estimators foldwise trains, registered under the name a spec's ``estimator`` gives.
+
+Each :class:`Estimator` says how to fit one fresh model on a fold's training rows, how to
+predict user-facing values with it (regression values with the target scaling undone, or one
+probability column per class), how to save it into a folder, and how its regression target is
+scaled while it learns. Training looks an estimator up here by name and never inspects a
+model to guess what it is. Adding one (a user's own Keras builder, say) is one
+:func:`register` call; :func:`~foldwise.components.core.model.normalize_spec` must accept its
+name too.
+
+- ``keras``: foldwise's Keras MLP (``core.model.build_model``), trained by Keras' ``fit`` under
+  the step's distribution strategy; ``core.packed`` trains the packable ones stacked instead.
+- ``sklearn_mlp``: scikit-learn's ``MLPRegressor``/``MLPClassifier``, the baseline twin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.model import MLP_ACTIVATIONS, build_model
+from foldwise.components.core.table import suggest
+
+if TYPE_CHECKING:
+    from foldwise.components.core.training import FoldData
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What fitting one model produced."""
+
+    model: object
+    history: dict[str, list[float]]  # per-epoch ``loss`` (and ``val_loss``/``val_score``)
+    fit_time: float
+    devices: dict  # device, strategy, replicas and precision the model was trained with
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One kind of model foldwise can train, cross-validate and save.
+
+    Attributes:
+        name: The spec's ``estimator`` value.
+        fit: ``fit(data, kind, n_classes, spec, seed, target_state, backup_dir) -> Fitted``:
+            a fresh model trained on ``data``'s training rows; ``backup_dir`` (or ``None``)
+            is where it may keep state to resume from when its task is retried.
+        predict: ``predict(model, x, kind, n_classes, target_state) -> array``: regression
+            values (target scaling undone) or class probabilities, shape ``(rows,
+            n_classes)``.
+        save: ``save(model, folder)``: the model's files into an existing folder.
+        target_scaling: ``target_scaling(y_train, kind, spec) -> dict | None``: the state
+            that maps regression targets to what the model learns (``None``: as they are).
+    """
+
+    name: str
+    fit: Callable[..., Fitted]
+    predict: Callable[..., np.ndarray]
+    save: Callable[[object, str], None]
+    target_scaling: Callable[[np.ndarray, str, dict], dict | None]
+
+
+_REGISTRY: dict[str, Estimator] = {}
+
+
+def register(estimator: Estimator) -> Estimator:
+    """Make ``estimator`` trainable under its name; a name registered twice is refused."""
+    if estimator.name in _REGISTRY:
+        raise ValueError(f"estimator {estimator.name!r} is registered already")
+    _REGISTRY[estimator.name] = estimator
+    return estimator
+
+
+def get_estimator(name: str) -> Estimator:
+    """The registered estimator called ``name``.
+
+    Raises:
+        FoldwiseError: No estimator has that name (the known ones are listed).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = sorted(_REGISTRY)
+        raise FoldwiseError(f"unknown estimator {name!r}{suggest(str(name), known)} (known: "
+                            f"{', '.join(known)})") from None
+
+
+def estimator_names() -> list[str]:
+    """Names of the registered estimators, in registration order."""
+    return list(_REGISTRY)
+
+
+# ----- target handling ------------------------------------------------------------------------
+def standard_target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None:
+    """Standardize regression targets with the training rows' mean and standard deviation.
+
+    Like scikit-learn's ``TransformedTargetRegressor``; ``spec["target_scaling"] == "none"``
+    and classification targets get ``None`` (learned as they are).
+    """
+    if kind != "regression" or spec["target_scaling"] != "standard":
+        return None
+    mean, std = float(np.mean(y)), float(np.std(y))
+    return {"method": "standard", "mean": mean, "scale": std if std > 0 else 1.0}
+
+
+def scaled_target(y: np.ndarray, target_state: dict | None) -> np.ndarray:
+    """Regression targets as the model learns them (float32)."""
+    if target_state is None:
+        return y.astype("float32")
+    return ((y - target_state["mean"]) / target_state["scale"]).astype("float32")
+
+
+def unscaled(values: np.ndarray, target_state: dict | None) -> np.ndarray:
+    """Model outputs mapped back to the target's own scale."""
+    if target_state is None:
+        return values
+    return values * target_state["scale"] + target_state["mean"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+# ----- keras ----------------------------------------------------------------------------------
+def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                   target_state: dict | None):
+    """``(x_fit, y_fit, x_stop, y_stop)`` for a Keras model, early-stopping rows held out.
+
+    Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
+    stop rows are ``None``. Packed training (``core.packed``) takes the same rows.
+    """
+    y = scaled_target(data.y_train, target_state).reshape(-1, 1)
+    if kind == "multiclass":
+        import keras
+
+        y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
+    if not spec["early_stopping"]:
+        return data.x_train, y, None, None
+    fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
+    return (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
+            y[stop_index])
+
+
+def early_stopping_split(y: np.ndarray, kind: str, spec: dict,
+                         seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices to fit on and to stop on: a seeded ``validation_fraction`` held out.
+
+    Stratified for classification when every class can give a row to both sides.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    stratify = None
+    if kind != "regression":
+        counts = np.bincount(y.astype(int))
+        stop_rows = int(np.ceil(spec["validation_fraction"] * len(y)))
+        if counts[counts > 0].min() >= 2 and stop_rows >= len(counts):
+            stratify = y
+    fit_index, stop_index = train_test_split(
+        index, test_size=spec["validation_fraction"], random_state=seed, stratify=stratify)
+    return np.sort(fit_index), np.sort(stop_index)
+
+
+def keras_user_values(raw: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
+    """A Keras model's raw output as regression values (target scaling undone) or probabilities."""
+    raw = np.asarray(raw, dtype="float64")
+    if kind == "regression":
+        return unscaled(raw[:, 0], target_state)
+    if kind == "binary":
+        positive = np.clip(raw[:, 0], 0.0, 1.0)
+        return np.column_stack([1.0 - positive, positive])
+    with np.errstate(invalid="ignore"):  # a diverged model's NaN outputs stay NaN
+        return raw / raw.sum(axis=1, keepdims=True)  # float32 softmax, renormalized in float64
+
+
+def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+               target_state: dict | None, backup_dir: str | None = None) -> Fitted:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from foldwise.components.core.devices import training_devices
+
+    seed_everything(seed)
+    x_fit, y_fit, x_stop, y_stop = keras_fit_rows(data, kind, n_classes, spec, seed,
+                                                  target_state)
+    # A non-finite loss ends the fit at once: the epoch is recorded as diverged, and a
+    # diverging configuration does not hold its task for the remaining epochs.
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if spec["early_stopping"]:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+
+    task = "regression" if kind == "regression" else "classification"
+    with training_devices(spec["mixed_precision"]) as (strategy, plan):
+        with strategy.scope():
+            model = build_model(spec, data.x_train.shape[1], task, n_classes)
+        started = time.perf_counter()
+        history = model.fit(
+            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
+            validation_data=None if x_stop is None else (x_stop, y_stop),
+            callbacks=callbacks, verbose=0,
+        )
+        fit_time = time.perf_counter() - started
+    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return Fitted(model, history_lists, fit_time, plan)
+
+
+def _predict_keras(model, x: np.ndarray, kind: str, n_classes: int | None,
+                   target_state: dict | None) -> np.ndarray:
+    del n_classes  # the output layer has a column per class already
+    return keras_user_values(model.predict(x, batch_size=1024, verbose=0), kind, target_state)
+
+
+def _save_keras(model, folder: str) -> None:
+    model.save(os.path.join(folder, "model.keras"))
+
+
+# ----- scikit-learn's MLP ---------------------------------------------------------------------
+def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                     target_state: dict | None, backup_dir: str | None = None) -> Fitted:
+    """scikit-learn's MLP with the spec's layers, activation, Adam, batch size and epochs."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    del backup_dir, n_classes  # it trains in seconds: a retried task simply starts it over
+    estimator = MLPRegressor if kind == "regression" else MLPClassifier
+    model = estimator(
+        hidden_layer_sizes=tuple(spec["hidden_units"]),
+        activation=MLP_ACTIVATIONS[spec["activation"]], solver="adam", alpha=spec["l2"],
+        batch_size=spec["batch_size"], learning_rate_init=spec["learning_rate"],
+        beta_1=spec["beta_1"], beta_2=spec["beta_2"], epsilon=spec["epsilon"],
+        max_iter=spec["epochs"], shuffle=True, random_state=seed,
+        early_stopping=spec["early_stopping"], validation_fraction=spec["validation_fraction"],
+        # Without early stopping, train exactly `epochs` epochs as Keras does.
+        n_iter_no_change=spec["patience"] if spec["early_stopping"] else spec["epochs"] + 1,
+        tol=1e-4 if spec["early_stopping"] else 0.0,
+    )
+    y_fit = scaled_target(data.y_train, target_state) if kind == "regression" else data.y_train
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data.x_train, y_fit)
+    fit_time = time.perf_counter() - started
+    devices = {"device": "cpu", "strategy": "scikit-learn", "replicas": 1,
+               "precision": "float64"}
+    history = {"loss": [float(v) for v in model.loss_curve_]}
+    if spec["early_stopping"]:
+        history["val_score"] = [float(v) for v in model.validation_scores_]
+    return Fitted(model, history, fit_time, devices)
+
+
+def _predict_sklearn_mlp(model, x: np.ndarray, kind: str, n_classes: int | None,
+                         target_state: dict | None) -> np.ndarray:
+    if kind == "regression":
+        return unscaled(np.asarray(model.predict(x), dtype="float64").reshape(-1), target_state)
+    # Columns for every class, also those absent from this fold's training rows.
+    proba = np.zeros((len(x), n_classes))
+    proba[:, model.classes_] = model.predict_proba(x)
+    return proba / proba.sum(axis=1, keepdims=True)  # computed in float32: renormalize
+
+
+def _save_sklearn_mlp(model, folder: str) -> None:
+    """The weights as ``mlp.json``: plain JSON, never pickle."""
+    weights = {"coefs": [c.tolist() for c in model.coefs_],
+               "intercepts": [b.tolist() for b in model.intercepts_],
+               "activation": model.activation, "out_activation": model.out_activation_,
+               "classes": getattr(model, "classes_", np.array([])).tolist()}
+    with open(os.path.join(folder, "mlp.json"), "w", encoding="utf-8") as handle:
+        json.dump(weights, handle)
+
+
+KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,
+                           standard_target_scaling))
+SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklearn_mlp,
+                                 _save_sklearn_mlp, standard_target_scaling))

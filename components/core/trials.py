@@ -1,0 +1,141 @@
+"""A train task's trials: each of its configurations on each of its folds, trained and saved.
+
+The ``train`` component resolves its artifacts, calls :func:`run_trials` and writes what it
+returns. A trial that fails (its training raises or diverges) is data, not a crash: it is
+recorded with NaN scores and its ``fit_error``, and the task goes on, so the retry policy of
+training steps (meant for lost nodes) never retries a deterministic failure. A fold table
+handed over for another fold, or parameters of another configuration, still raise: the
+orchestrator mixed up inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from foldwise.components.core import metrics as scoring
+from foldwise.components.core.fold_data import fold_file, read_fold_table
+from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.training import (
+    check_trial,
+    predictions_frame,
+    save_model,
+    split_fold,
+    train_folds,
+)
+
+CHECKPOINT_FOLDER = "checkpoint"
+
+
+@dataclass
+class TrialsOutput:
+    """What a train task writes and logs.
+
+    Attributes:
+        summaries: One entry per (configuration, fold), in that order: ``config_id``,
+            ``params``, ``fold``, ``scores`` (NaN where the trial failed), ``fit_error``
+            (empty when none), ``fit_time``, ``score_time``, ``epochs_run``, ``n_train``,
+            ``n_validation``, ``devices``, ``predictions`` and ``history`` (the URIs given).
+        histories: ``{config_id: {fold: per-epoch losses}}`` (``{}`` for a trial that raised).
+        predictions: Out-of-fold predictions: ``config_id``, ``row``, ``fold``, ``y_true``
+            and ``prediction`` or ``proba_<class>`` columns (NaN where a trial failed).
+        metrics: Finite scores by ``<config_id>_fold<k>_<metric>``, for the KFP UI.
+        devices: What the first trial that trained was trained on (``{}`` if none did).
+        class_labels: The classes as strings (classification), else ``None``.
+        confusion_matrix: Over these folds, of the first configuration that trained on every
+            one of them (classification); ``None`` otherwise.
+    """
+
+    summaries: list[dict]
+    histories: dict
+    predictions: pd.DataFrame
+    metrics: dict[str, float]
+    devices: dict
+    class_labels: list[str] | None
+    confusion_matrix: list | None
+
+
+def checkpoint_dir(model_dir: str) -> str:
+    """Where a task keeps the state of unfinished training under its model folder."""
+    return os.path.join(model_dir, CHECKPOINT_FOLDER)
+
+
+def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *, seed: int,
+               model_dir: str, predictions_uri: str = "", history_uri: str = "") -> TrialsOutput:
+    """Train a fresh model per (configuration, fold), save each, and summarize them.
+
+    Args:
+        fold_data: Folder of per-fold model-ready tables (``fold-<k>.parquet``).
+        schema: The preprocess step's schema.
+        configs: ``[{"config_id", "params"}, ...]``; each id is checked against its params.
+        folds: Validation folds (whole floats accepted, as KFP hands list items over); each
+            is checked against the fold recorded in its table.
+        seed: Seed of weights, shuffling and dropout.
+        model_dir: Folder receiving ``<config_id>/fold-<k>/`` per model (see
+            :func:`~foldwise.components.core.training.save_model`) and, while training, the
+            checkpoint (:func:`checkpoint_dir`; remove it once the outputs are written).
+        predictions_uri: Where the predictions will be, recorded in each summary.
+        history_uri: Where the histories will be, recorded in each summary.
+
+    Raises:
+        RuntimeError: A table of another fold, or parameters of another configuration.
+    """
+    task, target, classes = schema["task"], schema["target"], schema["classes"]
+    n_classes = class_count(schema)
+    folds = [int(fold) for fold in folds]
+    tables = {fold: read_fold_table(fold_file(fold_data, fold)) for fold in folds}
+    trials, datas, specs = [], [], []
+    for config in configs:
+        for fold in folds:
+            table, table_fold, features = tables[fold]
+            specs.append(check_trial(config["config_id"], fold, config["params"], table_fold,
+                                     task, n_classes))
+            datas.append(split_fold(table, fold, target, features))
+            trials.append((config["config_id"], fold))
+    results = train_folds(datas, task=task, n_classes=n_classes, specs=specs,
+                          seeds=[seed] * len(trials), checkpoint_dir=checkpoint_dir(model_dir),
+                          error_score=float("nan"))
+
+    histories: dict = {}
+    frames, summaries, logged = [], [], {}
+    for (config_id, fold), data, spec, result in zip(trials, datas, specs, results,
+                                                     strict=True):
+        save_model(result, os.path.join(model_dir, config_id, f"fold-{fold}"))
+        histories.setdefault(config_id, {})[str(fold)] = result.history
+        frame = predictions_frame(data, fold, result.prediction, classes)
+        frame.insert(0, "config_id", config_id)
+        frames.append(frame)
+        logged.update({f"{config_id}_fold{fold}_{name}": float(value)
+                       for name, value in result.scores.items() if math.isfinite(value)})
+        summaries.append({
+            "config_id": config_id, "params": spec, "fold": fold, "scores": result.scores,
+            "fit_error": result.fit_error, "fit_time": result.fit_time,
+            "score_time": result.score_time, "epochs_run": result.epochs_run,
+            "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
+            "devices": result.devices, "predictions": predictions_uri, "history": history_uri,
+        })
+    trained = [result.devices for result in results if result.devices]
+    matrix = None
+    if task == "classification":
+        matrix = _first_confusion_matrix(trials, datas, results, n_classes)
+    return TrialsOutput(summaries, histories, pd.concat(frames, ignore_index=True), logged,
+                        trained[0] if trained else {},
+                        [str(c) for c in classes] if classes else None, matrix)
+
+
+def _first_confusion_matrix(trials, datas, results, n_classes) -> list | None:
+    """The confusion matrix of the first configuration with no failed fold, over its folds."""
+    by_config: dict[str, list[int]] = {}
+    for index, (config_id, _) in enumerate(trials):
+        by_config.setdefault(config_id, []).append(index)
+    for indices in by_config.values():
+        if any(results[i].failed for i in indices):
+            continue
+        return scoring.confusion_matrix(
+            np.concatenate([datas[i].y_validation for i in indices]),
+            np.concatenate([results[i].prediction for i in indices]), n_classes)
+    return None
