@@ -13,6 +13,7 @@ def aggregate(
     fold_results: List[str],
     cv_results: Output[Dataset],
     summary: Output[Artifact],
+    best_config: Output[Artifact],
     best_params: Output[Artifact],
     oof_predictions: Output[Dataset],
     best_histories: Output[Artifact],
@@ -33,7 +34,10 @@ def aggregate(
         cv_results: CSV in scikit-learn's ``cv_results_`` shape, plus ``fit_error``.
         summary: JSON: task, data, folds, seed, best config's mean and std per metric, the
             failed configurations, versions.
-        best_params: JSON ``{"config_id", "params"}`` of the best configuration.
+        best_config: JSON ``{"config_id", "params"}``: the best configuration's complete
+            model spec (what refit trains and retrain compares).
+        best_params: JSON: the best configuration's searched parameters only (the grid's
+            keys), as scikit-learn's ``best_params_``; ``{}`` without a grid.
         oof_predictions: Parquet: the best configuration's out-of-fold predictions, all folds.
         best_histories: JSON: the best configuration's per-epoch losses, per fold.
         metrics: The best configuration's mean scores for the KFP UI.
@@ -48,6 +52,7 @@ def aggregate(
     out = aggregate_search(read_json(schema.path), fold_results, scoring, package_versions(),
                            storage.read_bytes)
     out.cv_results.to_csv(cv_results.path, index=False)
+    write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)
     out.oof_predictions.to_parquet(oof_predictions.path, index=False)
     write_json(best_histories.path, out.best_histories)

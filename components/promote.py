@@ -6,13 +6,13 @@ from foldwise.components.image import component
 
 
 @component
-def promote(schema: Input[Artifact], best_params: Input[Artifact], champion: list,
+def promote(schema: Input[Artifact], best_config: Input[Artifact], champion: list,
             manifest: str, promote_to: str) -> str:
     """Promote the exported challenger if it beat the champion on the same folds.
 
     Args:
         schema: The preprocess step's schema.
-        best_params: The aggregate step's best Keras configuration.
+        best_config: The aggregate step's best Keras configuration.
         champion: The champion step's answer (``[]`` when nothing is promoted yet).
         manifest: URI of the challenger's export manifest (written last, so the export is
             complete when this step runs).
@@ -37,7 +37,7 @@ def promote(schema: Input[Artifact], best_params: Input[Artifact], champion: lis
                                 class_count(described))
         current = {**champion[0], "config_id": config_id(params)}
     version = manifest[len(promote_to.rstrip("/")) + 1:].rsplit("/", 1)[0]
-    decision = decide(read_json(best_params.path)["config_id"], current, version)
+    decision = decide(read_json(best_config.path)["config_id"], current, version)
     if decision["promote"]:
         with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
             local = Path(folder) / POINTER

@@ -9,7 +9,7 @@ from foldwise.components.image import component
 def refit(
     prepared: Input[Dataset],
     schema: Input[Artifact],
-    best_params: Input[Artifact],
+    best_config: Input[Artifact],
     model: Output[Model],
     predictions: Output[Dataset],
     scaler: str = "standard",
@@ -20,10 +20,11 @@ def refit(
     Args:
         prepared: The preprocessed table (all rows).
         schema: The preprocess step's schema.
-        best_params: JSON ``{"config_id", "params"}`` chosen by the aggregate step.
+        best_config: JSON ``{"config_id", "params"}`` chosen by the aggregate step.
         model: Folder: ``model.keras`` (raw columns in, preprocessing folded in),
             ``savedmodel/`` (TensorFlow SavedModel with a ``serving_default`` signature),
-            ``preprocessing.json``, ``schema.json`` and ``best_params.json``.
+            ``preprocessing.json``, ``schema.json`` and ``config.json`` (the configuration's
+            id and complete spec).
         predictions: Parquet: this model's predictions for every row, computed the
             pipeline's way (fitted state + trained network), for checking the serving model.
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
@@ -40,7 +41,7 @@ def refit(
     from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
     from foldwise.components.core.training import FoldData, predictions_frame, train_fold
 
-    described, best = read_json(schema.path), read_json(best_params.path)
+    described, best = read_json(schema.path), read_json(best_config.path)
     classes, n_classes = described["classes"], class_count(described)
     table = pd.read_parquet(prepared.path)
     state = fit_preprocessing(table, described, scaler)
@@ -56,7 +57,7 @@ def refit(
     serving.export(os.path.join(model.path, "savedmodel"), format="tf_saved_model",
                    verbose=False)
     for name, content in [("preprocessing.json", state), ("schema.json", described),
-                          ("best_params.json", best)]:
+                          ("config.json", best)]:
         write_json(os.path.join(model.path, name), content)
     shutil.rmtree(os.path.join(model.path, "__pycache__"), ignore_errors=True)
     frame = predictions_frame(everything, -1, result.prediction, classes).drop(columns="fold")

@@ -123,8 +123,14 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
     varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
     lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}  "
              + "  ".join(varying)]
+    failed = []
     for (_, row), values in zip(table.iterrows(), params, strict=True):
-        score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
+        error = row.get("fit_error")
+        if isinstance(error, str) and error:  # scored NaN: ranked last, its error below
+            score = "failed"
+            failed.append(f"failed   {row['config_id']}: {error}")
+        else:
+            score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
         lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}  "
                      + "  ".join(json.dumps(values.get(k)) for k in varying))
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + failed if failed else []))

@@ -75,7 +75,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         _, _, published = publish_steps(settings, prepared, results, values, promote_to,
                                         new_version=True)
         decision = settings.apply(promote(
-            schema=prepared.outputs["schema"], best_params=results.outputs["best_params"],
+            schema=prepared.outputs["schema"], best_config=results.outputs["best_config"],
             champion=current.output, manifest=published.output, promote_to=promote_to,
         ), "promote")
         return decision.output

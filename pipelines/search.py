@@ -103,7 +103,7 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
     final = None
     if with_model:
         final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
-                           best_params=results.outputs["best_params"],
+                           best_config=results.outputs["best_config"],
                            scaler=values["scaler"], seed=values["seed"]), "refit")
     page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
                        summary=results.outputs["summary"],

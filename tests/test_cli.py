@@ -146,3 +146,19 @@ def test_progress_counts_every_step_against_the_true_total(tmp_path, capsys):
     assert "train folds 0-2" in capsys.readouterr().err
     open_ended(TaskEvent("promote", (), "SUCCESS", 0.1))
     assert capsys.readouterr().err.startswith("[ 2] promote")
+
+
+def test_ranking_shows_a_failed_configuration_with_its_error(tmp_path):
+    from foldwise.pipelines.display import format_grid_results
+
+    table = pd.DataFrame({
+        "config_id": ["cfg-good", "cfg-bad"],
+        "params": ['{"learning_rate": 0.01}', '{"learning_rate": 1000000.0}'],
+        "mean_test_r2": [0.91, np.nan], "std_test_r2": [0.02, np.nan],
+        "rank_test_r2": [1, 2], "fit_error": ["", "diverged: non-finite loss at epoch 1"]})
+    path = tmp_path / "cv_results.csv"
+    table.to_csv(path, index=False)
+    lines = format_grid_results(path, {"scoring": "r2"}).splitlines()
+    assert "0.9100 ± 0.0200" in lines[2] and lines[3].split()[:3] == ["2", "cfg-bad", "failed"]
+    assert lines[-1] == "failed   cfg-bad: diverged: non-finite loss at epoch 1"
+    assert "nan" not in "\n".join(lines)

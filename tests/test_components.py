@@ -40,10 +40,10 @@ def run_train(tmp, fold_data, schema, trial, name):
 
 def aggregate_outputs(folder, prefix):
     """The aggregate step's output artifacts, as files named ``<prefix><output>``."""
-    names = ["cv_results", "summary", "best_params", "oof_predictions", "best_histories",
-             "metrics", "classification_metrics"]
-    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact, dsl.Metrics,
-             dsl.ClassificationMetrics]
+    names = ["cv_results", "summary", "best_config", "best_params", "oof_predictions",
+             "best_histories", "metrics", "classification_metrics"]
+    kinds = [dsl.Dataset, dsl.Artifact, dsl.Artifact, dsl.Artifact, dsl.Dataset, dsl.Artifact,
+             dsl.Metrics, dsl.ClassificationMetrics]
     return {n: make(k, folder, f"{prefix}{n}") for n, k in zip(names, kinds, strict=True)}
 
 
@@ -174,8 +174,13 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
             result["scores"]["accuracy"])
     summary = json.loads(open(outputs["summary"].path).read())
     assert summary["scoring"] == "accuracy" and summary["classes"][0] == "Adelie"
-    assert summary["best_config_id"] == trials[0]["configs"][0]["config_id"] == json.loads(
-        open(outputs["best_params"].path).read())["config_id"]
+    best_config = json.loads(open(outputs["best_config"].path).read())
+    assert summary["best_config_id"] == trials[0]["configs"][0]["config_id"] == \
+        best_config["config_id"]
+    assert best_config["params"] == summary["best_params"]  # the complete spec
+    # only the searched parameters: none here (one configuration, no grid)
+    assert json.loads(open(outputs["best_params"].path).read()) == {}
+    assert summary["best_split_times"]["fit_time"] == [r["fit_time"] for (r,), _ in results]
     assert set(summary["versions"]) >= {"foldwise", "kfp", "tensorflow", "scikit-learn"}
     pooled = pd.read_parquet(outputs["oof_predictions"].path)
     assert pooled["row"].tolist() == list(range(90))
@@ -263,7 +268,7 @@ def test_aggregate_ranks_a_failed_configuration_last_and_never_picks_it(with_a_d
     assert summary["best_config_id"] == healthy
     assert summary["failed_configs"] == [{"config_id": diverging,
                                           "fit_error": results[3]["fit_error"]}]
-    assert json.loads(open(outputs["best_params"].path).read())["config_id"] == healthy
+    assert json.loads(open(outputs["best_config"].path).read())["config_id"] == healthy
     assert set(outputs["metrics"].metadata) >= {"mean_test_accuracy"}
 
 

@@ -182,7 +182,7 @@ def test_aggregate_search_reads_the_best_predictions_through_their_uris(tmp_path
         return Path(uri).read_bytes()
 
     out = aggregate_search(SCHEMA, tasks, "", {"foldwise": "0"}, read_bytes)
-    assert out.best_params["config_id"] == "good"
+    assert out.best_config["config_id"] == "good"
     assert sorted(read) == [str(tmp_path / "t1" / "history"),
                             str(tmp_path / "t1" / "predictions")]  # the best's files, once each
     assert out.oof_predictions["row"].tolist() == [0, 1, 2, 3]

@@ -125,7 +125,7 @@ def test_healthy_configurations_score_the_same_packed_or_not(runs):
 def test_a_healthy_configuration_is_exported_and_the_report_names_the_failure(runs, packing):
     output = runs[packing]
     bad = diverging_id(output)
-    best = json.loads((output / "best_params.json").read_text())
+    best = json.loads((output / "model" / "config.json").read_text())
     cv = pd.read_csv(output / "cv_results.csv").set_index("config_id")
     assert best["config_id"] != bad and cv.loc[best["config_id"], "rank_test_r2"] == 1
     manifest = json.loads((output / "manifest.json").read_text())

@@ -73,7 +73,11 @@ def test_every_config_and_fold_scored_as_in_process(local_run):
     assert means.nunique() == 8  # configs differ enough that a mix-up could not pass
     keras_rows = cv[cv["param_estimator"] == "keras"]
     best = keras_rows.sort_values("rank_test_neg_mean_absolute_error").iloc[0]["config_id"]
-    assert best == json.loads((output / "best_params.json").read_text())["config_id"]
+    assert best == json.loads((output / "model" / "config.json").read_text())["config_id"]
+    row = cv.set_index("config_id").loc[best]
+    searched = json.loads((output / "best_params.json").read_text())  # the grid's keys only
+    assert searched == {"hidden_units": json.loads(row["param_hidden_units"]),
+                        "learning_rate": row["param_learning_rate"]}
     summary = json.loads((output / "summary.json").read_text())
     assert summary["best_baseline"]["params"]["estimator"] == "sklearn_mlp"
 

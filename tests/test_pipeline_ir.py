@@ -112,7 +112,7 @@ def test_grid_search_refits_reports_and_exports_last(tmp_path):
     ir = compile_ir(grid_search, tmp_path)
     tasks = ir["root"]["dag"]["tasks"]
     assert {"refit", "report", "export"} <= set(tasks)
-    assert tasks["refit"]["inputs"]["artifacts"]["best_params"]["taskOutputArtifact"][
+    assert tasks["refit"]["inputs"]["artifacts"]["best_config"]["taskOutputArtifact"][
         "producerTask"] == "aggregate"
     assert set(tasks["export"]["dependentTasks"]) >= {"refit", "report", "aggregate"}
     assert tasks["export"]["inputs"]["parameters"]["destination"] == {

@@ -32,7 +32,8 @@ class Aggregated:
     """What the aggregate step writes and logs."""
 
     cv_results: pd.DataFrame
-    best_params: dict  # {"config_id", "params"} of the best configuration
+    best_config: dict  # {"config_id", "params"}: the best configuration's complete spec
+    best_params: dict  # its searched parameters only, as scikit-learn's best_params_
     oof_predictions: pd.DataFrame  # the best configuration's pooled out-of-fold predictions
     best_histories: dict  # the best configuration's per-epoch losses, by fold
     summary: dict
@@ -68,6 +69,8 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     described = summary(schema, table, names, scoring, versions)
     best_id = described["best_config_id"]
     best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
+    described["best_split_times"] = {timing: [float(r[timing]) for r in best]
+                                     for timing in ("fit_time", "score_time")}
     pooled, histories = best_predictions(best, read_bytes)
     logged = {f"mean_test_{name}": stats["mean"] for name, stats in described["metrics"].items()
               if stats["mean"] is not None}
@@ -79,8 +82,9 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         matrix = scoring_metrics.confusion_matrix(y_true, proba, n_classes)
         if n_classes == 2:
             roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
-    return Aggregated(table, {"config_id": best_id, "params": best[0]["params"]}, pooled,
-                      histories, described, logged, labels, matrix, roc)
+    return Aggregated(table, {"config_id": best_id, "params": best[0]["params"]},
+                      best[0].get("searched", {}), pooled, histories, described, logged, labels,
+                      matrix, roc)
 
 
 def read_fold_results(task_results: list[str]) -> list[dict]:

@@ -71,7 +71,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     Args:
         fold_data: Folder of per-fold model-ready tables (``fold-<k>.parquet``).
         schema: The preprocess step's schema.
-        configs: ``[{"config_id", "params"}, ...]``; each id is checked against its params.
+        configs: ``[{"config_id", "params", "searched"}, ...]``; each id is checked against
+            its params; ``searched`` (the grid's values, optional) is passed on.
         folds: Validation folds (whole floats accepted, as KFP hands list items over); each
             is checked against the fold recorded in its table.
         seed: Seed of weights, shuffling and dropout.
@@ -102,6 +103,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
 
     histories: dict = {}
     frames, summaries, logged = [], [], {}
+    searched = {c["config_id"]: c.get("searched", {}) for c in configs}
     for (config_id, fold), data, spec, result in zip(trials, datas, specs, results,
                                                      strict=True):
         save_model(result, os.path.join(model_dir, config_id, f"fold-{fold}"))
@@ -112,7 +114,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         logged.update({f"{config_id}_fold{fold}_{name}": float(value)
                        for name, value in result.scores.items() if math.isfinite(value)})
         summaries.append({
-            "config_id": config_id, "params": spec, "fold": fold, "scores": result.scores,
+            "config_id": config_id, "params": spec, "searched": searched[config_id],
+            "fold": fold, "scores": result.scores,
             "fit_error": result.fit_error, "fit_time": result.fit_time,
             "score_time": result.score_time, "epochs_run": result.epochs_run,
             "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
