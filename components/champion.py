@@ -14,16 +14,7 @@ def champion(promote_to: str) -> list:
         ``[]`` when nothing is promoted yet, else ``[{"config_id", "version", "params"}]``:
         the configuration is cross-validated again beside the challengers.
     """
-    import json
-
     from foldwise.components import storage
-    from foldwise.components.core.promotion import POINTER
+    from foldwise.components.core.promotion import promoted_configuration
 
-    pointer_uri = storage.join(promote_to, POINTER)
-    if not storage.exists(pointer_uri):
-        return []
-    current = json.loads(storage.read_bytes(pointer_uri))
-    summary = json.loads(storage.read_bytes(
-        storage.join(promote_to, current["version"], "summary.json")))
-    return [{"config_id": summary["best_config_id"], "version": current["version"],
-             "params": summary["best_params"]}]
+    return promoted_configuration(promote_to, storage.exists, storage.read_bytes)

@@ -290,10 +290,11 @@ def cv_results_dict(table) -> dict:
         if column == "params":
             result[column] = [json.loads(text) for text in values]
             continue
-        if column.startswith("param_") and values.dtype == object:
-            cells = np.empty(len(values), dtype=object)
-            cells[:] = [json.loads(v) if isinstance(v, str) and v.startswith("[") else v
-                        for v in values]
+        if column.startswith("param_") and any(
+                isinstance(v, str) and v.startswith(("[", "{")) for v in values):
+            cells = np.empty(len(values), dtype=object)  # lists stay lists, one per cell
+            cells[:] = [json.loads(v) if isinstance(v, str) and v.startswith(("[", "{"))
+                        else v for v in values]
             result[column] = cells
             continue
         result[column] = values.to_numpy()

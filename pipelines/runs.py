@@ -148,10 +148,9 @@ def plan(search: Search, local: bool = True) -> Plan:
         with storage.local_copy(data) as local_data:
             _, schema = preprocess(read_table(local_data), preprocess_options(search.run))
     task, n_classes = schema["task"], class_count(schema)
-    champion = (promoted_configuration(search.promote_to)
-                if search.pipeline == "retrain" else [])
+    promoted = champion(search.promote_to) if search.pipeline == "retrain" else []
     grid = search.grid if search.pipeline != "cross-validation" else []
-    configs = candidates(grid, search.model, task, n_classes, champion=champion,
+    configs = candidates(grid, search.model, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"])
     scoring = search.run["scoring"]
     names = metrics.metric_names(task, n_classes)
@@ -195,21 +194,15 @@ def read_table_bytes(content: bytes):
         return read_table(path)
 
 
-def promoted_configuration(promote_to: str | None) -> list[dict]:
+def champion(promote_to: str | None) -> list[dict]:
     """The promoted model's configuration under ``promote_to`` (``[]`` if none yet)."""
     from foldwise.components import storage
-    from foldwise.components.core.promotion import POINTER
+    from foldwise.components.core.promotion import promoted_configuration
 
     if not promote_to:
         raise FoldwiseError("retrain needs --promote-to: the folder or gs:// prefix holding "
                             "versions/ and current.json")
-    pointer_uri = storage.join(promote_to, POINTER)
-    if not storage.exists(pointer_uri):
-        return []
-    version = json.loads(storage.read_bytes(pointer_uri))["version"]
-    summary = json.loads(storage.read_bytes(storage.join(promote_to, version, "summary.json")))
-    return [{"config_id": summary["best_config_id"], "version": version,
-             "params": summary["best_params"]}]
+    return promoted_configuration(promote_to, storage.exists, storage.read_bytes)
 
 
 def task_count(pipeline_func, folds: int, trials: int) -> int:

@@ -13,6 +13,29 @@ POINTER = "current.json"
 VERSIONS = "versions"
 
 
+def promoted_configuration(promote_to: str, exists, read_bytes) -> list[dict]:
+    """The configuration of the model promoted under ``promote_to``, if any.
+
+    Args:
+        promote_to: Local folder or ``gs://`` prefix that retrains promote models to.
+        exists: Whether a path or URI exists (``storage.exists``).
+        read_bytes: Reads a path or URI (``storage.read_bytes``).
+
+    Returns:
+        ``[]`` when nothing is promoted yet, else ``[{"config_id", "version", "params"}]``
+        from the promoted version's ``summary.json`` (its complete spec).
+    """
+    import json
+
+    pointer_uri = f"{promote_to.rstrip('/')}/{POINTER}"
+    if not exists(pointer_uri):
+        return []
+    version = json.loads(read_bytes(pointer_uri))["version"]
+    summary = json.loads(read_bytes(f"{promote_to.rstrip('/')}/{version}/summary.json"))
+    return [{"config_id": summary["best_config_id"], "version": version,
+             "params": summary["best_params"]}]
+
+
 def new_version_name() -> str:
     """A sortable, unique version folder name: ``20261123T221500Z-1a2b3c``."""
     import secrets
