@@ -54,24 +54,53 @@ def table_from_xy(X, y) -> tuple[object, str]:
     if y is None:
         raise FoldwiseError("fit needs y: the target values, or the target column's name when "
                             "X is a table file")
-    if not isinstance(X, pd.DataFrame):
-        array = np.asarray(X)
-        if array.ndim != 2:
-            raise FoldwiseError(f"X must be a DataFrame or a 2-d array, got shape {array.shape}")
-        X = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+    table = feature_frame(X)
+    if len(table) == 0:
+        raise FoldwiseError("X has no rows: give at least one row per fold")
     values = np.asarray(y)
     if values.ndim != 1:
         raise FoldwiseError(f"y must be one column of targets, got shape {values.shape}")
-    if len(values) != len(X):
-        raise FoldwiseError(f"X has {len(X)} rows but y has {len(values)}: give one target "
+    if len(values) != len(table):
+        raise FoldwiseError(f"X has {len(table)} rows but y has {len(values)}: give one target "
                             "per row")
-    target = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
-    table = X.reset_index(drop=True).rename(columns=str)
-    if target in table.columns:
-        raise FoldwiseError(f"y's name {target!r} is also a column of X: drop it from X or "
-                            "rename y")
+    if isinstance(y, pd.Series) and y.name is not None:
+        target = str(y.name)
+        if target in table.columns:
+            raise FoldwiseError(f"y's name {target!r} is also a column of X: drop it from X or "
+                                "rename y")
+    else:  # an unnamed target gets a name no column has
+        target = next(name for name in ("y", "target", *(f"y_{i}" for i in range(1, 1000)))
+                      if name not in table.columns)
     table[target] = values
     return table, target
+
+
+def feature_frame(X, names=None):
+    """``X`` as a DataFrame with text column names, its rows numbered from 0.
+
+    A 2-d array's columns are named ``names``, or ``x0``, ``x1``, … .
+
+    Raises:
+        FoldwiseError: Not two-dimensional, or two columns whose names read the same as text.
+    """
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        frame = X.reset_index(drop=True).rename(columns=str)
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2:
+            raise FoldwiseError(f"X must be a DataFrame or a 2-d array, got shape {array.shape}")
+        names = list(names) if names is not None else [f"x{i}" for i in range(array.shape[1])]
+        if len(names) != array.shape[1]:
+            raise FoldwiseError(f"X has {array.shape[1]} columns; the model was fitted on "
+                                f"{len(names)}")
+        frame = pd.DataFrame(array, columns=names)
+    duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
+    if duplicated:
+        raise FoldwiseError(f"X has columns whose names read the same as text: {duplicated}; "
+                            "rename them")
+    return frame
 
 
 class _PipelineEstimator(BaseEstimator):
@@ -88,10 +117,12 @@ class _PipelineEstimator(BaseEstimator):
             if not isinstance(y, str):
                 raise FoldwiseError("with X a table file (path or gs:// URI), y is the target "
                                     "column's name")
-            values["target"] = y
+            values["target"], self._labels = y, {}
             return Search.from_values(self._pipeline, str(X), values, grid=grid,
                                       output=params["output"])
         table, values["target"] = table_from_xy(X, y)
+        # class labels as y gave them (the steps read them back as text or numbers)
+        self._labels = {str(v): v for v in table[values["target"]].dropna().unique()}
         search = Search.from_values(self._pipeline, "", values, grid=grid,
                                     output=params["output"])
         search.table = table
@@ -197,6 +228,8 @@ class GridSearchCV(_PipelineEstimator):
         return self
 
     def _load(self, result, X) -> None:
+        import warnings
+
         import pandas as pd
 
         from foldwise.components import storage
@@ -215,18 +248,46 @@ class GridSearchCV(_PipelineEstimator):
             storage.join(result.destination, "best_params.json")))
         self.n_splits_ = int(summary["folds"])
         self.refit_time_ = result.step_seconds.get("refit")
-        self.classes_ = np.asarray(summary["classes"]) if summary["classes"] else None
-        if hasattr(X, "columns"):
-            self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.classes_ = (np.asarray([self._labels.get(str(c), c) for c in summary["classes"]])
+                         if summary["classes"] else None)
+        if not isinstance(X, (str, Path)):
+            self.feature_names_in_ = np.asarray(feature_frame(X).columns, dtype=object)
+            self.n_features_in_ = len(self.feature_names_in_)
         self.best_estimator_ = load_model(result.destination)
+        if summary["rows_dropped"]:
+            warnings.warn(f"{summary['rows_dropped']} of {summary['rows_in']} rows have no "
+                          "target and were left out", UserWarning, stacklevel=3)
+
+    def _rows(self, X):
+        return feature_frame(X, getattr(self, "feature_names_in_", None))
 
     def predict(self, X) -> np.ndarray:
-        """``best_estimator_.predict``: values or class labels of raw rows."""
-        return self.best_estimator_.predict(X)
+        """Values (regression) or class labels of raw rows, as ``X`` was given to ``fit``."""
+        predicted = self.best_estimator_.predict(self._rows(X))
+        if self.classes_ is None:
+            return predicted
+        return np.asarray([self._labels.get(str(c), c) for c in predicted])
 
     def predict_proba(self, X) -> np.ndarray:
-        """``best_estimator_.predict_proba``: class probabilities of raw rows."""
-        return self.best_estimator_.predict_proba(X)
+        """Class probabilities of raw rows, columns in ``classes_`` order."""
+        return self.best_estimator_.predict_proba(self._rows(X))
+
+    def score(self, X, y) -> float:
+        """``scorer_`` (the metric that picked the best configuration) on these rows."""
+        from foldwise.components.core.metrics import score
+
+        truth = np.asarray(y)
+        if self.classes_ is None:
+            values = self.predict(X)
+            return float(score("regression", truth.astype("float64"), values, None)[
+                self.scorer_])
+        position = {str(c): i for i, c in enumerate(self.classes_)}
+        unknown = sorted({str(v) for v in truth} - set(position))
+        if unknown:
+            raise FoldwiseError(f"y holds labels the model does not know: {unknown[:5]}")
+        index = np.asarray([position[str(v)] for v in truth])
+        return float(score("classification", index, self.predict_proba(X),
+                           len(self.classes_))[self.scorer_])
 
     def compile(self, path: str | Path, **cluster) -> Path:
         """Compile the grid-search pipeline to YAML for Kubeflow Pipelines or Vertex AI.

@@ -58,6 +58,8 @@ class ServingModel:
     def _outputs(self, table) -> np.ndarray:
         from foldwise.components.core.serving import serving_inputs
 
+        if len(table) == 0:  # Keras cannot run a model on no rows
+            return np.zeros((0, len(self.classes_) if self.classes_ is not None else 1))
         return np.asarray(self.keras_model.predict(
             serving_inputs(table, self.preprocessing), batch_size=4096, verbose=0))
 
@@ -86,8 +88,9 @@ def _frame(X):
     import pandas as pd
 
     if isinstance(X, pd.DataFrame):
-        return X
-    raise FoldwiseError(f"X must be a pandas DataFrame of raw columns, got {type(X).__name__}")
+        return X.rename(columns=str)  # columns are matched by name, as text
+    raise FoldwiseError(f"X must be a pandas DataFrame with the training table's columns (by "
+                        f"name), got {type(X).__name__}")
 
 
 def load_model(uri: str | Path) -> ServingModel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -267,9 +268,15 @@ def run_local(search: Search, on_event: Callable | None = None,
         outputs = run_on_engine(pipeline_function(search.pipeline), checked.arguments,
                                 workspace / "pipeline", workspace / "pipeline.log", observe)
     except PipelineFailed as err:
-        if err.user_error:
-            raise FoldwiseError(str(err)) from None
-        raise
+        if not err.user_error:
+            raise  # the run folder stays, with the log the message names
+        # A mistake the message explains in full: leave the output as it was found (empty),
+        # so that the same command runs again once it is fixed.
+        for entry in workspace.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if search.output is None or search.output.startswith("gs://"):
+            workspace.rmdir()  # made for this run
+        raise FoldwiseError(str(err)) from None
     summary = cv_results = None
     if "summary" in outputs:
         summary = json.loads(Path(outputs["summary"].path).read_text(encoding="utf-8"))
@@ -312,11 +319,17 @@ def prepare_folder(output: str | Path | None, pipeline: str) -> Path:
     else:
         folder = Path(output)
     folder = folder.expanduser().resolve()
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    if folder.exists() and not folder.is_dir():
+        raise FoldwiseError(f"output {folder} is a file, not a folder: choose another --output")
+    if folder.exists() and any(folder.iterdir()):
         raise FoldwiseError(
             f"output folder {folder} already exists and is not empty: choose another --output "
             "(results are never written over)")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FoldwiseError(f"cannot create output folder {folder} ({err.strerror}): choose "
+                            "another --output") from None
     return folder
 
 

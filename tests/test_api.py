@@ -29,6 +29,7 @@ def diabetes() -> tuple[pd.DataFrame, pd.Series]:
     X, y = bunch.data.head(120).copy(), bunch.target.head(120).rename("progression")
     X["band"] = np.where(X["bmi"] > 0, "high", "low")  # a text column to one-hot encode
     X.loc[[3, 40], "bp"] = np.nan  # gaps to impute
+    y[[7, 70]] = np.nan  # rows without a target are left out, with a warning
     return X, y
 
 
@@ -51,7 +52,8 @@ def regression_runs(tmp_path_factory):
     X, y = diabetes()
     search = foldwise.GridSearchCV(GRID, scoring="neg_mean_absolute_error", verbose=False,
                                    output=str(tmp / "api"), **FIXED)
-    assert search.fit(X, y) is search
+    with pytest.warns(UserWarning, match="2 of 120 rows have no target and were left out"):
+        assert search.fit(X, y) is search
     data = tmp / "diabetes.csv"
     X.assign(progression=y).to_csv(data, index=False)
     grid = tmp / "grid.yaml"
@@ -100,7 +102,8 @@ def test_best_attributes_follow_scikit_learn(regression_runs):
     assert set(search.best_params_) == {"hidden_units", "learning_rate"}  # the searched ones
     assert search.best_params_ == {k: best[k] for k in search.best_params_}
     assert search.refit_time_ > 0 and search.classes_ is None
-    assert list(search.feature_names_in_) == list(X.columns)
+    assert list(search.feature_names_in_) == list(X.columns) and search.n_features_in_ == 11
+    assert search.summary_["best_params"] == best  # the complete spec stays in the summary
     assert Path(search.report_path_).is_file()
     assert json.loads((Path(search.output_) / "best_params.json").read_text()) == \
         search.best_params_
@@ -120,6 +123,12 @@ def test_best_estimator_predicts_what_foldwise_predict_writes(regression_runs):
     np.testing.assert_allclose(search.predict(rows), search.best_estimator_.predict(rows))
     loaded = foldwise.load_model(search.output_)
     np.testing.assert_allclose(loaded.predict(rows), search.predict(rows))
+    assert search.predict(rows.iloc[:0]).shape == (0,)  # no rows, no predictions
+    from sklearn.metrics import mean_absolute_error
+    truth = regression_runs[2].loc[rows.index]
+    keep = truth.notna().to_numpy()
+    assert search.score(rows[keep], truth[keep]) == pytest.approx(
+        -mean_absolute_error(truth[keep], search.predict(rows[keep])))
 
 
 @pytest.mark.local
@@ -158,6 +167,25 @@ def test_classifier_search_on_a_table_file(penguin_search):
     assert set(search.predict(sample.head(10))) <= set(search.classes_)
     labels = search.classes_[proba.argmax(axis=1)]
     assert list(labels) == list(search.predict(sample.head(10)))
+
+
+@pytest.mark.local
+def test_arrays_in_labels_out_as_given(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:90, :6], y[:90] == 1  # a 2-d array and a bool target
+    search = foldwise.GridSearchCV({"learning_rate": [0.01]}, cv=3, epochs=3, hidden_units=[8],
+                                   verbose=False, output=str(tmp_path / "run"))
+    search.fit(X, y)
+    assert search.classes_.tolist() == [False, True]
+    assert list(search.feature_names_in_) == [f"x{i}" for i in range(6)]
+    predicted = search.predict(X[:20])  # the same kind of X as fit took
+    assert predicted.dtype == bool and predicted.shape == (20,)
+    assert search.predict_proba(X[:20]).shape == (20, 2)
+    assert 0.0 <= search.score(X, y) <= 1.0
+    with pytest.raises(foldwise.FoldwiseError, match="X has 5 columns; the model was fitted on 6"):
+        search.predict(X[:3, :5])
 
 
 @pytest.mark.local
@@ -217,3 +245,30 @@ def test_bad_input_raises_foldwise_error_with_the_command_lines_message(case, ar
         assert main(["run", "grid-search", "--data", str(data), "--target", "y",
                      "--grid", str(grid_file), *extra]) == 2
         assert capsys.readouterr().err.strip() == f"error: {raised.value}"
+
+
+def test_tables_from_x_and_y_name_and_check_columns():
+    from foldwise.pipelines.api import feature_frame, table_from_xy
+
+    X = pd.DataFrame({"y": [1.0, 2.0], 3: ["a", "b"]}, index=[10, 11])
+    table, target = table_from_xy(X, np.array([0.5, 0.7]))  # unnamed: a name X lacks
+    assert target == "target" and list(table.columns) == ["y", "3", "target"]
+    assert list(feature_frame(np.ones((2, 3))).columns) == ["x0", "x1", "x2"]
+    with pytest.raises(foldwise.FoldwiseError, match="X has no rows"):
+        table_from_xy(X.iloc[:0], [])
+    with pytest.raises(foldwise.FoldwiseError, match=r"read the same as text: \['1'\]"):
+        feature_frame(pd.DataFrame([[1, 2]], columns=[1, "1"]))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "afile.txt", r"output .*afile.txt is a file, not a folder"),
+    (lambda tmp: tmp / "afile.txt" / "sub", r"cannot create output folder .*afile.txt/sub"),
+])
+def test_an_output_that_cannot_be_a_folder_is_refused_before_any_step(make, message, tmp_path):
+    (tmp_path / "afile.txt").write_text("keep")
+    X = pd.DataFrame({"x": np.arange(20.0)})
+    search = foldwise.GridSearchCV({"learning_rate": [0.01]}, verbose=False,
+                                   output=str(make(tmp_path)))
+    with pytest.raises(foldwise.FoldwiseError, match=message):
+        search.fit(X, pd.Series(np.linspace(0, 1, 20), name="y"))
+    assert (tmp_path / "afile.txt").read_text() == "keep"

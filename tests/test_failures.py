@@ -145,3 +145,5 @@ def test_a_run_whose_every_configuration_fails_stops_with_the_first_error(tmp_pa
     assert "every configuration failed to train (2 of 2)" in errors[0]
     assert "diverged: non-finite loss at epoch" in errors[0]
     assert not (output / "manifest.json").exists()
+    # the mistake is explained in full: the output is left as found, ready for a fixed rerun
+    assert not output.exists() or not any(output.iterdir())

@@ -219,6 +219,11 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
     if best_id is None:
         raise FoldwiseError(_all_failed(table))
     best = by_id.loc[best_id]
+    if not math.isfinite(float(best[f"mean_test_{scoring}"])):
+        raise FoldwiseError(
+            f"no configuration has a finite mean {scoring}: with {schema['rows_used']} rows in "
+            f"{schema['folds']} folds a fold's validation rows are too few (or too alike) to "
+            "score; use fewer folds, more rows or another --scoring")
     baseline_id = best_config_id(table, scoring, "sklearn_mlp")
     baseline = None
     if baseline_id is not None:

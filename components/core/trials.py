@@ -114,7 +114,9 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         logged.update({f"{config_id}_fold{fold}_{name}": float(value)
                        for name, value in result.scores.items() if math.isfinite(value)})
         summaries.append({
-            "config_id": config_id, "params": spec, "searched": searched[config_id],
+            "config_id": config_id, "params": spec,
+            # the grid's values in their checked form (KFP hands every number over as float)
+            "searched": {k: spec.get(k, v) for k, v in searched[config_id].items()},
             "fold": fold, "scores": result.scores,
             "fit_error": result.fit_error, "fit_time": result.fit_time,
             "score_time": result.score_time, "epochs_run": result.epochs_run,
