@@ -115,7 +115,8 @@ def spec(fn, task="regression", n_classes=None, **params):
     (takes_input_shape, "classification", {}),
     (dynamic_model, "classification", {"layers": [6]}),
     (scikeras_style, "regression", {"model__units": 8, "dropout": 0.1,
-                                    "learning_rate": 0.01}),
+                                    "learning_rate": 0.01, "early_stopping": True}),
+    (scikeras_style, "classification", {"units": 8}),  # linear outputs: compiled from logits
 ])
 def test_the_four_builder_forms_fit_predict_and_save(fn, task, params, tmp_path):
     n_classes = 3 if task == "classification" else None
@@ -127,6 +128,7 @@ def test_the_four_builder_forms_fit_predict_and_save(fn, task, params, tmp_path)
     state = estimator.target_scaling(data.y_train, kind, config)
     fitted = estimator.fit(data, kind, n_classes, config, 0, state, None)
     assert len(fitted.history["loss"]) == 2
+    assert ("val_loss" in fitted.history) == config["early_stopping"]
     predicted = estimator.predict(fitted.model, data.x_validation, kind, n_classes, state)
     if task == "regression":
         assert predicted.shape == (15,) and state is not None
@@ -176,6 +178,10 @@ def test_an_uncompiled_model_is_compiled_from_the_spec():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.07)
     assert float(model.optimizer.momentum) == pytest.approx(0.5)
     assert model.loss == "mean_squared_error"
+    logits = build(scikeras_style, spec(scikeras_style, "classification", 3),
+                   context("classification", 3), 0)
+    assert loss_form(logits, "multiclass", 3, 3) == LossForm("categorical_crossentropy",
+                                                             "one_hot", True, 3)
 
 
 def test_a_compiled_builder_refuses_optimizer_parameters_it_does_not_take():

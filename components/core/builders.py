@@ -507,7 +507,8 @@ def build(fn: Any, params: dict, context: BuildContext, seed: int):
     is fresh: a model the builder keeps (a global, or one it returned before) is cloned with
     new seeded weights and compiled as it was. A model the builder compiled keeps its
     optimizer, loss and metrics; an uncompiled one is compiled with the spec's optimizer and
-    hyperparameters and loss (the task's default unless the spec names one).
+    hyperparameters and loss (the task's default unless the spec names one; from logits when
+    the model ends in a linear layer).
 
     Args:
         fn: The builder (:func:`load_builder`).
@@ -553,11 +554,34 @@ def build(fn: Any, params: dict, context: BuildContext, seed: int):
         spec = {"optimizer": params.get("optimizer", "adam")}
         spec.update({key: params.get(key, default)
                      for key, default in OPTIMIZERS[spec["optimizer"]].items()})
-        loss = params.get("loss") or DEFAULT_LOSS[context.kind]
         model.compile(optimizer=make_optimizer(spec),
-                      loss=resolve_custom_loss(loss) if ":" in loss else loss)
+                      loss=_foldwise_loss(model, params.get("loss") or
+                                          DEFAULT_LOSS[context.kind]))
     loss_form(model, context.kind, context.n_classes, output_units(model, context.x))
     return model
+
+
+def _foldwise_loss(model, loss: str):
+    """The loss foldwise compiles an uncompiled model with.
+
+    A cross-entropy on a model whose last layer is linear takes its outputs as logits
+    (``from_logits=True``), as a scikeras builder ending in ``Dense(meta["n_outputs_"])``
+    needs; a custom loss is imported from its ``module:function``.
+    """
+    import keras
+
+    if ":" in loss:
+        return resolve_custom_loss(loss)
+    classes = {"binary_crossentropy": keras.losses.BinaryCrossentropy,
+               "binary_focal_crossentropy": keras.losses.BinaryFocalCrossentropy,
+               "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+               "categorical_focal_crossentropy": keras.losses.CategoricalFocalCrossentropy,
+               "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy}
+    last = model.layers[-1] if model.layers else None
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if loss in classes and activation == "linear":
+        return classes[loss](from_logits=True)
+    return loss
 
 
 def _kept_by(fn: Any, model: Any) -> bool:
