@@ -30,7 +30,7 @@ def fold(task):
 
 
 def test_every_estimator_a_spec_may_name_is_registered():
-    assert estimator_names() == list(ESTIMATORS) == ["keras", "sklearn_mlp"]
+    assert estimator_names() == list(ESTIMATORS) == ["keras", "sklearn_mlp", "keras_builder"]
 
 
 @pytest.mark.parametrize("name", ["keras", "sklearn_mlp"])
@@ -85,7 +85,8 @@ def test_a_classifier_fold_missing_a_class_still_predicts_every_class_column():
 
 def test_an_unknown_estimator_is_named_with_the_known_ones():
     with pytest.raises(FoldwiseError, match=r"unknown estimator 'sklearn-mlp'.*did you mean "
-                                            r"'sklearn_mlp'.*known: keras, sklearn_mlp"):
+                                            r"'sklearn_mlp'.*known: keras, keras_builder, "
+                                            r"sklearn_mlp"):
         get_estimator("sklearn-mlp")
     with pytest.raises(ValueError, match="'keras' is registered already"):
         register(Estimator("keras", *[get_estimator("keras").fit] * 3,

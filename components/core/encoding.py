@@ -62,6 +62,25 @@ def encoded_feature_names(numeric: list[str], state: dict) -> list[str]:
     return names
 
 
+def raw_column_indices(features: list[str], categorical: list[str],
+                       numeric: list[str] = ()) -> dict[str, list[int]]:
+    """For each raw column, the positions of its model-ready columns in ``features``.
+
+    A category indicator (``column=category``, see :func:`encoded_name`) belongs to its
+    categorical column; any other model-ready column (a number) is a raw column of its own.
+    ``numeric`` names settle a number whose name looks like an indicator.
+    """
+    indices: dict[str, list[int]] = {}
+    numeric_names = set(numeric)
+    for position, name in enumerate(features):
+        owner = name
+        if name not in numeric_names:
+            owner = next((column for column in categorical
+                          if name.startswith(f"{column}=")), name)
+        indices.setdefault(owner, []).append(position)
+    return indices
+
+
 def feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The model's float32 input matrix, columns in ``names`` order."""
     return frame[names].to_numpy(dtype="float32")

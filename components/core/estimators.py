@@ -11,6 +11,8 @@ name too.
 - ``keras``: foldwise's Keras MLP (``core.model.build_model``), trained by Keras' ``fit`` under
   the step's distribution strategy; ``core.packed`` trains the packable ones stacked instead.
 - ``sklearn_mlp``: scikit-learn's ``MLPRegressor``/``MLPClassifier``, the baseline twin.
+- ``keras_builder``: a user's own Keras model from the builder function its spec references
+  (``core.builders``), trained by Keras' ``fit``.
 """
 
 from __future__ import annotations
@@ -286,7 +288,74 @@ def _save_sklearn_mlp(model, folder: str) -> None:
         json.dump(weights, handle)
 
 
+# ----- a user's Keras builder -----------------------------------------------------------------
+def builder_context(data: FoldData, kind: str, n_classes: int | None,
+                    target_state: dict | None):
+    """The fold as a user's builder sees it (``core.builders.BuildContext``)."""
+    from foldwise.components.core.builders import BuildContext
+
+    y = data.y_train if kind != "regression" else scaled_target(data.y_train, target_state)
+    return BuildContext(data.x_train, y, "regression" if kind == "regression" else
+                        "classification", n_classes, data.target, data.classes,
+                        data.features, data.raw_columns)
+
+
+def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                 target_state: dict | None, backup_dir: str | None = None) -> Fitted:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from foldwise.components.core.builders import (
+        build,
+        fit_targets,
+        load_builder,
+        loss_form,
+        output_units,
+    )
+    from foldwise.components.core.devices import training_devices
+
+    builder = load_builder(spec["builder"])
+    seed_everything(seed)
+    context = builder_context(data, kind, n_classes, target_state)
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if spec["early_stopping"]:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    with training_devices(spec["mixed_precision"]) as (strategy, plan):
+        with strategy.scope():
+            model = build(builder, spec, context, seed)
+        form = loss_form(model, kind, n_classes, output_units(model, data.x_train))
+        y = fit_targets(data.y_train, form, n_classes, target_state)
+        x_fit, y_fit, x_stop, y_stop = data.x_train, y, None, None
+        if spec["early_stopping"]:
+            fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
+            x_fit, y_fit = data.x_train[fit_index], y[fit_index]
+            x_stop, y_stop = data.x_train[stop_index], y[stop_index]
+        started = time.perf_counter()
+        history = model.fit(
+            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
+            validation_data=None if x_stop is None else (x_stop, y_stop),
+            callbacks=callbacks, verbose=0,
+        )
+        fit_time = time.perf_counter() - started
+    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return Fitted(model, history_lists, fit_time, plan)
+
+
+def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
+                     target_state: dict | None) -> np.ndarray:
+    from foldwise.components.core.builders import loss_form, user_values
+
+    raw = model.predict(x, batch_size=1024, verbose=0)
+    form = loss_form(model, kind, n_classes, int(np.shape(raw)[1]))
+    return user_values(raw, form, target_state)
+
+
 KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,
                            standard_target_scaling))
 SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklearn_mlp,
                                  _save_sklearn_mlp, standard_target_scaling))
+KERAS_BUILDER = register(Estimator("keras_builder", _fit_builder, _predict_builder, _save_keras,
+                                   standard_target_scaling))

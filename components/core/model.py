@@ -72,7 +72,9 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
 
     Args:
         spec: Any subset of :data:`SPEC_KEYS`; optimizer hyperparameters must belong to the
-            chosen optimizer.
+            chosen optimizer. A ``keras_builder`` spec (a user's own model) holds its builder
+            reference and parameters instead
+            (:func:`~foldwise.components.core.builders.normalize_builder_spec`).
         task: ``classification`` or ``regression``.
         n_classes: Number of classes (classification), to check the loss fits the output.
 
@@ -83,6 +85,10 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
         FoldwiseError: Unknown key or name (with a suggestion), a value out of range, or a
             hyperparameter that does not apply to the chosen optimizer.
     """
+    if spec.get("estimator") == "keras_builder":  # a user's builder: core.builders checks it
+        from foldwise.components.core.builders import normalize_builder_spec
+
+        return normalize_builder_spec(spec, task, n_classes)
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
         key = unknown[0]

@@ -109,8 +109,9 @@ OPTIONS: tuple[Option, ...] = (
            "Same models either way (default: configs on this machine, none on a cluster)",
            default="none", choices=("configs", "folds", "none")),
     # The model: the JSON spec of core.model (dashes for underscores on the command line).
-    Option("estimator", MODEL, "keras, or sklearn_mlp for scikit-learn's MLP", default="keras",
-           choices=("keras", "sklearn_mlp"), on_command_line=False),
+    Option("estimator", MODEL, "keras, sklearn_mlp for scikit-learn's MLP, or keras_builder for "
+           "a user's own Keras model", default="keras",
+           choices=("keras", "sklearn_mlp", "keras_builder"), on_command_line=False),
     Option("hidden_units", MODEL, "hidden layer sizes, e.g. 64,32", default=[64, 32],
            kind="units", metavar="N,N"),
     Option("activation", MODEL, "hidden activation", default="relu"),

@@ -12,7 +12,7 @@ import pandas as pd
 
 from foldwise.components.core import metrics
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-from foldwise.components.core.encoding import feature_matrix
+from foldwise.components.core.encoding import feature_matrix, raw_column_indices
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.estimators import (
     KERAS,
@@ -29,22 +29,41 @@ from foldwise.components.core.model import config_id, normalize_spec, output_kin
 
 @dataclass
 class FoldData:
-    """One fold's arrays: features in model input order and targets."""
+    """One fold's arrays: features in model input order and targets.
+
+    ``features``, ``raw_columns``, ``target`` and ``classes`` describe the columns for a
+    user's model builder (``core.builders``): model-ready column names, the indices of each
+    raw column's model-ready columns, the target's name and the class labels.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_validation: np.ndarray
     y_validation: np.ndarray
     rows_validation: np.ndarray
+    features: list[str] | None = None
+    raw_columns: dict[str, list[int]] | None = None
+    target: str = ""
+    classes: list | None = None
 
 
-def split_fold(encoded: pd.DataFrame, fold: int, target: str, features: list[str]) -> FoldData:
-    """Cut an encoded table into the fold's training rows (other folds) and validation rows."""
+def split_fold(encoded: pd.DataFrame, fold: int, target: str, features: list[str],
+               schema: dict | None = None) -> FoldData:
+    """Cut an encoded table into the fold's training rows (other folds) and validation rows.
+
+    With the preprocess step's ``schema``, the fold also knows its raw columns and classes.
+    """
     validation = encoded[FOLD_COLUMN].to_numpy() == fold
     x = feature_matrix(encoded, features)
     y = encoded[target].to_numpy()
+    raw_columns, classes = None, None
+    if schema is not None:
+        raw_columns = raw_column_indices(features, schema.get("categorical", []),
+                                         schema.get("numeric", []))
+        classes = schema.get("classes")
     return FoldData(x[~validation], y[~validation], x[validation], y[validation],
-                    encoded[ROW_COLUMN].to_numpy()[validation])
+                    encoded[ROW_COLUMN].to_numpy()[validation], list(features), raw_columns,
+                    target, classes)
 
 
 def check_trial(expected_config_id: str, fold: int, params: dict, table_fold: int, task: str,

@@ -95,7 +95,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             table, table_fold, features = tables[fold]
             specs.append(check_trial(config["config_id"], fold, config["params"], table_fold,
                                      task, n_classes))
-            datas.append(split_fold(table, fold, target, features))
+            datas.append(split_fold(table, fold, target, features, schema))
             trials.append((config["config_id"], fold))
     results = train_folds(datas, task=task, n_classes=n_classes, specs=specs,
                           seeds=[seed] * len(trials), checkpoint_dir=checkpoint_dir(model_dir),
