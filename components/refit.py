@@ -14,6 +14,7 @@ def refit(
     predictions: Output[Dataset],
     scaler: str = "standard",
     seed: int = 0,
+    model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
 ):
     """Refit preprocessing and the best configuration on all rows; save the serving model.
 
@@ -29,28 +30,36 @@ def refit(
             pipeline's way (fitted state + trained network), for checking the serving model.
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
         seed: Seed of weights, shuffling and dropout.
+        model_spec: The run's fixed model options (a user's builder, with its source).
     """
     import os
     import shutil
 
     import pandas as pd
 
+    from foldwise.components.core.builders import with_source
     from foldwise.components.core.columns import ROW_COLUMN
+    from foldwise.components.core.encoding import raw_column_indices
     from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.model import normalize_spec
     from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
     from foldwise.components.core.training import FoldData, predictions_frame, train_fold
 
     described, best = read_json(schema.path), read_json(best_config.path)
+    best = {**best, "params": with_source(best["params"], model_spec.get("builder"))}
     classes, n_classes = described["classes"], class_count(described)
     table = pd.read_parquet(prepared.path)
     state = fit_preprocessing(table, described, scaler)
     x, y = encode(table, state), table[described["target"]].to_numpy()
-    everything = FoldData(x, y, x, y, table[ROW_COLUMN].to_numpy())
+    everything = FoldData(x, y, x, y, table[ROW_COLUMN].to_numpy(), list(state["features"]),
+                          raw_column_indices(state["features"], described["categorical"],
+                                             described["numeric"]),
+                          described["target"], classes)
     spec = normalize_spec(best["params"], described["task"], n_classes)
     result = train_fold(everything, task=described["task"], n_classes=n_classes, spec=spec,
                         seed=seed)
-    serving = build_serving_model(result.model, state, described, result.target_scaling)
+    serving = build_serving_model(result.model, state, described, result.target_scaling,
+                                  spec["estimator"])
 
     os.makedirs(model.path, exist_ok=True)
     serving.save(os.path.join(model.path, "model.keras"))

@@ -17,6 +17,7 @@ def train(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     seed: int = 0,
+    model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
 ) -> str:
     """Fit a fresh model per (configuration, fold) on the other folds' rows; score the fold.
 
@@ -41,6 +42,8 @@ def train(
         classification_metrics: Confusion matrix over these folds of the first configuration
             that trained on all of them (classification only).
         seed: Seed of weights, shuffling and dropout.
+        model_spec: The run's fixed model options: a user's builder travels here with its
+            source, once (each configuration names it by reference).
 
     Returns:
         JSON list, one entry per (configuration, fold): ``config_id``, ``params``, ``fold``,
@@ -56,7 +59,7 @@ def train(
 
     out = run_trials(fold_data.path, read_json(schema.path), configs, folds, seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,
-                     history_uri=history.uri)
+                     history_uri=history.uri, builder=model_spec.get("builder"))
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written

@@ -22,8 +22,8 @@ from foldwise.components.core.errors import FoldwiseError
 
 # Keywords every run takes besides the options of the table.
 OUTPUT_HELP = "results folder or gs:// prefix (default: a new folder under ./foldwise-runs/)"
-RUN_KEYWORDS = [opt for opt in options.group(options.DATA, options.FOLDS, options.MODEL)
-                if opt.name != "target"]
+RUN_KEYWORDS = [opt for opt in options.group(options.DATA, options.FOLDS, options.BUILDER,
+                                             options.MODEL) if opt.name != "target"]
 
 
 def _keyword(name: str, default) -> inspect.Parameter:
@@ -219,7 +219,8 @@ class GridSearchCV(_PipelineEstimator):
         from foldwise.components.core.grid import check_grid
 
         params = self.get_params()
-        grid = check_grid(self.param_grid, "param_grid") if self.param_grid else []
+        grid = (check_grid(self.param_grid, "param_grid", self.model is not None)
+                if self.param_grid else [])
         if not grid:
             raise FoldwiseError("param_grid is empty: give a mapping of parameter → list of "
                                 "values, e.g. {'learning_rate': [0.001, 0.01]}")
@@ -326,7 +327,8 @@ class GridSearchCV(_PipelineEstimator):
                    if k in service_and_cluster}
         values = {**_option_values(self.get_params()), "target": target}
         search = Search.from_values(self._pipeline, data, values,
-                                    grid=check_grid(self.param_grid, "param_grid"),
+                                    grid=check_grid(self.param_grid, "param_grid",
+                                                    self.model is not None),
                                     output=output)
         return submit(search, service, _cluster_values(service_and_cluster), cron=cron)
 

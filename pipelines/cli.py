@@ -34,6 +34,7 @@ PIPELINE_HELP = {
                 "model's configuration cross-validated on the same folds."),
 }
 GROUP_TITLES = {options.DATA: "data", options.FOLDS: "folds and preprocessing",
+                options.BUILDER: "your own model",
                 options.MODEL: "model options (fixed for every configuration a grid leaves "
                 "open)", options.CLUSTER: "cluster", options.SERVICE: "service (--host, or "
                 "--vertex-project and --vertex-region)"}
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
     for name, (summary, description) in PIPELINE_HELP.items():
         command = pipelines.add_parser(name, help=summary, description=description)
-        _add_options(command, options.DATA, options.FOLDS, options.MODEL)
+        _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL)
         if name != "cross-validation":
             command.add_argument("--grid", type=Path, required=name == "grid-search",
                                  help="YAML file: parameter -> list of values, or a list of "
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "schedule":
             command.add_argument("--cron", required=True, help="when, e.g. '0 0 3 * * *' "
                                  "(SEC MIN HOUR DAY MONTH WEEKDAY)")
-        _add_options(command, options.DATA, options.FOLDS, options.MODEL, options.CLUSTER)
+        _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL,
+                     options.CLUSTER)
         command.add_argument("--grid", type=Path, help="grid YAML (grid-search, retrain)")
         command.add_argument("--output", help="gs:// prefix for the results "
                              "(cross-validation, grid-search)")
@@ -173,7 +175,8 @@ def search_from_args(args: argparse.Namespace):
     grid = getattr(args, "grid", None)
     output = getattr(args, "workspace", None) if args.pipeline == "retrain" else args.output
     return Search.from_values(args.pipeline, args.data, vars(args),
-                              grid=load_grid(grid) if grid else [], output=output,
+                              grid=load_grid(grid, builder=args.model is not None)
+                              if grid else [], output=output,
                               promote_to=getattr(args, "promote_to", None))
 
 

@@ -72,8 +72,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, [], model_spec)
-        _, page, published = publish_steps(settings, prepared, results, values, destination,
-                                           with_model=False)
+        _, page, published = publish_steps(settings, prepared, results, values, destination)
         return CrossValidationOutputs(
             cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
             folds=prepared.outputs["fold_assignment"], report=page.outputs["page"],

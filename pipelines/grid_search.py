@@ -72,7 +72,8 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec)
-        final, page, published = publish_steps(settings, prepared, results, values, destination)
+        final, page, published = publish_steps(settings, prepared, results, values, destination,
+                                               model_spec)
         return GridSearchOutputs(
             cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
             folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],

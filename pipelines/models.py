@@ -42,6 +42,13 @@ class ServingModel:
             import keras
 
             import foldwise.components.core.serving  # noqa: F401 - registers its layers
+        config = folder / "config.json"
+        params = (json.loads(config.read_text(encoding="utf-8"))["params"]
+                  if config.is_file() else {})
+        if params.get("estimator") == "keras_builder":  # its module registers custom layers
+            from foldwise.components.core.builders import load_builder
+
+            load_builder(params["builder"])
         self.folder = folder
         self.schema = json.loads((folder / "schema.json").read_text(encoding="utf-8"))
         self.preprocessing = json.loads((folder / "preprocessing.json").read_text(

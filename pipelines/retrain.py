@@ -73,7 +73,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         prepared, results = search_steps(settings, values, param_grid, model_spec,
                                           champion=current.output)
         _, _, published = publish_steps(settings, prepared, results, values, promote_to,
-                                        new_version=True)
+                                        model_spec, new_version=True)
         decision = settings.apply(promote(
             schema=prepared.outputs["schema"], best_config=results.outputs["best_config"],
             champion=current.output, manifest=published.output, promote_to=promote_to,

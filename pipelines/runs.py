@@ -71,6 +71,11 @@ class Search:
             value = options.check_value(opt, values.get(opt.name))
             if value is not None:
                 model[opt.name] = value
+        if values.get("model") is not None:  # a model of the user's own
+            from foldwise.components.core.builders import builder_reference
+
+            model = {"estimator": "keras_builder",
+                     "builder": builder_reference(values["model"]), **model}
         return cls(pipeline, str(data), run, model, **kwargs)
 
 
@@ -142,17 +147,24 @@ def plan(search: Search, local: bool = True) -> Plan:
     table_bytes = None
     if search.table is not None:
         data, table_bytes = "", parquet_bytes(search.table)
-        _, schema = preprocess(read_table_bytes(table_bytes), preprocess_options(search.run))
+        prepared, schema = preprocess(read_table_bytes(table_bytes),
+                                      preprocess_options(search.run))
     else:
         data = search.data if storage.is_gcs(search.data) else str(
             Path(search.data).expanduser().resolve())
         with storage.local_copy(data) as local_data:
-            _, schema = preprocess(read_table(local_data), preprocess_options(search.run))
+            prepared, schema = preprocess(read_table(local_data),
+                                          preprocess_options(search.run))
     task, n_classes = schema["task"], class_count(schema)
     promoted = champion(search.promote_to) if search.pipeline == "retrain" else []
     grid = search.grid if search.pipeline != "cross-validation" else []
     configs = candidates(grid, search.model, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"])
+    if search.model.get("estimator") == "keras_builder":  # what only building it shows
+        from foldwise.components.core.builders import check_configs
+
+        check_configs(configs, prepared, schema, search.run["scaler"], search.run["seed"],
+                      search.model["builder"])
     scoring = search.run["scoring"]
     names = metrics.metric_names(task, n_classes)
     if scoring and scoring not in names:

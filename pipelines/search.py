@@ -74,14 +74,14 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
     with dsl.ParallelFor(items=trials.output, name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
                              configs=trial.configs, folds=trial.folds,
-                             seed=values["seed"]), "train")
+                             seed=values["seed"], model_spec=model_spec), "train")
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
                              scoring=values["scoring"]), "aggregate")
     return prepared, results
 
 
 def publish_steps(settings: ClusterSettings, prepared, results, values: dict, destination,
-                  with_model: bool = True, new_version: bool = False):
+                  model_spec=None, new_version: bool = False):
     """Add (refit →) report → export after :func:`search_steps`.
 
     Args:
@@ -90,8 +90,9 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
         results: The aggregate task.
         values: The pipeline's run options (:func:`run_values`).
         destination: Where the export goes (a pipeline parameter).
-        with_model: Refit the best configuration on all rows and export it with the
-            results (grid search, retrain); cross-validation exports its results only.
+        model_spec: The run's fixed model options (a pipeline parameter): refit the best
+            configuration on all rows and export it with the results (grid search,
+            retrain); ``None``: cross-validation exports its results only.
         new_version: Export into a new version folder (retrain).
 
     Returns:
@@ -101,10 +102,11 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
 
     schema = prepared.outputs["schema"]
     final = None
-    if with_model:
+    if model_spec is not None:
         final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
                            best_config=results.outputs["best_config"],
-                           scaler=values["scaler"], seed=values["seed"]), "refit")
+                           scaler=values["scaler"], seed=values["seed"],
+                           model_spec=model_spec), "refit")
     page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
                        summary=results.outputs["summary"],
                        oof_predictions=results.outputs["oof_predictions"],

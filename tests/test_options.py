@@ -85,11 +85,12 @@ def test_choices_live_in_the_table_only():
 
 
 @pytest.mark.parametrize("command, groups", [
-    (["run", "grid-search"], (options.DATA, options.FOLDS, options.MODEL)),
-    (["run", "cross-validation"], (options.DATA, options.FOLDS, options.MODEL)),
+    (["run", "grid-search"], (options.DATA, options.FOLDS, options.BUILDER, options.MODEL)),
+    (["run", "cross-validation"], (options.DATA, options.FOLDS, options.BUILDER,
+                                   options.MODEL)),
     (["compile"], (options.CLUSTER,)),
-    (["submit"], (options.SERVICE, options.DATA, options.FOLDS, options.MODEL,
-                  options.CLUSTER)),
+    (["submit"], (options.SERVICE, options.DATA, options.FOLDS, options.BUILDER,
+                  options.MODEL, options.CLUSTER)),
 ])
 def test_every_command_line_flag_comes_from_the_table(command, groups):
     from foldwise.pipelines.cli import build_parser
@@ -119,7 +120,8 @@ def test_python_keywords_are_the_table_in_scikit_learns_words():
 
     parameters = inspect.signature(foldwise.GridSearchCV).parameters
     expected = ["param_grid", *[o.python_name for o in options.group(
-        options.DATA, options.FOLDS, options.MODEL) if o.name != "target"], "output", "verbose"]
+        options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"],
+        "output", "verbose"]
     assert list(parameters) == expected
     assert parameters["cv"].default == 5 and parameters["random_state"].default == 0
     assert all(parameters[o.name].default is None for o in options.group(options.MODEL))

@@ -22,6 +22,7 @@ from scipy.stats import rankdata
 from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.model import KERAS_ESTIMATORS
 
 VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
                       "numpy")
@@ -265,18 +266,21 @@ def _json_float(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def best_config_id(table: pd.DataFrame, scoring: str, estimator: str = "keras") -> str | None:
+def best_config_id(table: pd.DataFrame, scoring: str,
+                   estimator: str | tuple[str, ...] = KERAS_ESTIMATORS) -> str | None:
     """The ``estimator`` configuration ranked first by ``scoring`` (first listed among ties).
 
-    The best Keras configuration is the one refitted and exported, even when a baseline
-    scores higher. Configurations that failed (a ``fit_error``) are never chosen: ``None`` if
-    there is no configuration of that estimator, or if all of them failed.
+    The best Keras configuration (foldwise's MLP or a user's model) is the one refitted and
+    exported, even when a baseline scores higher. Configurations that failed (a
+    ``fit_error``) are never chosen: ``None`` if there is no configuration of that estimator,
+    or if all of them failed.
     """
     column = f"rank_test_{scoring}"
     if column not in table.columns:
         known = [c.removeprefix("rank_test_") for c in table.columns if c.startswith("rank_")]
         raise FoldwiseError(f"scoring {scoring!r} is not reported; use one of {', '.join(known)}")
-    candidates = table[(table["param_estimator"] == estimator) & ~_failed(table)]
+    wanted = (estimator,) if isinstance(estimator, str) else estimator
+    candidates = table[table["param_estimator"].isin(wanted) & ~_failed(table)]
     if candidates.empty:
         return None
     return str(candidates.sort_values(column, kind="stable").iloc[0]["config_id"])
@@ -296,7 +300,7 @@ def _failed(table: pd.DataFrame) -> pd.Series:
 
 
 def _all_failed(table: pd.DataFrame) -> str:
-    keras_rows = table[table["param_estimator"] == "keras"]
+    keras_rows = table[table["param_estimator"].isin(KERAS_ESTIMATORS)]
     failed = keras_rows[_failed(keras_rows)]
     which = ("every configuration" if len(keras_rows) == len(table)
              else "every Keras configuration")

@@ -86,9 +86,10 @@ def builder_reference(model: Any) -> dict:
 
     Returns:
         ``{"function", "module", "file", "source", "sha256"}``: ``module`` for an importable
-        builder, else ``None`` with ``source`` (the text to run) and ``file`` (the file's
-        name, for messages); ``sha256`` identifies the code (the source, or the module's
-        file where it can be read), so that another builder is another configuration.
+        builder, else ``source`` (the text to run) and ``file`` (the file's name, for
+        messages), the keys that do not apply left out; ``sha256`` identifies the code (the
+        source, or the module's file where it can be read), so that another builder is
+        another configuration.
 
     Raises:
         FoldwiseError: The file or module is missing or cannot be imported, the function is
@@ -103,7 +104,8 @@ def builder_reference(model: Any) -> dict:
             f"model must be a function that builds a Keras model, 'path/to/file.py:function' "
             f"or 'package.module:function', got {_describe(model)}")
     load_builder(reference)  # the errors a user can fix, here rather than in a step
-    return reference
+    # Pipeline parameters hold no nulls (KFP's protobuf values): a key not set is left out.
+    return {key: value for key, value in reference.items() if value is not None}
 
 
 def _text_reference(text: str) -> dict:
@@ -774,6 +776,77 @@ def user_values(raw: np.ndarray, form: LossForm, target_state: dict | None) -> n
         return raw / raw.sum(axis=1, keepdims=True)
 
 
+def lean(params: dict) -> dict:
+    """A configuration with its builder's reference but not its source.
+
+    Configurations travel to the steps as parameters, many at a time: the builder's text
+    travels once, in the run's fixed model options, and :func:`with_source` puts it back.
+    """
+    if not isinstance(params.get("builder"), dict):
+        return params
+    return {**params, "builder": {k: v for k, v in params["builder"].items() if k != "source"}}
+
+
+def with_source(params: dict, reference: dict | None) -> dict:
+    """A configuration whose builder is ``reference`` (same digest), with its source back."""
+    ours = params.get("builder")
+    if (not isinstance(ours, dict) or not reference
+            or ours.get("sha256") != reference.get("sha256")):
+        return params
+    return {**params, "builder": dict(reference)}
+
+
+def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed: int,
+                  reference: dict | None = None) -> None:
+    """Build every user-builder configuration once, on all rows, before any step runs.
+
+    What only building shows (the builder raises, returns no Keras model, compiles what the
+    configuration sets, an output or loss that does not fit the task) is then one error up
+    front, not a failed configuration after minutes of steps.
+
+    Args:
+        configs: The run's configurations (``{"config_id", "params"}``); others are skipped.
+        prepared: The preprocessed table (all rows).
+        schema: Its schema.
+        scaler: The run's scaler.
+        seed: The run's seed.
+        reference: The builder with its source (:func:`with_source`).
+
+    Raises:
+        FoldwiseError: The first configuration that cannot be built (named).
+    """
+    from foldwise.components.core.encoding import raw_column_indices
+    from foldwise.components.core.estimators import standard_target_scaling
+    from foldwise.components.core.jsonio import class_count
+    from foldwise.components.core.serving import encode, fit_preprocessing
+
+    ours = [c for c in configs if c["params"].get("estimator") == ESTIMATOR]
+    if not ours:
+        return
+    state = fit_preprocessing(prepared, schema, scaler)
+    x = encode(prepared, state)
+    y = prepared[schema["target"]].to_numpy()
+    n_classes = class_count(schema)
+    kind = output_kind(schema["task"], n_classes)
+    for config in ours:
+        params = with_source(config["params"], reference)
+        if kind == "regression":
+            from foldwise.components.core.estimators import scaled_target
+
+            y_seen = scaled_target(y, standard_target_scaling(y, kind, params))
+        else:
+            y_seen = y
+        context = BuildContext(x, y_seen, schema["task"], n_classes, schema["target"],
+                               schema["classes"], list(state["features"]),
+                               raw_column_indices(state["features"], schema["categorical"],
+                                                  schema["numeric"]))
+        try:
+            build(load_builder(params["builder"]), params, context, seed)
+        except FoldwiseError as err:
+            raise FoldwiseError(f"configuration {json.dumps(builder_params(params))}: "
+                                f"{err}") from None
+
+
 # ----- a keras_builder spec -------------------------------------------------------------------
 def normalize_builder_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
     """Check and complete a ``keras_builder`` configuration.
@@ -813,10 +886,26 @@ def normalize_builder_spec(spec: dict, task: str, n_classes: int | None = None) 
             raise FoldwiseError(f"model builder parameter {key!r} must be a JSON value "
                                 f"(number, text, true/false, list, mapping), got "
                                 f"{_describe(value)}")
-        full[key] = list(value) if isinstance(value, tuple) else value
+        full[key] = _whole_numbers(list(value) if isinstance(value, tuple) else value)
     if reference.get("source") is not None or _importable(reference.get("module") or ""):
         check_builder_params(load_builder(reference), full)
     return full
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Whole floats as ints, inside lists and mappings too.
+
+    KFP hands every number of a parameter over as a float (protobuf values): a builder's
+    ``units=32`` must not arrive as ``32.0``. Normalizing in every process alike keeps a
+    configuration's id the same before and after it travels.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 # ----- messages -------------------------------------------------------------------------------

@@ -12,7 +12,13 @@ from typing import Any
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import SPEC_KEYS, baseline_for, config_id, normalize_spec
+from foldwise.components.core.model import (
+    KERAS_ESTIMATORS,
+    SPEC_KEYS,
+    baseline_for,
+    config_id,
+    normalize_spec,
+)
 from foldwise.components.core.table import suggest
 
 
@@ -27,8 +33,11 @@ def parameter_grid(part: dict) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in product(*(part[k] for k in keys))]
 
 
-def load_grid(path: str | Path) -> list[dict]:
-    """Read a grid from a YAML or JSON file (JSON is YAML too) and check its shape."""
+def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
+    """Read a grid from a YAML or JSON file (JSON is YAML too) and check its shape.
+
+    ``builder``: the grid is for a model of the user's own (any key may appear).
+    """
     import yaml
 
     path = Path(path)
@@ -38,11 +47,15 @@ def load_grid(path: str | Path) -> list[dict]:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise FoldwiseError(f"grid file {path} is not valid YAML: {err}") from err
-    return check_grid(grid, str(path))
+    return check_grid(grid, str(path), builder)
 
 
-def check_grid(grid: Any, where: str = "the grid") -> list[dict]:
-    """Return the grid as a list of mappings of parameter → non-empty list of values."""
+def check_grid(grid: Any, where: str = "the grid", builder: bool = False) -> list[dict]:
+    """Return the grid as a list of mappings of parameter → non-empty list of values.
+
+    With ``builder`` (a model of the user's own) any key may appear: the builder's arguments
+    are checked against its signature when the configurations are normalized.
+    """
     if isinstance(grid, dict):
         grid = [grid]
     if not isinstance(grid, list) or not grid:
@@ -52,8 +65,9 @@ def check_grid(grid: Any, where: str = "the grid") -> list[dict]:
     for part in grid:
         if not isinstance(part, dict):
             raise FoldwiseError(f"{where}: each entry must be a mapping, got {part!r}")
+        open_keys = builder or "keras_builder" in (part.get("estimator") or [])
         for key, values in part.items():
-            if key not in SPEC_KEYS:
+            if key not in SPEC_KEYS and not open_keys:
                 raise FoldwiseError(
                     f"{where}: unknown grid parameter {key!r}{suggest(str(key), SPEC_KEYS)} "
                     f"(known: {', '.join(SPEC_KEYS)})")
@@ -63,7 +77,8 @@ def check_grid(grid: Any, where: str = "the grid") -> list[dict]:
                     f"{where}: {key} must be a list of values to try, e.g. {key}: {example}")
             if not values:
                 raise FoldwiseError(f"{where}: {key} has an empty list: give at least one value")
-            if key == "hidden_units" and not all(isinstance(v, list) for v in values):
+            if key == "hidden_units" and not open_keys and not all(
+                    isinstance(v, list) for v in values):
                 raise FoldwiseError(
                     f"{where}: hidden_units values are lists of layer sizes, e.g. "
                     f"hidden_units: [[64], [128, 64]]; got {values!r}")
@@ -84,10 +99,14 @@ def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict
         if config["config_id"] not in seen:
             seen.add(config["config_id"])
             configs.append(config)
-    if not any(c["params"]["estimator"] == "keras" for c in configs):
+    _check_keras(configs)
+    return configs
+
+
+def _check_keras(configs: list[dict]) -> None:
+    if not any(c["params"]["estimator"] in KERAS_ESTIMATORS for c in configs):
         raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
                             " the best Keras configuration is the one refitted and exported")
-    return configs
 
 
 def _configurations(grid: list[dict], task: str, n_classes: int | None):
@@ -116,6 +135,9 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
         raise FoldwiseError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     if baseline == "none":
         return configs
+    if not any(c["params"]["estimator"] == "keras" for c in configs):
+        raise FoldwiseError("--baseline mlp twins foldwise's own MLP; a model of your own has "
+                            "no scikit-learn twin: leave --baseline out")
     twins, seen = [], {c["config_id"] for c in configs}
     for config in configs:
         if config["params"]["estimator"] != "keras":
@@ -211,7 +233,7 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
     Raises:
         FoldwiseError: A bad grid, configuration, champion or baseline (the message names it).
     """
-    grid = check_grid(grid) if grid else []
+    grid = check_grid(grid, builder=fixed.get("estimator") == "keras_builder") if grid else []
     searched = sorted({key for part in grid for key in part})
     fixed_grid = [{key: [value] for key, value in fixed.items()}]
     configs = [{**config, "searched": {k: entry["params"][k] for k in searched
@@ -227,7 +249,8 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
         if config["config_id"] not in seen:
             seen.add(config["config_id"])
             unique.append(config)
-    if not any(c["params"]["estimator"] == "keras" for c in unique):
-        raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
-                            " the best Keras configuration is the one refitted and exported")
-    return with_baseline(unique, baseline, task, n_classes)
+    _check_keras(unique)
+    from foldwise.components.core.builders import lean  # a builder's text travels once
+
+    return [{**c, "params": lean(c["params"])}
+            for c in with_baseline(unique, baseline, task, n_classes)]

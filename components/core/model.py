@@ -53,6 +53,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
 TARGET_SCALINGS = options.choices("target_scaling")
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
 ESTIMATORS = options.choices("estimator")
+# The estimators whose best configuration is refitted and exported (Keras models).
+KERAS_ESTIMATORS = ("keras", "keras_builder")
 # The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
 MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",
             "beta_2", "epsilon", "epochs", "batch_size", "early_stopping", "patience",
@@ -258,7 +260,14 @@ def resolve_custom_loss(reference: str):
 
 
 def config_id(params: dict) -> str:
-    """A stable identifier of a configuration: a hash of its canonical JSON."""
+    """A stable identifier of a configuration: a hash of its canonical JSON.
+
+    A user's builder counts by its reference (function, file or module, and the digest of
+    its code), not by the text it carries: the same whether or not the source rides along.
+    """
+    if isinstance(params.get("builder"), dict):
+        params = {**params, "builder": {k: v for k, v in params["builder"].items()
+                                        if k != "source"}}
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
     return "cfg-" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

@@ -19,7 +19,8 @@ from typing import Any
 from foldwise.components.core.errors import FoldwiseError
 
 # Groups, in the order the command line's help lists them.
-DATA, FOLDS, MODEL, CLUSTER, SERVICE = "data", "folds", "model", "cluster", "service"
+DATA, FOLDS, BUILDER, MODEL, CLUSTER, SERVICE = (
+    "data", "folds", "builder", "model", "cluster", "service")
 # Options whose default differs between this machine and a cluster (the table holds the
 # cluster's): not given, the run decides.
 ENGINE_DEPENDENT = ("packing",)
@@ -66,7 +67,7 @@ class Option:
         ``None`` ("not given") for model options and for options whose default depends on
         where the run goes.
         """
-        if self.group == MODEL or self.name in ENGINE_DEPENDENT:
+        if self.group in (MODEL, BUILDER) or self.name in ENGINE_DEPENDENT:
             return None
         return tuple(self.default) if isinstance(self.default, list) else self.default
 
@@ -108,6 +109,10 @@ OPTIONS: tuple[Option, ...] = (
            "folds stacked; none: one task per (configuration, fold), a pod each on a cluster. "
            "Same models either way (default: configs on this machine, none on a cluster)",
            default="none", choices=("configs", "folds", "none")),
+    # A model of the user's own (core.builders): its builder travels in each configuration.
+    Option("model", BUILDER, "your own Keras model: the function that builds it, as "
+           "file.py:function or package.module:function (a callable in Python); default: "
+           "foldwise's MLP (the model options below)", metavar="FILE.py:FUNCTION"),
     # The model: the JSON spec of core.model (dashes for underscores on the command line).
     Option("estimator", MODEL, "keras, sklearn_mlp for scikit-learn's MLP, or keras_builder for "
            "a user's own Keras model", default="keras",

@@ -103,26 +103,34 @@ class RawFeatures(keras.layers.Layer):
 class UserScale(keras.layers.Layer):
     """Model output → the user's scale: regression values, or one probability per class."""
 
-    def __init__(self, kind: str, mean: float = 0.0, scale: float = 1.0, **kwargs):
+    def __init__(self, kind: str, mean: float = 0.0, scale: float = 1.0, logits: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.kind, self.mean, self.scale = kind, float(mean), float(scale)
+        self.logits = bool(logits)
 
     def call(self, outputs):  # noqa: D102 - Keras hook
         if self.kind == "regression":
             return outputs * self.scale + self.mean
-        if self.kind == "binary":
+        if self.logits:  # a user's model ending in a linear layer (or hinge scores)
+            outputs = (keras.ops.sigmoid(outputs) if outputs.shape[-1] == 1
+                       else keras.ops.softmax(outputs, axis=-1))
+        if self.kind == "binary" and outputs.shape[-1] == 1:
             return keras.ops.concatenate([1.0 - outputs, outputs], axis=-1)
         return outputs
 
     def get_config(self):  # noqa: D102 - Keras hook
         return {**super().get_config(), "kind": self.kind, "mean": self.mean,
-                "scale": self.scale}
+                "scale": self.scale, "logits": self.logits}
 
 
-def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict | None):
+def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict | None,
+                        estimator: str = "keras"):
     """Wrap a trained model so it takes raw columns and answers on the user's scale.
 
     The network is copied without its optimizer: a served model carries no training state.
+    A user's model (``estimator="keras_builder"``) is answered as its loss reads its output:
+    probabilities, or logits and scores turned into probabilities.
     """
     network = keras.models.clone_model(inner)
     network.set_weights(inner.get_weights())
@@ -130,7 +138,13 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
               for i in state["inputs"]}
     kind = output_kind(schema["task"], class_count(schema))
     scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
-    outputs = UserScale(kind, scaling["mean"], scaling["scale"], name="prediction")(
+    logits = False
+    if estimator == "keras_builder" and kind != "regression":
+        from foldwise.components.core.builders import loss_form, output_units
+
+        units = output_units(inner, np.zeros((1, len(state["features"])), dtype="float32"))
+        logits = loss_form(inner, kind, class_count(schema), units).logits
+    outputs = UserScale(kind, scaling["mean"], scaling["scale"], logits, name="prediction")(
         network(RawFeatures(state, name="raw_features")(inputs)))
     return keras.Model(inputs, outputs, name="foldwise_serving")
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core import metrics as scoring
+from foldwise.components.core.builders import lean, with_source
 from foldwise.components.core.fold_data import fold_file, read_fold_table
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.training import (
@@ -65,7 +66,8 @@ def checkpoint_dir(model_dir: str) -> str:
 
 
 def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *, seed: int,
-               model_dir: str, predictions_uri: str = "", history_uri: str = "") -> TrialsOutput:
+               model_dir: str, predictions_uri: str = "", history_uri: str = "",
+               builder: dict | None = None) -> TrialsOutput:
     """Train a fresh model per (configuration, fold), save each, and summarize them.
 
     Args:
@@ -81,6 +83,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             checkpoint (:func:`checkpoint_dir`; remove it once the outputs are written).
         predictions_uri: Where the predictions will be, recorded in each summary.
         history_uri: Where the histories will be, recorded in each summary.
+        builder: A user's builder with its source (the run's fixed model options carry it;
+            configurations carry its reference only: ``core.builders.with_source``).
 
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
@@ -93,8 +97,9 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     for config in configs:
         for fold in folds:
             table, table_fold, features = tables[fold]
-            specs.append(check_trial(config["config_id"], fold, config["params"], table_fold,
-                                     task, n_classes))
+            params = with_source(config["params"], builder)
+            specs.append(check_trial(config["config_id"], fold, params, table_fold, task,
+                                     n_classes))
             datas.append(split_fold(table, fold, target, features, schema))
             trials.append((config["config_id"], fold))
     results = train_folds(datas, task=task, n_classes=n_classes, specs=specs,
@@ -114,7 +119,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         logged.update({f"{config_id}_fold{fold}_{name}": float(value)
                        for name, value in result.scores.items() if math.isfinite(value)})
         summaries.append({
-            "config_id": config_id, "params": spec,
+            "config_id": config_id, "params": lean(spec),
             # the grid's values in their checked form (KFP hands every number over as float)
             "searched": {k: spec.get(k, v) for k, v in searched[config_id].items()},
             "fold": fold, "scores": result.scores,
