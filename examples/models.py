@@ -55,6 +55,9 @@ class Residual(keras.layers.Layer):
         self.width = width
         self.inner = keras.layers.Dense(width, activation="relu")
 
+    def build(self, input_shape):  # noqa: D102 - Keras hook
+        self.inner.build(input_shape)
+
     def call(self, inputs):  # noqa: D102 - Keras hook
         return inputs + self.inner(inputs)
 

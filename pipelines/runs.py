@@ -73,9 +73,11 @@ class Search:
                 model[opt.name] = value
         if values.get("model") is not None:  # a model of the user's own
             from foldwise.components.core.builders import builder_reference
+            from foldwise.pipelines.models import quiet_stderr
 
-            model = {"estimator": "keras_builder",
-                     "builder": builder_reference(values["model"]), **model}
+            with quiet_stderr():  # its module may import TensorFlow, which chatters
+                reference = builder_reference(values["model"])
+            model = {"estimator": "keras_builder", "builder": reference, **model}
         return cls(pipeline, str(data), run, model, **kwargs)
 
 
@@ -162,9 +164,11 @@ def plan(search: Search, local: bool = True) -> Plan:
                          baseline=search.run["baseline"])
     if search.model.get("estimator") == "keras_builder":  # what only building it shows
         from foldwise.components.core.builders import check_configs
+        from foldwise.pipelines.models import quiet_stderr
 
-        check_configs(configs, prepared, schema, search.run["scaler"], search.run["seed"],
-                      search.model["builder"])
+        with quiet_stderr():
+            check_configs(configs, prepared, schema, search.run["scaler"],
+                          search.run["seed"], search.model["builder"])
     scoring = search.run["scoring"]
     names = metrics.metric_names(task, n_classes)
     if scoring and scoring not in names:

@@ -123,7 +123,10 @@ def test_the_four_builder_forms_fit_predict_and_save(fn, task, params, tmp_path)
     kind = "multiclass" if n_classes else "regression"
     data = fold(task)
     config = spec(fn, task, n_classes, **params)
-    assert config["builder"]["module"] == "test_core_builders" and config.get("source") is None
+    # a module of the user's own, not installed: its text travels with the run
+    assert config["builder"]["file"] == "test_core_builders.py"
+    assert "def scikeras_style" in config["builder"]["source"]
+    assert "module" not in config["builder"]
     estimator = get_estimator("keras_builder")
     state = estimator.target_scaling(data.y_train, kind, config)
     fitted = estimator.fit(data, kind, n_classes, config, 0, state, None)
@@ -216,7 +219,7 @@ def test_a_file_reference_carries_the_source_and_loads_once(tmp_path):
     path = tmp_path / "models.py"
     path.write_text(MODELS_PY)
     reference = builder_reference(f"{path}:create_model")
-    assert reference["module"] is None and reference["source"] == MODELS_PY
+    assert "module" not in reference and reference["source"] == MODELS_PY
     assert reference["file"] == "models.py" and json.loads(json.dumps(reference)) == reference
     first, again = load_builder(reference), load_builder(json.loads(json.dumps(reference)))
     assert first is again and first.__module__.startswith("foldwise_builder_")
@@ -231,9 +234,12 @@ def test_a_module_reference_is_imported(tmp_path, monkeypatch):
     (tmp_path / "user_models_for_foldwise.py").write_text(MODELS_PY)
     monkeypatch.syspath_prepend(str(tmp_path))
     reference = builder_reference("user_models_for_foldwise:create_model")
-    assert reference["module"] == "user_models_for_foldwise" and reference["source"] is None
+    assert reference["module"] == "user_models_for_foldwise" and "source" not in reference
     fn = load_builder(reference)
-    assert fn.__module__ == "user_models_for_foldwise" and builder_reference(fn) == reference
+    assert fn.__module__ == "user_models_for_foldwise"
+    # the same function handed over as a callable: not installed, so its text travels
+    shipped = builder_reference(fn)
+    assert "module" not in shipped and shipped["source"] == MODELS_PY
 
 
 NOTEBOOK_CELL = """
@@ -254,7 +260,7 @@ def test_a_notebook_function_travels_with_what_it_uses():
                 "data": pd.DataFrame({"a": [1]})}
     exec(compile(NOTEBOOK_CELL, filename, "exec"), notebook)
     reference = builder_reference(notebook["create_model"])
-    assert reference["module"] is None and reference["file"] == "<notebook>"
+    assert "module" not in reference and reference["file"] == "<notebook>"
     assert "import keras\nwidth = 5\n" in reference["source"]
     assert "numpy" not in reference["source"] and "data =" not in reference["source"]
     model = load_builder(reference)()

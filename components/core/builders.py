@@ -150,13 +150,19 @@ def _callable_reference(fn: Any) -> dict:
         return {**shipped, "function": name}
     if module is None or module_name == "__main__":
         return _source_reference(name, _notebook_source(fn), "<notebook>")
-    if _importable(module_name):
+    if _installed(module):  # part of an installed package: the image installs it too
         return _module_reference(name, module_name)
-    try:
+    try:  # a module of the user's own (beside a notebook, on a path set at run time): ships
         source = inspect.getsource(module)
     except (OSError, TypeError):
         return _source_reference(name, _notebook_source(fn), "<notebook>")
     return _source_reference(name, source, Path(getattr(module, "__file__", name)).name)
+
+
+def _installed(module: types.ModuleType) -> bool:
+    """Whether a module comes from an installed distribution (site-packages)."""
+    parts = Path(getattr(module, "__file__", None) or "").parts
+    return "site-packages" in parts or "dist-packages" in parts
 
 
 def _importable(module_name: str) -> bool:
@@ -843,8 +849,9 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
         try:
             build(load_builder(params["builder"]), params, context, seed)
         except FoldwiseError as err:
-            raise FoldwiseError(f"configuration {json.dumps(builder_params(params))}: "
-                                f"{err}") from None
+            shown = builder_params(params)
+            raise FoldwiseError(f"configuration {json.dumps(shown)}: {err}" if shown
+                                else str(err)) from None
 
 
 # ----- a keras_builder spec -------------------------------------------------------------------

@@ -116,8 +116,10 @@ def _configurations(grid: list[dict], task: str, n_classes: int | None):
             try:
                 params = normalize_spec(values, task, n_classes)
             except FoldwiseError as err:
-                raise FoldwiseError(
-                    f"grid configuration {json.dumps(values, sort_keys=True)}: {err}") from None
+                shown = {k: v for k, v in values.items()  # a builder is named by the error
+                         if k != "builder" and not (k == "estimator" and v == "keras_builder")}
+                raise FoldwiseError(f"grid configuration {json.dumps(shown, sort_keys=True)}: "
+                                    f"{err}" if shown else str(err)) from None
             yield values, {"config_id": config_id(params), "params": params}
 
 
