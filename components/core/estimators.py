@@ -191,13 +191,24 @@ def keras_user_values(raw: np.ndarray, kind: str, target_state: dict | None) -> 
 def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
                target_state: dict | None, backup_dir: str | None = None) -> Fitted:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
 
     from foldwise.components.core.devices import training_devices
 
     seed_everything(seed)
-    x_fit, y_fit, x_stop, y_stop = keras_fit_rows(data, kind, n_classes, spec, seed,
-                                                  target_state)
+    rows = keras_fit_rows(data, kind, n_classes, spec, seed, target_state)
+    task = "regression" if kind == "regression" else "classification"
+    with training_devices(spec["mixed_precision"]) as (strategy, plan):
+        with strategy.scope():
+            model = build_model(spec, data.x_train.shape[1], task, n_classes)
+        history, fit_time = _keras_fit(model, rows, spec, backup_dir)
+    return Fitted(model, history, fit_time, plan)
+
+
+def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None):
+    """Keras ``fit`` on ``(x_fit, y_fit, x_stop, y_stop)``: ``(history lists, seconds)``."""
+    import keras
+
+    x_fit, y_fit, x_stop, y_stop = rows
     # A non-finite loss ends the fit at once: the epoch is recorded as diverged, and a
     # diverging configuration does not hold its task for the remaining epochs.
     callbacks = [keras.callbacks.TerminateOnNaN()]
@@ -206,20 +217,14 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
-
-    task = "regression" if kind == "regression" else "classification"
-    with training_devices(spec["mixed_precision"]) as (strategy, plan):
-        with strategy.scope():
-            model = build_model(spec, data.x_train.shape[1], task, n_classes)
-        started = time.perf_counter()
-        history = model.fit(
-            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
-            validation_data=None if x_stop is None else (x_stop, y_stop),
-            callbacks=callbacks, verbose=0,
-        )
-        fit_time = time.perf_counter() - started
-    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return Fitted(model, history_lists, fit_time, plan)
+    started = time.perf_counter()
+    history = model.fit(
+        x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
+        validation_data=None if x_stop is None else (x_stop, y_stop),
+        callbacks=callbacks, verbose=0,
+    )
+    fit_time = time.perf_counter() - started
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_time
 
 
 def _predict_keras(model, x: np.ndarray, kind: str, n_classes: int | None,
@@ -303,7 +308,6 @@ def builder_context(data: FoldData, kind: str, n_classes: int | None,
 def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
                  target_state: dict | None, backup_dir: str | None = None) -> Fitted:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
 
     from foldwise.components.core.builders import (
         build,
@@ -317,31 +321,18 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
     builder = load_builder(spec["builder"])
     seed_everything(seed)
     context = builder_context(data, kind, n_classes, target_state)
-    callbacks = [keras.callbacks.TerminateOnNaN()]
-    if spec["early_stopping"]:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
-    if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
     with training_devices(spec["mixed_precision"]) as (strategy, plan):
         with strategy.scope():
             model = build(builder, spec, context, seed)
         form = loss_form(model, kind, n_classes, output_units(model, data.x_train))
         y = fit_targets(data.y_train, form, n_classes, target_state)
-        x_fit, y_fit, x_stop, y_stop = data.x_train, y, None, None
+        rows = (data.x_train, y, None, None)
         if spec["early_stopping"]:
             fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
-            x_fit, y_fit = data.x_train[fit_index], y[fit_index]
-            x_stop, y_stop = data.x_train[stop_index], y[stop_index]
-        started = time.perf_counter()
-        history = model.fit(
-            x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
-            validation_data=None if x_stop is None else (x_stop, y_stop),
-            callbacks=callbacks, verbose=0,
-        )
-        fit_time = time.perf_counter() - started
-    history_lists = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return Fitted(model, history_lists, fit_time, plan)
+            rows = (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
+                    y[stop_index])
+        history, fit_time = _keras_fit(model, rows, spec, backup_dir)
+    return Fitted(model, history, fit_time, plan)
 
 
 def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
