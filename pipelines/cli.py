@@ -149,13 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "predict":
-            return predict_command(args)
-        if args.command == "compile":
-            return compile_command(args)
-        if args.command in ("submit", "schedule"):
-            return submit_command(args)
-        return run_command(args)
+        command = {"predict": predict_command, "compile": compile_command, "run": run_command,
+                   "submit": submit_command, "schedule": submit_command}[args.command]
+        return command(args)
     except FoldwiseError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
