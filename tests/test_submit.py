@@ -233,3 +233,26 @@ def test_compiled_vertex_yaml_is_a_single_document(tmp_path):
     assert main(["compile", "grid-search", "--platform", "vertex", "--accelerator",
                  "nvidia-l4:1", "--out", str(out)]) == 0
     assert len(list(yaml.safe_load_all(out.read_text()))) == 1
+
+
+def test_a_python_search_compiles_and_submits_the_same_pipeline(kfp_server, inputs, tmp_path):
+    import foldwise
+
+    search = foldwise.GridSearchCV({"learning_rate": [0.001, 0.01],
+                                    "hidden_units": [[32], [64]]}, epochs=30, cv=3)
+    path = search.compile(tmp_path / "grid.yaml", accelerator="nvidia-l4:1")
+    compiled = yaml.safe_load(path.read_text().split("\n---\n")[0])
+    train = compiled["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    answer = search.submit(host="https://kfp.example.com", pipeline_root=inputs["root"],
+                           data=inputs["data"], target="species", output=inputs["output"],
+                           experiment="penguins")
+    assert (answer.kind, answer.id) == ("run", "run-1")
+    parameters = kfp_server.posted("runs")["runtime_config"]["parameters"]
+    assert parameters["param_grid"] == [{"learning_rate": [0.001, 0.01],
+                                         "hidden_units": [[32], [64]]}]
+    assert parameters["model_spec"] == {"epochs": 30} and parameters["folds"] == 3
+    assert parameters["destination"] == inputs["output"] and parameters["packing"] == "none"
+    with pytest.raises(foldwise.FoldwiseError, match="--data must be a gs:// URI"):
+        search.submit(host="https://k", pipeline_root=inputs["root"], data=str(tmp_path),
+                      target="species", output=inputs["output"])
