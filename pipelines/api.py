@@ -112,7 +112,7 @@ class _PipelineEstimator(BaseEstimator):
         """The :class:`runs.Search` for ``fit(X, y)``."""
         from foldwise.pipelines.runs import Search
 
-        values = {**_option_values(params)}
+        values = _option_values(params)
         if isinstance(X, (str, Path)):
             if not isinstance(y, str):
                 raise FoldwiseError("with X a table file (path or gs:// URI), y is the target "

@@ -91,6 +91,7 @@ class Plan:
     configs: list[dict]
     arguments: dict
     tasks: int
+    pipeline: object  # the @dsl.pipeline that will run (built for this machine)
     table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
 
 
@@ -180,8 +181,9 @@ def plan(search: Search, local: bool = True) -> Plan:
     if search.pipeline != "cross-validation":
         arguments["param_grid"] = grid
     trials = len(plan_trials(configs, list(range(schema["folds"])), packing))
-    tasks = task_count(pipeline_function(search.pipeline), schema["folds"], trials)
-    return Plan(search, data, schema, configs, arguments, tasks, table_bytes)
+    pipeline = pipeline_function(search.pipeline)
+    tasks = task_count(pipeline, schema["folds"], trials)
+    return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes)
 
 
 def parquet_bytes(table) -> bytes:
@@ -281,7 +283,7 @@ def run_local(search: Search, on_event: Callable | None = None,
             on_event(event)
 
     try:
-        outputs = run_on_engine(pipeline_function(search.pipeline), checked.arguments,
+        outputs = run_on_engine(checked.pipeline, checked.arguments,
                                 workspace / "pipeline", workspace / "pipeline.log", observe)
     except PipelineFailed as err:
         if not err.user_error:
