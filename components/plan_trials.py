@@ -37,7 +37,9 @@ def plan_trials(
     """
     from foldwise.components.core.grid import candidates, plan_trials
     from foldwise.components.core.jsonio import class_count, read_json
+    from foldwise.components.core.vmapped import select_backend
 
+    select_backend([model_spec])  # a user's builder loads faster under JAX, where it trains
     described = read_json(schema.path)
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline)

@@ -531,7 +531,9 @@ def build(fn: Any, params: dict, context: BuildContext, seed: int):
     """
     import keras
 
-    keras.utils.set_random_seed(seed)
+    from foldwise.components.core.estimators import seed_everything
+
+    seed_everything(seed)
     arguments = builder_arguments(fn)
     kwargs = route(fn, params, context)
     try:

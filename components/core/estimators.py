@@ -30,6 +30,10 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.model import MLP_ACTIVATIONS, build_model
 from foldwise.components.core.table import suggest
 
+# Keras' fit runs this many training steps per graph call (a model compiled with its own
+# ``steps_per_execution`` keeps it): the same steps, without a Python round trip each.
+STEPS_PER_EXECUTION = 32
+
 if TYPE_CHECKING:
     from foldwise.components.core.training import FoldData
 
@@ -126,14 +130,29 @@ def unscaled(values: np.ndarray, target_state: dict | None) -> np.ndarray:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops."""
+    """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops.
+
+    Under another backend, what ``keras.utils.set_random_seed`` does except seeding
+    TensorFlow, which it would import (seconds) only to seed it.
+    """
     import keras
 
-    keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
+        return
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 # ----- keras ----------------------------------------------------------------------------------
@@ -217,6 +236,8 @@ def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None):
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
+    if model.steps_per_execution == 1:  # the same steps, a graph call per 32 of them
+        model.steps_per_execution = STEPS_PER_EXECUTION
     started = time.perf_counter()
     history = model.fit(
         x_fit, y_fit, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True,
@@ -305,10 +326,14 @@ def builder_context(data: FoldData, kind: str, n_classes: int | None,
                         data.features, data.raw_columns)
 
 
-def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
-                 target_state: dict | None, backup_dir: str | None = None) -> Fitted:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                    target_state: dict | None):
+    """A fresh model from the user's builder and its rows: ``(model, loss form, rows)``.
 
+    ``rows`` is ``(x_fit, y_fit, x_stop, y_stop)`` with targets in the form the model's loss
+    takes; the stop rows are ``None`` without early stopping. Call it inside the
+    distribution strategy's scope where there is one.
+    """
     from foldwise.components.core.builders import (
         build,
         fit_targets,
@@ -316,21 +341,30 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
         loss_form,
         output_units,
     )
-    from foldwise.components.core.devices import training_devices
 
     builder = load_builder(spec["builder"])
     seed_everything(seed)
     context = builder_context(data, kind, n_classes, target_state)
+    model = build(builder, spec, context, seed)
+    form = loss_form(model, kind, n_classes, output_units(model, data.x_train))
+    y = fit_targets(data.y_train, form, n_classes, target_state)
+    rows = (data.x_train, y, None, None)
+    if spec["early_stopping"]:
+        fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
+        rows = (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
+                y[stop_index])
+    return model, form, rows
+
+
+def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                 target_state: dict | None, backup_dir: str | None = None) -> Fitted:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from foldwise.components.core.devices import training_devices
+
     with training_devices(spec["mixed_precision"]) as (strategy, plan):
         with strategy.scope():
-            model = build(builder, spec, context, seed)
-        form = loss_form(model, kind, n_classes, output_units(model, data.x_train))
-        y = fit_targets(data.y_train, form, n_classes, target_state)
-        rows = (data.x_train, y, None, None)
-        if spec["early_stopping"]:
-            fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
-            rows = (data.x_train[fit_index], y[fit_index], data.x_train[stop_index],
-                    y[stop_index])
+            model, _, rows = prepare_builder(data, kind, n_classes, spec, seed, target_state)
         history, fit_time = _keras_fit(model, rows, spec, backup_dir)
     return Fitted(model, history, fit_time, plan)
 

@@ -180,7 +180,9 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
     - ``folds``: one task per configuration, all its folds;
     - ``configs``: the configurations whose layers stack (same depth, activation, loss,
       optimizer, epochs and batch size; widths are padded) spread over
-      :data:`CONFIG_PACK_TASKS` tasks, all folds each; any other configuration alone.
+      :data:`CONFIG_PACK_TASKS` tasks, all folds each; so are the configurations of one
+      user's builder (``core.vmapped`` trains each architecture's models as one); any other
+      configuration alone.
     """
     from foldwise.components.core.packed import pack_key
 
@@ -193,7 +195,10 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
         return [{"configs": [entry], "folds": folds} for entry in entries]
     groups: dict[tuple, list[dict]] = {}
     for entry in entries:
-        key = pack_key(entry["params"])
+        params = entry["params"]
+        key = pack_key(params)
+        if key is None and params.get("estimator") == "keras_builder":
+            key = ("builder", json.dumps(params["builder"], sort_keys=True))
         groups.setdefault(("stack", key) if key else ("alone", entry["config_id"]),
                           []).append(entry)
     tasks = []

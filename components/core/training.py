@@ -170,9 +170,12 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
 
     Keras models that :func:`~foldwise.components.core.packed.pack_key` can pack are trained
     together, one stacked model per pack key (see ``core.packed``): the same models as
-    separate runs, at a fraction of the per-step cost. On several GPUs or a TPU, and for
-    mixed precision or custom losses, each model trains through Keras' ``fit`` under the
-    distribution strategy (``core.devices``), resumable through Keras' ``BackupAndRestore``.
+    separate runs, at a fraction of the per-step cost. Under Keras' JAX backend, models of
+    users' builders of one architecture train as one vectorized computation
+    (``core.vmapped``), equal to Keras' own ``fit`` on the same data order. On several GPUs
+    or a TPU, and for mixed precision or custom losses, each model trains through Keras'
+    ``fit`` under the distribution strategy (``core.devices``), resumable through Keras'
+    ``BackupAndRestore``.
 
     With a numeric ``error_score`` one failing model never stops the others: a diverging
     pack member is recorded as failed while its mates train on (sub-models share no weights,
@@ -186,7 +189,12 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
     results: list[FoldResult | None] = [None] * len(datas)
     packs: dict[tuple, list[int]] = {}
     single_device = None
+    vectorized = [i for i, spec in enumerate(specs) if _vectorizable(spec)]
+    if vectorized and not _jax_backend():
+        vectorized = []
     for index, spec in enumerate(specs):
+        if index in vectorized:
+            continue
         key = pack_key(spec)
         if key is not None and single_device is None:
             single_device = _single_device_plan()
@@ -206,6 +214,12 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
                 [seeds[i] for i in members], kind, task, n_classes, single_device, folder,
                 error_score), strict=True):
             results[index] = result
+    folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "vmapped")
+    for index, result in zip(vectorized, _train_vectorized(
+            [datas[i] for i in vectorized], [specs[i] for i in vectorized],
+            [seeds[i] for i in vectorized], kind, task, n_classes, folder, error_score),
+            strict=True):
+        results[index] = result
     return results
 
 
@@ -277,6 +291,101 @@ def _single_device_plan() -> dict | None:
 
     plan = describe_devices(mixed_precision=False)
     return plan if plan["strategy"] in ("default", "one_device") else None
+
+
+def _vectorizable(spec: dict) -> bool:
+    return spec.get("estimator") == "keras_builder" and not spec.get("mixed_precision")
+
+
+def _jax_backend() -> bool:
+    from foldwise.components.core.vmapped import ready
+
+    return ready()
+
+
+def _train_vectorized(datas, specs, seeds, kind, task, n_classes, checkpoint_dir,
+                      error_score) -> list[FoldResult]:
+    """Users' builders' models under ``jax.vmap`` (``core.vmapped``), failures kept apart.
+
+    A model whose building fails is recorded as failed; when training them together
+    raises, each is built and trained again on its own, its failure recorded alone.
+    """
+    results: list[FoldResult | None] = [None] * len(datas)
+    prepared = []
+    for index, (data, spec, seed) in enumerate(zip(datas, specs, seeds, strict=True)):
+        try:
+            prepared.append((index, _vectorized_member(data, kind, n_classes, spec, seed)))
+        except Exception as err:
+            if error_score == "raise":
+                raise
+            results[index] = failed_result(data, task, n_classes, spec, describe_error(err),
+                                           0.0, error_score)
+    if len(prepared) > 1:
+        try:
+            for (index, _), result in zip(prepared, _fit_vectorized(
+                    [m for _, m in prepared], [datas[i] for i, _ in prepared],
+                    [specs[i] for i, _ in prepared], kind, task, n_classes, checkpoint_dir,
+                    error_score), strict=True):
+                results[index] = result
+            return results
+        except Exception as err:
+            if error_score == "raise":
+                raise
+            logging.getLogger(__name__).warning(
+                "training %d models vectorized failed (%s): training them one by one",
+                len(prepared), describe_error(err))
+            prepared = [(i, _vectorized_member(datas[i], kind, n_classes, specs[i], seeds[i]))
+                        for i, _ in prepared]
+    for index, member in prepared:
+        folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, str(index))
+        results[index] = _recorded(
+            lambda m=member, i=index, f=folder: _fit_vectorized(
+                [m], [datas[i]], [specs[i]], kind, task, n_classes, f, error_score)[0],
+            datas[index], task, n_classes, specs[index], error_score)
+    return results
+
+
+def _vectorized_member(data: FoldData, kind: str, n_classes: int | None, spec: dict,
+                       seed: int):
+    """A built model and its rows, ready for ``core.vmapped`` (with its target handling)."""
+    import json
+
+    from foldwise.components.core.estimators import KERAS_BUILDER, prepare_builder
+    from foldwise.components.core.vmapped import Member, architecture_key
+
+    target_state = KERAS_BUILDER.target_scaling(data.y_train, kind, spec)
+    model, form, (x_fit, y_fit, x_stop, y_stop) = prepare_builder(
+        data, kind, n_classes, spec, seed, target_state)
+    config = json.dumps({k: v for k, v in spec.items() if k != "builder"}, sort_keys=True,
+                        default=str)
+    member = Member(model, x_fit.astype("float32"), y_fit,
+                    None if x_stop is None else x_stop.astype("float32"), y_stop, seed, spec,
+                    architecture_key(model, spec, config))
+    return member, form, target_state
+
+
+def _fit_vectorized(prepared, datas, specs, kind, task, n_classes, checkpoint_dir,
+                    error_score) -> list[FoldResult]:
+    import jax
+
+    from foldwise.components.core.builders import user_values
+    from foldwise.components.core.vmapped import ENGINE, fit_members
+
+    trained = fit_members([member for member, _, _ in prepared],
+                          predict=[data.x_validation.astype("float32") for data in datas],
+                          checkpoint_dir=checkpoint_dir)
+    results = []
+    for (member, form, target_state), data, spec, done in zip(prepared, datas, specs, trained,
+                                                               strict=True):
+        devices = {"device": jax.default_backend(), "strategy": ENGINE, "replicas": 1,
+                   "precision": "float32", "backend": "jax", "packed": done.packed}
+        if done.resumed_from_epoch:
+            devices["resumed_from_epoch"] = done.resumed_from_epoch
+        results.append(_scored(data, task, n_classes, spec,
+                               Fitted(member.model, done.history, done.fit_time, devices),
+                               target_state, user_values(done.output, form, target_state),
+                               0.0, error_score))
+    return results
 
 
 def _train_alone(data: FoldData, kind: str, task: str, n_classes: int | None, spec: dict,

@@ -89,6 +89,11 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
     """
+    from foldwise.components.core.vmapped import select_backend
+
+    # Before Keras is first imported (loading a builder imports it): users' builders train
+    # as one vectorized computation under Keras' JAX backend where it can run.
+    select_backend([with_source(c["params"], builder) for c in configs])
     task, target, classes = schema["task"], schema["target"], schema["classes"]
     n_classes = class_count(schema)
     folds = [int(fold) for fold in folds]
