@@ -36,10 +36,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# foldwise against scikeras and scikit-learn's MLP (about an hour; see benchmarks/README.md).
+# foldwise against scikeras and scikit-learn's MLP, and a user's builder against scikeras
+# (about 40 minutes; see benchmarks/README.md).
 bench: setup
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/compare.py --write-readme
+	$(BIN)/python benchmarks/builder.py --write-readme
 
 # The step images, tagged with the package version (needs a Docker engine).
 images:

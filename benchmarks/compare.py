@@ -85,27 +85,55 @@ def folds_of(name: str):
 
 
 # ----- workers (run in their own process) ----------------------------------------------------
-def run_sklearn_tool(tool: str, name: str) -> dict:
-    """GridSearchCV over scikeras' wrappers or scikit-learn's MLP; per-config scores."""
-    frame, folds, schema = folds_of(name)  # the benchmark's own preparation: not timed
-    started = time.perf_counter()
-    import numpy as np
-    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+def preprocessing(schema: dict):
+    """Median imputation + scaling and one-hot encoding, fitted inside each CV split."""
+    from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.model_selection import GridSearchCV, PredefinedSplit
-    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    target, task = TABLES[name]
-    y = frame.pop(target)
-    x = frame[schema["numeric"] + schema["categorical"]]
-    prep = ColumnTransformer([
+    return ColumnTransformer([
         ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
          schema["numeric"]),
         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
                                       OneHotEncoder(handle_unknown="ignore")),
          schema["categorical"]),
     ])
+
+
+def grid_search(net, grid: dict, name: str, frame, folds, schema: dict, jobs: int):
+    """scikit-learn's GridSearchCV of ``Pipeline(preprocessing, net)`` on foldwise's folds.
+
+    For regression the target is standardized per split and mapped back, as foldwise does.
+    Returns the fitted search.
+    """
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    target, task = TABLES[name]
+    classify = task == "classification"
+    y = frame.pop(target)
+    x = frame[schema["numeric"] + schema["categorical"]]
+    pipeline = Pipeline([("prep", preprocessing(schema)), ("net", net)])
+    grid = {f"net__{key}": values for key, values in grid.items()}
+    if not classify:
+        pipeline = TransformedTargetRegressor(regressor=pipeline, transformer=StandardScaler())
+        grid = {f"regressor__{key}": values for key, values in grid.items()}
+    search = GridSearchCV(pipeline, grid, cv=PredefinedSplit(folds), n_jobs=jobs,
+                          scoring="accuracy" if classify else "r2", refit=True)
+    search.fit(x, y)
+    return search
+
+
+def run_sklearn_tool(tool: str, name: str) -> dict:
+    """GridSearchCV over scikeras' wrappers or scikit-learn's MLP; per-config scores."""
+    frame, folds, schema = folds_of(name)  # the benchmark's own preparation: not timed
+    started = time.perf_counter()
+    import numpy as np
+
+    _, task = TABLES[name]
     family, jobs = tool.rsplit("-", 1)
     classify = task == "classification"
     if family == "mlp":
@@ -134,14 +162,7 @@ def run_sklearn_tool(tool: str, name: str) -> dict:
             model=build, model__hidden=HIDDEN[0], model__lr=RATES[0], epochs=EPOCHS,
             batch_size=BATCH, verbose=0, random_state=SEED)
         grid = {"model__hidden": HIDDEN, "model__lr": RATES}
-    pipeline = Pipeline([("prep", prep), ("net", net)])
-    grid = {f"net__{key}": values for key, values in grid.items()}
-    if not classify:  # standardized target, mapped back: what foldwise does per fold
-        pipeline = TransformedTargetRegressor(regressor=pipeline, transformer=StandardScaler())
-        grid = {f"regressor__{key}": values for key, values in grid.items()}
-    search = GridSearchCV(pipeline, grid, cv=PredefinedSplit(folds), n_jobs=int(jobs),
-                          scoring="accuracy" if classify else "r2", refit=True)
-    search.fit(x, y)
+    search = grid_search(net, grid, name, frame, folds, schema, int(jobs))
     seconds = time.perf_counter() - started
     configs = []
     for params, mean, std in zip(search.cv_results_["params"],
@@ -213,8 +234,11 @@ def tree_rss(root_pid: int) -> int:
     return total
 
 
-def measure(tool: str, name: str, timeout: float) -> dict:
+def measure(tool: str, name: str, timeout: float, script: str = __file__) -> dict:
     """Run one tool on one table in a fresh process; its time, peak memory and scores.
+
+    The process is ``script --worker TOOL TABLE RESULT.json`` (this file's workers unless
+    another benchmark passes its own).
 
     ``wall_s`` is the tool's own time: from before it imports its libraries (scikeras,
     Keras) or from starting the ``foldwise`` command, to its answer; the benchmark's own work
@@ -223,7 +247,7 @@ def measure(tool: str, name: str, timeout: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_file = Path(handle.name)
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, "--worker", tool, name,
+    process = subprocess.Popen([sys.executable, script, "--worker", tool, name,
                                 str(result_file)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     peak, stop = [0], threading.Event()
@@ -276,7 +300,7 @@ def machine() -> str:
     from importlib.metadata import version
 
     packages = ", ".join(f"{p} {version(p)}" for p in
-                         ("tensorflow", "keras", "scikit-learn", "scikeras", "kfp"))
+                         ("tensorflow", "keras", "jax", "scikit-learn", "scikeras", "kfp"))
     return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, no GPU, Python "
             f"{platform.python_version()}; {packages}")
 
