@@ -160,6 +160,62 @@ def local_copy(uri: str) -> Iterator[Path]:
 
 
 MANIFEST = "manifest.json"
+CLAIM = ".foldwise-claim"
+
+
+def claim(destination: str) -> str:
+    """Claim ``destination`` for one run before any step: writable, and no one else's.
+
+    Writes ``.foldwise-claim`` there (a local folder: created exclusively; a bucket: only if
+    no such object exists, ``if_generation_match=0``, then read back), so a destination that
+    cannot be written, a bucket that does not exist, or a second run writing to the same
+    place is refused before any work is done. Returns the claim's token for :func:`release`.
+
+    Raises:
+        FoldwiseError: The destination cannot be written or another run holds it.
+    """
+    import uuid
+
+    token = f"{uuid.uuid4()} pid {os.getpid()}"
+    uri = join(destination, CLAIM)
+    busy = (f"another run is writing to {destination} (it holds {uri}): choose another "
+            "--output, or delete that file if no run is writing there")
+    if not is_gcs(destination):
+        try:
+            with open(uri, "x", encoding="utf-8") as handle:
+                handle.write(token)
+        except FileExistsError:
+            raise FoldwiseError(busy) from None
+        except OSError as err:
+            raise FoldwiseError(f"cannot write to {destination} ({err.strerror}): choose "
+                                "another --output") from None
+        return token
+    from google.api_core import exceptions
+
+    if exists(uri):
+        raise FoldwiseError(busy)
+    with _gcs_errors(uri):
+        try:
+            _blob(uri).upload_from_string(token, if_generation_match=0, retry=_retry())
+        except exceptions.PreconditionFailed:
+            raise FoldwiseError(busy) from None
+    if read_bytes(uri).decode("utf-8", "replace") != token:  # where preconditions are ignored
+        raise FoldwiseError(busy)
+    return token
+
+
+def release(destination: str, token: str) -> None:
+    """Remove this run's claim on ``destination`` (left alone if another run's)."""
+    uri = join(destination, CLAIM)
+    try:
+        if read_bytes(uri).decode("utf-8", "replace") != token:
+            return
+        if is_gcs(uri):
+            _blob(uri).delete(retry=_retry())
+        else:
+            Path(uri).unlink()
+    except Exception:  # gone already, or unreachable: nothing more to do here
+        return
 
 
 def publish(files: list[tuple[str, Path]], destination: str, about: dict) -> dict:

@@ -130,15 +130,22 @@ class _PipelineEstimator(BaseEstimator):
 
     @staticmethod
     def _run(search, verbose: bool):
+        import warnings
+
         from foldwise.pipelines.runs import run_local
 
+        def warn(plan) -> None:  # what the command line prints as "warning" lines
+            for note in plan.schema.get("warnings", []):
+                warnings.warn(note, UserWarning, stacklevel=4)
+
         if not verbose:
-            return run_local(search)
+            return run_local(search, on_plan=lambda plan, *_: warn(plan))
         from tqdm.auto import tqdm
 
         bar = tqdm(total=None, unit="step", desc=search.pipeline)
 
         def on_plan(plan, workspace, destination) -> None:
+            warn(plan)
             bar.total = plan.tasks
             bar.refresh()
 

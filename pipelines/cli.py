@@ -81,6 +81,7 @@ def _add_options(parser: argparse.ArgumentParser, *groups: str, required=()) -> 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
     parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"foldwise {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
@@ -161,6 +162,48 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # never a traceback on the terminal: it goes to a log file
+        return _unexpected(err)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("foldwise")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _unexpected(err: Exception) -> int:
+    """Report an error of the environment or a bug in one line; the traceback to a log file.
+
+    Environment (exit 1): a file or folder that cannot be read or written (no permission, disk
+    full) or a storage service that cannot be reached. Anything else is foldwise's bug (exit 1).
+    """
+    import time
+    import traceback
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log = Path(tempfile.gettempdir()) / f"foldwise-error-{stamp}-{os.getpid()}.log"
+    try:
+        log.write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+        where = f"full log: {log}"
+    except OSError:
+        where = "no log could be written"
+    text = " ".join(str(err).split())[:300]
+    if isinstance(err, OSError):
+        name = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"error: the system refused an operation{name}: {err.strerror or text}; check "
+              f"permissions and free space; {where}", file=sys.stderr)
+    elif type(err).__module__.startswith(("google.", "requests", "urllib3")):
+        print(f"error: the storage service could not be reached ({type(err).__name__}: "
+              f"{text}); check the bucket's name, credentials and network; {where}",
+              file=sys.stderr)
+    else:
+        print(f"error: foldwise failed unexpectedly ({type(err).__name__}: {text}); this is a "
+              f"bug, please report it with the log; {where}", file=sys.stderr)
+    return EXIT_STEP_FAILED
 
 
 def search_from_args(args: argparse.Namespace):

@@ -109,6 +109,9 @@ class ClusterSettings:
         train_cpu, train_memory: CPU and memory requested by training steps.
         step_cpu, step_memory: CPU and memory requested by every other step.
         retry_backoff: Wait before the first retry of a training step (doubling after).
+        retries: Whether training steps are retried. On a cluster a retry resumes a pre-empted
+            step from its checkpoint; on this machine nothing pre-empts a step, and a step that
+            failed would fail again, so the embedded engine runs without (:data:`LOCAL`).
     """
 
     image: str | None = None
@@ -119,6 +122,7 @@ class ClusterSettings:
     step_cpu: str = "1"
     step_memory: str = "4G"
     retry_backoff: str = "30s"
+    retries: bool = True
 
     def __post_init__(self) -> None:
         if self.platform not in PLATFORMS:
@@ -142,7 +146,8 @@ class ClusterSettings:
         task.set_caching_options(step not in UNCACHED_STEPS)
         if not training:
             return task
-        task.set_retry(**RETRY, backoff_duration=self.retry_backoff)
+        if self.retries:
+            task.set_retry(**RETRY, backoff_duration=self.retry_backoff)
         accelerator = self.accelerator
         if accelerator is None:
             return task
@@ -166,4 +171,4 @@ class ClusterSettings:
         return task
 
 
-LOCAL = ClusterSettings()
+LOCAL = ClusterSettings(retries=False)

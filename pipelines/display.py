@@ -31,6 +31,7 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
         f"folds    {folds} ({schema['fold_strategy']}, seed {schema['seed']})",
         *extra,
         f"output   {workspace}",
+        *(f"warning  {note}" for note in schema.get("warnings", [])),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
 

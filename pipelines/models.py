@@ -74,7 +74,15 @@ class ServingModel:
         """One line per row: ``row``, then the prediction (and class probabilities)."""
         from foldwise.components.core.serving import prediction_table
 
-        result = prediction_table(self._outputs(table), self.schema)
+        outputs = self._outputs(table)
+        values = np.asarray(outputs, dtype="float64")
+        if values.size and not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            raise FoldwiseError(
+                f"{len(bad)} row{'s' * (len(bad) != 1)} (the first is row {int(bad[0])}) give no "
+                "finite prediction: their values are far outside what the model was trained on "
+                "(overflow); check those rows for unit or entry errors")
+        result = prediction_table(outputs, self.schema)
         result.insert(0, "row", range(len(table)))
         return result
 

@@ -254,8 +254,7 @@ def run_local(search: Search, on_event: Callable | None = None,
         FoldwiseError: A user error, found before the run or by a step.
         PipelineFailed: A step failed for another reason (its error and the log's path).
     """
-    from foldwise.pipelines.engine import PipelineFailed
-    from foldwise.pipelines.engine import run_local as run_on_engine
+    from foldwise.components import storage
 
     started = time.perf_counter()
     checked = plan(search, local=True)
@@ -263,9 +262,29 @@ def run_local(search: Search, on_event: Callable | None = None,
         workspace = prepare_folder(search.output, search.pipeline)
         destination = search.promote_to.rstrip("/")
         checked.arguments["promote_to"] = destination
-    else:
-        workspace, destination = workspace_and_destination(search.output, search.pipeline)
-        checked.arguments["destination"] = destination
+        return _run_claimed(search, checked, workspace, destination, None, on_event, on_plan,
+                            started)
+    workspace, destination = workspace_and_destination(search.output, search.pipeline)
+    checked.arguments["destination"] = destination
+    try:
+        token = storage.claim(destination)  # writable, and no other run's, before any step
+    except FoldwiseError:
+        if search.output is None or storage.is_gcs(search.output):
+            shutil.rmtree(workspace, ignore_errors=True)  # made for this run
+        raise
+    try:
+        return _run_claimed(search, checked, workspace, destination, token, on_event, on_plan,
+                            started)
+    finally:
+        storage.release(destination, token)
+
+
+def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: str,
+                 token: str | None, on_event, on_plan, started: float) -> Result:
+    """The rest of :func:`run_local`, once the destination is claimed."""
+    from foldwise.pipelines.engine import PipelineFailed
+    from foldwise.pipelines.engine import run_local as run_on_engine
+
     if checked.table_bytes is not None:  # the steps read the table from the run folder
         data = workspace / "data.parquet"
         partial = data.with_name(".data.parquet.partial")
@@ -290,6 +309,10 @@ def run_local(search: Search, on_event: Callable | None = None,
             raise  # the run folder stays, with the log the message names
         # A mistake the message explains in full: leave the output as it was found (empty),
         # so that the same command runs again once it is fixed.
+        from foldwise.components import storage
+
+        if token is not None:
+            storage.release(destination, token)
         for entry in workspace.iterdir():
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         if search.output is None or search.output.startswith("gs://"):

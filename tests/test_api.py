@@ -124,6 +124,18 @@ def test_best_estimator_predicts_what_foldwise_predict_writes(regression_runs):
     loaded = foldwise.load_model(search.output_)
     np.testing.assert_allclose(loaded.predict(rows), search.predict(rows))
     assert search.predict(rows.iloc[:0]).shape == (0,)  # no rows, no predictions
+    huge = rows.iloc[:3].copy()
+    huge["age"] = 1e300  # float32 cannot hold it: never silently read as missing
+    with pytest.raises(foldwise.FoldwiseError, match=r"column 'age' has 3 values beyond the "
+                                                     r"model's float32 range \(such as 1e\+300"):
+        loaded.predict(huge)
+    huge["age"] = huge["bmi"] = 1e37  # held, but the network's outputs overflow
+    with pytest.raises(foldwise.FoldwiseError, match="give no finite prediction"):
+        loaded.predict(huge)
+    huge.to_parquet(tmp / "huge.parquet", index=False)
+    assert main(["predict", "--model", search.output_, "--data", str(tmp / "huge.parquet"),
+                 "--output", str(tmp / "huge.csv")]) == 2
+    assert not (tmp / "huge.csv").exists()
     from sklearn.metrics import mean_absolute_error
     truth = regression_runs[2].loc[rows.index]
     keep = truth.notna().to_numpy()

@@ -57,6 +57,7 @@ def test_outputs_follow_the_contract(penguin_run):
             "pipeline", "pipeline.log"} <= names
     assert "model" not in names and "best_params.json" not in names
     assert not [n for n in names if n.endswith(".partial")]
+    assert ".foldwise-claim" not in names  # the run's claim on its output is released
     cv = pd.read_csv(output / "cv_results.csv")
     assert len(cv) == 1
     for metric in ("accuracy", "balanced_accuracy", "f1_macro", "neg_log_loss", "roc_auc_ovr"):
@@ -178,4 +179,5 @@ def test_cross_validation_reads_from_and_writes_to_a_bucket(bucket, tmp_path, pe
     manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
     assert set(manifest["files"]) == {"cv_results.csv", "summary.json", "report.html",
                                       "folds.csv"}
+    assert not storage.exists(f"{destination}/{storage.CLAIM}")  # released
     assert manifest["what"] == "foldwise cross-validation: results"

@@ -45,9 +45,21 @@ def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
         raise FoldwiseError(f"grid file {path} does not exist: check the path given to --grid")
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise FoldwiseError(f"grid file {path} is not UTF-8 text (byte {err.start}): give a "
+                            "YAML or JSON file") from err
     except yaml.YAMLError as err:
-        raise FoldwiseError(f"grid file {path} is not valid YAML: {err}") from err
+        raise FoldwiseError(f"grid file {path} is not valid YAML ({_yaml_problem(err)})") from err
     return check_grid(grid, str(path), builder)
+
+
+def _yaml_problem(err) -> str:
+    """A YAML error in one line: where (line, column) and what."""
+    mark = getattr(err, "problem_mark", None)
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def check_grid(grid: Any, where: str = "the grid", builder: bool = False) -> list[dict]:

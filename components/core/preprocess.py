@@ -100,6 +100,8 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
 
     task, task_reason = infer_task(used[target], options.task)
     numeric, categorical = infer_roles(used, options)
+    warnings = [note for name in categorical if name not in options.categorical
+                for note in [text_column_note(used[name], name)] if note]
     prepared = pd.DataFrame(index=used.index)
     for name in numeric:
         prepared[name] = _as_numeric(used[name], name)
@@ -152,6 +154,7 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         "rows_in": len(table),
         "rows_used": len(prepared),
         "rows_dropped_missing_target": dropped_rows,
+        "warnings": warnings,
     }
     return prepared, schema
 
@@ -260,6 +263,34 @@ def infer_roles(table: pd.DataFrame, options: PreprocessOptions) -> tuple[list, 
                 f"column {name!r} has no values at all: leave it out with --drop {name}"
             )
     return numeric, categorical
+
+
+FORMATTED_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+DATE_LIKE = (r"\d{4}-\d{1,2}-\d{1,2}"
+             r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+             r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}(?: \d{1,2}:\d{2}(?::\d{2})?)?")
+
+
+def text_column_note(column: pd.Series, name: str) -> str:
+    """A warning for a text column whose values look like formatted numbers or dates.
+
+    Such a column is treated as categorical (one level per distinct value), which is rarely
+    what its author meant; the note says so and what to do. Empty when it looks like neither.
+    """
+    values = column.dropna().astype(str).str.strip()
+    if values.empty:
+        return ""
+    sample = values.iloc[:1000]
+    if sample.str.fullmatch(FORMATTED_NUMBER).all() and sample.str.contains(",").any():
+        example = sample[sample.str.contains(",")].iloc[0]
+        return (f"column {name!r} holds numbers written with thousands separators (such as "
+                f"{example!r}): it is treated as categorical; remove the separators to use it "
+                "as a number")
+    if sample.str.fullmatch(DATE_LIKE).mean() >= 0.9:
+        return (f"column {name!r} looks like dates or times (such as {sample.iloc[0]!r}): it is "
+                f"treated as categorical ({values.nunique()} levels); turn it into numbers "
+                f"(year, month, day of week) or leave it out with --drop {name}")
+    return ""
 
 
 def _as_numeric(column: pd.Series, name: str) -> pd.Series:

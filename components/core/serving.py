@@ -153,8 +153,8 @@ def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
     """A raw table's columns as the serving model's inputs (TensorFlow tensors).
 
     Raises:
-        FoldwiseError: A column the model needs is absent, or a numeric column holds text or
-            infinite values.
+        FoldwiseError: A column the model needs is absent, or a numeric column holds text,
+            infinite values or values float32 cannot hold (they would be read as missing).
     """
     import tensorflow as tf
 
@@ -172,8 +172,15 @@ def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
             if bad.any():
                 raise FoldwiseError(
                     f"column {spec['column']!r} must be numeric but holds {column[bad].iloc[0]!r}")
-            if np.isinf(values.to_numpy(dtype="float64")).any():
+            numbers = values.to_numpy(dtype="float64")
+            if np.isinf(numbers).any():
                 raise FoldwiseError(f"column {spec['column']!r} has infinite values")
+            beyond = np.abs(numbers) > np.finfo("float32").max  # NaN compares False
+            if beyond.any():
+                raise FoldwiseError(
+                    f"column {spec['column']!r} has {int(beyond.sum())} values beyond the "
+                    f"model's float32 range (such as {numbers[beyond][0]:g}, row "
+                    f"{int(np.flatnonzero(beyond)[0])}): check them for unit or entry errors")
             tensors[spec["input"]] = tf.constant(values.to_numpy("float32").reshape(-1, 1))
         else:
             text = column.map(_category_text).to_numpy(dtype=object).reshape(-1, 1)

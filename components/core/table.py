@@ -59,10 +59,23 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+COMPRESSIONS = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".zip": b"PK\x03\x04",
+                ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
-    delimiter = "\t" if path.name.lower().split(".")[-1] == "tsv" else ","
-    compressed = path.suffix.lower() in (".gz", ".bz2", ".zip", ".xz", ".zst")
-    if not compressed:
+    suffix = path.suffix.lower()
+    compressed = suffix in COMPRESSIONS
+    inner = Path(path.stem) if compressed else path  # t.tsv.gz is a TSV
+    delimiter = "\t" if inner.suffix.lower() == ".tsv" else ","
+    if compressed:
+        with path.open("rb") as handle:
+            magic = handle.read(len(COMPRESSIONS[suffix]))
+        if magic != COMPRESSIONS[suffix]:
+            raise FoldwiseError(
+                f"data file {path} is named {suffix} but is not {suffix[1:]}-compressed: "
+                f"rename it to {path.stem} if it is plain text, or compress it")
+    else:
         _check_csv_shape(path, delimiter)
     try:
         table = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig")
@@ -74,6 +87,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise FoldwiseError(
             f"data file {path} is not UTF-8 text (byte {err.start}): save it as UTF-8 CSV"
         ) from err
+    except (OSError, EOFError, ValueError) as err:  # a damaged compressed stream
+        raise FoldwiseError(f"data file {path} cannot be decompressed ({err}): check that "
+                            "the file is complete") from err
     return table
 
 
@@ -105,10 +121,17 @@ def _check_csv_shape(path: Path, delimiter: str) -> None:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        _check_columns(pq.read_schema(path).names, path)
+        schema = pq.read_schema(path)
+        _check_columns(schema.names, path)
+        nested = [field.name for field in schema if pa.types.is_nested(field.type)]
+        if nested:
+            raise FoldwiseError(
+                f"data file {path} has nested (list, struct or map) columns {nested}: a table "
+                "for foldwise has one value per cell; flatten them or leave them out")
         return pq.read_table(path).to_pandas()
     except FoldwiseError:
         raise

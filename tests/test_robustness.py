@@ -1,0 +1,212 @@
+"""Bad input and a hostile environment: one error line, the right exit code, nothing half done.
+
+Files that are not what their names say, grids that are not YAML, destinations that cannot
+be written or that another run holds, values the model cannot answer, and errors foldwise
+did not foresee: each ends in one ``error:`` line (exit 2 for a user's mistake, 1 for the
+environment or a bug, the traceback in a log file), never a traceback on the terminal.
+"""
+
+import gzip
+import json
+import re
+from types import SimpleNamespace
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from foldwise.components import storage
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.table import read_table
+from foldwise.pipelines import cli, display
+from foldwise.pipelines.cli import main
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ----- files that are not what their names say ------------------------------------------------
+def test_a_compressed_tsv_is_read_with_tabs(tmp_path):
+    path = tmp_path / "t.tsv.gz"
+    path.write_bytes(gzip.compress(b"a\tb,c\ty\n1\t2,5\t3\n4\t5\t6\n"))
+    table = read_table(path)
+    assert list(table.columns) == ["a", "b,c", "y"] and table["b,c"].tolist() == ["2,5", "5"]
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.csv.bz2", "t.csv.zip", "t.csv.xz",
+                                  "t.tsv.zst"])
+def test_a_file_named_compressed_that_is_not_is_refused(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("a,y\n1,2\n")
+    with pytest.raises(FoldwiseError, match=r"is named \.\w+ but is not \w+-compressed: "
+                                            r"rename it to t\.[ct]sv"):
+        read_table(path)
+
+
+def test_a_truncated_compressed_file_is_refused(tmp_path):
+    path = tmp_path / "t.csv.gz"
+    rows = "".join(f"{i * 7919 % 10007},{i * 104729 % 1000003}\n" for i in range(20000))
+    whole = gzip.compress(("a,y\n" + rows).encode())
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(FoldwiseError, match="cannot be decompressed"):
+        read_table(path)
+
+
+def test_a_parquet_file_with_nested_columns_is_refused(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"tags": [[1, 2], [3]], "point": [{"x": 1}, {"x": 2}],
+                             "y": [1.0, 2.0]}), path)
+    with pytest.raises(FoldwiseError, match=r"nested .*\['tags', 'point'\]"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"units: [1, 2\n  bad: : :\n", r"not valid YAML \(line \d+, column \d+: "),
+    (b"\xff\xfe\x00units", "not UTF-8 text"),
+])
+def test_a_broken_grid_file_is_one_line(tmp_path, capsys, content, message, penguins):
+    grid = tmp_path / "grid.yaml"
+    grid.write_bytes(content)
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    assert main(["run", "grid-search", "--data", str(data), "--target", "species",
+                 "--grid", str(grid), "--output", str(tmp_path / "out")]) == 2
+    assert re.search(message, one_error_line(capsys))
+    assert not (tmp_path / "out").exists()
+
+
+# ----- destinations ------------------------------------------------------------------------
+def test_a_local_destination_another_run_holds_is_refused(tmp_path, capsys, penguins):
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / storage.CLAIM).write_text("another run")
+    assert main(["run", "cross-validation", "--data", str(data), "--target", "species",
+                 "--output", str(out)]) == 2
+    assert "already exists and is not empty" in one_error_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == [storage.CLAIM]
+
+
+def test_claims_are_exclusive_and_released_by_their_owner_only(tmp_path):
+    folder = str(tmp_path)
+    token = storage.claim(folder)
+    with pytest.raises(FoldwiseError, match="another run is writing to"):
+        storage.claim(folder)
+    storage.release(folder, "someone else's token")
+    assert (tmp_path / storage.CLAIM).exists()
+    storage.release(folder, token)
+    assert not (tmp_path / storage.CLAIM).exists()
+
+
+def test_an_unwritable_local_destination_is_refused_before_any_step(tmp_path, capsys,
+                                                                     penguins):
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    assert main(["run", "cross-validation", "--data", str(data), "--target", "species",
+                 "--output", "/proc/foldwise-out"]) == 2
+    assert "cannot create output folder /proc/foldwise-out" in one_error_line(capsys)
+
+
+def test_a_bucket_destination_another_run_holds_is_refused_before_any_step(
+        bucket, tmp_path, capsys, penguins, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    destination = f"gs://{bucket.name}/runs/one"
+    bucket.blob(f"runs/one/{storage.CLAIM}").upload_from_string("another run")
+    assert main(["run", "cross-validation", "--data", str(data), "--target", "species",
+                 "--output", destination]) == 2
+    assert f"another run is writing to {destination}" in one_error_line(capsys)
+    assert not list(tmp_path.glob("foldwise-runs/*"))  # no run folder left behind
+    assert storage.read_bytes(f"{destination}/{storage.CLAIM}") == b"another run"
+
+
+def test_a_missing_bucket_is_refused_before_any_step(bucket, tmp_path, capsys, penguins,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    assert main(["run", "cross-validation", "--data", str(data), "--target", "species",
+                 "--output", f"gs://{bucket.name}-gone/runs"]) == 2
+    assert "does not exist" in one_error_line(capsys)
+
+
+# ----- failure classes ------------------------------------------------------------------------
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("foldwise 0.")
+
+
+@pytest.mark.parametrize("error, words", [
+    (PermissionError(13, "Permission denied", "/data/x.csv"),
+     "the system refused an operation (/data/x.csv): Permission denied"),
+    (OSError(28, "No space left on device"), "No space left on device; check permissions"),
+    (KeyError("surprise"), "foldwise failed unexpectedly (KeyError: 'surprise'); this is a bug"),
+])
+def test_unforeseen_errors_are_one_line_with_a_log(monkeypatch, capsys, tmp_path, error, words):
+    def broken(args):
+        raise error
+
+    monkeypatch.setattr(cli, "compile_command", broken)
+    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert main(["compile", "cross-validation", "--out", str(tmp_path / "p.yaml")]) == 1
+    line = one_error_line(capsys)
+    assert words in line
+    (log,) = tmp_path.glob("foldwise-error-*.log")
+    assert line.endswith(f"full log: {log}") and "Traceback" in log.read_text()
+
+
+def test_the_local_engine_does_not_retry_a_failed_step(tmp_path):
+    from kfp import compiler
+
+    from foldwise.pipelines.cluster import LOCAL, ClusterSettings
+    from foldwise.pipelines.cross_validation import build_cross_validation
+
+    for settings, retried in ((LOCAL, False), (ClusterSettings(), True)):
+        out = tmp_path / f"{retried}.yaml"
+        compiler.Compiler().compile(build_cross_validation(settings), str(out))
+        assert ("retryPolicy" in out.read_text()) is retried
+
+
+# ----- no silent wrong answers ------------------------------------------------------------------
+def test_formatted_numbers_and_dates_are_named_in_warnings(capsys):
+    table = pd.DataFrame({"amount": ["1,234.50", "12", "3,000", "45", "7", "8"],
+                          "day": ["2024-01-05", "2024-02-01", "2024-03-09", "2024-04-01",
+                                  "2024-05-01", "2024-06-01"],
+                          "kind": list("ababab"), "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]})
+    _, schema = preprocess(table, PreprocessOptions(target="y", folds=2))
+    assert len(schema["warnings"]) == 2
+    assert "'amount' holds numbers written with thousands separators" in schema["warnings"][0]
+    assert "'day' looks like dates" in schema["warnings"][1]
+    plan = SimpleNamespace(schema=schema, configs=[{"params": {}}], data="t.csv",
+                           search=SimpleNamespace(pipeline="cross-validation"))
+    display.describe_plan(plan, "out", "out")
+    err = capsys.readouterr().err
+    assert err.count("\nwarning  column ") == 2
+
+
+def test_no_warning_for_plain_categories():
+    table = pd.DataFrame({"kind": list("abcabc"), "code": ["12", "7", "9", "1", "2", "3"],
+                          "y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    _, schema = preprocess(table, PreprocessOptions(target="y", folds=2,
+                                                    categorical=("code",)))
+    assert schema["warnings"] == []
+
+
+def test_json_and_yaml_grids_still_load(tmp_path):
+    from foldwise.components.core.grid import load_grid
+
+    for name, text in (("g.yaml", yaml.safe_dump({"learning_rate": [0.1]})),
+                       ("g.json", json.dumps({"learning_rate": [0.1]}))):
+        (tmp_path / name).write_text(text)
+        assert load_grid(tmp_path / name) == [{"learning_rate": [0.1]}]
