@@ -23,14 +23,17 @@ def aggregate(
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
-    Results fan in as small JSON parameters; the best configuration's predictions and
-    histories are then read through the URIs they name (a manifest, not hundreds of artifacts).
+    Results fan in as one short parameter per train task, the URI of its results file (a
+    manifest: Vertex AI refuses to fan in more than 100 artifacts, and command lines and pod
+    specs bound a parameter's size, so neither grows with the configurations a task
+    trained); the best configuration's predictions and histories are read the same way.
     A (config, fold) that failed to train scores NaN: its configuration ranks last, gets a
     ``fit_error`` and is never the best; the step fails only when every configuration did.
 
     Args:
         schema: The preprocess step's schema.
-        fold_results: The train steps' JSON results (a list of per-fold entries each).
+        fold_results: The URIs of the train steps' ``results`` (JSON lists of per-fold
+            entries).
         cv_results: CSV in scikit-learn's ``cv_results_`` shape, plus ``fit_error``.
         summary: JSON: task, data, folds, seed, best config's mean and std per metric, the
             failed configurations, versions.
@@ -49,7 +52,8 @@ def aggregate(
     from foldwise.components.core.aggregate import aggregate_search, package_versions
     from foldwise.components.core.jsonio import read_json, write_json
 
-    out = aggregate_search(read_json(schema.path), fold_results, scoring, package_versions(),
+    texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
+    out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),
                            storage.read_bytes)
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)

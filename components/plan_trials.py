@@ -1,6 +1,6 @@
 """KFP component: expand the grid into one trial per (configuration, fold)."""
 
-from kfp.dsl import Artifact, Input
+from kfp.dsl import Artifact, Input, Output
 
 from foldwise.components.image import component
 
@@ -9,17 +9,24 @@ from foldwise.components.image import component
 def plan_trials(
     schema: Input[Artifact],
     fold_ids: list,
+    plan: Output[Artifact],
     param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
     model_spec: dict = {},  # noqa: B006
     baseline: str = "none",
     champion: list = [],  # noqa: B006
     packing: str = "none",
 ) -> list:
-    """List the train tasks: every configuration of the grid on every fold.
+    """Plan the train tasks: every configuration of the grid on every fold.
+
+    The plan travels as an artifact, however large the search: only the tasks' numbers are
+    a parameter (the train loop's items), so neither kfp.local's command lines nor a
+    cluster's pod specs grow with the number of configurations.
 
     Args:
         schema: The preprocess step's schema (task and classes decide defaults and checks).
         fold_ids: The folds.
+        plan: JSON ``[{"configs": [{"config_id", "params", "searched"}], "folds": [...]},
+            ...]``: each train task's configurations and folds.
         param_grid: Mappings of parameter → values, expanded like scikit-learn's
             ``ParameterGrid``; empty to train ``model_spec`` alone.
         model_spec: Model options fixed for every configuration the grid does not vary
@@ -32,15 +39,17 @@ def plan_trials(
             configurations that stack share tasks too (see ``core.grid.plan_trials``).
 
     Returns:
-        ``[{"configs": [{"config_id", "params", "searched"}], "folds": [...]}, ...]``: the
-        items of the pipeline's train loop.
+        ``[0, 1, ...]``: the train tasks' numbers in ``plan``, the items of the train loop.
     """
     from foldwise.components.core.grid import candidates, plan_trials
-    from foldwise.components.core.jsonio import class_count, read_json
+    from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.vmapped import select_backend
 
     select_backend([model_spec])  # a user's builder loads faster under JAX, where it trains
     described = read_json(schema.path)
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline)
-    return plan_trials(configs, fold_ids, packing)
+    tasks = plan_trials(configs, fold_ids, packing)
+    write_json(plan.path, tasks)
+    plan.metadata.update({"tasks": len(tasks), "configurations": len(configs)})
+    return list(range(len(tasks)))

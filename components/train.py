@@ -9,13 +9,14 @@ from foldwise.components.image import component
 def train(
     fold_data: Input[Dataset],
     schema: Input[Artifact],
-    configs: list,
-    folds: list,
+    plan: Input[Artifact],
+    trial: int,
     model: Output[Model],
     history: Output[Artifact],
     predictions: Output[Dataset],
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
+    results: Output[Artifact],
     seed: int = 0,
     model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
 ) -> str:
@@ -29,9 +30,11 @@ def train(
     Args:
         fold_data: Folder of per-fold model-ready tables (``fold-<k>.parquet``).
         schema: The preprocess step's schema.
-        configs: ``[{"config_id", "params"}, ...]``: model, optimizer and training parameters
-            (see ``core.model``); each id is checked against its parameters.
-        folds: Validation folds; each checked against the fold recorded in its table.
+        plan: The plan_trials step's plan: this task's entry holds its configurations
+            (``[{"config_id", "params"}, ...]``: model, optimizer and training parameters, each
+            id checked against its parameters) and validation folds (each checked against
+            the fold recorded in its table).
+        trial: This task's number in ``plan``.
         model: Folder with ``<config_id>/fold-<k>/`` per model, holding ``model.keras`` (or
             ``mlp.json`` for the scikit-learn baseline) and ``target_scaling.json``; a failed
             trial's folder holds ``fit_error.txt`` (and the model, if it diverged).
@@ -41,23 +44,29 @@ def train(
         metrics: Each model's finite scores (``<config_id>_fold<k>_<metric>``) for the KFP UI.
         classification_metrics: Confusion matrix over these folds of the first configuration
             that trained on all of them (classification only).
+        results: JSON list, one entry per (configuration, fold): ``config_id``, ``params``,
+            ``fold``,
+        ``scores``, ``fit_error``, ``fit_time``, ``score_time``, ``epochs_run``, ``n_train``,
+        ``n_validation``, ``devices`` and the URIs of ``predictions`` and ``history`` (the
+            aggregate step reads the best configuration's part). A trial whose training
+            raised or diverged has null scores and its ``fit_error``; the task itself does
+            not fail.
         seed: Seed of weights, shuffling and dropout.
         model_spec: The run's fixed model options: a user's builder travels here with its
             source, once (each configuration names it by reference).
 
     Returns:
-        JSON list, one entry per (configuration, fold): ``config_id``, ``params``, ``fold``,
-        ``scores``, ``fit_error``, ``fit_time``, ``score_time``, ``epochs_run``, ``n_train``,
-        ``n_validation``, ``devices`` and the URIs of ``predictions`` and ``history`` (the
-        aggregate step reads the best configuration's part). A trial whose training raised
-        or diverged has null scores and its ``fit_error``; the task itself does not fail.
+        The URI of ``results``: what the aggregate step collects (a short parameter per
+        task, however many configurations the task trained).
     """
     import shutil
 
     from foldwise.components.core.jsonio import dumps, read_json, write_json
     from foldwise.components.core.trials import checkpoint_dir, run_trials
 
-    out = run_trials(fold_data.path, read_json(schema.path), configs, folds, seed=seed,
+    task = read_json(plan.path)[int(trial)]
+    out = run_trials(fold_data.path, read_json(schema.path), task["configs"], task["folds"],
+                     seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,
                      history_uri=history.uri, builder=model_spec.get("builder"))
     write_json(history.path, out.histories)
@@ -68,4 +77,6 @@ def train(
     metrics.metadata["trained_on"] = out.devices
     if out.confusion_matrix is not None:
         classification_metrics.log_confusion_matrix(out.class_labels, out.confusion_matrix)
-    return dumps(out.summaries)
+    with open(results.path, "w", encoding="utf-8") as handle:
+        handle.write(dumps(out.summaries))
+    return results.uri

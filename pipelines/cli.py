@@ -159,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineFailed as err:
         print(f"error: {err}; full log: {err.log_path}", file=sys.stderr)
         return EXIT_STEP_FAILED
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        workspace = getattr(err, "workspace", None)
+        print("error: interrupted" + (f"; every step was stopped and nothing was published; "
+                                      f"the partial run is in {workspace}" if workspace else ""),
+              file=sys.stderr)
         return 130
     except Exception as err:  # never a traceback on the terminal: it goes to a log file
         return _unexpected(err)

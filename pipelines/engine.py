@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
 import logging
 import os
 import re
+import signal
 import threading
 import time
 import warnings
@@ -31,6 +33,14 @@ class TaskEvent:
     status: str | None
     seconds: float = 0.0
     config_id: str | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); every step process it started has been stopped."""
+
+    def __init__(self, workspace: Path | None = None) -> None:
+        super().__init__("interrupted")
+        self.workspace = workspace
 
 
 class PipelineFailed(RuntimeError):
@@ -80,10 +90,28 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
 
     original_task_runner = task_dispatcher.run_single_task_implementation
     lock = threading.Lock()
+    plans: dict[str, list] = {}
+    stopping = threading.Event()
+
+    def planned(trial) -> dict:
+        """A train task's entry in the plan the plan-trials step wrote (read once)."""
+        if "tasks" not in plans:
+            found = sorted(pipeline_root.glob("*/plan-trials/plan"))
+            try:
+                plans["tasks"] = json.loads(found[-1].read_text(encoding="utf-8"))
+            except (IndexError, OSError, ValueError):
+                plans["tasks"] = []
+        tasks = plans["tasks"]
+        index = int(trial) if isinstance(trial, (int, float)) else -1
+        return tasks[index] if 0 <= index < len(tasks) else {}
 
     def observed_task_runner(*args, **kwargs):
+        if stopping.is_set():  # interrupted: start nothing more
+            raise Interrupted()
         name = kwargs.get("component_name", "task").removeprefix("comp-")
         arguments = kwargs.get("arguments", {})
+        if name == "train" and "trial" in arguments:
+            arguments = {**arguments, **planned(arguments["trial"])}
         listed = arguments.get("folds")  # a train task's folds (a pipeline's is a count)
         listed = listed if isinstance(listed, list) else [arguments.get("fold")]
         fold = tuple(int(f) for f in listed if isinstance(f, (int, float)))
@@ -109,6 +137,7 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     task_dispatcher.run_single_task_implementation = observed_task_runner
+    previous_handler = _on_interrupt(stopping)
     try:
         with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
             try:
@@ -118,10 +147,66 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
                 raise _failure(str(err), log_path) from None
         return dict(task.outputs)
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
         task_dispatcher.run_single_task_implementation = original_task_runner
         builtins.print = saved_print
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def _on_interrupt(stopping: threading.Event):
+    """On Ctrl-C: start no more steps, stop the running ones, then raise :class:`Interrupted`.
+
+    kfp.local waits for its running steps before an interrupt reaches its caller; stopping
+    their processes first (and every process they started) ends the run within seconds.
+    Returns the previous SIGINT handler (``None`` off the main thread, where none is set).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        stopping.set()
+        stop_descendants(os.getpid())
+        raise Interrupted()
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def stop_descendants(pid: int, grace: float = 3.0) -> list[int]:
+    """Terminate every process descended from ``pid`` (then kill what outlives ``grace``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+        alive = [p for p in found if Path(f"/proc/{p}").exists()]
+        for child in alive:
+            with contextlib.suppress(OSError):
+                os.kill(child, sig)
+        deadline = time.monotonic() + wait
+        while wait and time.monotonic() < deadline and any(
+                Path(f"/proc/{p}").exists() and not _zombie(p) for p in alive):
+            time.sleep(0.05)
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def _failure(engine_message: str, log_path: Path) -> PipelineFailed:

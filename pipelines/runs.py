@@ -282,7 +282,7 @@ def run_local(search: Search, on_event: Callable | None = None,
 def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: str,
                  token: str | None, on_event, on_plan, started: float) -> Result:
     """The rest of :func:`run_local`, once the destination is claimed."""
-    from foldwise.pipelines.engine import PipelineFailed
+    from foldwise.pipelines.engine import Interrupted, PipelineFailed
     from foldwise.pipelines.engine import run_local as run_on_engine
 
     if checked.table_bytes is not None:  # the steps read the table from the run folder
@@ -304,6 +304,8 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
     try:
         outputs = run_on_engine(checked.pipeline, checked.arguments,
                                 workspace / "pipeline", workspace / "pipeline.log", observe)
+    except KeyboardInterrupt:
+        raise Interrupted(workspace) from None
     except PipelineFailed as err:
         if not err.user_error:
             raise  # the run folder stays, with the log the message names

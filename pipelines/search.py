@@ -7,7 +7,9 @@ Per-fold transforms are computed once per fold and reused by every configuration
 is chosen so that kfp.local executes it correctly and a cluster runs one pod per step: two
 flat loops, one over the fold ids and one over the trials, whose inputs are loop-item fields,
 pipeline parameters and artifacts only (kfp.local replaces any other task's parameter output
-inside a loop with the loop item). Trial results fan in as parameters, not artifacts.
+inside a loop with the loop item). However large the search, what travels as parameters
+stays small: the plan and the trials' results are artifacts, the train loop's items are the
+tasks' numbers, and each train task hands the aggregate step only its results' URI.
 """
 
 from kfp import dsl
@@ -71,9 +73,9 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                               champion=[] if champion is None else champion,
                               packing=values["packing"]),
                   "plan-trials")
-    with dsl.ParallelFor(items=trials.output, name="trials") as trial:
+    with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                             configs=trial.configs, folds=trial.folds,
+                             plan=trials.outputs["plan"], trial=trial,
                              seed=values["seed"], model_spec=model_spec), "train")
     results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
                              scoring=values["scoring"]), "aggregate")

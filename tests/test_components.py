@@ -31,11 +31,37 @@ def make(kind, folder, name):
 
 
 def run_train(tmp, fold_data, schema, trial, name):
+    """Train one task (``{"configs", "folds"}``) as the pipeline does: through a plan file."""
+    plan = make(dsl.Artifact, tmp, f"{name}-plan")
+    Path(plan.path).write_text(json.dumps([{"configs": [], "folds": []}, trial]))
     outputs = {key: make(kind, tmp, f"{name}-{key}") for key, kind in [
         ("model", dsl.Model), ("history", dsl.Artifact), ("predictions", dsl.Dataset),
-        ("metrics", dsl.Metrics), ("classification_metrics", dsl.ClassificationMetrics)]}
-    result = train.python_func(fold_data=fold_data, schema=schema, seed=2, **trial, **outputs)
-    return json.loads(result), outputs
+        ("metrics", dsl.Metrics), ("classification_metrics", dsl.ClassificationMetrics),
+        ("results", dsl.Artifact)]}
+    uri = train.python_func(fold_data=fold_data, schema=schema, plan=plan, trial=1, seed=2,
+                            **outputs)
+    assert uri == outputs["results"].uri
+    return json.loads(Path(outputs["results"].path).read_text()), outputs
+
+
+def plan_tasks(tmp, name, **arguments):
+    """The plan_trials step's plan (its return value: the tasks' numbers, checked)."""
+    plan = make(dsl.Artifact, tmp, f"{name}-plan")
+    numbers = plan_trials.python_func(plan=plan, **arguments)
+    tasks = json.loads(Path(plan.path).read_text())
+    assert numbers == list(range(len(tasks)))
+    assert plan.metadata["tasks"] == len(tasks)
+    return tasks
+
+
+def result_files(tmp, name, results):
+    """Train steps' results (lists of entries) as files; their URIs, as aggregate takes them."""
+    uris = []
+    for index, entries in enumerate(results):
+        path = tmp / f"{name}-results-{index}.json"
+        path.write_text(json.dumps(entries))
+        uris.append(str(path))
+    return uris
 
 
 def aggregate_outputs(folder, prefix):
@@ -72,8 +98,8 @@ def chain(tmp_path_factory, penguins):
         one_hot_encode.python_func(scaled=scaled, schema=out["schema"], fold=fold,
                                    encoded=encoded[-1], encoder_state=out[f"encoder_state{fold}"])
     collect_folds.python_func(encoded=encoded, fold_data=out["fold_data"])
-    trials = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids,
-                                     model_spec={"hidden_units": [8.0], "epochs": 3.0})
+    trials = plan_tasks(tmp, "chain", schema=out["schema"], fold_ids=fold_ids,
+                        model_spec={"hidden_units": [8.0], "epochs": 3.0})
     results = [run_train(tmp, out["fold_data"], out["schema"], trial, f"trial{i}")
                for i, trial in enumerate(trials)]
     return sample, out, fold_ids, trials, results
@@ -167,7 +193,8 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
     _, out, _, trials, results = chain
     outputs = aggregate_outputs(tmp_path, "")
     aggregate.python_func(schema=out["schema"],
-                          fold_results=[json.dumps(r) for r, _ in results], **outputs)
+                          fold_results=result_files(tmp_path, "all", [r for r, _ in results]),
+                          **outputs)
     table = pd.read_csv(outputs["cv_results"].path)
     for fold, ((result,), _) in enumerate(results):
         assert table.loc[0, f"split{fold}_test_accuracy"] == pytest.approx(
@@ -195,8 +222,8 @@ def test_aggregate_writes_cv_results_summary_best_config_and_pooled_predictions(
 def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_path):
     """packing=folds: one task, one stacked model, the same per-fold models and scores."""
     _, out, fold_ids, trials, results = chain
-    (task,) = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids, packing="folds",
-                                      model_spec={"hidden_units": [8.0], "epochs": 3.0})
+    (task,) = plan_tasks(tmp_path, "packed", schema=out["schema"], fold_ids=fold_ids,
+                         packing="folds", model_spec={"hidden_units": [8.0], "epochs": 3.0})
     assert task["folds"] == [0, 1, 2] and task["configs"] == trials[0]["configs"]
     packed, outputs = run_train(tmp_path, out["fold_data"], out["schema"], task, "packed")
     assert [r["fold"] for r in packed] == [0, 1, 2]
@@ -212,7 +239,8 @@ def test_one_packed_task_trains_every_fold_as_the_per_fold_tasks_do(chain, tmp_p
     assert not (Path(outputs["model"].path) / "checkpoint").exists()
 
     aggregated = aggregate_outputs(tmp_path, "agg-")
-    aggregate.python_func(schema=out["schema"], fold_results=[json.dumps(packed)], **aggregated)
+    aggregate.python_func(schema=out["schema"],
+                          fold_results=result_files(tmp_path, "packed", [packed]), **aggregated)
     pooled = pd.read_parquet(aggregated["oof_predictions"].path)
     assert pooled["row"].tolist() == list(range(90))
     assert sorted(json.loads(open(aggregated["best_histories"].path).read())) == ["0", "1", "2"]
@@ -224,10 +252,10 @@ def with_a_diverging_config(chain, tmp_path_factory):
     _, out, fold_ids, _, _ = chain
     grid = [{"hidden_units": [[8]], "epochs": [3], "optimizer": ["sgd"],
              "learning_rate": [0.05, 1e12]}]
-    tasks = plan_trials.python_func(schema=out["schema"], fold_ids=fold_ids, param_grid=grid,
-                                    packing="folds")
-    task = {"configs": [t["configs"][0] for t in tasks], "folds": fold_ids}
     tmp = tmp_path_factory.mktemp("diverging")
+    tasks = plan_tasks(tmp, "diverging", schema=out["schema"], fold_ids=fold_ids,
+                       param_grid=grid, packing="folds")
+    task = {"configs": [t["configs"][0] for t in tasks], "folds": fold_ids}
     results, outputs = run_train(tmp, out["fold_data"], out["schema"], task, "train")
     return task, results, outputs, tmp, out["schema"]
 
@@ -255,8 +283,8 @@ def test_aggregate_ranks_a_failed_configuration_last_and_never_picks_it(with_a_d
     task, results, _, tmp, schema = with_a_diverging_config
     healthy, diverging = (c["config_id"] for c in task["configs"])
     outputs = aggregate_outputs(tmp, "agg-")
-    aggregate.python_func(schema=schema,
-                          fold_results=[json.dumps(results)], **outputs)
+    aggregate.python_func(schema=schema, fold_results=result_files(tmp, "agg", [results]),
+                          **outputs)
     table = pd.read_csv(outputs["cv_results"].path).set_index("config_id")
     assert table.loc[diverging, "fit_error"] == results[3]["fit_error"]
     assert pd.isna(table.loc[healthy, "fit_error"])  # "" in the CSV
@@ -280,5 +308,7 @@ def test_aggregate_fails_with_the_first_error_when_every_configuration_failed(
     outputs = aggregate_outputs(tmp, "all-failed-")
     with pytest.raises(FoldwiseError, match=r"every configuration failed to train \(1 of 1\); "
                                             rf"the first, {results[3]['config_id']}: diverged: "):
-        aggregate.python_func(schema=schema, fold_results=[json.dumps(results[3:])], **outputs)
+        aggregate.python_func(schema=schema,
+                              fold_results=result_files(tmp, "failed", [results[3:]]),
+                              **outputs)
 

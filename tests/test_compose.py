@@ -56,9 +56,9 @@ def test_a_workflow_of_loaded_components_and_an_own_step_runs_locally(component_
         trials = load["plan_trials"](schema=schema, fold_ids=prepared.outputs["Output"],
                                      model_spec={"hidden_units": [16], "epochs": 15,
                                                  "learning_rate": 0.01})
-        with dsl.ParallelFor(items=trials.output) as trial:
+        with dsl.ParallelFor(items=trials.outputs["Output"]) as trial:
             trained = load["train"](fold_data=fold_data.outputs["fold_data"], schema=schema,
-                                    configs=trial.configs, folds=trial.folds)
+                                    plan=trials.outputs["plan"], trial=trial)
         results = load["aggregate"](schema=schema,
                                     fold_results=dsl.Collected(trained.outputs["Output"]))
         return gate(summary=results.outputs["summary"], minimum=0.9).output

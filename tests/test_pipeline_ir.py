@@ -57,9 +57,10 @@ def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
     train = trials["dag"]["tasks"]["train"]["inputs"]
     assert train["artifacts"]["fold_data"]["componentInputArtifact"].endswith(
         "collect-folds-fold_data")
-    params = train["parameters"]
-    for name, field in [("folds", "folds"), ("configs", "configs")]:
-        assert params[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
+    # The task's number is the loop item; its configurations and folds are in the plan.
+    assert "parameterExpressionSelector" not in train["parameters"]["trial"]
+    assert train["parameters"]["trial"]["componentInputParameter"].startswith("pipelinechannel")
+    assert train["artifacts"]["plan"]["componentInputArtifact"].endswith("plan-trials-plan")
     tasks = ir["root"]["dag"]["tasks"]
     assert tasks["collect-folds"]["inputs"]["artifacts"]["encoded"]["taskOutputArtifact"][
         "producerTask"].startswith("for-loop")

@@ -210,3 +210,53 @@ def test_json_and_yaml_grids_still_load(tmp_path):
                        ("g.json", json.dumps({"learning_rate": [0.1]}))):
         (tmp_path / name).write_text(text)
         assert load_grid(tmp_path / name) == [{"learning_rate": [0.1]}]
+
+
+# ----- interrupts -----------------------------------------------------------------------------
+def processes_mentioning(text: str) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in entry.joinpath("cmdline").read_bytes().decode("utf-8", "replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.local
+def test_ctrl_c_stops_every_step_at_once_and_publishes_nothing(tmp_path, penguins):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    output = tmp_path / "interrupted-run"
+    command = [str(Path(sys.executable).parent / "foldwise"), "run", "cross-validation",
+               "--data", str(data), "--target", "species", "--epochs", "3000",
+               "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 300
+    while not list(output.glob("pipeline/*/for-loop-*/train")):  # training has started
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(3)
+    os.kill(process.pid, signal.SIGINT)  # the run's own process only, not its group
+    started = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and time.monotonic() - started < 20
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: interrupted; every step was stopped and nothing was published; "
+                     f"the partial run is in {output}"]
+    assert "Traceback" not in err
+    assert not (output / "manifest.json").exists() and not (output / "summary.json").exists()
+    assert not (output / storage.CLAIM).exists()
+    assert processes_mentioning(str(output)) == []
