@@ -102,11 +102,10 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
     numeric, categorical = infer_roles(used, options)
     warnings = [note for name in categorical if name not in options.categorical
                 for note in [text_column_note(used[name], name)] if note]
-    prepared = pd.DataFrame(index=used.index)
-    for name in numeric:
-        prepared[name] = _as_numeric(used[name], name)
-    for name in categorical:
-        prepared[name] = _as_category_strings(used[name])
+    # Built at once: one column at a time fragments a wide table (pandas warns per column).
+    features = {name: _as_numeric(used[name], name) for name in numeric}
+    features.update({name: _as_category_strings(used[name]) for name in categorical})
+    prepared = pd.DataFrame(features, index=used.index)
 
     classes: list | None = None
     if task == "classification":
@@ -326,6 +325,9 @@ def _as_category_strings(column: pd.Series) -> pd.Series:
     return column.map(lambda v: text(v) if pd.notna(v) else pd.NA).astype("string")
 
 
+MAX_CLASSES = 1000  # a target with more distinct values is not a classification target
+
+
 def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray, list]:
     """Encode class labels as 0..C-1 in sorted order, checking there are enough of each.
 
@@ -339,6 +341,12 @@ def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray,
     else:
         values = target.astype(str).to_numpy()
     classes, codes = np.unique(values, return_inverse=True)
+    if len(classes) > MAX_CLASSES:
+        shown = ", ".join(repr(_plain(v)) for v in classes[:5])
+        raise FoldwiseError(
+            f"target column {name!r} has {len(classes)} distinct values (such as {shown}), "
+            f"too many to be classes (at most {MAX_CLASSES}): is it a number to predict? use "
+            "--task regression")
     if len(classes) < 2:
         raise FoldwiseError(
             f"target column {name!r} has a single class ({_plain(classes[0])!r}): "
@@ -347,12 +355,16 @@ def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray,
     counts = np.bincount(codes, minlength=len(classes))
     smallest = int(counts.min())
     if smallest < folds:
-        rare = [f"{_plain(classes[i])!r} ({counts[i]} rows)"
-                for i in np.flatnonzero(counts < folds)]
+        few = np.flatnonzero(counts < folds)
+        rare = [f"{_plain(classes[i])!r} ({counts[i]} rows)" for i in few[:5]]
+        if len(few) > 5:
+            rare.append(f"and {len(few) - 5} more")
         hint = (
             f"use --folds {smallest} or fewer" if smallest >= 2
             else "remove those rows or merge those classes"
         )
+        if values.dtype.kind == "f":  # fractional labels: rather a number to predict
+            hint += " (or, if it is a number to predict, use --task regression)"
         raise FoldwiseError(
             f"target column {name!r}: classes {', '.join(rare)} have fewer rows than --folds "
             f"{folds}, so some validation folds would lack them; {hint}"
