@@ -260,3 +260,24 @@ def test_ctrl_c_stops_every_step_at_once_and_publishes_nothing(tmp_path, penguin
     assert not (output / "manifest.json").exists() and not (output / "summary.json").exists()
     assert not (output / storage.CLAIM).exists()
     assert processes_mentioning(str(output)) == []
+
+
+# ----- high-cardinality columns ---------------------------------------------------------------
+def test_an_identifier_column_is_named_in_a_warning():
+    table = pd.DataFrame({"id": [f"row-{i}" for i in range(60)], "x": range(60),
+                          "y": [float(i % 7) for i in range(60)]})
+    _, schema = preprocess(table, PreprocessOptions(target="y", folds=2))
+    (note,) = schema["warnings"]
+    assert "'id' has a different value in every row (60 of 60)" in note and "--drop id" in note
+
+
+def test_a_one_hot_encoding_too_large_to_hold_is_refused_with_the_columns(monkeypatch):
+    from foldwise.components.core import preprocess as module
+
+    monkeypatch.setattr(module, "MAX_ONE_HOT_CELLS", 60 * 50)
+    table = pd.DataFrame({"city": [f"c{i % 55}" for i in range(60)], "kind": list("ab") * 30,
+                          "y": [float(i % 7) for i in range(60)]})
+    with pytest.raises(FoldwiseError, match=r"60 rows × 57 levels .* the largest: 'city' "
+                                            r"\(55 levels\), 'kind' \(2 levels\): leave such "
+                                            "columns out with --drop"):
+        preprocess(table, PreprocessOptions(target="y", folds=2))

@@ -102,6 +102,7 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
     numeric, categorical = infer_roles(used, options)
     warnings = [note for name in categorical if name not in options.categorical
                 for note in [text_column_note(used[name], name)] if note]
+    warnings += check_cardinality(used, categorical)
     # Built at once: one column at a time fragments a wide table (pandas warns per column).
     features = {name: _as_numeric(used[name], name) for name in numeric}
     features.update({name: _as_category_strings(used[name]) for name in categorical})
@@ -262,6 +263,38 @@ def infer_roles(table: pd.DataFrame, options: PreprocessOptions) -> tuple[list, 
                 f"column {name!r} has no values at all: leave it out with --drop {name}"
             )
     return numeric, categorical
+
+
+MAX_ONE_HOT_CELLS = 250_000_000  # one-hot columns × rows: about 1 GB as float32 per fold
+
+
+def check_cardinality(table: pd.DataFrame, categorical: list[str]) -> list[str]:
+    """Warnings for identifier-like columns; an error when one-hot encoding would not fit.
+
+    A text column with a different value in (nearly) every row is an identifier, not a
+    feature: it is named in a warning. The one-hot encoding of every categorical column
+    must stay within :data:`MAX_ONE_HOT_CELLS` cells (rows × levels), so a table of many
+    rows with thousands of levels is refused with the columns that make it so.
+
+    Raises:
+        FoldwiseError: The one-hot encoding would be too large to hold.
+    """
+    rows = len(table)
+    levels = {name: int(table[name].nunique()) for name in categorical}
+    notes = [f"column {name!r} has a different value in {'every' if n == rows else 'almost every'} "
+             f"row ({n} of {rows}): it looks like an identifier, which predicts nothing for new "
+             f"rows; leave it out with --drop {name}"
+             for name, n in levels.items() if rows >= 50 and n >= 0.95 * rows]
+    cells = rows * sum(levels.values())
+    if cells > MAX_ONE_HOT_CELLS:
+        worst = sorted(levels.items(), key=lambda item: -item[1])[:3]
+        named = ", ".join(f"{name!r} ({n} levels)" for name, n in worst)
+        raise FoldwiseError(
+            f"one-hot encoding the categorical columns would take {rows} rows × "
+            f"{sum(levels.values())} levels ({cells * 4 / 2**30:.1f} GiB per fold), too much "
+            f"to hold; the largest: {named}: leave such columns out with --drop, or group "
+            "their rare levels before running")
+    return notes
 
 
 FORMATTED_NUMBER = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
