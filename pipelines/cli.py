@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--output", help="results folder or gs:// prefix (default: "
                                  "a new folder under ./foldwise-runs/)")
+            command.add_argument("--resume", metavar="DIR",
+                                 help="continue an interrupted or failed run of the same search "
+                                 "in its folder DIR: trials it finished are taken over, not "
+                                 "trained again")
 
     compile_ = commands.add_parser(
         "compile", help="compile a pipeline (or every component) to YAML for a cluster",
@@ -219,7 +223,8 @@ def search_from_args(args: argparse.Namespace):
     return Search.from_values(args.pipeline, args.data, vars(args),
                               grid=load_grid(grid, builder=args.model is not None)
                               if grid else [], output=output,
-                              promote_to=getattr(args, "promote_to", None))
+                              promote_to=getattr(args, "promote_to", None),
+                              resume=getattr(args, "resume", None))
 
 
 def run_command(args: argparse.Namespace) -> int:

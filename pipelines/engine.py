@@ -139,7 +139,8 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     task_dispatcher.run_single_task_implementation = observed_task_runner
     previous_handler = _on_interrupt(stopping)
     try:
-        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        # Appended: a resumed run keeps the earlier run's log above its own.
+        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
             try:
                 task = pipeline_func(**arguments)
             except RuntimeError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -44,6 +45,8 @@ class Search:
         promote_to: Folder or ``gs://`` prefix a retrain promotes to.
         table: The table itself (a DataFrame, from Python) instead of ``data``: it is
             written into the run folder as ``data.parquet`` for the steps to read.
+        resume: The folder of an earlier run of the same search that did not finish: the
+            run continues there, taking over every trial it finished (``core.reuse``).
     """
 
     pipeline: str
@@ -54,6 +57,7 @@ class Search:
     output: str | None = None
     promote_to: str | None = None
     table: object = None
+    resume: str | None = None
 
     @classmethod
     def from_values(cls, pipeline: str, data: str, values: dict, **kwargs) -> Search:
@@ -264,19 +268,50 @@ def run_local(search: Search, on_event: Callable | None = None,
         checked.arguments["promote_to"] = destination
         return _run_claimed(search, checked, workspace, destination, None, on_event, on_plan,
                             started)
-    workspace, destination = workspace_and_destination(search.output, search.pipeline)
+    if search.resume:
+        workspace = resumable(search.resume)
+        destination = search.output.rstrip("/") if search.output else str(workspace)
+    else:
+        workspace, destination = workspace_and_destination(search.output, search.pipeline)
     checked.arguments["destination"] = destination
     try:
         token = storage.claim(destination)  # writable, and no other run's, before any step
     except FoldwiseError:
-        if search.output is None or storage.is_gcs(search.output):
+        if not search.resume and (search.output is None or storage.is_gcs(search.output)):
             shutil.rmtree(workspace, ignore_errors=True)  # made for this run
         raise
+    from foldwise.components.core.reuse import RESUME_ENV
+
+    saved = os.environ.get(RESUME_ENV)
+    if search.resume:  # the steps take over the trials the earlier run finished
+        os.environ[RESUME_ENV] = "1"
     try:
         return _run_claimed(search, checked, workspace, destination, token, on_event, on_plan,
                             started)
     finally:
         storage.release(destination, token)
+        if saved is None:
+            os.environ.pop(RESUME_ENV, None)
+        else:
+            os.environ[RESUME_ENV] = saved
+
+
+def resumable(folder: str) -> Path:
+    """An earlier run's folder that a run may continue in (``--resume``).
+
+    Raises:
+        FoldwiseError: It is not a local run folder, or that run finished (its manifest).
+    """
+    from foldwise.components import storage
+
+    path = Path(folder).expanduser().resolve()
+    if storage.is_gcs(folder) or not (path / "pipeline").is_dir():
+        raise FoldwiseError(f"--resume {folder} is not the folder of an earlier run on this "
+                            "machine (it has no pipeline/ folder): give the run's output folder")
+    if (path / storage.MANIFEST).exists():
+        raise FoldwiseError(f"the run in {path} finished ({storage.MANIFEST} is there): there "
+                            "is nothing to resume")
+    return path
 
 
 def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: str,
@@ -317,7 +352,7 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
             storage.release(destination, token)
         for entry in workspace.iterdir():
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        if search.output is None or search.output.startswith("gs://"):
+        if (search.output is None or search.output.startswith("gs://")) and not search.resume:
             workspace.rmdir()  # made for this run
         raise FoldwiseError(str(err)) from None
     summary = cv_results = None

@@ -281,3 +281,55 @@ def test_a_one_hot_encoding_too_large_to_hold_is_refused_with_the_columns(monkey
                                             r"\(55 levels\), 'kind' \(2 levels\): leave such "
                                             "columns out with --drop"):
         preprocess(table, PreprocessOptions(target="y", folds=2))
+
+
+@pytest.mark.local
+def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path, penguins):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    data = tmp_path / "p.csv"
+    penguins.sample(150, random_state=4).to_csv(data, index=False)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"learning_rate": [0.01, 0.003]}))
+    output = tmp_path / "search"
+    command = [str(Path(sys.executable).parent / "foldwise"), "run", "grid-search",
+               "--data", str(data), "--target", "species", "--grid", str(grid), "--folds", "2",
+               "--epochs", "120", "--packing", "none", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 300
+    while not list(output.glob("pipeline/*/*/train/model/reuse.json")):  # one task finished
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130 and not (output / "manifest.json").exists()
+    finished = {}
+    for record in output.glob("pipeline/*/*/train/model/reuse.json"):
+        finished.update(json.loads(record.read_text()))
+    assert 1 <= len(finished) < 4
+
+    done = subprocess.run([*command[:-2], "--resume", str(output)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (output / "manifest.json").exists() and (output / "model" / "model.keras").exists()
+    cv = pd.read_csv(output / "cv_results.csv").set_index("config_id")
+    assert len(cv) == 2 and cv["mean_test_accuracy"].notna().all()
+    runs = sorted({p.parts[-5] for p in output.glob("pipeline/*/*/train/model/reuse.json")})
+    assert len(runs) == 2  # the interrupted run and the resumed one, in one pipeline folder
+    resumed = {}
+    for results in output.glob(f"pipeline/{runs[-1]}/*/train/results"):
+        for entry in json.loads(results.read_text()):
+            resumed[(entry["config_id"], entry["fold"])] = entry
+    taken = [e for e in resumed.values() if e["devices"].get("resumed")]
+    assert len(resumed) == 4 and len(taken) == len(finished)  # the rest trained anew
+    for record in finished.values():
+        entry = resumed[(record["config_id"], record["fold"])]
+        assert entry["scores"] == record["scores"] and entry["devices"]["resumed"]
+        assert cv.loc[record["config_id"], f"split{record['fold']}_test_accuracy"] == \
+            pytest.approx(record["scores"]["accuracy"])

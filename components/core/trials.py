@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,16 +108,34 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
                                      n_classes))
             datas.append(split_fold(table, fold, target, features, schema))
             trials.append((config["config_id"], fold))
-    results = train_folds(datas, task=task, n_classes=n_classes, specs=specs,
-                          seeds=[seed] * len(trials), checkpoint_dir=checkpoint_dir(model_dir),
-                          error_score=float("nan"))
+    from foldwise.components.core import reuse
+
+    keys = [reuse.trial_key(spec, seed, fold, fold_file(fold_data, fold))
+            for spec, (_, fold) in zip(specs, trials, strict=True)]
+    previous = reuse.previous_trials(model_dir) if reuse.resuming() else {}
+    todo = [index for index, key in enumerate(keys) if key not in previous]
+    results: list = [None] * len(trials)
+    for index, result in zip(todo, train_folds(
+            [datas[i] for i in todo], task=task, n_classes=n_classes,
+            specs=[specs[i] for i in todo], seeds=[seed] * len(todo),
+            checkpoint_dir=checkpoint_dir(model_dir), error_score=float("nan")), strict=True):
+        results[index] = result
+    for index, key in enumerate(keys):
+        if results[index] is None:  # finished by an earlier run of this run folder
+            results[index] = reuse.taken_over(previous[key], datas[index].rows_validation,
+                                              classes)
 
     histories: dict = {}
     frames, summaries, logged = [], [], {}
     searched = {c["config_id"]: c.get("searched", {}) for c in configs}
-    for (config_id, fold), data, spec, result in zip(trials, datas, specs, results,
-                                                     strict=True):
-        save_model(result, os.path.join(model_dir, config_id, f"fold-{fold}"))
+    records = {}
+    for (config_id, fold), data, spec, result, key in zip(trials, datas, specs, results, keys,
+                                                          strict=True):
+        folder = os.path.join(model_dir, config_id, f"fold-{fold}")
+        if key in previous and result.devices.get("resumed"):
+            shutil.copytree(reuse.model_folder(previous[key]), folder, dirs_exist_ok=True)
+        else:
+            save_model(result, folder)
         histories.setdefault(config_id, {})[str(fold)] = result.history
         frame = predictions_frame(data, fold, result.prediction, classes)
         frame.insert(0, "config_id", config_id)
@@ -133,6 +152,11 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
             "devices": result.devices, "predictions": predictions_uri, "history": history_uri,
         })
+        records[key] = {**{k: summaries[-1][k] for k in (
+            "config_id", "fold", "scores", "fit_error", "fit_time", "score_time",
+            "epochs_run", "devices")}, "estimator": result.estimator,
+            "folder": f"{config_id}/fold-{fold}"}
+    reuse.write_record(model_dir, records)
     trained = [result.devices for result in results if result.devices]
     matrix = None
     if task == "classification":

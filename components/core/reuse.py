@@ -1,0 +1,102 @@
+"""Trials an interrupted or failed run already finished, taken over by a resumed run.
+
+Each train task records in ``reuse.json``, under its model folder, a key per (configuration,
+fold) it trained: a digest of the configuration's complete parameters (a builder's source
+included), the seed, the fold and the bytes of the fold's model-ready table. A run resumed in
+the same run folder (``foldwise run --resume DIR``, which sets :data:`RESUME_ENV` for its
+steps) finds those records in the earlier runs' train folders; a trial whose key matches is
+taken over, its model files, history, predictions and scores, instead of being trained again:
+the same inputs, the same trial. Anything else (another grid, seed, table or fold) trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RECORD = "reuse.json"
+RESUME_ENV = "FOLDWISE_RESUME"
+
+
+def resuming() -> bool:
+    """Whether this step belongs to a resumed run."""
+    return os.environ.get(RESUME_ENV) == "1"
+
+
+def trial_key(params: dict, seed: int, fold: int, table: str | os.PathLike) -> str:
+    """The identity of one trial's inputs."""
+    digest = hashlib.sha256(json.dumps([params, int(seed), int(fold)], sort_keys=True,
+                                       default=str).encode())
+    with open(table, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Previous:
+    """A trial an earlier run finished: where its files are and what it recorded."""
+
+    train_dir: Path
+    record: dict
+
+
+def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
+    """The trials the earlier runs in this run's pipeline folder finished, by key.
+
+    ``model_dir`` is this task's model folder, ``<root>/<run>/<loop>/train/model``; the
+    other runs under ``<root>`` are searched.
+    """
+    model_dir = Path(model_dir).resolve()
+    run, root = model_dir.parents[2], model_dir.parents[3]
+    found: dict[str, Previous] = {}
+    for record in sorted(root.glob(f"*/*/train/model/{RECORD}")):
+        if run in record.parents:
+            continue
+        try:
+            entries = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for key, entry in entries.items():
+            found[key] = Previous(record.parents[1], entry)
+    return found
+
+
+def taken_over(previous: Previous, rows_validation: np.ndarray, classes: list | None):
+    """The earlier trial as a :class:`~foldwise.components.core.training.FoldResult`."""
+    from foldwise.components.core.training import FoldResult
+
+    entry = previous.record
+    histories = json.loads((previous.train_dir / "history").read_text(encoding="utf-8"))
+    frame = pd.read_parquet(previous.train_dir / "predictions")
+    frame = frame[(frame["config_id"] == entry["config_id"]) & (frame["fold"] == entry["fold"])]
+    frame = frame.set_index("row").loc[rows_validation]
+    if classes is None:
+        prediction = frame["prediction"].to_numpy(dtype="float64")
+    else:
+        prediction = frame[[f"proba_{label}" for label in classes]].to_numpy(dtype="float64")
+    scores = {name: float("nan") if value is None else value
+              for name, value in entry["scores"].items()}
+    return FoldResult(None, histories.get(entry["config_id"], {}).get(str(entry["fold"]), {}),
+                      prediction, scores, entry["fit_time"], entry["score_time"],
+                      entry["epochs_run"], None, {**entry["devices"], "resumed": True},
+                      entry["estimator"], entry["fit_error"])
+
+
+def model_folder(previous: Previous) -> Path:
+    """The earlier trial's saved model folder (``<config_id>/fold-<k>``)."""
+    return previous.train_dir / "model" / previous.record["folder"]
+
+
+def write_record(model_dir: str | os.PathLike, records: dict) -> None:
+    """This task's trials, by key, for a later resumed run (temporary file, then rename)."""
+    target = Path(model_dir) / RECORD
+    partial = target.with_name(f".{RECORD}.partial")
+    partial.write_text(json.dumps(records, default=str), encoding="utf-8")
+    partial.replace(target)
