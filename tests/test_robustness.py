@@ -299,7 +299,7 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
     output = tmp_path / "search"
     command = [str(Path(sys.executable).parent / "foldwise"), "run", "grid-search",
                "--data", str(data), "--target", "species", "--grid", str(grid), "--folds", "2",
-               "--epochs", "120", "--packing", "none", "--output", str(output)]
+               "--epochs", "60", "--packing", "none", "--output", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 300
