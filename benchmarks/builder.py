@@ -124,17 +124,9 @@ def report(results: list[dict]) -> str:
 
 
 def write_readme(results: list[dict], seconds: float) -> None:
-    """Replace the builder section of benchmarks/README.md (temp file, then rename)."""
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- builder:start -->", "<!-- builder:end -->"
-    body = (f"{start}\nMeasured {time.strftime('%Y-%m-%d')} in one run of "
-            f"`benchmarks/builder.py` ({seconds / 60:.0f} min) on: {compare.machine()}.\n\n"
-            f"{report(results)}\n{end}")
-    before, rest = text.split(start, 1)
-    partial = readme.with_suffix(".partial")
-    partial.write_text(before + body + rest.split(end, 1)[1])
-    partial.replace(readme)
+    """Replace the builder section of benchmarks/README.md."""
+    compare.replace_section("builder", f"`benchmarks/builder.py` ({seconds / 60:.0f} min)",
+                            report(results))
 
 
 def main() -> int:

@@ -348,17 +348,25 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(results: list[dict], seconds: float) -> None:
-    """Replace the results section of benchmarks/README.md (temp file, then rename)."""
+def replace_section(marker: str, how: str, body: str) -> None:
+    """Replace the ``<!-- marker:start -->`` section of benchmarks/README.md (temp, rename).
+
+    The section starts with when, ``how`` (the command and its minutes) and on what machine.
+    """
     readme = HERE / "README.md"
     text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    body = (f"{start}\nMeasured {time.strftime('%Y-%m-%d')} in one run of `make bench` "
-            f"({seconds / 60:.0f} min) on: {machine()}.\n\n{report(results)}\n{end}")
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    section = (f"{start}\nMeasured {time.strftime('%Y-%m-%d')} in one run of {how} on: "
+               f"{machine()}.\n\n{body}\n{end}")
     before, rest = text.split(start, 1)
     partial = readme.with_suffix(".partial")
-    partial.write_text(before + body + rest.split(end, 1)[1])
+    partial.write_text(before + section + rest.split(end, 1)[1])
     partial.replace(readme)
+
+
+def write_readme(results: list[dict], seconds: float) -> None:
+    """Replace the results section of benchmarks/README.md."""
+    replace_section("results", f"`make bench` ({seconds / 60:.0f} min)", report(results))
 
 
 def main() -> int:

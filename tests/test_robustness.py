@@ -227,8 +227,11 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.local
-def test_ctrl_c_stops_every_step_at_once_and_publishes_nothing(tmp_path, penguins):
+def interrupt_when(command: list[str], output, pattern: str, settle: float = 0.0):
+    """Start ``foldwise`` with ``command``; SIGINT its own process once ``pattern`` exists.
+
+    Returns the process, interrupted (not yet waited for), and when the signal was sent.
+    """
     import os
     import signal
     import subprocess
@@ -236,21 +239,27 @@ def test_ctrl_c_stops_every_step_at_once_and_publishes_nothing(tmp_path, penguin
     import time
     from pathlib import Path
 
+    process = subprocess.Popen([str(Path(sys.executable).parent / "foldwise"), *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(output.glob(pattern)):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(settle)
+    os.kill(process.pid, signal.SIGINT)  # the run's own process only, not its group
+    return process, time.monotonic()
+
+
+@pytest.mark.local
+def test_ctrl_c_stops_every_step_at_once_and_publishes_nothing(tmp_path, penguins):
+    import time
+
     data = tmp_path / "p.csv"
     penguins.to_csv(data, index=False)
     output = tmp_path / "interrupted-run"
-    command = [str(Path(sys.executable).parent / "foldwise"), "run", "cross-validation",
-               "--data", str(data), "--target", "species", "--epochs", "3000",
-               "--output", str(output)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 300
-    while not list(output.glob("pipeline/*/for-loop-*/train")):  # training has started
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.5)
-    time.sleep(3)
-    os.kill(process.pid, signal.SIGINT)  # the run's own process only, not its group
-    started = time.monotonic()
+    process, started = interrupt_when(
+        ["run", "cross-validation", "--data", str(data), "--target", "species", "--epochs",
+         "3000", "--output", str(output)], output, "pipeline/*/for-loop-*/train", settle=3)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and time.monotonic() - started < 20
     lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -285,11 +294,8 @@ def test_a_one_hot_encoding_too_large_to_hold_is_refused_with_the_columns(monkey
 
 @pytest.mark.local
 def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path, penguins):
-    import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     data = tmp_path / "p.csv"
@@ -297,16 +303,11 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps({"learning_rate": [0.01, 0.003]}))
     output = tmp_path / "search"
-    command = [str(Path(sys.executable).parent / "foldwise"), "run", "grid-search",
-               "--data", str(data), "--target", "species", "--grid", str(grid), "--folds", "2",
-               "--epochs", "60", "--packing", "none", "--output", str(output)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 300
-    while not list(output.glob("pipeline/*/*/train/model/reuse.json")):  # one task finished
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    os.kill(process.pid, signal.SIGINT)
+    command = ["run", "grid-search", "--data", str(data), "--target", "species", "--grid",
+               str(grid), "--folds", "2", "--epochs", "60", "--packing", "none", "--output",
+               str(output)]
+    process, _ = interrupt_when(command, output,  # once one train task has finished
+                                "pipeline/*/*/train/model/reuse.json")
     process.communicate(timeout=60)
     assert process.returncode == 130 and not (output / "manifest.json").exists()
     finished = {}
@@ -314,8 +315,9 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
         finished.update(json.loads(record.read_text()))
     assert 1 <= len(finished) < 4
 
-    done = subprocess.run([*command[:-2], "--resume", str(output)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([str(Path(sys.executable).parent / "foldwise"), *command[:-2],
+                           "--resume", str(output)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (output / "manifest.json").exists() and (output / "model" / "model.keras").exists()
     cv = pd.read_csv(output / "cv_results.csv").set_index("config_id")
