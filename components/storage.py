@@ -55,15 +55,20 @@ def _client():
             "login' or set GOOGLE_APPLICATION_CREDENTIALS") from err
 
 
+RETRY_SECONDS_ENV = "FOLDWISE_STORAGE_RETRY_SECONDS"
+
+
 def _retry():
     """The library's retry on 429, 5xx and connection errors, with backoff up to 5 minutes.
 
     Passed to every call, uploads included (the library retries those only when asked).
+    ``FOLDWISE_STORAGE_RETRY_SECONDS`` sets how long to keep trying (default 300).
     """
     from google.cloud.storage.retry import DEFAULT_RETRY
 
+    seconds = float(os.environ.get(RETRY_SECONDS_ENV) or 300.0)
     return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(
-        300.0)
+        seconds)
 
 
 def _blob(uri: str):

@@ -335,3 +335,21 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
         assert entry["scores"] == record["scores"] and entry["devices"]["resumed"]
         assert cv.loc[record["config_id"], f"split{record['fold']}_test_accuracy"] == \
             pytest.approx(record["scores"]["accuracy"])
+
+
+def test_an_unreachable_bucket_is_an_environment_error_in_one_line(tmp_path, capsys,
+                                                                    monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "2")
+    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert main(["predict", "--model", "gs://gone/model", "--data", "gs://gone/t.csv",
+                 "--output", str(tmp_path / "p.csv")]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith("error: the storage service could not be reached (")
+    assert "check the bucket's name, credentials and network; full log: " in line
+    assert not (tmp_path / "p.csv").exists()
