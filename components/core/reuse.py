@@ -29,14 +29,10 @@ def resuming() -> bool:
     return os.environ.get(RESUME_ENV) == "1"
 
 
-def trial_key(params: dict, seed: int, fold: int, table: str | os.PathLike) -> str:
-    """The identity of one trial's inputs."""
-    digest = hashlib.sha256(json.dumps([params, int(seed), int(fold)], sort_keys=True,
-                                       default=str).encode())
-    with open(table, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def trial_key(params: dict, seed: int, fold: int, table_digest: str) -> str:
+    """The identity of one trial's inputs (``table_digest``: its fold table's SHA-256)."""
+    return hashlib.sha256(json.dumps([params, int(seed), int(fold), table_digest],
+                                     sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass

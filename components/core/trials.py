@@ -22,6 +22,7 @@ from foldwise.components.core import metrics as scoring
 from foldwise.components.core.builders import lean, with_source
 from foldwise.components.core.fold_data import fold_file, read_fold_table
 from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.table import file_sha256
 from foldwise.components.core.training import (
     check_trial,
     predictions_frame,
@@ -110,7 +111,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             trials.append((config["config_id"], fold))
     from foldwise.components.core import reuse
 
-    keys = [reuse.trial_key(spec, seed, fold, fold_file(fold_data, fold))
+    digests = {fold: file_sha256(fold_file(fold_data, fold)) for fold in folds}  # once each
+    keys = [reuse.trial_key(spec, seed, fold, digests[fold])
             for spec, (_, fold) in zip(specs, trials, strict=True)]
     previous = reuse.previous_trials(model_dir) if reuse.resuming() else {}
     todo = [index for index, key in enumerate(keys) if key not in previous]
