@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
 PENGUINS = ROOT / "examples" / "penguins.csv"
 
+# The test process itself runs Keras on TensorFlow, whatever a test calls first; pipeline
+# steps, each a process of its own, choose theirs (core.vmapped.select_backend), and
+# tests/helpers/vmapped_checks.py runs the JAX engine in a process of its own.
+import keras  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def penguins() -> pd.DataFrame:
