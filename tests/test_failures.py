@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.results import train_task_results
 
 from foldwise.pipelines.cli import main
 
@@ -57,12 +58,9 @@ def runs(tmp_path_factory):
 
 
 def train_results(output: Path) -> list[list[dict]]:
-    """Each train task's returned results (a task that raised would have none)."""
-    tasks = []
-    for folder in sorted((output / "pipeline").glob("*/for-loop-*-iteration-*/train")):
-        executed = json.loads((folder / "executor_output.json").read_text())
-        tasks.append(json.loads(executed["parameterValues"]["Output"]))
-    return tasks
+    """Each train task's results, through the URI it returned (a task that raised has none)."""
+    return [train_task_results(folder) for folder in
+            sorted((output / "pipeline").glob("*/for-loop-*-iteration-*/train"))]
 
 
 def diverging_id(output: Path) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers.inprocess import in_process_scores
+from helpers.results import train_task_results
 
 from foldwise.components import storage
 from foldwise.pipelines.cli import main
@@ -90,8 +91,7 @@ def test_transforms_run_once_per_fold_not_once_per_trial(local_run):
     assert len(trains) == 8
     configs = set()
     for folder in trains:
-        results = json.loads(json.loads((folder / "executor_output.json").read_text())[
-            "parameterValues"]["Output"])
+        results = train_task_results(folder)
         assert [r["fold"] for r in results] == list(range(FOLDS))
         configs |= {r["config_id"] for r in results}
     assert len(configs) == 8

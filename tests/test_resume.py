@@ -6,7 +6,6 @@ the checkpoint under the task's output and continues. The models it ends with mu
 uninterrupted run's, weight for weight.
 """
 
-import json
 import os
 import signal
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers.results import train_task_results
 
 from foldwise.components.core.fold_data import fold_file, read_fold_table
 from foldwise.components.core.model import normalize_spec
@@ -82,8 +82,8 @@ def test_a_killed_train_task_resumes_and_ends_with_the_uninterrupted_models(tmp_
     assert train_ends == ["FAILURE", "SUCCESS"]  # killed, then the retry finished
 
     (model_dir,) = root.glob("*/**/train/model")
-    (result_file,) = root.glob("*/**/train/executor_output.json")
-    results = json.loads(json.loads(result_file.read_text())["parameterValues"]["Output"])
+    (train_folder,) = {path.parent for path in root.glob("*/**/train/executor_output.json")}
+    results = train_task_results(train_folder)
     (resumed,) = {r["devices"].get("resumed_from_epoch") for r in results}
     # The epochs checkpointed when the kill was sent, or the one or two finished before it hit.
     assert max(epochs for _, epochs in record["killed"]) <= resumed < SPEC["epochs"]
