@@ -11,6 +11,7 @@ the same inputs, the same trial. Anything else (another grid, seed, table or fol
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -69,8 +70,8 @@ def taken_over(previous: Previous, rows_validation: np.ndarray, classes: list | 
     from foldwise.components.core.training import FoldResult
 
     entry = previous.record
-    histories = json.loads((previous.train_dir / "history").read_text(encoding="utf-8"))
-    frame = pd.read_parquet(previous.train_dir / "predictions")
+    histories = _histories(str(previous.train_dir))
+    frame = _predictions(str(previous.train_dir))
     frame = frame[(frame["config_id"] == entry["config_id"]) & (frame["fold"] == entry["fold"])]
     frame = frame.set_index("row").loc[rows_validation]
     if classes is None:
@@ -83,6 +84,18 @@ def taken_over(previous: Previous, rows_validation: np.ndarray, classes: list | 
                       prediction, scores, entry["fit_time"], entry["score_time"],
                       entry["epochs_run"], None, {**entry["devices"], "resumed": True},
                       entry["estimator"], entry["fit_error"])
+
+
+@functools.lru_cache(maxsize=4)
+def _histories(train_dir: str) -> dict:
+    """An earlier train task's histories, read once for all the trials taken from it."""
+    return json.loads((Path(train_dir) / "history").read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=4)
+def _predictions(train_dir: str) -> pd.DataFrame:
+    """An earlier train task's predictions, read once for all the trials taken from it."""
+    return pd.read_parquet(Path(train_dir) / "predictions")
 
 
 def model_folder(previous: Previous) -> Path:

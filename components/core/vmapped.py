@@ -377,20 +377,19 @@ class _Group:
 
         With equal row counts, the last shorter batch comes apart (``tail``), unpadded.
         """
+        orders = [epoch_order(m.seed, epoch, n)
+                  for m, n in zip(self.members, self.rows, strict=True)]
         short = self.rows[0] % self.batch
         tail = None
         if len(set(self.rows)) == 1 and short:
-            tail = np.stack([epoch_order(m.seed, epoch, n)[n - short:]
-                             for m, n in zip(self.members, self.rows, strict=True)])
-            tail = tail.astype("int32")
+            tail = np.stack([order[-short:] for order in orders]).astype("int32")
             steps = self.rows[0] // self.batch
         else:
             steps = max(-(-n // self.batch) for n in self.rows)
         index = np.zeros((len(self.members), steps, self.batch), dtype="int32")
         weight = np.zeros((len(self.members), steps, self.batch), dtype="float32")
         rows = np.zeros((len(self.members), steps), dtype="int32")
-        for k, (member, n) in enumerate(zip(self.members, self.rows, strict=True)):
-            order = epoch_order(member.seed, epoch, n)
+        for k, order in enumerate(orders):
             for step, start in enumerate(range(0, steps * self.batch, self.batch)):
                 part = order[start:start + self.batch]
                 if not len(part):
@@ -436,22 +435,21 @@ class _Group:
             if stopping.all_stopped():
                 break
         fit_time = time.perf_counter() - started
-        for k, member in enumerate(self.members):
-            weights = stopping.final_weights(k, self)
+        finals = [stopping.final_weights(k, self) for k in range(len(self.members))]
+        for member, weights in zip(self.members, finals, strict=True):
             variables = member.model.trainable_variables + member.model.non_trainable_variables
             for variable, value in zip(variables, weights, strict=True):
                 variable.assign(value)
         started = time.perf_counter()
-        outputs = None if predict is None else self._outputs(stopping, predict)
+        outputs = None if predict is None else self._outputs(finals, predict)
         predict_time = time.perf_counter() - started
         share = (fit_time + predict_time) / len(self.members)
         return [Trained(stopping.histories[k], share, None if outputs is None else outputs[k],
                         len(self.members), start) for k in range(len(self.members))]
 
-    def _outputs(self, stopping: _EarlyStopping, predict: list[np.ndarray]) -> list:
-        """Every member's raw outputs on its ``predict`` rows, computed together."""
+    def _outputs(self, finals: list[list], predict: list[np.ndarray]) -> list:
+        """Every member's raw outputs on its ``predict`` rows (``finals``: its weights)."""
         trainable = len(self.leader.trainable_variables)
-        finals = [stopping.final_weights(k, self) for k in range(len(self.members))]
         tv = [np.stack([f[j] for f in finals]) for j in range(trainable)]
         ntv = [np.stack([f[j] for f in finals]) for j in range(trainable, len(finals[0]))]
         longest = max(len(p) for p in predict)
