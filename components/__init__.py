@@ -7,14 +7,15 @@ exports nothing and a step imports only ``foldwise.components.core``.
 
 import os
 
-__all__ = ["aggregate", "champion", "collect_folds", "export", "one_hot_encode", "plan_trials",
-           "preprocess", "promote", "refit", "report", "scale", "train"]
+__all__ = ["aggregate", "champion", "collect_folds", "export", "next_rung", "one_hot_encode",
+           "plan_trials", "preprocess", "promote", "refit", "report", "scale", "train"]
 
 if os.environ.get("_KFP_RUNTIME", "false") != "true":
     from foldwise.components.aggregate import aggregate
     from foldwise.components.champion import champion
     from foldwise.components.collect_folds import collect_folds
     from foldwise.components.export import export
+    from foldwise.components.next_rung import next_rung
     from foldwise.components.one_hot_encode import one_hot_encode
     from foldwise.components.plan_trials import plan_trials
     from foldwise.components.preprocess import preprocess

@@ -20,6 +20,7 @@ def aggregate(
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     scoring: str = "",
+    refit: str = "best",
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
@@ -47,6 +48,8 @@ def aggregate(
         classification_metrics: Pooled out-of-fold confusion matrix (and ROC curve for two
             classes) of the best configuration.
         scoring: Metric to rank by; empty for ``r2`` (regression) or ``accuracy``.
+        refit: ``best`` (the highest mean score) or ``one_standard_error`` (the simplest
+            configuration within one standard error of it) is refitted and reported as best.
     """
     from foldwise.components import storage
     from foldwise.components.core.aggregate import aggregate_search, package_versions
@@ -54,7 +57,7 @@ def aggregate(
 
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
     out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),
-                           storage.read_bytes)
+                           storage.read_bytes, refit)
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)

@@ -15,6 +15,11 @@ def plan_trials(
     baseline: str = "none",
     champion: list = [],  # noqa: B006
     packing: str = "none",
+    param_distributions: list = [],  # noqa: B006
+    n_iter: int = 10,
+    seed: int = 0,
+    halving: dict = {},  # noqa: B006
+    rungs: int = 0,
 ) -> list:
     """Plan the train tasks: every configuration of the grid on every fold.
 
@@ -25,8 +30,9 @@ def plan_trials(
     Args:
         schema: The preprocess step's schema (task and classes decide defaults and checks).
         fold_ids: The folds.
-        plan: JSON ``[{"configs": [{"config_id", "params", "searched"}], "folds": [...]},
-            ...]``: each train task's configurations and folds.
+        plan: JSON ``{"tasks": [{"configs": [{"config_id", "params", "searched"}],
+            "folds": [...]}, ...]}``: each train task's configurations and folds (a halving
+            search's plan carries its schedule and candidates too: ``core.rungs``).
         param_grid: Mappings of parameter → values, expanded like scikit-learn's
             ``ParameterGrid``; empty to train ``model_spec`` alone.
         model_spec: Model options fixed for every configuration the grid does not vary
@@ -37,6 +43,13 @@ def plan_trials(
         packing: ``none``: one task per (configuration, fold); ``folds``: one task per
             configuration, its folds trained at once as one stacked model; ``configs``:
             configurations that stack share tasks too (see ``core.grid.plan_trials``).
+        param_distributions: A random search's space instead of ``param_grid``
+            (``core.sampling``): ``n_iter`` points are sampled here, at run time.
+        n_iter: How many points a random search samples.
+        seed: The sampler's seed (the run's).
+        halving: Successive-halving settings (``core.rungs.HALVING_KEYS``); empty for a
+            search that scores every candidate on every fold. Then this is rung 0.
+        rungs: How many rungs the pipeline was built with (halving).
 
     Returns:
         ``[0, 1, ...]``: the train tasks' numbers in ``plan``, the items of the train loop.
@@ -47,9 +60,19 @@ def plan_trials(
 
     select_backend([model_spec])  # a user's builder loads faster under JAX, where it trains
     described = read_json(schema.path)
+    if halving and param_distributions and int(n_iter) < 1:
+        from foldwise.components.core.rungs import exhaust_candidates
+
+        n_iter = exhaust_candidates(halving, len(fold_ids))
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
-                         champion=champion, baseline=baseline)
-    tasks = plan_trials(configs, fold_ids, packing)
-    write_json(plan.path, tasks)
-    plan.metadata.update({"tasks": len(tasks), "configurations": len(configs)})
-    return list(range(len(tasks)))
+                         champion=champion, baseline=baseline,
+                         distributions=param_distributions, n_iter=n_iter, seed=seed)
+    if halving:
+        from foldwise.components.core.rungs import first_rung
+
+        planned = first_rung(configs, fold_ids, halving, rungs, packing)
+    else:
+        planned = {"tasks": plan_trials(configs, fold_ids, packing)}
+    write_json(plan.path, planned)
+    plan.metadata.update({"tasks": len(planned["tasks"]), "configurations": len(configs)})
+    return list(range(len(planned["tasks"])))

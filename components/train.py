@@ -64,11 +64,12 @@ def train(
     from foldwise.components.core.jsonio import dumps, read_json, write_json
     from foldwise.components.core.trials import checkpoint_dir, run_trials
 
-    task = read_json(plan.path)[int(trial)]
+    task = read_json(plan.path)["tasks"][int(trial)]
     out = run_trials(fold_data.path, read_json(schema.path), task["configs"], task["folds"],
                      seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,
-                     history_uri=history.uri, builder=model_spec.get("builder"))
+                     history_uri=history.uri, builder=model_spec.get("builder"),
+                     tags=task.get("tags", {}))
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written

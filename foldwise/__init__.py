@@ -20,6 +20,9 @@ __path__ = extend_path(__path__, __name__)
 
 _API = {
     "GridSearchCV": "foldwise.pipelines.api",
+    "RandomizedSearchCV": "foldwise.pipelines.api",
+    "HalvingGridSearchCV": "foldwise.pipelines.api",
+    "HalvingRandomSearchCV": "foldwise.pipelines.api",
     "cross_validate": "foldwise.pipelines.api",
     "load_model": "foldwise.pipelines.models",
     "ServingModel": "foldwise.pipelines.models",

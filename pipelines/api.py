@@ -1,4 +1,7 @@
-"""foldwise from Python, in scikit-learn's words: ``GridSearchCV`` and ``cross_validate``.
+"""foldwise from Python, in scikit-learn's words: searches ``*SearchCV`` and ``cross_validate``.
+
+``GridSearchCV``, ``RandomizedSearchCV``, ``HalvingGridSearchCV`` and
+``HalvingRandomSearchCV`` take scikit-learn's keywords for the search itself.
 
 Each ``fit`` runs the same KFP pipeline as the command line, on the embedded engine, through
 the same application layer (:mod:`foldwise.pipelines.runs`); a user's mistake raises
@@ -30,12 +33,19 @@ def _keyword(name: str, default) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-def _signature(first: list[inspect.Parameter]) -> inspect.Signature:
-    """``(self, *first, *, <every run option>, output=None, verbose=True)``."""
+def _signature(first: list[inspect.Parameter], search: tuple[str, ...] = ()
+               ) -> inspect.Signature:
+    """``(self, *first, *, <search options>, <every run option>, output=None, verbose=True)``."""
     return inspect.Signature([
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *first,
+        *[_keyword(name, _SEARCH_DEFAULTS.get(name, options.option(name).default))
+          for name in search],
         *[_keyword(opt.python_name, opt.given_default) for opt in RUN_KEYWORDS],
         _keyword("output", None), _keyword("verbose", True)])
+
+
+# scikit-learn's defaults where it spells them differently from the command line's.
+_SEARCH_DEFAULTS = {"n_candidates": "exhaust", "max_resources": "auto", "factor": 3}
 
 
 def _option_values(params: dict) -> dict:
@@ -108,23 +118,23 @@ class _PipelineEstimator(BaseEstimator):
 
     _pipeline = "grid-search"
 
-    def _search(self, X, y, params: dict, grid: list):
+    def _search(self, X, y, params: dict, grid: list, space: list = ()):
         """The :class:`runs.Search` for ``fit(X, y)``."""
         from foldwise.pipelines.runs import Search
 
-        values = _option_values(params)
+        values = {**_option_values(params), **_search_values(params, self._pipeline)}
         if isinstance(X, (str, Path)):
             if not isinstance(y, str):
                 raise FoldwiseError("with X a table file (path or gs:// URI), y is the target "
                                     "column's name")
             values["target"], self._labels = y, {}
             return Search.from_values(self._pipeline, str(X), values, grid=grid,
-                                      output=params["output"])
+                                      distributions=list(space), output=params["output"])
         table, values["target"] = table_from_xy(X, y)
         # class labels as y gave them (the steps read them back as text or numbers)
         self._labels = {str(v): v for v in table[values["target"]].dropna().unique()}
         search = Search.from_values(self._pipeline, "", values, grid=grid,
-                                    output=params["output"])
+                                    distributions=list(space), output=params["output"])
         search.table = table
         return search
 
@@ -158,6 +168,19 @@ class _PipelineEstimator(BaseEstimator):
             return run_local(search, on_event, on_plan)
         finally:
             bar.close()
+
+
+def _search_values(params: dict, pipeline: str) -> dict:
+    """The search keywords as the option table takes them (scikit-learn's words undone)."""
+    values = {name: params[name] for name in options.SEARCH_OPTIONS.get(pipeline, ())
+              if name in params}
+    if values.get("n_candidates") == "exhaust":
+        values["n_candidates"] = 0
+    if values.get("max_resources") == "auto":
+        values["max_resources"] = 0
+    if isinstance(values.get("factor"), int) and not isinstance(values["factor"], bool):
+        values["factor"] = float(values["factor"])
+    return values
 
 
 class GridSearchCV(_PipelineEstimator):
@@ -196,15 +219,33 @@ class GridSearchCV(_PipelineEstimator):
     """
 
     _pipeline = "grid-search"
+    _first = "param_grid"
 
     def __init__(self, param_grid=None, **params) -> None:
-        known = set(_PARAMETERS)
-        unknown = sorted(set(params) - known)
+        self._set(param_grid, params)
+
+    def _set(self, first, params: dict) -> None:
+        parameters = [p for p in inspect.signature(type(self).__init__).parameters
+                      if p not in ("self", self._first)]
+        unknown = sorted(set(params) - set(parameters))
         if unknown:
-            raise TypeError(f"GridSearchCV got an unexpected keyword argument {unknown[0]!r}")
-        self.param_grid = param_grid
-        for name, value in _DEFAULTS.items():
-            setattr(self, name, params.get(name, value))
+            raise TypeError(f"{type(self).__name__} got an unexpected keyword argument "
+                            f"{unknown[0]!r}")
+        setattr(self, self._first, first)
+        defaults = inspect.signature(type(self).__init__).parameters
+        for name in parameters:
+            setattr(self, name, params.get(name, defaults[name].default))
+
+    def _candidates(self) -> tuple[list, list]:
+        """``(grid, space)``: the search's candidates, checked."""
+        from foldwise.components.core.grid import check_grid
+
+        grid = (check_grid(self.param_grid, "param_grid", self.model is not None)
+                if self.param_grid else [])
+        if not grid:
+            raise FoldwiseError("param_grid is empty: give a mapping of parameter → list of "
+                                "values, e.g. {'learning_rate': [0.001, 0.01]}")
+        return grid, []
 
     def fit(self, X, y=None) -> GridSearchCV:
         """Run the search on kfp.local and load its answer.
@@ -223,15 +264,9 @@ class GridSearchCV(_PipelineEstimator):
                 message).
             PipelineFailed: A step failed for another reason (the message names the log).
         """
-        from foldwise.components.core.grid import check_grid
-
         params = self.get_params()
-        grid = (check_grid(self.param_grid, "param_grid", self.model is not None)
-                if self.param_grid else [])
-        if not grid:
-            raise FoldwiseError("param_grid is empty: give a mapping of parameter → list of "
-                                "values, e.g. {'learning_rate': [0.001, 0.01]}")
-        result = self._run(self._search(X, y, params, grid), self.verbose)
+        grid, space = self._candidates()
+        result = self._run(self._search(X, y, params, grid, space), self.verbose)
         self._load(result, X)
         return self
 
@@ -262,9 +297,13 @@ class GridSearchCV(_PipelineEstimator):
             self.feature_names_in_ = np.asarray(feature_frame(X).columns, dtype=object)
             self.n_features_in_ = len(self.feature_names_in_)
         self.best_estimator_ = load_model(result.destination)
+        self._load_search(result)
         if summary["rows_dropped"]:
             warnings.warn(f"{summary['rows_dropped']} of {summary['rows_in']} rows have no "
                           "target and were left out", UserWarning, stacklevel=3)
+
+    def _load_search(self, result) -> None:
+        """Attributes of this kind of search (none for a grid)."""
 
     def _rows(self, X):
         return feature_frame(X, getattr(self, "feature_names_in_", None))
@@ -294,14 +333,17 @@ class GridSearchCV(_PipelineEstimator):
         if unknown:
             raise FoldwiseError(f"y holds labels the model does not know: {unknown[:5]}")
         index = np.asarray([position[str(v)] for v in truth])
-        return float(score("classification", index, self.predict_proba(X),
-                           len(self.classes_))[self.scorer_])
+        proba = np.asarray(self.predict_proba(X), dtype="float64")
+        proba = proba / proba.sum(axis=1, keepdims=True)  # float32 sums: exactly 1 again
+        return float(score("classification", index, proba, len(self.classes_))[self.scorer_])
 
     def compile(self, path: str | Path, **cluster) -> Path:
-        """Compile the grid-search pipeline to YAML for Kubeflow Pipelines or Vertex AI.
+        """Compile this search's pipeline to YAML for Kubeflow Pipelines or Vertex AI.
 
         Args:
             path: The ``.yaml`` file to write.
+            rungs: (Halving searches) the rungs of the DAG; a run says how many its search
+                needs.
             **cluster: Cluster options: ``image``, ``accelerator`` (``nvidia-l4:1``,
                 ``tpu-v5e:4`` ...), ``tpu_topology``, ``platform`` (``kfp`` or ``vertex``),
                 ``train_cpu``, ``train_memory``, ``step_cpu``, ``step_memory``.
@@ -327,21 +369,21 @@ class GridSearchCV(_PipelineEstimator):
         Returns:
             The service's answer: ``kind``, ``id`` and ``url``.
         """
-        from foldwise.components.core.grid import check_grid
         from foldwise.pipelines.runs import Search, submit
 
         service = {k: service_and_cluster.pop(k) for k in options.names(options.SERVICE)
                    if k in service_and_cluster}
-        values = {**_option_values(self.get_params()), "target": target}
-        search = Search.from_values(self._pipeline, data, values,
-                                    grid=check_grid(self.param_grid, "param_grid",
-                                                    self.model is not None),
-                                    output=output)
+        params = self.get_params()
+        values = {**_option_values(params), **_search_values(params, self._pipeline),
+                  "target": target}
+        grid, space = self._candidates()
+        search = Search.from_values(self._pipeline, data, values, grid=grid,
+                                    distributions=space, output=output)
         return submit(search, service, _cluster_values(service_and_cluster), cron=cron)
 
 
 def _cluster_values(given: dict) -> dict:
-    known = options.names(options.CLUSTER)
+    known = [*options.names(options.CLUSTER), "rungs"]
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise FoldwiseError(f"unknown cluster option {unknown[0]!r} (known: {', '.join(known)})")
@@ -371,10 +413,123 @@ def cv_results_dict(table) -> dict:
     return result
 
 
-_SIGNATURE = _signature([inspect.Parameter("param_grid", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                           default=None)])
-GridSearchCV.__init__.__signature__ = _SIGNATURE
-_PARAMETERS = [p for p in _SIGNATURE.parameters if p not in ("self", "param_grid")]
+class RandomizedSearchCV(GridSearchCV):
+    """Random search of Keras models with leakage-free K-fold cross-validation.
+
+    Like scikit-learn's ``RandomizedSearchCV``: ``n_iter`` configurations are sampled from
+    ``param_distributions`` by ``ParameterSampler`` with ``random_state`` (the same
+    configurations scikit-learn samples; without replacement when every value is a list),
+    in the pipeline's plan step, so a compiled pipeline samples where it runs. Every other
+    keyword, attribute and method is :class:`GridSearchCV`'s.
+
+    Args:
+        param_distributions: Mapping of parameter → list of values or scipy.stats
+            distribution (``loguniform(a, b)``, ``uniform(loc, scale)``,
+            ``randint(low, high)``), or a list of such mappings.
+        n_iter: How many configurations to sample.
+        refit: ``best``, or ``one_standard_error`` (see :class:`GridSearchCV`).
+    """
+
+    _pipeline = "random-search"
+    _first = "param_distributions"
+
+    def __init__(self, param_distributions=None, **params) -> None:
+        self._set(param_distributions, params)
+
+    def _candidates(self) -> tuple[list, list]:
+        from foldwise.components.core.sampling import check_space, from_python
+
+        if not self.param_distributions:
+            raise FoldwiseError("param_distributions is empty: give a mapping of parameter → "
+                                "list of values or distribution, e.g. {'learning_rate': "
+                                "loguniform(1e-4, 1e-1)}")
+        space = check_space(from_python(self.param_distributions), "param_distributions")
+        return [], space
+
+
+class HalvingGridSearchCV(GridSearchCV):
+    """Successive halving (or racing) of a grid's configurations, with folds as the resource.
+
+    Like scikit-learn's ``HalvingGridSearchCV`` with ``resource`` the folds: the first rung
+    scores every candidate on ``min_resources`` folds, each next rung keeps the best
+    ``ceil(n / factor)`` and scores them on ``factor`` times as many folds, keeping the
+    folds already scored. ``elimination="racing"`` instead drops a candidate only when the
+    corrected paired t-test over the folds scored so far finds it worse than the leader at
+    ``confidence``, and ends with every fold. ``cv_results_`` has a row per (candidate,
+    rung) with ``iter`` and ``n_resources``, as scikit-learn's.
+
+    Args:
+        param_grid: As :class:`GridSearchCV`'s.
+        factor: Elimination and growth factor.
+        resource: ``folds`` (``epochs`` is not available yet).
+        min_resources: Folds of the first rung, ``"exhaust"`` (default) or ``"smallest"``
+            (racing: 2).
+        max_resources: The most folds a candidate gets (``"auto"``: every fold).
+        aggressive_elimination: Repeat the first rung's folds until few enough candidates
+            are left to end with one.
+        elimination: ``halving`` or ``racing``.
+        confidence: Racing's confidence that a dropped candidate is worse.
+        refit: ``best``, or ``one_standard_error``.
+
+    Attributes:
+        n_resources_, n_candidates_, n_iterations_, n_possible_iterations_,
+        n_required_iterations_, min_resources_, max_resources_, n_remaining_candidates_:
+            As scikit-learn's (resources are folds).
+    """
+
+    _pipeline = "halving-search"
+    _first = "param_grid"
+
+    def __init__(self, param_grid=None, **params) -> None:
+        self._set(param_grid, params)
+
+    def _load_search(self, result) -> None:
+        import math
+
+        from foldwise.components.core.rungs import check_halving, schedule
+
+        settings = check_halving(result.plan.arguments["halving"], self.summary_["folds"])
+        planned = schedule(settings, len(result.plan.configs))
+        done = self.summary_["halving"]
+        self.n_resources_, self.n_candidates_ = done["n_resources"], done["n_candidates"]
+        self.n_iterations_ = done["n_iterations"]
+        self.n_possible_iterations_ = planned.n_possible_iterations
+        self.n_required_iterations_ = planned.n_required_iterations
+        self.min_resources_, self.max_resources_ = planned.min_resources, planned.max_resources
+        self.n_remaining_candidates_ = (
+            self.n_candidates_[-1] if settings["elimination"] == "racing"
+            else math.ceil(self.n_candidates_[-1] / settings["factor"]))
+
+
+class HalvingRandomSearchCV(HalvingGridSearchCV):
+    """Successive halving (or racing) of sampled configurations, folds as the resource.
+
+    :class:`HalvingGridSearchCV` over ``n_candidates`` configurations sampled from
+    ``param_distributions`` as :class:`RandomizedSearchCV` samples them
+    (``"exhaust"``: ``max_resources // min_resources``, scikit-learn's rule).
+    """
+
+    _pipeline = "halving-search"
+    _first = "param_distributions"
+
+    def __init__(self, param_distributions=None, **params) -> None:
+        self._set(param_distributions, params)
+
+    _candidates = RandomizedSearchCV._candidates
+
+
+def _init_signature(cls) -> inspect.Signature:
+    taken = options.SEARCH_OPTIONS.get(cls._pipeline, ())
+    if cls._first == "param_grid":  # a grid's candidates are all of it
+        taken = tuple(name for name in taken if name != "n_candidates")
+    return _signature([inspect.Parameter(cls._first, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                         default=None)], taken)
+
+
+for _class in (GridSearchCV, RandomizedSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV):
+    _class.__init__.__signature__ = _init_signature(_class)
+_SIGNATURE = _signature([])
+_PARAMETERS = [p for p in _SIGNATURE.parameters if p != "self"]
 _DEFAULTS = {name: _SIGNATURE.parameters[name].default for name in _PARAMETERS}
 
 

@@ -28,6 +28,18 @@ PIPELINE_HELP = {
                     "pipeline on the embedded engine; the best configuration is refitted on "
                     "all rows and exported with its preprocessing, cv_results, a report and a "
                     "manifest."),
+    "random-search": ("random search (RandomizedSearchCV) with refit and export", "Random "
+                      "search of Keras models: --n-iter configurations sampled from the --grid "
+                      "file's lists and distributions ({loguniform|uniform|randint|choice: "
+                      "...}), cross-validated without leakage on the embedded engine; the best "
+                      "is refitted and exported like grid-search's."),
+    "halving-search": ("successive halving or racing by folds, with refit and export",
+                       "Successive halving (HalvingGridSearchCV, or HalvingRandomSearchCV when "
+                       "the --grid file holds distributions) with folds as the resource: each "
+                       "rung scores the survivors on more folds, keeping the folds already "
+                       "scored; --elimination racing drops only candidates a corrected paired "
+                       "t-test finds worse than the leader. The winner is refitted and "
+                       "exported."),
     "retrain": ("search, refit, promote only if better than the promoted model", "Grid search "
                 "(or one configuration) on fresh data; the winner is exported as a new version "
                 "under --promote-to and promoted (current.json) only if it beats the promoted "
@@ -36,8 +48,8 @@ PIPELINE_HELP = {
 GROUP_TITLES = {options.DATA: "data", options.FOLDS: "folds and preprocessing",
                 options.BUILDER: "your own model",
                 options.MODEL: "model options (fixed for every configuration a grid leaves "
-                "open)", options.CLUSTER: "cluster", options.SERVICE: "service (--host, or "
-                "--vertex-project and --vertex-region)"}
+                "open)", options.SEARCH: "search", options.CLUSTER: "cluster",
+                options.SERVICE: "service (--host, or --vertex-project and --vertex-region)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,15 +68,16 @@ def _value_type(opt: options.Option):
     return parse
 
 
-def _add_options(parser: argparse.ArgumentParser, *groups: str, required=()) -> None:
-    """Add every command-line option of ``groups``, as the table declares it."""
+def _add_options(parser: argparse.ArgumentParser, *groups: str, required=(),
+                 only: tuple[str, ...] | None = None) -> None:
+    """Add every command-line option of ``groups`` (of ``only``), as the table declares it."""
     for name in groups:
         group = parser.add_argument_group(GROUP_TITLES[name])
         if name == options.DATA:
             group.add_argument("--data", required=True,
                                help="CSV or Parquet table (path or gs://)")
         for opt in options.group(name):
-            if not opt.on_command_line:
+            if not opt.on_command_line or (only is not None and opt.name not in only):
                 continue
             text = opt.help
             shown = opt.default if opt.group == options.MODEL else opt.given_default
@@ -88,10 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (summary, description) in PIPELINE_HELP.items():
         command = pipelines.add_parser(name, help=summary, description=description)
         _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL)
+        if name in options.SEARCH_OPTIONS:
+            _add_options(command, options.SEARCH, only=options.SEARCH_OPTIONS[name])
         if name != "cross-validation":
-            command.add_argument("--grid", type=Path, required=name == "grid-search",
-                                 help="YAML file: parameter -> list of values, or a list of "
-                                 "such mappings")
+            command.add_argument("--grid", type=Path, required=name in (
+                "grid-search", "random-search", "halving-search"),
+                help="YAML file: parameter -> list of values, or a list of such mappings"
+                + ("" if name in ("grid-search", "retrain") else "; a value may be a "
+                   "distribution: {loguniform|uniform: [low, high]}, {randint: [low, "
+                   "high]} (high excluded) or {choice: [...]}"))
         if name == "retrain":
             command.add_argument("--promote-to", required=True,
                                  help="folder or gs:// prefix holding versions/ and "
@@ -116,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(compile_, options.CLUSTER)
     compile_.add_argument("--out", required=True, type=Path,
                           help="YAML file (a folder for 'components')")
+    compile_.add_argument("--rungs", type=int, default=None,
+                          help="halving-search: the rungs of the DAG (a run tells how many "
+                          "its search needs; default 2)")
 
     for verb, summary in [("submit", "start a run on Kubeflow Pipelines or Vertex AI"),
                           ("schedule", "schedule recurring runs on Kubeflow Pipelines or "
@@ -131,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(SEC MIN HOUR DAY MONTH WEEKDAY)")
         _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL,
                      options.CLUSTER)
-        command.add_argument("--grid", type=Path, help="grid YAML (grid-search, retrain)")
+        _add_options(command, options.SEARCH)
+        command.add_argument("--grid", type=Path, help="grid or space YAML (grid-search, "
+                             "random-search, halving-search, retrain)")
         command.add_argument("--output", help="gs:// prefix for the results "
                              "(cross-validation, grid-search)")
         command.add_argument("--promote-to", help="gs:// prefix retrain promotes to")
@@ -215,14 +238,21 @@ def _unexpected(err: Exception) -> int:
 
 def search_from_args(args: argparse.Namespace):
     """The :class:`runs.Search` a parsed command line asks for."""
-    from foldwise.components.core.grid import load_grid
+    from foldwise.components.core.grid import load_grid, load_space
+    from foldwise.components.core.sampling import has_distributions
     from foldwise.pipelines.runs import Search
 
-    grid = getattr(args, "grid", None)
+    path = getattr(args, "grid", None)
+    grid, space = [], []
+    if path and args.pipeline in ("random-search", "halving-search"):
+        space = load_space(path)
+        if args.pipeline == "halving-search" and not has_distributions(space):
+            grid, space = load_grid(path, builder=args.model is not None), []
+    elif path:
+        grid = load_grid(path, builder=args.model is not None)
     output = getattr(args, "workspace", None) if args.pipeline == "retrain" else args.output
-    return Search.from_values(args.pipeline, args.data, vars(args),
-                              grid=load_grid(grid, builder=args.model is not None)
-                              if grid else [], output=output,
+    return Search.from_values(args.pipeline, args.data, vars(args), grid=grid,
+                              distributions=space, output=output,
                               promote_to=getattr(args, "promote_to", None),
                               resume=getattr(args, "resume", None))
 
@@ -253,7 +283,7 @@ def compile_command(args: argparse.Namespace) -> int:
               f"{', '.join(p.name for p in written)}")
     else:
         settings = runs.cluster_settings(vars(args))
-        packaging.compile_pipeline(args.what, settings, args.out)
+        packaging.compile_pipeline(args.what, settings, args.out, args.rungs)
         accelerator = settings.accelerator
         print(f"wrote {args.out}: {args.what} for {args.platform}, image "
               f"{args.image or IMAGE}, training on "

@@ -18,6 +18,12 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
     elif pipeline == "grid-search":
         extra = [f"grid     {len(configs)} configurations × {folds} folds = "
                  f"{len(configs) * folds} trials", f"export   {destination}"]
+    elif pipeline == "random-search":
+        extra = [f"sampled  {len(configs)} configurations × {folds} folds = "
+                 f"{len(configs) * folds} trials (seed {schema['seed']})",
+                 f"export   {destination}"]
+    elif pipeline == "halving-search":
+        extra = [f"rungs    {rung_line(plan)}", f"export   {destination}"]
     else:
         extra = [f"search   {len(configs)} configurations (the promoted one included, if "
                  f"any) × {folds} folds", f"promote  {destination}"]
@@ -34,6 +40,23 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
         *(f"warning  {note}" for note in schema.get("warnings", [])),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def rung_line(plan) -> str:
+    """A halving plan's rungs in words: ``24 on 1 fold → 8 on 3 folds (halving, factor 3)``."""
+    from foldwise.components.core.rungs import check_halving, schedule
+
+    halving = plan.arguments["halving"]
+    settings = check_halving(halving, plan.schema["folds"])
+    planned = schedule(settings, len(plan.configs))
+    racing = settings["elimination"] == "racing"
+    steps = " → ".join(
+        f"{'≤' if racing and rung else ''}{count} on {folds} fold{'s' if folds > 1 else ''}"
+        for rung, (count, folds) in enumerate(zip(planned.n_candidates, planned.n_resources,
+                                                   strict=True)))
+    how = (f"racing, confidence {settings['confidence']}" if racing
+           else f"halving, factor {settings['factor']}")
+    return f"{steps} ({how})"
 
 
 def print_result(result) -> None:
@@ -58,7 +81,7 @@ def print_result(result) -> None:
               "manifest.json")
     if result.destination != str(result.workspace):
         print(f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log")
-    if pipeline == "grid-search":
+    if pipeline in ("grid-search", "random-search", "halving-search"):
         print(f"predict  foldwise predict --model {result.destination} --data TABLE "
               "--output predictions.csv")
     print(seconds)
@@ -119,11 +142,19 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
     import pandas as pd
 
     scoring = summary["scoring"]
-    table = pd.read_csv(cv_results_path).sort_values(f"rank_test_{scoring}", kind="stable")
+    table = pd.read_csv(cv_results_path)
+    halving = "iter" in table.columns
+    if halving:  # each candidate as of its last rung, the last rung's first
+        table = table.drop_duplicates("config_id", keep="last").sort_values(
+            ["iter", f"rank_test_{scoring}"], ascending=[False, True], kind="stable")
+    else:
+        table = table.sort_values(f"rank_test_{scoring}", kind="stable")
     params = [json.loads(p) for p in table["params"]]
     varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
-    lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}  "
-             + "  ".join(varying)]
+    compared = f"pvalue_vs_best_{scoring}" in table.columns
+    lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}"
+             + (f"{'p':>7}" if compared else "") + (f"{'folds':>6}" if halving else "")
+             + "  " + "  ".join(varying)]
     failed = []
     for (_, row), values in zip(table.iterrows(), params, strict=True):
         error = row.get("fit_error")
@@ -132,6 +163,23 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
             failed.append(f"failed   {row['config_id']}: {error}")
         else:
             score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
-        lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}  "
-                     + "  ".join(json.dumps(values.get(k)) for k in varying))
-    return "\n".join(lines + ([""] + failed if failed else []))
+        p = row.get(f"pvalue_vs_best_{scoring}")
+        shown = (f"{p:7.3f}" if isinstance(p, float) and p == p else " " * 7) if compared else ""
+        shown += f"{int(row['n_resources']):>6}" if halving else ""
+        lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}"
+                     f"{shown}  " + "  ".join(_short(values.get(k)) for k in varying))
+    notes = [""] + failed if failed else []
+    if compared:
+        notes.append(f"\np: corrected resampled t-test (Nadeau-Bengio), one-sided, that the best "
+                     f"{scoring} is no better than this configuration's")
+    if summary.get("top_config_id") and summary["best_config_id"] != summary["top_config_id"]:
+        notes.append(f"refit    one standard error rule: {summary['best_config_id']}, the "
+                     f"simplest within one standard error of {summary['top_config_id']}")
+    return "\n".join(lines + notes)
+
+
+def _short(value) -> str:
+    """A parameter's value for a table: sampled floats to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value)

@@ -93,25 +93,29 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     plans: dict[str, list] = {}
     stopping = threading.Event()
 
-    def planned(trial) -> dict:
-        """A train task's entry in the plan the plan-trials step wrote (read once)."""
-        if "tasks" not in plans:
+    def planned(arguments: dict) -> dict:
+        """A train task's entry in the plan it is given (each plan read once)."""
+        given = getattr(arguments.get("plan"), "path", None)
+        if given is None:  # the plan-trials step's
             found = sorted(pipeline_root.glob("*/plan-trials/plan"))
+            given = str(found[-1]) if found else ""
+        if given not in plans:
             try:
-                plans["tasks"] = json.loads(found[-1].read_text(encoding="utf-8"))
-            except (IndexError, OSError, ValueError):
-                plans["tasks"] = []
-        tasks = plans["tasks"]
+                plans[given] = json.loads(Path(given).read_text(encoding="utf-8"))["tasks"]
+            except (OSError, ValueError, KeyError, TypeError):
+                plans[given] = []
+        tasks, trial = plans[given], arguments["trial"]
         index = int(trial) if isinstance(trial, (int, float)) else -1
         return tasks[index] if 0 <= index < len(tasks) else {}
 
     def observed_task_runner(*args, **kwargs):
         if stopping.is_set():  # interrupted: start nothing more
             raise Interrupted()
-        name = kwargs.get("component_name", "task").removeprefix("comp-")
+        # a component used more than once is named comp-train-2, ... (halving's rungs)
+        name = re.sub(r"-[0-9]+$", "", kwargs.get("component_name", "task").removeprefix("comp-"))
         arguments = kwargs.get("arguments", {})
         if name == "train" and "trial" in arguments:
-            arguments = {**arguments, **planned(arguments["trial"])}
+            arguments = {**arguments, **planned(arguments)}
         listed = arguments.get("folds")  # a train task's folds (a pipeline's is a count)
         listed = listed if isinstance(listed, list) else [arguments.get("fold")]
         fold = tuple(int(f) for f in listed if isinstance(f, (int, float)))

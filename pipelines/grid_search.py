@@ -43,6 +43,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         scoring: str = "",
         baseline: str = "none",
         packing: str = "none",
+        refit: str = "best",
     ) -> GridSearchOutputs:
         """Search a grid of Keras configurations and export the best one, refitted on all rows.
 
@@ -69,9 +70,11 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one stacked model; ``configs``: configurations that stack share tasks too.
                 The same models either way.
+            refit: ``best``: refit the configuration with the highest mean score;
+                ``one_standard_error``: the simplest within one standard error of it.
         """
         values = run_values(locals())
-        prepared, results = search_steps(settings, values, param_grid, model_spec)
+        prepared, results = search_steps(settings, values, param_grid, model_spec, refit=refit)
         final, page, published = publish_steps(settings, prepared, results, values, destination,
                                                model_spec)
         return GridSearchOutputs(

@@ -24,7 +24,7 @@ from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 
-PIPELINES = ("cross-validation", "grid-search", "retrain")
+PIPELINES = ("cross-validation", "grid-search", "random-search", "halving-search", "retrain")
 RUNS_FOLDER = Path("foldwise-runs")
 
 
@@ -47,6 +47,8 @@ class Search:
             written into the run folder as ``data.parquet`` for the steps to read.
         resume: The folder of an earlier run of the same search that did not finish: the
             run continues there, taking over every trial it finished (``core.reuse``).
+        distributions: A random (or halving-random) search's space (``core.sampling``).
+        choice: The pipeline's search options (:data:`options.SEARCH_OPTIONS`) by name.
     """
 
     pipeline: str
@@ -58,6 +60,8 @@ class Search:
     promote_to: str | None = None
     table: object = None
     resume: str | None = None
+    distributions: list = field(default_factory=list)
+    choice: dict = field(default_factory=dict)
 
     @classmethod
     def from_values(cls, pipeline: str, data: str, values: dict, **kwargs) -> Search:
@@ -82,7 +86,14 @@ class Search:
             with quiet_stderr():  # its module may import TensorFlow, which chatters
                 reference = builder_reference(values["model"])
             model = {"estimator": "keras_builder", "builder": reference, **model}
-        return cls(pipeline, str(data), run, model, **kwargs)
+        choice = {}
+        for name in options.SEARCH_OPTIONS.get(pipeline, ()):
+            opt, value = options.option(name), values.get(name)
+            if name == "min_resources" and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)  # a number of folds, or 'smallest' / 'exhaust'
+            value = options.check_value(opt, value)
+            choice[name] = opt.default if value is None else value
+        return cls(pipeline, str(data), run, model, choice=choice, **kwargs)
 
 
 @dataclass
@@ -97,6 +108,7 @@ class Plan:
     tasks: int
     pipeline: object  # the @dsl.pipeline that will run (built for this machine)
     table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
+    rungs: int | None = None  # a halving search's rungs (its pipeline is built with them)
 
 
 @dataclass
@@ -120,15 +132,12 @@ class Result:
         return json.loads(self.outputs["Output"])
 
 
-def pipeline_function(name: str, settings=None):
+def pipeline_function(name: str, settings=None, rungs: int | None = None):
     """The ``@dsl.pipeline`` of ``name``, built for ``settings`` (default: this machine)."""
     from foldwise.pipelines.cluster import LOCAL
-    from foldwise.pipelines.packaging import pipeline_builders
+    from foldwise.pipelines.packaging import build_pipeline
 
-    builders = pipeline_builders()
-    if name not in builders:
-        raise FoldwiseError(f"unknown pipeline {name!r}; known: {', '.join(builders)}")
-    return builders[name](settings or LOCAL)
+    return build_pipeline(name, settings or LOCAL, rungs)
 
 
 def plan(search: Search, local: bool = True) -> Plan:
@@ -164,9 +173,13 @@ def plan(search: Search, local: bool = True) -> Plan:
                                           preprocess_options(search.run))
     task, n_classes = schema["task"], class_count(schema)
     promoted = champion(search.promote_to) if search.pipeline == "retrain" else []
-    grid = search.grid if search.pipeline != "cross-validation" else []
+    grid = search.grid if search.pipeline in ("grid-search", "retrain", "halving-search") else []
+    space = search.distributions if search.pipeline in ("random-search",
+                                                        "halving-search") else []
+    n_iter, halving = _search_size(search, grid, space, schema["folds"])
     configs = candidates(grid, search.model, task, n_classes, champion=promoted,
-                         baseline=search.run["baseline"])
+                         baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
+                         seed=search.run["seed"])
     if search.model.get("estimator") == "keras_builder":  # what only building it shows
         from foldwise.components.core.builders import check_configs
         from foldwise.pipelines.models import quiet_stderr
@@ -182,12 +195,59 @@ def plan(search: Search, local: bool = True) -> Plan:
     packing = search.run["packing"] or (options.LOCAL_DEFAULTS["packing"] if local
                                         else options.option("packing").default)
     arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model}
-    if search.pipeline != "cross-validation":
+    if search.pipeline in ("grid-search", "retrain", "halving-search"):
         arguments["param_grid"] = grid
-    trials = len(plan_trials(configs, list(range(schema["folds"])), packing))
-    pipeline = pipeline_function(search.pipeline)
-    tasks = task_count(pipeline, schema["folds"], trials)
-    return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes)
+    if search.pipeline in ("random-search", "halving-search"):
+        arguments["param_distributions"] = space
+    if search.pipeline == "random-search":
+        arguments["n_iter"] = n_iter
+    if "refit" in search.choice:
+        arguments["refit"] = search.choice["refit"]
+    folds = list(range(schema["folds"]))
+    rungs = None
+    if halving is not None:
+        from foldwise.components.core.rungs import check_halving, schedule
+
+        arguments.update(n_candidates=n_iter if space else 0, halving=halving)
+        planned = schedule(check_halving(halving, len(folds)), len(configs))
+        rungs = planned.n_iterations
+        loops, start = {}, 0
+        for rung, (count, end) in enumerate(zip(planned.n_candidates, planned.n_resources,
+                                                strict=True)):
+            loops["trials" if rung == 0 else f"trials-rung-{rung}"] = len(plan_trials(
+                configs[:count], folds[start:end], packing))
+            start = end
+    else:
+        loops = {"trials": len(plan_trials(configs, folds, packing))}
+    pipeline = pipeline_function(search.pipeline, rungs=rungs)
+    tasks = task_count(pipeline, schema["folds"], loops)
+    return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs)
+
+
+def _search_size(search: Search, grid: list, space: list, folds: int,
+                 ) -> tuple[int, dict | None]:
+    """How many configurations a random search samples, and a halving search's settings.
+
+    Raises:
+        FoldwiseError: A search without its candidates, or bad halving settings.
+    """
+    if search.pipeline == "random-search" and not space:
+        raise FoldwiseError("random-search needs --grid: a YAML file of parameter → list of "
+                            "values or distribution, e.g. learning_rate: {loguniform: "
+                            "[1.0e-4, 1.0e-1]}")
+    if search.pipeline != "halving-search":
+        return int(search.choice.get("n_iter", 10)), None
+    if bool(grid) == bool(space):
+        raise FoldwiseError("halving-search needs its candidates: a grid (lists of values) or a "
+                            "space with distributions, not both")
+    from foldwise.components.core.rungs import check_halving, exhaust_candidates
+
+    halving = {name: search.choice[name] for name in options.HALVING}
+    check_halving(halving, folds)
+    n_candidates = int(search.choice.get("n_candidates") or 0)
+    if space and n_candidates < 1:
+        n_candidates = exhaust_candidates(halving, folds)
+    return n_candidates, halving
 
 
 def parquet_bytes(table) -> bytes:
@@ -228,12 +288,15 @@ def champion(promote_to: str | None) -> list[dict]:
     return promoted_configuration(promote_to, storage.exists, storage.read_bytes)
 
 
-def task_count(pipeline_func, folds: int, trials: int) -> int:
+def task_count(pipeline_func, folds: int, trials: int | dict[str, int]) -> int:
     """How many tasks a run of the pipeline executes, read from its own compiled plan.
 
     Each task outside a loop runs once; each task of the ``folds`` loop once per fold and of
-    the ``trials`` loop once per train task.
+    a ``trials`` loop once per train task (``trials``: the count, or by loop name; a
+    halving search's later rungs count the most tasks they can have).
     """
+    if not isinstance(trials, dict):
+        trials = {"trials": trials}
     spec = pipeline_func.pipeline_spec
     total = 0
     for task in spec.root.dag.tasks.values():
@@ -241,7 +304,7 @@ def task_count(pipeline_func, folds: int, trials: int) -> int:
             total += 1
             continue
         body = spec.components[task.component_ref.name].dag.tasks
-        total += len(body) * {"folds": folds, "trials": trials}[task.task_info.name]
+        total += len(body) * {"folds": folds, **trials}[task.task_info.name]
     return total
 
 
@@ -430,7 +493,8 @@ def compile_pipeline(pipeline: str, out: str | Path, values: dict) -> Path:
     """Compile ``pipeline`` for a cluster set up by the cluster options in ``values``."""
     from foldwise.pipelines import packaging
 
-    return packaging.compile_pipeline(pipeline, cluster_settings(values), Path(out))
+    return packaging.compile_pipeline(pipeline, cluster_settings(values), Path(out),
+                                      values.get("rungs"))
 
 
 def submit(search: Search, service: dict, cluster: dict, cron: str | None = None):
@@ -463,6 +527,8 @@ def submit(search: Search, service: dict, cluster: dict, cron: str | None = None
         raise FoldwiseError("--data must be a gs:// URI the cluster can read")
     if search.pipeline == "grid-search" and not search.grid:
         raise FoldwiseError("grid-search needs --grid")
+    if search.pipeline == "random-search" and not search.distributions:
+        raise FoldwiseError("random-search needs --grid (the space to sample)")
     if search.pipeline == "retrain":
         if not storage.is_gcs(search.promote_to or ""):
             raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
@@ -482,7 +548,7 @@ def submit(search: Search, service: dict, cluster: dict, cron: str | None = None
     arguments = checked.arguments
     with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
         package = packaging.compile_pipeline(search.pipeline, settings,
-                                             Path(folder) / "pipeline.yaml")
+                                             Path(folder) / "pipeline.yaml", checked.rungs)
         if on_vertex:
             job = service_api.vertex_job(package, arguments, name, service["vertex_project"],
                                          service["vertex_region"], service["pipeline_root"])

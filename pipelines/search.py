@@ -18,6 +18,7 @@ from foldwise.components import (
     aggregate,
     collect_folds,
     export,
+    next_rung,
     one_hot_encode,
     plan_trials,
     preprocess,
@@ -40,7 +41,8 @@ def run_values(namespace: dict) -> dict:
 
 
 def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec,
-                 champion=None):
+                 champion=None, *, distributions=None, n_iter=None, halving=None,
+                 rungs: int = 0, refit="best"):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
     Args:
@@ -50,6 +52,13 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
         model_spec: Model options fixed for every configuration the grid does not vary.
         champion: The champion step's output (retrain): the promoted configuration,
             cross-validated first beside the grid's.
+        distributions: A random search's space (a pipeline parameter), sampled by the plan
+            step; ``n_iter`` points of it.
+        n_iter: How many points the plan step samples.
+        halving: Successive-halving settings (a pipeline parameter): the search runs in
+            ``rungs`` rungs, each a ``next_rung`` plan step and a loop of train tasks.
+        rungs: How many rungs (fixed when the pipeline is built).
+        refit: The refit rule (a pipeline parameter or ``"best"``).
 
     Returns:
         ``(preprocess_task, aggregate_task)``.
@@ -71,14 +80,34 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                               param_grid=param_grid, model_spec=model_spec,
                               baseline=values["baseline"],
                               champion=[] if champion is None else champion,
-                              packing=values["packing"]),
+                              packing=values["packing"],
+                              **({} if distributions is None else {
+                                  "param_distributions": distributions, "n_iter": n_iter,
+                                  "seed": values["seed"]}),
+                              **({} if halving is None else {"halving": halving,
+                                                             "rungs": rungs})),
                   "plan-trials")
     with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
                              plan=trials.outputs["plan"], trial=trial,
                              seed=values["seed"], model_spec=model_spec), "train")
-    results = step(aggregate(schema=schema, fold_results=dsl.Collected(trained.outputs["Output"]),
-                             scoring=values["scoring"]), "aggregate")
+    collected = dsl.Collected(trained.outputs["Output"])
+    for rung in range(1, rungs + 1 if halving is not None else 1):
+        # After each rung, the survivors' next folds (after the last: every result's URI).
+        planned = step(next_rung(schema=schema, previous=trials.outputs["plan"],
+                                 fold_results=collected, scoring=values["scoring"],
+                                 packing=values["packing"]), f"rung-{rung}")
+        if rung == rungs:
+            collected = planned.outputs["Output"]  # after the last rung: every result's URI
+            break
+        trials = planned
+        with dsl.ParallelFor(items=planned.outputs["Output"], name=f"trials-rung-{rung}") as trial:
+            trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
+                                 plan=planned.outputs["plan"], trial=trial,
+                                 seed=values["seed"], model_spec=model_spec), "train")
+        collected = dsl.Collected(trained.outputs["Output"])
+    results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
+                             refit=refit), "aggregate")
     return prepared, results
 
 

@@ -33,7 +33,7 @@ def make(kind, folder, name):
 def run_train(tmp, fold_data, schema, trial, name):
     """Train one task (``{"configs", "folds"}``) as the pipeline does: through a plan file."""
     plan = make(dsl.Artifact, tmp, f"{name}-plan")
-    Path(plan.path).write_text(json.dumps([{"configs": [], "folds": []}, trial]))
+    Path(plan.path).write_text(json.dumps({"tasks": [{"configs": [], "folds": []}, trial]}))
     outputs = {key: make(kind, tmp, f"{name}-{key}") for key, kind in [
         ("model", dsl.Model), ("history", dsl.Artifact), ("predictions", dsl.Dataset),
         ("metrics", dsl.Metrics), ("classification_metrics", dsl.ClassificationMetrics),
@@ -48,7 +48,7 @@ def plan_tasks(tmp, name, **arguments):
     """The plan_trials step's plan (its return value: the tasks' numbers, checked)."""
     plan = make(dsl.Artifact, tmp, f"{name}-plan")
     numbers = plan_trials.python_func(plan=plan, **arguments)
-    tasks = json.loads(Path(plan.path).read_text())
+    tasks = json.loads(Path(plan.path).read_text())["tasks"]
     assert numbers == list(range(len(tasks)))
     assert plan.metadata["tasks"] == len(tasks)
     return tasks

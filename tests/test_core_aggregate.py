@@ -35,7 +35,7 @@ def test_cv_results_has_sklearn_columns_and_values():
         "split1_test_neg_mean_squared_error", "split2_test_neg_mean_squared_error",
         "mean_test_neg_mean_squared_error", "std_test_neg_mean_squared_error",
         "rank_test_neg_mean_squared_error", "mean_fit_time", "std_fit_time",
-        "mean_score_time", "std_score_time", "fit_error",
+        "mean_score_time", "std_score_time", "n_parameters", "fit_error",
     ]
     a, b = table.iloc[0], table.iloc[1]
     assert a["mean_test_r2"] == pytest.approx(0.6)

@@ -14,10 +14,13 @@ from foldwise.components.core.model import MODEL_DEFAULTS, OPTIMIZER_PARAMS, SPE
 from foldwise.components.core.preprocess import PreprocessOptions, preprocess_options
 from foldwise.pipelines.cross_validation import cross_validation
 from foldwise.pipelines.grid_search import grid_search
+from foldwise.pipelines.halving_search import halving_search
+from foldwise.pipelines.random_search import random_search
 from foldwise.pipelines.retrain import retrain
 
 BIN = Path(sys.executable).parent
 PIPELINES = {"cross_validation": cross_validation, "grid_search": grid_search,
+             "random_search": random_search, "halving_search": halving_search,
              "retrain": retrain}
 
 
@@ -40,7 +43,13 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
         else:
             assert parameter.default == opt.default, (name, option_name)
     assert set(signature) - {"data", *options.RUN} <= {
-        "model_spec", "param_grid", "destination", "promote_to"}
+        "model_spec", "param_grid", "destination", "promote_to", "refit",
+        "param_distributions", "n_iter", "n_candidates", "halving"}
+    taken = options.SEARCH_OPTIONS.get(name.replace("_", "-"), ())
+    for option_name in set(taken) & set(signature):  # halving's travel as one dict
+        assert signature[option_name].default == options.option(option_name).default
+        assert documented.get(option_name), (name, option_name)
+    assert ("halving" in signature) == (name == "halving_search")
 
 
 def test_the_preprocess_component_and_options_take_exactly_the_preprocess_options():
@@ -119,7 +128,7 @@ def test_python_keywords_are_the_table_in_scikit_learns_words():
     import foldwise
 
     parameters = inspect.signature(foldwise.GridSearchCV).parameters
-    expected = ["param_grid", *[o.python_name for o in options.group(
+    expected = ["param_grid", "refit", *[o.python_name for o in options.group(
         options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"],
         "output", "verbose"]
     assert list(parameters) == expected

@@ -45,7 +45,7 @@ class Aggregated:
 
 
 def aggregate_search(schema: dict, task_results: list[str], scoring: str, versions: dict,
-                     read_bytes: Callable[[str], bytes]) -> Aggregated:
+                     read_bytes: Callable[[str], bytes], refit: str = "best") -> Aggregated:
     """Rank every configuration, pick the best and gather its out-of-fold predictions.
 
     Args:
@@ -57,6 +57,9 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         read_bytes: Reads the file a URI names (local path or ``gs://``): the best
             configuration's predictions and histories are read through the URIs its results
             name.
+        refit: Which configuration is refitted: ``best`` (the highest mean score) or
+            ``one_standard_error`` (the simplest within one standard error of it:
+            :func:`choose`).
 
     Raises:
         FoldwiseError: Every configuration that could be chosen failed (the first error is
@@ -67,9 +70,12 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     scoring = scoring or scoring_metrics.default_scoring(task)
     results = read_fold_results(task_results)
     table = cv_results(results, names)
-    described = summary(schema, table, names, scoring, versions)
+    add_comparisons(table, scoring, *fold_sizes(results))
+    described = summary(schema, table, names, scoring, versions, refit)
     best_id = described["best_config_id"]
     best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
+    if "iter" in table.columns:  # halving: the folds it was scored on (the last rung's row)
+        described["halving"] = halving_summary(table)
     described["best_split_times"] = {timing: [float(r[timing]) for r in best]
                                      for timing in ("fit_time", "score_time")}
     pooled, histories = best_predictions(best, read_bytes)
@@ -162,61 +168,157 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         by_config.setdefault(result["config_id"], []).append(result)
     folds = sorted({r["fold"] for r in fold_results})
     param_names = sorted({name for r in fold_results for name in r["params"]})
+    halving = any("rung" in r for r in fold_results)
 
     rows = []
     for cid, results in by_config.items():
         by_fold = {r["fold"]: r for r in results}
-        if sorted(by_fold) != folds or len(by_fold) != len(results):
+        if len(by_fold) != len(results) or (not halving and sorted(by_fold) != folds):
             raise FoldwiseError(
                 f"config {cid} has results for folds {sorted(r['fold'] for r in results)}, "
                 f"expected each of {folds} once"
             )
-        params = results[0]["params"]
-        errors = {k: r.get("fit_error") or "" for k, r in by_fold.items()}
-        row: dict = {"config_id": cid, "params": json.dumps(params, sort_keys=True)}
-        for name in param_names:
-            value = params.get(name)
-            row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        for metric in metric_names:
-            values = np.array([np.nan if errors[k] else by_fold[k]["scores"][metric]
-                               for k in folds], dtype="float64")
-            for k, value in zip(folds, values, strict=True):
-                row[f"split{k}_test_{metric}"] = value
-            row[f"mean_test_{metric}"] = float(np.mean(values))
-            row[f"std_test_{metric}"] = float(np.std(values))
-        for timing in ("fit_time", "score_time"):
-            values = np.array([by_fold[k][timing] for k in folds], dtype="float64")
-            row[f"mean_{timing}"] = float(np.mean(values))
-            row[f"std_{timing}"] = float(np.std(values))
-        row["fit_error"] = next((errors[k] for k in folds if errors[k]), "")
-        rows.append(row)
+        if not halving:
+            rows.append(_row(cid, results, folds, param_names, metric_names))
+            continue
+        # One row per rung the candidate ran in, on every fold scored up to that rung, as
+        # scikit-learn's Halving*SearchCV gives one row per (candidate, iteration).
+        for rung in sorted({int(r["rung"]) for r in results}):
+            scored = [r for r in results if int(r["rung"]) <= rung]
+            row = _row(cid, scored, folds, param_names, metric_names)
+            resources = max(int(r["n_resources"]) for r in scored)
+            rows.append({"iter": rung, "n_resources": resources, **row})
     table = pd.DataFrame(rows)
+    if halving:
+        table = table.sort_values("iter", kind="stable").reset_index(drop=True)
     for metric in metric_names:
         means = table[f"mean_test_{metric}"].to_numpy()
         # Like scikit-learn: best is 1, ties share the lowest rank, NaN ranks last.
         filled = np.where(np.isnan(means), -np.inf, means)
         table[f"rank_test_{metric}"] = rankdata(-filled, method="min").astype("int64")
     ordered = ["config_id", "params", *[f"param_{n}" for n in param_names]]
+    if halving:
+        ordered = ["iter", "n_resources", *ordered]
     for metric in metric_names:
         ordered += [f"split{k}_test_{metric}" for k in folds]
         ordered += [f"mean_test_{metric}", f"std_test_{metric}", f"rank_test_{metric}"]
     ordered += ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
-                "fit_error"]
+                "n_parameters", "fit_error"]
     return table[ordered]
 
 
+def _row(cid: str, results: list[dict], folds: list, param_names: list[str],
+         metric_names: list[str]) -> dict:
+    """One configuration's ``cv_results`` row over ``results`` (NaN for folds not among them).
+
+    Means and standard deviations are over the folds it was scored on; a failed fold makes
+    them NaN.
+    """
+    by_fold = {r["fold"]: r for r in results}
+    scored = [k for k in folds if k in by_fold]
+    params = results[0]["params"]
+    errors = {k: by_fold[k].get("fit_error") or "" for k in scored}
+    row: dict = {"config_id": cid, "params": json.dumps(params, sort_keys=True)}
+    for name in param_names:
+        value = params.get(name)
+        row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    for metric in metric_names:
+        values = np.array([np.nan if errors[k] else by_fold[k]["scores"][metric]
+                           for k in scored], dtype="float64")
+        for k in folds:
+            row[f"split{k}_test_{metric}"] = (values[scored.index(k)] if k in by_fold
+                                              else np.nan)
+        row[f"mean_test_{metric}"] = float(np.mean(values))
+        row[f"std_test_{metric}"] = float(np.std(values))
+    for timing in ("fit_time", "score_time"):
+        values = np.array([by_fold[k][timing] for k in scored], dtype="float64")
+        row[f"mean_{timing}"] = float(np.mean(values))
+        row[f"std_{timing}"] = float(np.std(values))
+    counts = [r.get("n_parameters") for r in results if r.get("n_parameters") is not None]
+    row["n_parameters"] = int(counts[0]) if counts else np.nan
+    row["fit_error"] = next((errors[k] for k in scored if errors[k]), "")
+    return row
+
+
+def fold_sizes(results: list[dict]) -> tuple[float, float]:
+    """Mean training and validation rows per fold (what the corrected t-test weighs)."""
+    trained = [float(r["n_train"]) for r in results if r.get("n_train")]
+    scored = [float(r["n_validation"]) for r in results if r.get("n_validation")]
+    return (float(np.mean(trained)) if trained else 1.0,
+            float(np.mean(scored)) if scored else 1.0)
+
+
+def final_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's last row (halving: its last rung; else the table itself)."""
+    if "iter" not in table.columns:
+        return table
+    return table.drop_duplicates("config_id", keep="last")
+
+
+def eligible_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows the best is chosen from: the last rung's (halving), else all."""
+    if "iter" not in table.columns:
+        return table
+    return table[table["iter"] == table["iter"].max()]
+
+
+def add_comparisons(table: pd.DataFrame, scoring: str, n_train: float, n_test: float) -> None:
+    """Add each row's paired comparison with the best-scoring configuration, in place.
+
+    ``diff_vs_best_<scoring>``: the mean over shared folds of (this row's score − the
+    best's); ``pvalue_vs_best_<scoring>``: Nadeau and Bengio's corrected resampled t-test's
+    one-sided p-value that the best is no better than this one (small: the best is really
+    better; NaN for the best itself, a failed row, or fewer than two shared folds). The
+    best is the top mean among the rows the best is chosen from (:func:`eligible_rows`).
+    """
+    from foldwise.components.core.selection import corrected_ttest
+
+    split_columns = [c for c in table.columns
+                     if c.startswith("split") and c.endswith(f"_test_{scoring}")]
+    chosen = eligible_rows(table)
+    means = chosen[f"mean_test_{scoring}"].to_numpy(dtype="float64")
+    if not np.isfinite(means).any():
+        table[f"diff_vs_best_{scoring}"] = np.nan
+        table[f"pvalue_vs_best_{scoring}"] = np.nan
+        return
+    best = chosen.iloc[int(np.nanargmax(np.where(np.isfinite(means), means, -np.inf)))]
+    best_scores = best[split_columns].to_numpy(dtype="float64")
+    diffs, pvalues = [], []
+    for _, row in table.iterrows():
+        scores = row[split_columns].to_numpy(dtype="float64")
+        shared = np.isfinite(scores) & np.isfinite(best_scores)
+        difference = scores[shared] - best_scores[shared]
+        diffs.append(float(np.mean(difference)) if shared.any() else np.nan)
+        same = row["config_id"] == best["config_id"]
+        pvalues.append(np.nan if same else corrected_ttest(-difference, n_train, n_test)[1])
+    table[f"diff_vs_best_{scoring}"] = diffs
+    table[f"pvalue_vs_best_{scoring}"] = pvalues
+
+
+def halving_summary(table: pd.DataFrame) -> dict:
+    """scikit-learn's fitted halving attributes, read from a halving search's table."""
+    rungs = sorted(int(i) for i in table["iter"].unique())
+    return {"n_iterations": len(rungs),
+            "n_resources": [int(table.loc[table["iter"] == i, "n_resources"].max())
+                            for i in rungs],
+            "n_candidates": [int((table["iter"] == i).sum()) for i in rungs]}
+
+
 def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring: str,
-            versions: dict) -> dict:
+            versions: dict, refit: str = "best") -> dict:
     """The run's summary: data, folds, the best configuration's mean and std per metric.
 
     ``failed_configs`` lists each configuration that failed with its first error;
-    ``best_baseline`` is ``None`` when no baseline trained.
+    ``best_baseline`` is ``None`` when no baseline trained. ``best_config_id`` is the
+    configuration ``refit`` chooses (:func:`choose`); ``top_config_id`` the highest mean.
 
     Raises:
         FoldwiseError: Every Keras configuration failed (the first error is named).
     """
+    full, table = table, final_rows(table)
     by_id = table.set_index("config_id")
-    best_id = best_config_id(table, scoring)
+    top_id = best_config_id(eligible_rows(full), scoring)
+    best_id = choose(eligible_rows(full), scoring, refit) if top_id is not None else None
     if best_id is None:
         raise FoldwiseError(_all_failed(table))
     best = by_id.loc[best_id]
@@ -247,7 +349,9 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
         "seed": schema["seed"],
         "scoring": scoring,
         "configs": len(table),
+        "refit": refit,
         "best_config_id": best.name,
+        "top_config_id": top_id,
         "best_params": json.loads(best["params"]),
         "metrics": {
             metric: {"mean": _json_float(best[f"mean_test_{metric}"]),
@@ -259,6 +363,48 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
         "data": schema.get("data"),
         "versions": versions,
     }
+
+
+REFIT_RULES = ("best", "one_standard_error")
+
+
+def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None:
+    """The configuration to refit: the best Keras one, or by the one-standard-error rule.
+
+    ``one_standard_error``: among Keras configurations that did not fail, the simplest whose
+    mean is at least the best mean minus the best's standard error (its folds' sample
+    standard deviation over ``sqrt(K)``).
+    Simplest: fewest trainable weights, then fewest epochs, then the strongest L2 penalty
+    and dropout; among equally simple ones the higher mean, then the one listed first.
+
+    Raises:
+        FoldwiseError: An unknown rule.
+    """
+    from foldwise.components.core.selection import one_standard_error
+
+    if refit not in REFIT_RULES:
+        raise FoldwiseError(f"refit must be one of {', '.join(REFIT_RULES)}, got {refit!r}")
+    if refit == "best":
+        return best_config_id(table, scoring)
+    rows = table[table["param_estimator"].isin(KERAS_ESTIMATORS) & ~_failed(table)]
+    if rows.empty:
+        return None
+    folds = int(rows.iloc[0][[c for c in rows.columns if c.startswith("split")
+                              and c.endswith(f"_test_{scoring}")]].notna().sum())
+    weights = rows["n_parameters"].to_numpy(dtype="float64") if "n_parameters" in rows \
+        else np.full(len(rows), np.nan)
+    def column(name: str, sign: float = 1.0) -> list[float]:
+        values = (pd.to_numeric(rows[f"param_{name}"], errors="coerce").to_numpy(
+            dtype="float64") if f"param_{name}" in rows else np.zeros(len(rows)))
+        return [sign * v if math.isfinite(v) else math.inf for v in values]
+
+    complexity = list(zip([w if math.isfinite(w) else math.inf for w in weights],
+                          column("epochs"), column("l2", -1.0), column("dropout", -1.0),
+                          strict=True))
+    position = one_standard_error(rows[f"mean_test_{scoring}"].to_numpy(dtype="float64"),
+                                  rows[f"std_test_{scoring}"].to_numpy(dtype="float64"),
+                                  folds, complexity)
+    return str(rows.iloc[position]["config_id"])
 
 
 def _json_float(value: float) -> float | None:

@@ -38,6 +38,22 @@ def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
 
     ``builder``: the grid is for a model of the user's own (any key may appear).
     """
+    return check_grid(read_yaml(path), str(path), builder)
+
+
+def load_space(path: str | Path) -> list[dict]:
+    """Read a random search's space (lists and distributions: ``core.sampling``) from YAML."""
+    from foldwise.components.core.sampling import check_space
+
+    return check_space(read_yaml(path), f"grid file {path}")
+
+
+def read_yaml(path: str | Path):
+    """A grid file's content.
+
+    Raises:
+        FoldwiseError: Missing, not UTF-8, or not YAML (the message says where).
+    """
     import yaml
 
     path = Path(path)
@@ -50,7 +66,7 @@ def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
                             "YAML or JSON file") from err
     except yaml.YAMLError as err:
         raise FoldwiseError(f"grid file {path} is not valid YAML ({_yaml_problem(err)})") from err
-    return check_grid(grid, str(path), builder)
+    return grid
 
 
 def _yaml_problem(err) -> str:
@@ -227,7 +243,9 @@ def single_config_grid(model_spec: dict) -> list[dict]:
 
 
 def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, *,
-               champion: list[dict] = (), baseline: str = "none") -> list[dict]:
+               champion: list[dict] = (), baseline: str = "none",
+               distributions: list[dict] = (), n_iter: int = 10, seed: int = 0,
+               ) -> list[dict]:
     """Every configuration a run cross-validates, in the order that breaks ties.
 
     The one function that turns a search into configurations, for the command line, the
@@ -243,6 +261,11 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
         n_classes: Number of classes (classification).
         champion: ``[{"config_id", "params", ...}]`` of the promoted model, or ``[]``.
         baseline: ``mlp`` to add each Keras configuration's scikit-learn MLP twin.
+        distributions: A random search's space (``core.sampling``): ``n_iter`` points of
+            it, sampled with ``seed`` as scikit-learn's ``ParameterSampler`` does, take the
+            grid's place.
+        n_iter: How many points a random search samples.
+        seed: The sampler's seed.
 
     Returns:
         ``{"config_id", "params", "searched"}`` each: ``params`` the complete normalized
@@ -252,6 +275,10 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
     Raises:
         FoldwiseError: A bad grid, configuration, champion or baseline (the message names it).
     """
+    if distributions:
+        from foldwise.components.core.sampling import points_as_grid, sample
+
+        grid = points_as_grid(sample(list(distributions), n_iter, seed))
     grid = check_grid(grid, builder=fixed.get("estimator") == "keras_builder") if grid else []
     searched = sorted({key for part in grid for key in part})
     fixed_grid = [{key: [value] for key, value in fixed.items()}]

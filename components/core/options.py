@@ -19,8 +19,8 @@ from typing import Any
 from foldwise.components.core.errors import FoldwiseError
 
 # Groups, in the order the command line's help lists them.
-DATA, FOLDS, BUILDER, MODEL, CLUSTER, SERVICE = (
-    "data", "folds", "builder", "model", "cluster", "service")
+DATA, FOLDS, BUILDER, MODEL, SEARCH, CLUSTER, SERVICE = (
+    "data", "folds", "builder", "model", "search", "cluster", "service")
 # Options whose default differs between this machine and a cluster (the table holds the
 # cluster's): not given, the run decides.
 ENGINE_DEPENDENT = ("packing",)
@@ -142,6 +142,30 @@ OPTIONS: tuple[Option, ...] = (
            default="standard", choices=("standard", "none")),
     Option("mixed_precision", MODEL, "train in mixed float16/bfloat16 on accelerators",
            default=False, kind="flag"),
+    # How a search chooses (core.sampling, core.rungs, core.selection): per pipeline, see
+    # SEARCH_OPTIONS.
+    Option("n_iter", SEARCH, "random search: how many configurations to sample", default=10,
+           kind="int"),
+    Option("n_candidates", SEARCH, "halving with sampled candidates: how many (0: "
+           "max_resources // min_resources)", default=0, kind="int"),
+    Option("factor", SEARCH, "each rung keeps 1/factor of the candidates and gives them factor "
+           "times the folds", default=3.0, kind="float"),
+    Option("resource", SEARCH, "what rungs give survivors more of", default="folds",
+           choices=("folds", "epochs")),
+    Option("min_resources", SEARCH, "folds of the first rung: a number, 'smallest' or "
+           "'exhaust' (racing: 2 unless a number is given)", default="exhaust"),
+    Option("max_resources", SEARCH, "the most folds a candidate gets (0: every fold)",
+           default=0, kind="int"),
+    Option("aggressive_elimination", SEARCH, "repeat the first rung's folds until few enough "
+           "candidates are left to end with one", default=False, kind="flag"),
+    Option("elimination", SEARCH, "halving: keep the best 1/factor after each rung; racing: "
+           "drop only candidates a corrected paired t-test finds worse than the leader",
+           default="halving", choices=("halving", "racing")),
+    Option("confidence", SEARCH, "racing: confidence that a dropped candidate is worse",
+           default=0.95, kind="float"),
+    Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
+           "configuration within one standard error of it", default="best",
+           choices=("best", "one_standard_error")),
     # How steps run on a cluster.
     Option("image", CLUSTER, "image of every step, e.g. REGISTRY/foldwise:0.1.0-gpu "
            "(default: the components' own)"),
@@ -195,6 +219,13 @@ PREPROCESS = ("target", "task", "categorical", "numeric", "drop", "group_column"
               "seed")
 # Options of a run that every pipeline takes as parameters (besides its own).
 RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
+
+
+# The search options each pipeline takes (the others take none).
+HALVING = ("factor", "resource", "min_resources", "max_resources", "aggressive_elimination",
+           "elimination", "confidence")
+SEARCH_OPTIONS = {"grid-search": ("refit",), "random-search": ("n_iter", "refit"),
+                  "halving-search": ("n_candidates", *HALVING, "refit")}
 
 
 def defaults(*groups: str) -> dict[str, Any]:

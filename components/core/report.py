@@ -181,7 +181,13 @@ def regression_charts(y_true: np.ndarray, predicted: np.ndarray, target: str) ->
 
 def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataFrame,
                  histories: dict) -> str:
-    """The report page as one HTML string."""
+    """The report page as one HTML string.
+
+    A halving search's table has a row per (configuration, rung): each configuration is
+    shown once, as of the last rung it ran in.
+    """
+    if "iter" in cv.columns:
+        cv = cv.drop_duplicates("config_id", keep="last")
     scoring, best_id = summary["scoring"], summary["best_config_id"]
     best = cv.set_index("config_id").loc[best_id]
     e = html.escape
@@ -206,6 +212,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
            f"{'s' if left_out > 1 else ''} without a finite score (failed ones are marked "
            "below).</p>"] if left_out else []),
         _results_table(cv, summary),
+        *_comparison_note(summary),
         "<h2>Learning curves of the best configuration</h2>",
         f"<figure>{learning_curves(histories)}</figure>",
     ]
@@ -238,23 +245,57 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
             f"</head><body>\n{body}\n</body></html>\n")
 
 
+def _comparison_note(summary: dict) -> list[str]:
+    scoring = summary["scoring"]
+    notes = [f"<p class='sub'>Δ: mean difference in {html.escape(scoring)} from the "
+             "best-scoring configuration over the folds both were scored on; p: the corrected "
+             "resampled t-test's (Nadeau and Bengio) one-sided p-value that the best is no "
+             "better. A small p means the difference is more than fold noise.</p>"]
+    if summary.get("refit") == "one_standard_error" and (
+            summary.get("top_config_id") != summary["best_config_id"]):
+        notes.append(f"<p class='sub'>Refitted by the one-standard-error rule: "
+                     f"{html.escape(summary['best_config_id'])}, the simplest configuration "
+                     f"within one standard error of {html.escape(str(summary['top_config_id']))}"
+                     ".</p>")
+    halving = summary.get("halving")
+    if halving:
+        steps = ", ".join(f"{n} on {r} fold{'s' if r > 1 else ''}" for n, r in zip(
+            halving["n_candidates"], halving["n_resources"], strict=True))
+        notes.append(f"<p class='sub'>Successive rungs: {html.escape(steps)}. A configuration "
+                     "dropped early keeps the scores of the folds it was scored on.</p>")
+    return notes
+
+
 def _results_table(cv: pd.DataFrame, summary: dict) -> str:
     scoring = summary["scoring"]
     names = list(summary["metrics"])
+    compared = f"pvalue_vs_best_{scoring}" in cv.columns
+    halving = "iter" in cv.columns
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    head += "<th>Δ</th><th>p</th>" if compared else ""
+    head += "<th>folds</th>" if halving else ""
     rows = []
-    for _, row in cv.sort_values(f"rank_test_{scoring}", kind="stable").iterrows():
+    order = (cv.sort_values(["iter", f"rank_test_{scoring}"], ascending=[False, True],
+                            kind="stable") if halving
+             else cv.sort_values(f"rank_test_{scoring}", kind="stable"))
+    for _, row in order.iterrows():
         classes = ["best"] if row["config_id"] == summary["best_config_id"] else []
         if "sklearn_mlp" in row["params"]:
             classes.append("baseline")
         error = fit_error(row)
         if error:
             classes.append("failed")
-            cells = (f"<td class='error' colspan='{len(names)}'>failed: "
+            cells = (f"<td class='error' colspan='{len(names) + 2 * compared}'>failed: "
                      f"{html.escape(error)}</td>")
         else:
             cells = "".join(f"<td>{row[f'mean_test_{n}']:.4f} ± {row[f'std_test_{n}']:.4f}</td>"
                             for n in names)
+            if compared:
+                diff, p = row[f"diff_vs_best_{scoring}"], row[f"pvalue_vs_best_{scoring}"]
+                cells += (f"<td>{diff:+.4f}</td>" if np.isfinite(diff) else "<td></td>")
+                cells += (f"<td>{p:.3f}</td>" if np.isfinite(p) else "<td></td>")
+        if halving:
+            cells += f"<td>{int(row['n_resources'])}</td>"
         rows.append(f"<tr class='{' '.join(classes)}'><td>{html.escape(row['config_id'])}</td>"
                     f"<td>{html.escape(_label(row))}</td><td>{row[f'rank_test_{scoring}']}</td>"
                     f"{cells}<td>{row['mean_fit_time']:.1f}</td></tr>")

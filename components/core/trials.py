@@ -69,7 +69,7 @@ def checkpoint_dir(model_dir: str) -> str:
 
 def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *, seed: int,
                model_dir: str, predictions_uri: str = "", history_uri: str = "",
-               builder: dict | None = None) -> TrialsOutput:
+               builder: dict | None = None, tags: dict | None = None) -> TrialsOutput:
     """Train a fresh model per (configuration, fold), save each, and summarize them.
 
     Args:
@@ -87,6 +87,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         history_uri: Where the histories will be, recorded in each summary.
         builder: A user's builder with its source (the run's fixed model options carry it;
             configurations carry its reference only: ``core.builders.with_source``).
+        tags: Added to every summary (a halving rung's ``rung`` and ``n_resources``).
 
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
@@ -153,6 +154,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "score_time": result.score_time, "epochs_run": result.epochs_run,
             "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
             "devices": result.devices, "predictions": predictions_uri, "history": history_uri,
+            "n_parameters": _parameter_count(result.model), **(tags or {}),
         })
         records[key] = {**{k: summaries[-1][k] for k in (
             "config_id", "fold", "scores", "fit_error", "fit_time", "score_time",
@@ -166,6 +168,14 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     return TrialsOutput(summaries, histories, pd.concat(frames, ignore_index=True), logged,
                         trained[0] if trained else {},
                         [str(c) for c in classes] if classes else None, matrix)
+
+
+def _parameter_count(model) -> int | None:
+    """A Keras model's trainable weights (what the one-standard-error rule calls simpler)."""
+    try:
+        return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    except (AttributeError, TypeError):
+        return None  # no model (the trial raised), or scikit-learn's MLP
 
 
 def _first_confusion_matrix(trials, datas, results, n_classes) -> list | None:

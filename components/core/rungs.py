@@ -1,0 +1,194 @@
+"""Successive halving and racing by folds, planned rung by rung.
+
+A halving search is one static DAG: a rung is a plan step (which candidates, which folds)
+followed by a loop of train tasks. The plan is a JSON artifact that carries the search
+forward: the schedule, the candidates still in, and the URIs of every result so far. Rung
+``r`` scores its survivors on folds ``n_resources[r-1] .. n_resources[r] - 1`` only: the folds
+a candidate was scored on before are kept, never trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.selection import (
+    ELIMINATIONS,
+    RESOURCES,
+    Schedule,
+    halving_schedule,
+    survivors,
+)
+
+HALVING_KEYS = ("factor", "resource", "min_resources", "max_resources",
+                "aggressive_elimination", "elimination", "confidence")
+
+
+def check_halving(settings: dict, folds: int) -> dict:
+    """The halving settings, checked and completed (``max_resources``: the folds).
+
+    Raises:
+        FoldwiseError: An unknown setting or value (the message names it).
+    """
+    unknown = sorted(set(settings) - set(HALVING_KEYS))
+    if unknown:
+        raise FoldwiseError(f"unknown halving setting {unknown[0]!r} (known: "
+                            f"{', '.join(HALVING_KEYS)})")
+    resource = settings.get("resource") or "folds"
+    if resource not in RESOURCES:
+        raise FoldwiseError(f"resource must be one of {', '.join(RESOURCES)}, got {resource!r}")
+    if resource == "epochs":
+        raise FoldwiseError("resource='epochs' is not available yet: halve by folds "
+                            "(resource='folds')")
+    elimination = settings.get("elimination") or "halving"
+    if elimination not in ELIMINATIONS:
+        raise FoldwiseError(f"elimination must be one of {', '.join(ELIMINATIONS)}, got "
+                            f"{elimination!r}")
+    confidence = float(settings.get("confidence") or 0.95)
+    if not 0.5 <= confidence < 1.0:
+        raise FoldwiseError(f"confidence must be in [0.5, 1), got {confidence!r}")
+    maximum = int(settings.get("max_resources") or folds)
+    if not 1 <= maximum <= folds:
+        raise FoldwiseError(f"max_resources is {maximum} folds but the run has {folds}: give "
+                            f"at most {folds}, or more folds")
+    minimum = settings.get("min_resources") or ("smallest" if elimination == "racing"
+                                                else "exhaust")
+    if isinstance(minimum, float) and minimum.is_integer():
+        minimum = int(minimum)
+    if elimination == "racing" and (minimum in ("smallest", "exhaust")):
+        minimum = min(2, maximum)  # the paired test needs two folds
+    if not (minimum in ("smallest", "exhaust") or isinstance(minimum, int)):
+        raise FoldwiseError(f"min_resources must be a whole number, 'smallest' or 'exhaust', "
+                            f"got {minimum!r}")
+    factor = float(settings.get("factor") or 3)
+    if factor.is_integer():
+        factor = int(factor)
+    return {"factor": factor, "resource": resource, "min_resources": minimum,
+            "max_resources": maximum,
+            "aggressive_elimination": bool(settings.get("aggressive_elimination", False)),
+            "elimination": elimination, "confidence": confidence}
+
+
+def schedule(settings: dict, n_candidates: int) -> Schedule:
+    """The rungs of a search with these (checked) settings.
+
+    Halving: scikit-learn's schedule. Racing: the same resources, always ending with every
+    fold (``max_resources``), since it does not plan how many candidates are left.
+    """
+    planned = halving_schedule(n_candidates, settings["factor"], settings["min_resources"],
+                               settings["max_resources"], settings["aggressive_elimination"])
+    if settings["elimination"] == "halving":
+        return planned
+    resources, size = [], planned.min_resources
+    while size < settings["max_resources"]:
+        resources.append(size)
+        size = int(size * settings["factor"])
+    resources.append(settings["max_resources"])
+    return Schedule(resources, [n_candidates] * len(resources), planned.min_resources,
+                    planned.max_resources, len(resources), planned.n_required_iterations)
+
+
+def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
+               packing: str) -> dict:
+    """The plan of rung 0: every candidate on the first ``n_resources[0]`` folds.
+
+    Args:
+        configs: The candidates (``core.grid.candidates``), in tie-breaking order.
+        fold_ids: The run's folds.
+        settings: The halving settings (:func:`check_halving`).
+        rungs: How many rungs the pipeline was built with.
+        packing: How trials are grouped into tasks (``core.grid.plan_trials``).
+
+    Raises:
+        FoldwiseError: The search needs another number of rungs than the pipeline has.
+    """
+    folds = sorted(int(f) for f in fold_ids)
+    settings = check_halving(settings, len(folds))
+    planned = schedule(settings, len(configs))
+    if planned.n_iterations != int(rungs):
+        raise FoldwiseError(
+            f"this search needs {planned.n_iterations} rungs ({len(configs)} candidates, "
+            f"factor {settings['factor']}, resources {planned.n_resources}) but the pipeline "
+            f"was built with {rungs}: compile it with --rungs {planned.n_iterations}")
+    plan = {"settings": settings, "schedule": planned.as_dict(), "folds": folds,
+            "candidates": configs, "alive": [c["config_id"] for c in configs],
+            "rung": 0, "results": [], "history": []}
+    return _with_tasks(plan, packing)
+
+
+def _with_tasks(plan: dict, packing: str) -> dict:
+    """The plan with the train tasks of its rung (``[]`` after the last)."""
+    from foldwise.components.core.grid import plan_trials
+
+    rung, resources = plan["rung"], plan["schedule"]["n_resources"]
+    if rung >= len(resources):
+        return {**plan, "tasks": []}
+    start = resources[rung - 1] if rung else 0
+    folds = plan["folds"][start:resources[rung]]
+    alive = set(plan["alive"])
+    configs = [c for c in plan["candidates"] if c["config_id"] in alive]
+    tasks = plan_trials(configs, folds, packing)
+    tags = {"rung": rung, "n_resources": resources[rung]}
+    return {**plan, "tasks": [{**task, "tags": tags} for task in tasks]}
+
+
+def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
+              packing: str) -> dict:
+    """The plan of the rung after ``plan``'s, once its tasks' results are in.
+
+    Args:
+        plan: The previous rung's plan.
+        result_uris: The URIs of that rung's train results.
+        read_bytes: Reads the file a URI names.
+        scoring: The metric that ranks candidates.
+        packing: How trials are grouped into tasks.
+
+    Returns:
+        The new plan: the survivors, their next folds as tasks (none after the last rung),
+        and every result URI so far under ``results``.
+    """
+    entries = [entry for uri in result_uris for entry in json.loads(read_bytes(uri))]
+    rung = plan["rung"]
+    settings, resources = plan["settings"], plan["schedule"]["n_resources"]
+    scored = plan["folds"][:resources[rung]]
+    known = _scores(plan, entries, scoring)
+    alive = plan["alive"]
+    table = {cid: [known.get((cid, fold), math.nan) for fold in scored] for cid in alive}
+    n_train = float(np.mean([e["n_train"] for e in entries])) if entries else 1.0
+    n_test = float(np.mean([e["n_validation"] for e in entries])) if entries else 1.0
+    kept = alive
+    if rung + 1 < len(resources):
+        kept = survivors(table, math.ceil(len(alive) / settings["factor"]),
+                         elimination=settings["elimination"],
+                         confidence=settings["confidence"], n_train=n_train, n_test=n_test)
+        kept = kept or alive[:1]
+    history = [*plan["history"], {"rung": rung, "n_resources": resources[rung],
+                                  "candidates": alive, "kept": kept}]
+    following = {**plan, "rung": rung + 1, "alive": kept, "history": history,
+                 "results": [*plan["results"], *result_uris], "scores": {
+                     f"{cid}|{fold}": value for (cid, fold), value in known.items()}}
+    return _with_tasks(following, packing)
+
+
+def _scores(plan: dict, entries: list[dict], scoring: str) -> dict:
+    """``{(config_id, fold): score}`` of every fold scored so far (NaN for a failure)."""
+    known = {}
+    for key, value in plan.get("scores", {}).items():
+        cid, fold = key.rsplit("|", 1)
+        known[(cid, int(fold))] = math.nan if value is None else float(value)
+    for entry in entries:
+        value = entry["scores"].get(scoring)
+        failed = entry.get("fit_error") or value is None
+        known[(entry["config_id"], int(entry["fold"]))] = math.nan if failed else float(value)
+    return known
+
+
+def exhaust_candidates(settings: dict, folds: int) -> int:
+    """``n_candidates="exhaust"``: ``max_resources // min_resources`` (scikit-learn's rule)."""
+    checked = check_halving(settings, folds)
+    minimum = checked["min_resources"]
+    minimum = minimum if isinstance(minimum, int) else 1
+    return max(1, checked["max_resources"] // minimum)
