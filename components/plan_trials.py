@@ -61,9 +61,9 @@ def plan_trials(
     select_backend([model_spec])  # a user's builder loads faster under JAX, where it trains
     described = read_json(schema.path)
     if halving and param_distributions and int(n_iter) < 1:
-        from foldwise.components.core.rungs import exhaust_candidates
+        from foldwise.components.core.rungs import exhaust_candidates, fixed_epochs
 
-        n_iter = exhaust_candidates(halving, len(fold_ids))
+        n_iter = exhaust_candidates(halving, len(fold_ids), fixed_epochs(model_spec))
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline,
                          distributions=param_distributions, n_iter=n_iter, seed=seed)

@@ -61,6 +61,7 @@ def train(
     """
     import shutil
 
+    from foldwise.components import storage
     from foldwise.components.core.jsonio import dumps, read_json, write_json
     from foldwise.components.core.trials import checkpoint_dir, run_trials
 
@@ -69,7 +70,8 @@ def train(
                      seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,
                      history_uri=history.uri, builder=model_spec.get("builder"),
-                     tags=task.get("tags", {}))
+                     tags=task.get("tags", {}), model_uri=model.uri,
+                     read_bytes=storage.read_bytes)
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written

@@ -486,10 +486,10 @@ class HalvingGridSearchCV(GridSearchCV):
     def _load_search(self, result) -> None:
         import math
 
-        from foldwise.components.core.rungs import check_halving, schedule
+        from foldwise.components.core.rungs import plan_schedule
 
-        settings = check_halving(result.plan.arguments["halving"], self.summary_["folds"])
-        planned = schedule(settings, len(result.plan.configs))
+        settings, planned = plan_schedule(result.plan.arguments["halving"],
+                                          self.summary_["folds"], result.plan.configs)
         done = self.summary_["halving"]
         self.n_resources_, self.n_candidates_ = done["n_resources"], done["n_candidates"]
         self.n_iterations_ = done["n_iterations"]

@@ -44,16 +44,16 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
 
 def rung_line(plan) -> str:
     """A halving plan's rungs in words: ``24 on 1 fold → 8 on 3 folds (halving, factor 3)``."""
-    from foldwise.components.core.rungs import check_halving, schedule
+    from foldwise.components.core.rungs import plan_schedule
 
-    halving = plan.arguments["halving"]
-    settings = check_halving(halving, plan.schema["folds"])
-    planned = schedule(settings, len(plan.configs))
+    settings, planned = plan_schedule(plan.arguments["halving"], plan.schema["folds"],
+                                      plan.configs)
     racing = settings["elimination"] == "racing"
+    unit = "fold" if settings["resource"] == "folds" else "epoch"
     steps = " → ".join(
-        f"{'≤' if racing and rung else ''}{count} on {folds} fold{'s' if folds > 1 else ''}"
-        for rung, (count, folds) in enumerate(zip(planned.n_candidates, planned.n_resources,
-                                                   strict=True)))
+        f"{'≤' if racing and rung else ''}{count} × {size} {unit}{'s' if size > 1 else ''}"
+        for rung, (count, size) in enumerate(zip(planned.n_candidates, planned.n_resources,
+                                                  strict=True)))
     how = (f"racing, confidence {settings['confidence']}" if racing
            else f"halving, factor {settings['factor']}")
     return f"{steps} ({how})"
@@ -152,8 +152,11 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
     params = [json.loads(p) for p in table["params"]]
     varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
     compared = f"pvalue_vs_best_{scoring}" in table.columns
+    by_folds = halving and summary.get("halving", {}).get("resource", "folds") == "folds"
+    if halving:  # ranked as shown: the last rung's first (cv_results ranks every row)
+        table = table.assign(**{f"rank_test_{scoring}": range(1, len(table) + 1)})
     lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}"
-             + (f"{'p':>7}" if compared else "") + (f"{'folds':>6}" if halving else "")
+             + (f"{'p':>7}" if compared else "") + (f"{'folds':>6}" if by_folds else "")
              + "  " + "  ".join(varying)]
     failed = []
     for (_, row), values in zip(table.iterrows(), params, strict=True):
@@ -165,7 +168,7 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
             score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
         p = row.get(f"pvalue_vs_best_{scoring}")
         shown = (f"{p:7.3f}" if isinstance(p, float) and p == p else " " * 7) if compared else ""
-        shown += f"{int(row['n_resources']):>6}" if halving else ""
+        shown += f"{int(row['n_resources']):>6}" if by_folds else ""
         lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}"
                      f"{shown}  " + "  ".join(_short(values.get(k)) for k in varying))
     notes = [""] + failed if failed else []

@@ -206,14 +206,18 @@ def plan(search: Search, local: bool = True) -> Plan:
     folds = list(range(schema["folds"]))
     rungs = None
     if halving is not None:
-        from foldwise.components.core.rungs import check_halving, schedule
+        from foldwise.components.core.rungs import check_epochs_candidates, plan_schedule
 
         arguments.update(n_candidates=n_iter if space else 0, halving=halving)
-        planned = schedule(check_halving(halving, len(folds)), len(configs))
+        settings, planned = plan_schedule(halving, len(folds), configs)
+        if settings["resource"] == "epochs":
+            check_epochs_candidates(configs, settings["max_resources"])
         rungs = planned.n_iterations
         loops, start = {}, 0
         for rung, (count, end) in enumerate(zip(planned.n_candidates, planned.n_resources,
                                                 strict=True)):
+            if settings["resource"] == "epochs":
+                start, end = 0, len(folds)
             loops["trials" if rung == 0 else f"trials-rung-{rung}"] = len(plan_trials(
                 configs[:count], folds[start:end], packing))
             start = end
@@ -240,13 +244,17 @@ def _search_size(search: Search, grid: list, space: list, folds: int,
     if bool(grid) == bool(space):
         raise FoldwiseError("halving-search needs its candidates: a grid (lists of values) or a "
                             "space with distributions, not both")
-    from foldwise.components.core.rungs import check_halving, exhaust_candidates
+    from foldwise.components.core.rungs import (
+        check_halving,
+        exhaust_candidates,
+        fixed_epochs,
+    )
 
     halving = {name: search.choice[name] for name in options.HALVING}
-    check_halving(halving, folds)
+    check_halving(halving, folds, fixed_epochs(search.model))
     n_candidates = int(search.choice.get("n_candidates") or 0)
     if space and n_candidates < 1:
-        n_candidates = exhaust_candidates(halving, folds)
+        n_candidates = exhaust_candidates(halving, folds, fixed_epochs(search.model))
     return n_candidates, halving
 
 

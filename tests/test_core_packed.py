@@ -112,6 +112,41 @@ def test_a_resumed_run_ends_with_the_uninterrupted_model(tmp_path):
     assert other.resumed_from_epoch == 0  # another seed's checkpoint is not resumed
 
 
+@pytest.mark.parametrize("settings", [{"optimizer": "adam", "dropout": 0.1},
+                                      {"optimizer": "rmsprop", "momentum": 0.5}])
+def test_a_survivor_continued_in_another_pack_ends_as_a_run_of_the_whole_budget(tmp_path,
+                                                                             settings):
+    from foldwise.components.core.packed import load_state, save_state
+
+    # Three members of different widths train 2 epochs; two of them go on to 5 epochs in a
+    # pack of their own (the widest gone), from their saved states.
+    specs = [normalize_spec({"hidden_units": [units], "epochs": 5, "batch_size": 16,
+                             **settings}, "regression") for units in (4, 9, 6)]
+    data = [table(rows, "regression") for rows in (70, 64, 75)]
+    streams = [Stream(x, y, None, None, 3 + k, spec)
+               for k, ((x, y), spec) in enumerate(zip(data, specs, strict=True))]
+    short = [Stream(s.x_fit, s.y_fit, None, None, s.seed, {**s.spec, "epochs": 2})
+             for s in streams]
+    first = fit_packed(short, task="regression", n_classes=None, keep_state=True)
+    assert [state["epochs"] for state in first.states] == [2, 2, 2]
+    for k, state in enumerate(first.states):
+        save_state(state, str(tmp_path / f"state-{k}.npz"))
+    survivors = [0, 2]
+    continued = fit_packed([streams[k] for k in survivors], task="regression", n_classes=None,
+                           initial=[load_state(str(tmp_path / f"state-{k}.npz"))
+                                    for k in survivors])
+    whole = fit_packed([streams[k] for k in survivors], task="regression", n_classes=None)
+    for ours, theirs in zip(continued.histories, whole.histories, strict=True):
+        assert ours.keys() == theirs.keys()  # packs of other widths: equal to float rounding
+        np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-6)
+    for ours, theirs in zip(continued.models, whole.models, strict=True):
+        for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="other data, seed or model options"):
+        fit_packed([streams[1]], task="regression", n_classes=None,
+                   initial=[load_state(str(tmp_path / "state-0.npz"))])
+
+
 def test_train_folds_packs_and_returns_what_each_fold_alone_returns():
     folds = []
     for rows in (70, 66, 73):

@@ -236,7 +236,7 @@ def test_the_one_standard_error_refit_picks_the_simplest_close_configuration():
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"resource": "rows"}, "resource must be one of"),
-    ({"resource": "epochs"}, "not available yet"),
+    ({"resource": "epochs", "max_resources": 0}, "needs the epochs of the last rung"),
     ({"elimination": "tournament"}, "elimination must be one of"),
     ({"max_resources": 9}, "at most 5"),
     ({"confidence": 1.5}, "confidence"),
@@ -253,3 +253,54 @@ def test_racing_rungs_start_with_two_folds_and_end_with_every_fold():
     planned = rungs.schedule(settings, 24)
     assert planned.n_resources == [2, 4, 8, 10]
     assert pd.Series(planned.n_resources).is_monotonic_increasing
+
+
+def _configs(n, **params):
+    return [{"config_id": f"c{i}", "params": {"estimator": "keras", "epochs": 9,
+                                              "early_stopping": False, **params},
+             "searched": {}} for i in range(n)]
+
+
+def test_epochs_rungs_train_every_fold_and_go_on_from_the_last_rungs_states():
+    plan = rungs.first_rung(_configs(9), [0, 1, 2], {"resource": "epochs", "factor": 3}, 3,
+                            "folds")
+    assert plan["schedule"]["n_resources"] == [1, 3, 9]  # exhaust: 9 epochs // 3**2
+    assert all(task["folds"] == [0, 1, 2] for task in plan["tasks"])
+    assert all(task["tags"]["epochs"] == 1 and task["tags"]["continue"] == {}
+               for task in plan["tasks"])
+    files = {}
+    for task in plan["tasks"]:
+        (config,) = task["configs"]
+        score = int(config["config_id"][1:]) / 10
+        files[f"mem://{config['config_id']}"] = json.dumps([
+            {**_entry(config["config_id"], fold, score, 0, 1), "resource": "epochs",
+             "state": f"mem://{config['config_id']}/fold-{fold}/state.npz"}
+            for fold in (0, 1, 2)])
+    second = rungs.next_rung(plan, list(files), lambda uri: files[uri], "r2", "folds")
+    assert second["alive"] == ["c6", "c7", "c8"]
+    task = next(t for t in second["tasks"] if t["configs"][0]["config_id"] == "c7")
+    assert task["tags"]["epochs"] == 3
+    assert task["tags"]["continue"] == {f"c7|{k}": f"mem://c7/fold-{k}/state.npz"
+                                        for k in (0, 1, 2)}
+
+
+@pytest.mark.parametrize(("configs", "message"), [
+    (_configs(2) + [{"config_id": "x", "params": {"estimator": "keras", "epochs": 4},
+                     "searched": {}}], "leave epochs out of the grid"),
+    (_configs(3, early_stopping=True), "leave --early-stopping out"),
+])
+def test_epochs_halving_refuses_what_it_cannot_train_on(configs, message):
+    with pytest.raises(FoldwiseError, match=message):
+        rungs.first_rung(configs, [0, 1], {"resource": "epochs", "max_resources": 4}, 2,
+                         "folds")
+
+
+def test_epochs_cv_results_have_each_rungs_models_as_its_row():
+    results = [{**_entry("a", k, 0.5, 0, 1), "resource": "epochs"} for k in (0, 1)]
+    results += [{**_entry("b", k, 0.6, 0, 1), "resource": "epochs"} for k in (0, 1)]
+    results += [{**_entry("b", k, 0.8 + k / 10, 1, 3), "resource": "epochs"} for k in (0, 1)]
+    table = aggregate.cv_results(results, ["r2"])
+    assert list(zip(table["config_id"], table["iter"], table["n_resources"], strict=True)) == [
+        ("a", 0, 1), ("b", 0, 1), ("b", 1, 3)]
+    assert table.iloc[1]["mean_test_r2"] == pytest.approx(0.6)
+    assert table.iloc[2]["mean_test_r2"] == pytest.approx(0.85)

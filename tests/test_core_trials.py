@@ -114,3 +114,37 @@ def test_a_table_of_another_fold_still_raises(fold_data, tmp_path):
     write_fold_table(table, fold_file(wrong, 1), 0, FEATURES)
     with pytest.raises(RuntimeError, match="trial for fold 1 was handed the table of fold 0"):
         run_trials(str(wrong), SCHEMA, [HEALTHY], [1], seed=0, model_dir=str(tmp_path / "m"))
+
+
+def test_an_epochs_rung_survivor_goes_on_to_the_weights_of_a_run_of_the_whole_budget(
+        fold_data, tmp_path):
+    """Halving by epochs: rung 0 trains 2 epochs, rung 1 goes on to 5 from the saved states."""
+    import keras
+
+    folder, _ = fold_data
+    configs = [config(learning_rate=0.05, optimizer="adam", epochs=5, dropout=0.1),
+               config(learning_rate=0.01, optimizer="adam", epochs=5, hidden_units=[4])]
+    first = run_trials(str(folder), SCHEMA, configs, [0, 1], seed=4,
+                       model_dir=str(tmp_path / "rung0"), model_uri=str(tmp_path / "rung0"),
+                       tags={"rung": 0, "n_resources": 2, "resource": "epochs", "epochs": 2})
+    assert [s["epochs_run"] for s in first.summaries] == [2, 2, 2, 2]
+    states = {f"{s['config_id']}|{s['fold']}": s["state"] for s in first.summaries}
+    survivor = configs[0]
+    states = {key: uri for key, uri in states.items() if key.startswith(survivor["config_id"])}
+    second = run_trials(str(folder), SCHEMA, [survivor], [0, 1], seed=4,
+                        model_dir=str(tmp_path / "rung1"), model_uri=str(tmp_path / "rung1"),
+                        tags={"rung": 1, "n_resources": 5, "resource": "epochs", "epochs": 5,
+                              "continue": states})
+    whole = run_trials(str(folder), SCHEMA, [survivor], [0, 1], seed=4,
+                       model_dir=str(tmp_path / "whole"))
+    for went_on, uninterrupted in zip(second.summaries, whole.summaries, strict=True):
+        assert went_on["devices"]["continued_from_epoch"] == 2
+        assert went_on["params"]["epochs"] == 5 and went_on["rung"] == 1
+        assert went_on["scores"] == pytest.approx(uninterrupted["scores"], rel=1e-5)
+        path = f"{survivor['config_id']}/fold-{went_on['fold']}/model.keras"
+        ours = keras.saving.load_model(tmp_path / "rung1" / path).get_weights()
+        theirs = keras.saving.load_model(tmp_path / "whole" / path).get_weights()
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert second.histories[survivor["config_id"]]["0"]["loss"] == pytest.approx(
+        whole.histories[survivor["config_id"]]["0"]["loss"], rel=1e-6)

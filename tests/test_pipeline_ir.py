@@ -122,3 +122,46 @@ def test_grid_search_refits_reports_and_exports_last(tmp_path):
     assert parameters["param_grid"]["parameterType"] == "LIST"
     assert ir["components"]["comp-report"]["outputDefinitions"]["artifacts"]["page"][
         "artifactType"]["schemaTitle"] == "system.HTML"
+
+
+@pytest.mark.parametrize("platform", ["kfp", "vertex"])
+def test_halving_rungs_are_stages_of_one_static_dag(platform, tmp_path):
+    from foldwise.pipelines.cli import main
+
+    out = tmp_path / "halving.yaml"
+    assert main(["compile", "halving-search", "--rungs", "3", "--accelerator", "nvidia-l4:1",
+                 "--platform", platform, "--out", str(out)]) == 0
+    ir = yaml.safe_load(out.read_text().split("\n---\n")[0])
+    found = loops(ir)
+    assert set(found) == {"folds", "trials", "trials-rung-1", "trials-rung-2"}
+    tasks = ir["root"]["dag"]["tasks"]
+    named = {task["taskInfo"]["name"]: key for key, task in tasks.items()}  # shown → key
+    assert set(named) >= {"rung-1", "rung-2", "rung-3", "aggregate"}
+    for rung in (1, 2):  # each rung's loop runs over the tasks its plan step returns
+        task, component = found[f"trials-rung-{rung}"]
+        assert task["parameterIterator"]["items"]["inputParameter"].endswith(
+            f"{named[f'rung-{rung}']}-Output")
+        (train,) = component["dag"]["tasks"].values()
+        assert train["taskInfo"]["name"] == "train"
+        train = train["inputs"]
+        assert train["artifacts"]["plan"]["componentInputArtifact"].endswith(
+            f"{named[f'rung-{rung}']}-plan")
+        assert "taskOutputParameter" not in str(train.get("parameters", {}))
+    collected = tasks["aggregate"]["inputs"]["parameters"]["fold_results"]
+    assert collected["taskOutputParameter"]["producerTask"] == named["rung-3"]
+    executors = ir["deploymentSpec"]["executors"]
+    trains = [name for name in executors if name.startswith("exec-train")]
+    assert len(trains) == 3  # one per rung, each on the accelerator
+    for name in trains:
+        assert "accelerator" in executors[name]["container"]["resources"], name
+    assert "halving" in ir["root"]["inputDefinitions"]["parameters"]
+
+
+def test_random_search_samples_in_its_plan_step(tmp_path):
+    from foldwise.pipelines.random_search import random_search
+
+    ir = compile_ir(random_search, tmp_path)
+    plan = ir["root"]["dag"]["tasks"]["plan-trials"]["inputs"]["parameters"]
+    assert plan["param_distributions"]["componentInputParameter"] == "param_distributions"
+    assert plan["n_iter"]["componentInputParameter"] == "n_iter"
+    assert plan["seed"]["componentInputParameter"] == "seed"

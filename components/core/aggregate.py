@@ -73,9 +73,14 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     add_comparisons(table, scoring, *fold_sizes(results))
     described = summary(schema, table, names, scoring, versions, refit)
     best_id = described["best_config_id"]
-    best = sorted((r for r in results if r["config_id"] == best_id), key=lambda r: r["fold"])
-    if "iter" in table.columns:  # halving: the folds it was scored on (the last rung's row)
-        described["halving"] = halving_summary(table)
+    best = [r for r in results if r["config_id"] == best_id]
+    if any(r.get("resource") == "epochs" for r in best):  # the models of its last rung
+        last = max(int(r["rung"]) for r in best)
+        best = [r for r in best if int(r["rung"]) == last]
+    best = sorted(best, key=lambda r: r["fold"])
+    if "iter" in table.columns:  # halving: its rungs, as scikit-learn's fitted attributes
+        described["halving"] = {**halving_summary(table), "resource": "epochs" if any(
+            r.get("resource") == "epochs" for r in results) else "folds"}
     described["best_split_times"] = {timing: [float(r[timing]) for r in best]
                                      for timing in ("fit_time", "score_time")}
     pooled, histories = best_predictions(best, read_bytes)
@@ -172,8 +177,10 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
 
     rows = []
     for cid, results in by_config.items():
-        by_fold = {r["fold"]: r for r in results}
-        if len(by_fold) != len(results) or (not halving and sorted(by_fold) != folds):
+        by_fold = {(r["fold"], r.get("rung") if r.get("resource") == "epochs" else None): r
+                   for r in results}
+        if len(by_fold) != len(results) or (not halving and sorted(
+                fold for fold, _ in by_fold) != folds):
             raise FoldwiseError(
                 f"config {cid} has results for folds {sorted(r['fold'] for r in results)}, "
                 f"expected each of {folds} once"
@@ -181,10 +188,12 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         if not halving:
             rows.append(_row(cid, results, folds, param_names, metric_names))
             continue
-        # One row per rung the candidate ran in, on every fold scored up to that rung, as
-        # scikit-learn's Halving*SearchCV gives one row per (candidate, iteration).
+        # One row per rung the candidate ran in, as scikit-learn's Halving*SearchCV gives one
+        # row per (candidate, iteration): by folds, on every fold scored up to that rung; by
+        # epochs, that rung's models (every fold, trained to its epochs).
         for rung in sorted({int(r["rung"]) for r in results}):
-            scored = [r for r in results if int(r["rung"]) <= rung]
+            scored = [r for r in results if (int(r["rung"]) == rung if r.get("resource") ==
+                                             "epochs" else int(r["rung"]) <= rung)]
             row = _row(cid, scored, folds, param_names, metric_names)
             resources = max(int(r["n_resources"]) for r in scored)
             rows.append({"iter": rung, "n_resources": resources, **row})

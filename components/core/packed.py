@@ -28,7 +28,10 @@ NaN) stay in it. Its history ends with the epoch whose loss was not finite, as K
 Epoch ``e`` of a sub-model visits its rows in the order ``default_rng([seed, e])`` draws, and
 dropout masks are stateless functions of (seed, epoch, step, layer): a run's data order and
 masks depend on nothing but those numbers, so an interrupted run resumed from its last
-epoch's checkpoint ends with the same weights as an uninterrupted one.
+epoch's checkpoint ends with the same weights as an uninterrupted one. For the same reason a
+sub-model can be continued from its own state (:meth:`PackResult.states`, ``initial``), in a
+pack of other mates: successive halving by epochs trains its survivors on from where the last
+rung left them, to the weights a run of the whole budget ends with.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class PackResult:
     epochs: list[int] = field(default_factory=list)
     outputs: list = field(default_factory=list)  # each model's raw output on its ``predict`` rows
     predict_time: float = 0.0
+    states: list = field(default_factory=list)  # with keep_state: each one's state to go on from
 
 
 def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
@@ -96,7 +100,8 @@ def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
 
 def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
                checkpoint_dir: str | None = None,
-               predict: list[np.ndarray] | None = None) -> PackResult:
+               predict: list[np.ndarray] | None = None,
+               initial: list[dict] | None = None, keep_state: bool = False) -> PackResult:
     """Train one fresh model per stream, all at once; see the module docstring.
 
     Args:
@@ -108,6 +113,13 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
             ignored and overwritten.
         predict: Rows per stream to compute the trained models' raw outputs on, all in one
             graph call (what each Keras model's ``predict`` gives, to float rounding).
+        initial: Each stream's state to continue from (:func:`member_state`), all after the
+            same number of epochs; training runs on from there to the spec's ``epochs``.
+        keep_state: Return each sub-model's state at the end (``states``), to continue from.
+
+    Raises:
+        ValueError: Streams that cannot share a pack, or ``initial`` states that are not
+            these streams' or not after one same epoch.
 
     Returns:
         Keras models holding the trained weights (the best epoch's with early stopping), and
@@ -128,10 +140,13 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
         seed_everything(stream.seed)
         models.append(build_model(stream.spec, stream.x_fit.shape[1], task, n_classes))
     trainer = _StackedTrainer(models, streams, output_kind(task, n_classes), keras, tf)
+    trainer.task, trainer.n_classes = task, n_classes
     fingerprint = _fingerprint(streams, task, n_classes)
     path = None if checkpoint_dir is None else os.path.join(checkpoint_dir, CHECKPOINT_FILE)
     state = _EarlyStopping(streams)
-    start = trainer.restore(path, fingerprint, state) if path else 0
+    continued = trainer.continue_from(initial, state) if initial else 0
+    restored = trainer.restore(path, fingerprint, state) if path else 0
+    start = restored or continued
 
     spec = streams[0].spec
     for epoch in range(start, spec["epochs"]):
@@ -142,15 +157,51 @@ def fit_packed(streams: list[Stream], *, task: str, n_classes: int | None,
         if state.all_stopped():
             break
     fit_time = time.perf_counter() - started
+    states = ([trainer.member_state(k, state) for k in range(len(streams))] if keep_state
+              else [])
     finals = [state.final_weights(k, trainer) for k in range(len(streams))]
     for model, weights in zip(models, finals, strict=True):
         model.set_weights(weights)
         model.optimizer.build(model.trainable_variables)  # saved as a fresh optimizer
     started = time.perf_counter()
     outputs = [] if predict is None else trainer.outputs(finals, predict)
-    return PackResult(models, state.histories, fit_time, start,
+    return PackResult(models, state.histories, fit_time, restored,
                       [len(h["loss"]) for h in state.histories], outputs,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, states)
+
+
+def member_fingerprint(stream: Stream, task: str, n_classes: int | None) -> str:
+    """What a sub-model's state must have been made from to be continued (not ``epochs``)."""
+    return _fingerprint([stream], task, n_classes)
+
+
+def save_state(state: dict, path: str) -> None:
+    """Write a sub-model's state (:meth:`PackResult.states`) as ``.npz``: temp, then rename."""
+    arrays = {"fingerprint": np.array(state["fingerprint"]), "epochs": np.array(state["epochs"]),
+              "count": np.array(state["count"]), "history": np.array(json.dumps(
+                  state["history"])), "optimizer": np.array(state["optimizer"])}
+    arrays.update({f"var_{i}": w for i, w in enumerate(state["variables"])})
+    for name, slot in state["slots"].items():
+        arrays.update({f"slot_{name}_{i}": w for i, w in enumerate(slot)})
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = path + ".partial.npz"
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+
+
+def load_state(path: str) -> dict:
+    """A sub-model's state as :func:`save_state` wrote it."""
+    with np.load(path) as arrays:
+        def numbered(prefix: str) -> list[np.ndarray]:
+            names = sorted((n for n in arrays.files if n.startswith(prefix)),
+                           key=lambda n: int(n.rsplit("_", 1)[1]))
+            return [arrays[n] for n in names]
+
+        slots = {n.split("_")[1] for n in arrays.files if n.startswith("slot_")}
+        return {"fingerprint": str(arrays["fingerprint"]), "epochs": int(arrays["epochs"]),
+                "count": float(arrays["count"]), "history": json.loads(str(arrays["history"])),
+                "optimizer": str(arrays["optimizer"]), "variables": numbered("var_"),
+                "slots": {name: numbered(f"slot_{name}_") for name in sorted(slots)}}
 
 
 def _fingerprint(streams: list[Stream], task: str, n_classes: int | None) -> str:
@@ -443,6 +494,57 @@ class _StackedTrainer:
         x, _, _ = self._padded(parts, max(max(len(x) for x in rows), 1))
         raw = self.tf.function(lambda batch: self._forward(batch, False))(x).numpy()
         return [raw[k, :len(own)] for k, own in enumerate(rows)]
+
+    def _own(self, stacked: np.ndarray, k: int, i: int) -> np.ndarray:
+        """Sub-model ``k``'s own part of variable ``i``'s stacked (padded) values."""
+        return stacked[k].reshape(self.shapes[i])[tuple(slice(0, s) for s in
+                                                        self.own_shapes[k][i])]
+
+    def _embed(self, variable, k: int, i: int, own: np.ndarray) -> None:
+        """Put sub-model ``k``'s own values of variable ``i`` into the stacked one (padding 0)."""
+        if tuple(own.shape) != tuple(self.own_shapes[k][i]):
+            raise ValueError(f"a state of shape {own.shape} for a weight of shape "
+                             f"{self.own_shapes[k][i]}")
+        full = np.zeros(self.shapes[i], "float32")
+        full[tuple(slice(0, s) for s in own.shape)] = own
+        stacked = variable.numpy()
+        stacked[k] = full.reshape(stacked[k].shape)
+        variable.assign(stacked)
+
+    def member_state(self, k: int, stopping: _EarlyStopping) -> dict:
+        """Sub-model ``k``'s state after the last epoch run: weights, optimizer, history."""
+        return {"fingerprint": member_fingerprint(self.streams[k], self.task, self.n_classes),
+                "epochs": len(stopping.histories[k]["loss"]),
+                "count": float(self.counts.numpy()[k]), "history": stopping.histories[k],
+                "optimizer": self.optimizer,
+                "variables": [self._own(v.numpy(), k, i) for i, v in enumerate(self.variables)],
+                "slots": {name: [self._own(v.numpy(), k, i) for i, v in enumerate(slot)]
+                          for name, slot in self.slots.items()}}
+
+    def continue_from(self, states: list[dict], stopping: _EarlyStopping) -> int:
+        """Load each sub-model's own state; return the epoch they all continue from."""
+        if len(states) != len(self.streams):
+            raise ValueError(f"{len(states)} states for {len(self.streams)} sub-models")
+        epochs = {int(s["epochs"]) for s in states}
+        if len(epochs) != 1:
+            raise ValueError(f"states after different epochs {sorted(epochs)} cannot continue "
+                             "in one pack")
+        counts = self.counts.numpy()
+        for k, state in enumerate(states):
+            expected = member_fingerprint(self.streams[k], self.task, self.n_classes)
+            if state["fingerprint"] != expected or state["optimizer"] != self.optimizer:
+                raise ValueError(f"sub-model {k}'s state was made from other data, seed or "
+                                 "model options")
+            for i, variable in enumerate(self.variables):
+                self._embed(variable, k, i, state["variables"][i])
+            for name, slot in self.slots.items():
+                for i, variable in enumerate(slot):
+                    self._embed(variable, k, i, state["slots"][name][i])
+            counts[k] = state["count"]
+            stopping.histories[k] = {key: list(values) for key, values in
+                                     state["history"].items()}
+        self.counts.assign(counts)
+        return epochs.pop()
 
     def weights_of(self, k: int) -> list[np.ndarray]:
         return [v.numpy()[k].reshape(shape)[tuple(slice(0, size) for size in own)]

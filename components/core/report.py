@@ -259,10 +259,13 @@ def _comparison_note(summary: dict) -> list[str]:
                      ".</p>")
     halving = summary.get("halving")
     if halving:
-        steps = ", ".join(f"{n} on {r} fold{'s' if r > 1 else ''}" for n, r in zip(
+        unit = "fold" if halving.get("resource", "folds") == "folds" else "epoch"
+        steps = ", ".join(f"{n} × {r} {unit}{'s' if r > 1 else ''}" for n, r in zip(
             halving["n_candidates"], halving["n_resources"], strict=True))
+        kept = ("the scores of the folds it was scored on" if unit == "fold" else
+                "its scores after the epochs it was trained")
         notes.append(f"<p class='sub'>Successive rungs: {html.escape(steps)}. A configuration "
-                     "dropped early keeps the scores of the folds it was scored on.</p>")
+                     f"dropped early keeps {kept}.</p>")
     return notes
 
 
@@ -271,13 +274,16 @@ def _results_table(cv: pd.DataFrame, summary: dict) -> str:
     names = list(summary["metrics"])
     compared = f"pvalue_vs_best_{scoring}" in cv.columns
     halving = "iter" in cv.columns
+    unit = summary.get("halving", {}).get("resource", "folds")
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     head += "<th>Δ</th><th>p</th>" if compared else ""
-    head += "<th>folds</th>" if halving else ""
+    head += f"<th>{unit}</th>" if halving else ""
     rows = []
-    order = (cv.sort_values(["iter", f"rank_test_{scoring}"], ascending=[False, True],
-                            kind="stable") if halving
-             else cv.sort_values(f"rank_test_{scoring}", kind="stable"))
+    order = cv.sort_values(f"rank_test_{scoring}", kind="stable")
+    if halving:  # the last rung's first, ranked as shown (cv_results ranks every row)
+        order = cv.sort_values(["iter", f"rank_test_{scoring}"], ascending=[False, True],
+                               kind="stable")
+        order = order.assign(**{f"rank_test_{scoring}": range(1, len(order) + 1)})
     for _, row in order.iterrows():
         classes = ["best"] if row["config_id"] == summary["best_config_id"] else []
         if "sklearn_mlp" in row["params"]:

@@ -1,10 +1,15 @@
-"""Successive halving and racing by folds, planned rung by rung.
+"""Successive halving and racing by folds or by epochs, planned rung by rung.
 
 A halving search is one static DAG: a rung is a plan step (which candidates, which folds)
 followed by a loop of train tasks. The plan is a JSON artifact that carries the search
-forward: the schedule, the candidates still in, and the URIs of every result so far. Rung
-``r`` scores its survivors on folds ``n_resources[r-1] .. n_resources[r] - 1`` only: the folds
-a candidate was scored on before are kept, never trained again.
+forward: the schedule, the candidates still in, and the URIs of every result so far.
+
+- ``resource="folds"``: rung ``r`` scores its survivors on folds ``n_resources[r-1] ..
+  n_resources[r] - 1`` only: the folds a candidate was scored on before are kept, never
+  trained again.
+- ``resource="epochs"``: rung ``r`` trains its survivors on every fold to ``n_resources[r]``
+  epochs, each model going on from the state the previous rung left it in
+  (``core.packed``), so it ends as a run of all those epochs does.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ HALVING_KEYS = ("factor", "resource", "min_resources", "max_resources",
                 "aggressive_elimination", "elimination", "confidence")
 
 
-def check_halving(settings: dict, folds: int) -> dict:
-    """The halving settings, checked and completed (``max_resources``: the folds).
+def check_halving(settings: dict, folds: int, epochs: int | None = None) -> dict:
+    """The halving settings, checked and completed.
+
+    ``max_resources`` defaults to the folds, or (``resource="epochs"``) to ``epochs``, the
+    candidates' epochs.
 
     Raises:
         FoldwiseError: An unknown setting or value (the message names it).
@@ -40,9 +48,6 @@ def check_halving(settings: dict, folds: int) -> dict:
     resource = settings.get("resource") or "folds"
     if resource not in RESOURCES:
         raise FoldwiseError(f"resource must be one of {', '.join(RESOURCES)}, got {resource!r}")
-    if resource == "epochs":
-        raise FoldwiseError("resource='epochs' is not available yet: halve by folds "
-                            "(resource='folds')")
     elimination = settings.get("elimination") or "halving"
     if elimination not in ELIMINATIONS:
         raise FoldwiseError(f"elimination must be one of {', '.join(ELIMINATIONS)}, got "
@@ -50,15 +55,23 @@ def check_halving(settings: dict, folds: int) -> dict:
     confidence = float(settings.get("confidence") or 0.95)
     if not 0.5 <= confidence < 1.0:
         raise FoldwiseError(f"confidence must be in [0.5, 1), got {confidence!r}")
-    maximum = int(settings.get("max_resources") or folds)
-    if not 1 <= maximum <= folds:
-        raise FoldwiseError(f"max_resources is {maximum} folds but the run has {folds}: give "
-                            f"at most {folds}, or more folds")
+    if resource == "folds":
+        maximum = int(settings.get("max_resources") or folds)
+        if not 1 <= maximum <= folds:
+            raise FoldwiseError(f"max_resources is {maximum} folds but the run has {folds}: "
+                                f"give at most {folds}, or more folds")
+    else:
+        maximum = int(settings.get("max_resources") or epochs or 0)
+        if maximum < 1:
+            raise FoldwiseError("resource='epochs' needs the epochs of the last rung: give "
+                                "--epochs (or max_resources)")
     minimum = settings.get("min_resources") or ("smallest" if elimination == "racing"
                                                 else "exhaust")
+    if isinstance(minimum, str) and minimum.isdigit():
+        minimum = int(minimum)
     if isinstance(minimum, float) and minimum.is_integer():
         minimum = int(minimum)
-    if elimination == "racing" and (minimum in ("smallest", "exhaust")):
+    if elimination == "racing" and resource == "folds" and minimum in ("smallest", "exhaust"):
         minimum = min(2, maximum)  # the paired test needs two folds
     if not (minimum in ("smallest", "exhaust") or isinstance(minimum, int)):
         raise FoldwiseError(f"min_resources must be a whole number, 'smallest' or 'exhaust', "
@@ -85,7 +98,7 @@ def schedule(settings: dict, n_candidates: int) -> Schedule:
     resources, size = [], planned.min_resources
     while size < settings["max_resources"]:
         resources.append(size)
-        size = int(size * settings["factor"])
+        size = max(size + 1, int(size * settings["factor"]))
     resources.append(settings["max_resources"])
     return Schedule(resources, [n_candidates] * len(resources), planned.min_resources,
                     planned.max_resources, len(resources), planned.n_required_iterations)
@@ -106,7 +119,9 @@ def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
         FoldwiseError: The search needs another number of rungs than the pipeline has.
     """
     folds = sorted(int(f) for f in fold_ids)
-    settings = check_halving(settings, len(folds))
+    settings = check_halving(settings, len(folds), candidate_epochs(configs))
+    if settings["resource"] == "epochs":
+        check_epochs_candidates(configs, settings["max_resources"])
     planned = schedule(settings, len(configs))
     if planned.n_iterations != int(rungs):
         raise FoldwiseError(
@@ -126,13 +141,44 @@ def _with_tasks(plan: dict, packing: str) -> dict:
     rung, resources = plan["rung"], plan["schedule"]["n_resources"]
     if rung >= len(resources):
         return {**plan, "tasks": []}
-    start = resources[rung - 1] if rung else 0
-    folds = plan["folds"][start:resources[rung]]
     alive = set(plan["alive"])
     configs = [c for c in plan["candidates"] if c["config_id"] in alive]
-    tasks = plan_trials(configs, folds, packing)
     tags = {"rung": rung, "n_resources": resources[rung]}
+    if plan["settings"]["resource"] == "epochs":
+        tasks = plan_trials(configs, plan["folds"], packing)
+        tags.update(resource="epochs", epochs=resources[rung])
+        states = plan.get("states", {})
+        return {**plan, "tasks": [{**task, "tags": {**tags, "continue": {
+            key: states[key] for key in (f"{c['config_id']}|{fold}" for c in task["configs"]
+                                         for fold in task["folds"]) if key in states}}}
+            for task in tasks]}
+    start = resources[rung - 1] if rung else 0
+    folds = plan["folds"][start:resources[rung]]
+    tasks = plan_trials(configs, folds, packing)
     return {**plan, "tasks": [{**task, "tags": tags} for task in tasks]}
+
+
+def candidate_epochs(configs: list[dict]) -> int | None:
+    """The candidates' one number of epochs (``None`` if they differ)."""
+    epochs = {c["params"].get("epochs") for c in configs}
+    return int(epochs.pop()) if len(epochs) == 1 and None not in epochs else None
+
+
+def check_epochs_candidates(configs: list[dict], max_epochs: int) -> None:
+    """Candidates that halving by epochs can train on from rung to rung.
+
+    Raises:
+        FoldwiseError: The grid varies epochs (the resource), or early stopping is on.
+    """
+    if candidate_epochs(configs) is None:
+        raise FoldwiseError("resource='epochs' hands out the epochs: leave epochs out of the "
+                            "grid and give --epochs (the last rung's)")
+    if any(c["params"].get("early_stopping") for c in configs):
+        raise FoldwiseError("resource='epochs' decides when training stops: leave "
+                            "--early-stopping out")
+    if any(c["params"].get("estimator") == "sklearn_mlp" for c in configs):
+        raise FoldwiseError("resource='epochs' cannot go on with scikit-learn's MLP: leave "
+                            "--baseline out")
 
 
 def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
@@ -153,7 +199,8 @@ def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
     entries = [entry for uri in result_uris for entry in json.loads(read_bytes(uri))]
     rung = plan["rung"]
     settings, resources = plan["settings"], plan["schedule"]["n_resources"]
-    scored = plan["folds"][:resources[rung]]
+    by_epochs = settings["resource"] == "epochs"
+    scored = plan["folds"] if by_epochs else plan["folds"][:resources[rung]]
     known = _scores(plan, entries, scoring)
     alive = plan["alive"]
     table = {cid: [known.get((cid, fold), math.nan) for fold in scored] for cid in alive}
@@ -170,6 +217,9 @@ def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
     following = {**plan, "rung": rung + 1, "alive": kept, "history": history,
                  "results": [*plan["results"], *result_uris], "scores": {
                      f"{cid}|{fold}": value for (cid, fold), value in known.items()}}
+    if by_epochs:  # where each model's state is, to go on from
+        following["states"] = {f"{e['config_id']}|{int(e['fold'])}": e["state"]
+                               for e in entries if e.get("state")}
     return _with_tasks(following, packing)
 
 
@@ -186,9 +236,22 @@ def _scores(plan: dict, entries: list[dict], scoring: str) -> dict:
     return known
 
 
-def exhaust_candidates(settings: dict, folds: int) -> int:
+def fixed_epochs(model_spec: dict) -> int:
+    """The epochs every candidate has unless the grid varies them."""
+    from foldwise.components.core.model import MODEL_DEFAULTS
+
+    return int(model_spec.get("epochs") or MODEL_DEFAULTS["epochs"])
+
+
+def plan_schedule(halving: dict, folds: int, configs: list[dict]) -> tuple[dict, Schedule]:
+    """The checked settings and the schedule of a halving search of these candidates."""
+    settings = check_halving(halving, folds, candidate_epochs(configs))
+    return settings, schedule(settings, len(configs))
+
+
+def exhaust_candidates(settings: dict, folds: int, epochs: int | None = None) -> int:
     """``n_candidates="exhaust"``: ``max_resources // min_resources`` (scikit-learn's rule)."""
-    checked = check_halving(settings, folds)
+    checked = check_halving(settings, folds, epochs)
     minimum = checked["min_resources"]
     minimum = minimum if isinstance(minimum, int) else 1
     return max(1, checked["max_resources"] // minimum)

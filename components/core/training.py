@@ -127,6 +127,7 @@ class FoldResult:
     devices: dict  # device, strategy, replicas and precision the model was trained with
     estimator: str = "keras"  # the spec's estimator (``core.estimators``)
     fit_error: str = ""  # why the trial failed; empty when it did not
+    state: dict | None = None  # to continue training from (``core.packed.member_state``)
 
     @property
     def failed(self) -> bool:
@@ -165,7 +166,9 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
 
 def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, specs: list[dict],
                 seeds: list[int], checkpoint_dir: str | None = None,
-                error_score: str | float = "raise") -> list[FoldResult]:
+                error_score: str | float = "raise",
+                continue_from: list[dict | None] | None = None,
+                keep_state: bool = False) -> list[FoldResult]:
     """Train one fresh model per ``(data, spec, seed)``, each as :func:`train_fold` would.
 
     Keras models that :func:`~foldwise.components.core.packed.pack_key` can pack are trained
@@ -181,9 +184,16 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
     pack member is recorded as failed while its mates train on (sub-models share no weights,
     gradients, optimizer state or reductions), and a pack whose training raises as a whole
     is trained again member by member, each failure recorded on its own.
+
+    ``continue_from`` gives a model its state after some epochs (``FoldResult.state`` of an
+    earlier run with ``keep_state``): packed models train on from there to the spec's
+    ``epochs``, ending as a run of all those epochs does; a model the packed trainer does not
+    train (several GPUs, a TPU, mixed precision, a custom loss, a user's builder) trains them
+    all from the start, which ends the same way at the cost of the epochs run before.
     """
     from foldwise.components.core.packed import pack_key
 
+    continue_from = continue_from or [None] * len(datas)
     _check_error_score(error_score)
     kind = output_kind(task, n_classes)
     results: list[FoldResult | None] = [None] * len(datas)
@@ -212,7 +222,7 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
         for index, result in zip(members, _train_pack(
                 [datas[i] for i in members], [specs[i] for i in members],
                 [seeds[i] for i in members], kind, task, n_classes, single_device, folder,
-                error_score), strict=True):
+                error_score, [continue_from[i] for i in members], keep_state), strict=True):
             results[index] = result
     folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "vmapped")
     for index, result in zip(vectorized, _train_vectorized(
@@ -401,12 +411,13 @@ def _train_alone(data: FoldData, kind: str, task: str, n_classes: int | None, sp
 
 
 def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-                error_score) -> list[FoldResult]:
+                error_score, initial=None, keep_state=False) -> list[FoldResult]:
     """A pack's results; member by member when the pack as a whole raises (failures kept)."""
+    initial = initial or [None] * len(datas)
     if len(datas) > 1:
         try:
             return _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-                             error_score)
+                             error_score, initial, keep_state)
         except Exception as err:
             if error_score == "raise":
                 raise
@@ -419,14 +430,15 @@ def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir
         if checkpoint_dir is not None and len(datas) > 1:
             folder = os.path.join(checkpoint_dir, f"member-{index}")
         results.append(_recorded(
-            lambda d=data, s=spec, seed=seed, f=folder: _fit_pack(
-                [d], [s], [seed], kind, task, n_classes, plan, f, error_score)[0],
+            lambda d=data, s=spec, seed=seed, f=folder, i=initial[index]: _fit_pack(
+                [d], [s], [seed], kind, task, n_classes, plan, f, error_score, [i],
+                keep_state)[0],
             data, task, n_classes, spec, error_score))
     return results
 
 
 def _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-              error_score) -> list[FoldResult]:
+              error_score, initial=None, keep_state=False) -> list[FoldResult]:
     from foldwise.components.core.packed import Stream, fit_packed
 
     streams, states = [], []
@@ -437,18 +449,25 @@ def _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
                               x_stop.astype("float32"), y_stop, seed, spec))
         states.append(target_state)
+    given = initial if initial and all(s is not None for s in initial) else None
     packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir,
-                        predict=[data.x_validation for data in datas])
+                        predict=[data.x_validation for data in datas], initial=given,
+                        keep_state=keep_state)
     predicted = packed.predict_time / len(streams)  # the pack's times, shared out evenly
     devices = {**plan, "packed": len(streams)}
     if packed.resumed_from_epoch:
         devices["resumed_from_epoch"] = packed.resumed_from_epoch
+    if given:
+        devices["continued_from_epoch"] = int(given[0]["epochs"])
     share = packed.fit_time / len(streams)
-    return [_scored(data, task, n_classes, spec, Fitted(model, history, share, devices), state,
-                    keras_user_values(raw, kind, state), predicted, error_score)
-            for data, spec, model, history, state, raw in zip(
-                datas, specs, packed.models, packed.histories, states, packed.outputs,
-                strict=True)]
+    results = [_scored(data, task, n_classes, spec, Fitted(model, history, share, devices),
+                       state, keras_user_values(raw, kind, state), predicted, error_score)
+               for data, spec, model, history, state, raw in zip(
+                   datas, specs, packed.models, packed.histories, states, packed.outputs,
+                   strict=True)]
+    for result, member in zip(results, packed.states, strict=False):
+        result.state = member
+    return results
 
 
 def _scored(data: FoldData, task: str, n_classes: int | None, spec: dict, fitted: Fitted,

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,8 @@ from foldwise.components.core.training import (
 )
 
 CHECKPOINT_FOLDER = "checkpoint"
+STATE_FILE = "state.npz"  # a model's state to train on from (halving by epochs)
+SUMMARY_TAGS = ("rung", "n_resources", "resource")
 
 
 @dataclass
@@ -69,7 +72,8 @@ def checkpoint_dir(model_dir: str) -> str:
 
 def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *, seed: int,
                model_dir: str, predictions_uri: str = "", history_uri: str = "",
-               builder: dict | None = None, tags: dict | None = None) -> TrialsOutput:
+               builder: dict | None = None, tags: dict | None = None, model_uri: str = "",
+               read_bytes=None) -> TrialsOutput:
     """Train a fresh model per (configuration, fold), save each, and summarize them.
 
     Args:
@@ -87,7 +91,13 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         history_uri: Where the histories will be, recorded in each summary.
         builder: A user's builder with its source (the run's fixed model options carry it;
             configurations carry its reference only: ``core.builders.with_source``).
-        tags: Added to every summary (a halving rung's ``rung`` and ``n_resources``).
+        tags: A halving rung's: ``rung``, ``n_resources`` and ``resource`` are added to every
+            summary; with ``resource="epochs"``, ``epochs`` replaces each configuration's,
+            ``continue`` maps ``"<config_id>|<fold>"`` to the URI of the state to train on
+            from (read with ``read_bytes``), and each model's state is saved beside it
+            (:data:`STATE_FILE`), its URI under ``model_uri`` in the summary's ``state``.
+        model_uri: The URI of ``model_dir`` (where the next rung finds the states).
+        read_bytes: Reads the file a URI names (local path or ``gs://``).
 
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
@@ -100,16 +110,20 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     task, target, classes = schema["task"], schema["target"], schema["classes"]
     n_classes = class_count(schema)
     folds = [int(fold) for fold in folds]
+    tags = tags or {}
+    by_epochs = tags.get("resource") == "epochs"
     tables = {fold: read_fold_table(fold_file(fold_data, fold)) for fold in folds}
     trials, datas, specs = [], [], []
     for config in configs:
         for fold in folds:
             table, table_fold, features = tables[fold]
             params = with_source(config["params"], builder)
-            specs.append(check_trial(config["config_id"], fold, params, table_fold, task,
-                                     n_classes))
+            spec = check_trial(config["config_id"], fold, params, table_fold, task, n_classes)
+            specs.append({**spec, "epochs": int(tags["epochs"])} if by_epochs else spec)
             datas.append(split_fold(table, fold, target, features, schema))
             trials.append((config["config_id"], fold))
+    continue_from = [_state(tags.get("continue", {}).get(f"{cid}|{fold}"), read_bytes)
+                     for cid, fold in trials] if by_epochs else None
     from foldwise.components.core import reuse
 
     digests = {fold: file_sha256(fold_file(fold_data, fold)) for fold in folds}  # once each
@@ -121,7 +135,9 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     for index, result in zip(todo, train_folds(
             [datas[i] for i in todo], task=task, n_classes=n_classes,
             specs=[specs[i] for i in todo], seeds=[seed] * len(todo),
-            checkpoint_dir=checkpoint_dir(model_dir), error_score=float("nan")), strict=True):
+            checkpoint_dir=checkpoint_dir(model_dir), error_score=float("nan"),
+            continue_from=None if continue_from is None else [continue_from[i] for i in todo],
+            keep_state=by_epochs), strict=True):
         results[index] = result
     for index, key in enumerate(keys):
         if results[index] is None:  # finished by an earlier run of this run folder
@@ -139,6 +155,12 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             shutil.copytree(reuse.model_folder(previous[key]), folder, dirs_exist_ok=True)
         else:
             save_model(result, folder)
+        state_uri = ""
+        if result.state is not None:
+            from foldwise.components.core.packed import save_state
+
+            save_state(result.state, os.path.join(folder, STATE_FILE))
+            state_uri = f"{model_uri.rstrip('/')}/{config_id}/fold-{fold}/{STATE_FILE}"
         histories.setdefault(config_id, {})[str(fold)] = result.history
         frame = predictions_frame(data, fold, result.prediction, classes)
         frame.insert(0, "config_id", config_id)
@@ -154,7 +176,9 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "score_time": result.score_time, "epochs_run": result.epochs_run,
             "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
             "devices": result.devices, "predictions": predictions_uri, "history": history_uri,
-            "n_parameters": _parameter_count(result.model), **(tags or {}),
+            "n_parameters": _parameter_count(result.model),
+            **{k: tags[k] for k in SUMMARY_TAGS if k in tags},
+            **({"state": state_uri} if state_uri else {}),
         })
         records[key] = {**{k: summaries[-1][k] for k in (
             "config_id", "fold", "scores", "fit_error", "fit_time", "score_time",
@@ -168,6 +192,21 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     return TrialsOutput(summaries, histories, pd.concat(frames, ignore_index=True), logged,
                         trained[0] if trained else {},
                         [str(c) for c in classes] if classes else None, matrix)
+
+
+def _state(uri: str | None, read_bytes) -> dict | None:
+    """The model state at ``uri`` (``core.packed.load_state``), or ``None``."""
+    if not uri:
+        return None
+    import tempfile
+
+    from foldwise.components.core.packed import load_state
+
+    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
+        path = os.path.join(folder, STATE_FILE)
+        with open(path, "wb") as handle:
+            handle.write(read_bytes(uri) if read_bytes else Path(uri).read_bytes())
+        return load_state(path)
 
 
 def _parameter_count(model) -> int | None:
