@@ -206,12 +206,17 @@ def plan(search: Search, local: bool = True) -> Plan:
     folds = list(range(schema["folds"]))
     rungs = None
     if halving is not None:
-        from foldwise.components.core.rungs import check_epochs_candidates, plan_schedule
+        from foldwise.components.core.rungs import (
+            check_epochs_candidates,
+            check_no_baseline,
+            plan_schedule,
+        )
 
         arguments.update(n_candidates=n_iter if space else 0, halving=halving)
+        check_no_baseline(configs)
+        if halving.get("resource") == "epochs":
+            check_epochs_candidates(configs)
         settings, planned = plan_schedule(halving, len(folds), configs)
-        if settings["resource"] == "epochs":
-            check_epochs_candidates(configs, settings["max_resources"])
         rungs = planned.n_iterations
         loops, start = {}, 0
         for rung, (count, end) in enumerate(zip(planned.n_candidates, planned.n_resources,

@@ -162,3 +162,50 @@ def test_ranking_shows_a_failed_configuration_with_its_error(tmp_path):
     assert "0.9100 ± 0.0200" in lines[2] and lines[3].split()[:3] == ["2", "cfg-bad", "failed"]
     assert lines[-1] == "failed   cfg-bad: diverged: non-finite loss at epoch 1"
     assert "nan" not in "\n".join(lines)
+
+
+SEARCH_CASES = {
+    "space not YAML": ("random-search", "learning_rate: {loguniform: [1e-4, 1e-1\n", [],
+                       r"is not valid YAML \(line"),
+    "distribution without bounds": ("random-search", "learning_rate: {loguniform: [0.1]}\n",
+                                    [], r"loguniform takes two numbers \[low, high\]"),
+    "unknown distribution": ("random-search", "dropout: {beta: [1, 2]}\n", [],
+                             r"loguniform \| uniform \| randint \| choice"),
+    "unknown sampled parameter": ("random-search", "learning_rat: {uniform: [0.1, 0.2]}\n",
+                                  [], r"unknown grid parameter 'learning_rat'"),
+    "no iterations": ("random-search", "dropout: [0.0, 0.1]\n", ["--n-iter", "0"],
+                      r"n_iter must be at least 1"),
+    "factor of one": ("halving-search", "dropout: [0.0, 0.1]\n", ["--factor", "1"],
+                      r"factor must be a number above 1"),
+    "more folds than the run has": ("halving-search", "dropout: [0.0, 0.1]\n",
+                                    ["--max-resources", "9"], r"at most 5, or more folds"),
+    "bad min resources": ("halving-search", "dropout: [0.0, 0.1]\n",
+                          ["--min-resources", "some"], r"min_resources must be a whole"),
+    "confidence out of range": ("halving-search", "dropout: [0.0, 0.1]\n",
+                                ["--elimination", "racing", "--confidence", "1.5"],
+                                r"confidence must be in \[0.5, 1\)"),
+    "epochs in an epochs grid": ("halving-search", "epochs: [2, 4]\n",
+                                 ["--resource", "epochs"], r"leave epochs out of the grid"),
+    "epochs with early stopping": ("halving-search", "dropout: [0.0, 0.1]\n",
+                                   ["--resource", "epochs", "--early-stopping"],
+                                   r"leave --early-stopping out"),
+    "halving with a baseline": ("halving-search", "dropout: [0.0, 0.1]\n",
+                                ["--baseline", "mlp"], r"leave --baseline out"),
+    "unknown refit rule": ("grid-search", "dropout: [0.0, 0.1]\n", ["--refit", "simplest"],
+                           r"argument --refit: invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", list(SEARCH_CASES))
+def test_bad_searches_exit_2_with_one_error_line_and_write_nothing(case, tmp_path, capsys):
+    pipeline, grid, extra, match = SEARCH_CASES[case]
+    output = tmp_path / "out"
+    code = main(["run", pipeline, "--data", str(table_file(tmp_path, REGRESSION)), "--target",
+                 "y", "--grid", str(text_file(tmp_path, grid, "grid.yaml")), *extra,
+                 "--output", str(output)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(match, lines[0]), lines[0]
+    assert not output.exists()

@@ -288,6 +288,8 @@ def test_epochs_rungs_train_every_fold_and_go_on_from_the_last_rungs_states():
     (_configs(2) + [{"config_id": "x", "params": {"estimator": "keras", "epochs": 4},
                      "searched": {}}], "leave epochs out of the grid"),
     (_configs(3, early_stopping=True), "leave --early-stopping out"),
+    (_configs(2) + [{"config_id": "m", "params": {"estimator": "sklearn_mlp", "epochs": 9},
+                     "searched": {}}], "leave --baseline out"),
 ])
 def test_epochs_halving_refuses_what_it_cannot_train_on(configs, message):
     with pytest.raises(FoldwiseError, match=message):

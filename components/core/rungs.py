@@ -119,9 +119,10 @@ def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
         FoldwiseError: The search needs another number of rungs than the pipeline has.
     """
     folds = sorted(int(f) for f in fold_ids)
+    check_no_baseline(configs)
+    if settings.get("resource") == "epochs":
+        check_epochs_candidates(configs)
     settings = check_halving(settings, len(folds), candidate_epochs(configs))
-    if settings["resource"] == "epochs":
-        check_epochs_candidates(configs, settings["max_resources"])
     planned = schedule(settings, len(configs))
     if planned.n_iterations != int(rungs):
         raise FoldwiseError(
@@ -164,7 +165,7 @@ def candidate_epochs(configs: list[dict]) -> int | None:
     return int(epochs.pop()) if len(epochs) == 1 and None not in epochs else None
 
 
-def check_epochs_candidates(configs: list[dict], max_epochs: int) -> None:
+def check_epochs_candidates(configs: list[dict]) -> None:
     """Candidates that halving by epochs can train on from rung to rung.
 
     Raises:
@@ -176,9 +177,17 @@ def check_epochs_candidates(configs: list[dict], max_epochs: int) -> None:
     if any(c["params"].get("early_stopping") for c in configs):
         raise FoldwiseError("resource='epochs' decides when training stops: leave "
                             "--early-stopping out")
+
+
+def check_no_baseline(configs: list[dict]) -> None:
+    """Halving races Keras configurations only: a baseline twin could knock them all out.
+
+    Raises:
+        FoldwiseError: A scikit-learn MLP baseline among the candidates.
+    """
     if any(c["params"].get("estimator") == "sklearn_mlp" for c in configs):
-        raise FoldwiseError("resource='epochs' cannot go on with scikit-learn's MLP: leave "
-                            "--baseline out")
+        raise FoldwiseError("halving-search races Keras configurations only: leave --baseline "
+                            "out (grid-search and cross-validation score the baseline)")
 
 
 def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
