@@ -4,17 +4,14 @@ preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_tr
 per (config, fold) train → aggregate → refit (best config, all rows) → report → export.
 """
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
-
-GridSearchOutputs = NamedTuple(
-    "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,
-    report=HTML, refit_predictions=Dataset, manifest=str,
+from foldwise.pipelines.search import (
+    GridSearchOutputs,
+    run_values,
+    search_outputs,
+    search_steps,
 )
 
 
@@ -75,14 +72,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec, refit=refit)
-        final, page, published = publish_steps(settings, prepared, results, values, destination,
-                                               model_spec)
-        return GridSearchOutputs(
-            cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
-            folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
-            report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
-            manifest=published.output,
-        )
+        return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return grid_search
 

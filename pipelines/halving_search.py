@@ -9,8 +9,12 @@ next folds] × (rungs − 1) → next_rung (gathers every result) → aggregate 
 from kfp import dsl
 
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.grid_search import GridSearchOutputs
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
+from foldwise.pipelines.search import (
+    GridSearchOutputs,
+    run_values,
+    search_outputs,
+    search_steps,
+)
 
 DEFAULT_RUNGS = 2
 
@@ -80,14 +84,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
                                          distributions=param_distributions,
                                          n_iter=n_candidates, halving=halving, rungs=rungs,
                                          refit=refit)
-        final, page, published = publish_steps(settings, prepared, results, values, destination,
-                                               model_spec)
-        return GridSearchOutputs(
-            cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
-            folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
-            report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
-            manifest=published.output,
-        )
+        return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return halving_search
 

@@ -8,8 +8,12 @@ per (config, fold) train → aggregate → refit → report → export.
 from kfp import dsl
 
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.grid_search import GridSearchOutputs
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
+from foldwise.pipelines.search import (
+    GridSearchOutputs,
+    run_values,
+    search_outputs,
+    search_steps,
+)
 
 
 def build_random_search(settings: ClusterSettings = LOCAL):
@@ -70,14 +74,7 @@ def build_random_search(settings: ClusterSettings = LOCAL):
         prepared, results = search_steps(settings, values, [], model_spec,
                                          distributions=param_distributions, n_iter=n_iter,
                                          refit=refit)
-        final, page, published = publish_steps(settings, prepared, results, values, destination,
-                                               model_spec)
-        return GridSearchOutputs(
-            cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
-            folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
-            report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
-            manifest=published.output,
-        )
+        return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return random_search
 

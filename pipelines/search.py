@@ -12,7 +12,10 @@ stays small: the plan and the trials' results are artifacts, the train loop's it
 tasks' numbers, and each train task hands the aggregate step only its results' URI.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from foldwise.components import (
     aggregate,
@@ -29,6 +32,11 @@ from foldwise.components import (
 )
 from foldwise.components.core import options
 from foldwise.pipelines.cluster import ClusterSettings
+
+GridSearchOutputs = NamedTuple(
+    "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,
+    report=HTML, refit_predictions=Dataset, manifest=str,
+)
 
 
 def run_values(namespace: dict) -> dict:
@@ -150,3 +158,16 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
                             destination=destination, new_version=new_version, **model),
                      "export")
     return final, page, published
+
+
+def search_outputs(settings: ClusterSettings, prepared, results, values: dict, destination,
+                   model_spec) -> GridSearchOutputs:
+    """Refit → report → export after a search's steps, and the pipeline's outputs."""
+    final, page, published = publish_steps(settings, prepared, results, values, destination,
+                                           model_spec)
+    return GridSearchOutputs(
+        cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
+        folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
+        report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
+        manifest=published.output,
+    )

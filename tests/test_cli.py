@@ -91,7 +91,11 @@ def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(case, tmp_path
     output = tmp_path / "out"
     code = main(["run", "cross-validation", "--data", str(make(tmp_path)), *extra,
                  "--output", str(output)])
-    err = capsys.readouterr().err
+    assert_one_error_line(code, capsys.readouterr().err, match, output)
+
+
+def assert_one_error_line(code: int, err: str, match: str, output: Path) -> None:
+    """Exit 2, one ``error:`` line matching ``match``, and no output folder."""
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -203,9 +207,4 @@ def test_bad_searches_exit_2_with_one_error_line_and_write_nothing(case, tmp_pat
     code = main(["run", pipeline, "--data", str(table_file(tmp_path, REGRESSION)), "--target",
                  "y", "--grid", str(text_file(tmp_path, grid, "grid.yaml")), *extra,
                  "--output", str(output)])
-    err = capsys.readouterr().err
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert re.search(match, lines[0]), lines[0]
-    assert not output.exists()
+    assert_one_error_line(code, capsys.readouterr().err, match, output)
