@@ -21,6 +21,7 @@ def aggregate(
     classification_metrics: Output[ClassificationMetrics],
     scoring: str = "",
     refit: str = "best",
+    refit_epochs: str = "fixed",
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
@@ -50,6 +51,8 @@ def aggregate(
         scoring: Metric to rank by; empty for ``r2`` (regression) or ``accuracy``.
         refit: ``best`` (the highest mean score) or ``one_standard_error`` (the simplest
             configuration within one standard error of it) is refitted and reported as best.
+        refit_epochs: ``fixed``: the refit trains the configuration's own epochs; ``cv``: the
+            epoch at which its mean validation-fold loss over the folds is lowest.
     """
     from foldwise.components import storage
     from foldwise.components.core.aggregate import aggregate_search, package_versions
@@ -57,7 +60,7 @@ def aggregate(
 
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
     out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),
-                           storage.read_bytes, refit)
+                           storage.read_bytes, refit, refit_epochs)
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)

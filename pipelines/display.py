@@ -76,6 +76,10 @@ def print_result(result) -> None:
         print(format_grid_results(result.cv_results, result.summary))
         print(f"\nbest     {result.summary['best_config_id']}: "
               f"{json.dumps(result.summary['best_params'], sort_keys=True)}")
+        if result.summary.get("best_epoch"):
+            print(f"epochs   its mean validation-fold loss is lowest at epoch "
+                  f"{result.summary['best_epoch']}; refitted for "
+                  f"{result.summary.get('refit_epochs')}")
         print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/), "
               "cv_results.csv, best_params.json, summary.json, folds.csv, report.html, "
               "manifest.json")

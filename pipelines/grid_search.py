@@ -41,6 +41,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         baseline: str = "none",
         packing: str = "none",
         refit: str = "best",
+        refit_epochs: str = "fixed",
     ) -> GridSearchOutputs:
         """Search a grid of Keras configurations and export the best one, refitted on all rows.
 
@@ -69,9 +70,12 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 The same models either way.
             refit: ``best``: refit the configuration with the highest mean score;
                 ``one_standard_error``: the simplest within one standard error of it.
+            refit_epochs: ``fixed``: refit with the configuration's epochs; ``cv``: with the
+                epoch whose mean validation-fold loss over the folds is lowest.
         """
         values = run_values(locals())
-        prepared, results = search_steps(settings, values, param_grid, model_spec, refit=refit)
+        prepared, results = search_steps(settings, values, param_grid, model_spec, refit=refit,
+                                         refit_epochs=refit_epochs)
         return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return grid_search

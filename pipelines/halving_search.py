@@ -49,6 +49,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
         baseline: str = "none",
         packing: str = "none",
         refit: str = "best",
+        refit_epochs: str = "fixed",
     ) -> GridSearchOutputs:
         """Race or halve candidate configurations over the folds; export the winner, refitted.
 
@@ -78,12 +79,13 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
             baseline: ``mlp`` to also score scikit-learn's MLP twin of each configuration.
             packing: ``none``, ``folds`` or ``configs``: how trials share train tasks.
             refit: ``best`` or ``one_standard_error``.
+            refit_epochs: ``fixed`` or ``cv`` (the epoch of the lowest mean validation loss).
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec,
                                          distributions=param_distributions,
                                          n_iter=n_candidates, halving=halving, rungs=rungs,
-                                         refit=refit)
+                                         refit=refit, refit_epochs=refit_epochs)
         return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return halving_search

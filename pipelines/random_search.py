@@ -44,6 +44,7 @@ def build_random_search(settings: ClusterSettings = LOCAL):
         baseline: str = "none",
         packing: str = "none",
         refit: str = "best",
+        refit_epochs: str = "fixed",
     ) -> GridSearchOutputs:
         """Sample Keras configurations, cross-validate them and export the best, refitted.
 
@@ -69,11 +70,12 @@ def build_random_search(settings: ClusterSettings = LOCAL):
             baseline: ``mlp`` to also score scikit-learn's MLP twin of each configuration.
             packing: ``none``, ``folds`` or ``configs``: how trials share train tasks.
             refit: ``best`` or ``one_standard_error``.
+            refit_epochs: ``fixed`` or ``cv`` (the epoch of the lowest mean validation loss).
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, [], model_spec,
                                          distributions=param_distributions, n_iter=n_iter,
-                                         refit=refit)
+                                         refit=refit, refit_epochs=refit_epochs)
         return search_outputs(settings, prepared, results, values, destination, model_spec)
 
     return random_search

@@ -201,8 +201,9 @@ def plan(search: Search, local: bool = True) -> Plan:
         arguments["param_distributions"] = space
     if search.pipeline == "random-search":
         arguments["n_iter"] = n_iter
-    if "refit" in search.choice:
-        arguments["refit"] = search.choice["refit"]
+    for name in ("refit", "refit_epochs"):
+        if name in search.choice:
+            arguments[name] = search.choice[name]
     folds = list(range(schema["folds"]))
     rungs = None
     if halving is not None:

@@ -50,7 +50,7 @@ def run_values(namespace: dict) -> dict:
 
 def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec,
                  champion=None, *, distributions=None, n_iter=None, halving=None,
-                 rungs: int = 0, refit="best"):
+                 rungs: int = 0, refit="best", refit_epochs="fixed"):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
     Args:
@@ -67,6 +67,7 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
             ``rungs`` rungs, each a ``next_rung`` plan step and a loop of train tasks.
         rungs: How many rungs (fixed when the pipeline is built).
         refit: The refit rule (a pipeline parameter or ``"best"``).
+        refit_epochs: The refit's epochs (a pipeline parameter or ``"fixed"``).
 
     Returns:
         ``(preprocess_task, aggregate_task)``.
@@ -115,7 +116,7 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                                  seed=values["seed"], model_spec=model_spec), "train")
         collected = dsl.Collected(trained.outputs["Output"])
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
-                             refit=refit), "aggregate")
+                             refit=refit, refit_epochs=refit_epochs), "aggregate")
     return prepared, results
 
 

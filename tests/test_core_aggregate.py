@@ -173,7 +173,9 @@ def test_aggregate_search_reads_the_best_predictions_through_their_uris(tmp_path
                       "prediction": [np.nan] * 4 if error else [1.5, 2.5, 3.5, 4.5]}
                      ).to_parquet(folder / "predictions")
         history = [float("nan")] if error else [1.0, 0.5]
-        write_json(folder / "history", {cid: {"0": {"loss": history}, "1": {"loss": history}}})
+        write_json(folder / "history", {cid: {  # validation-fold loss: lowest mean at epoch 1
+            "0": {"loss": history, "test_loss": [0.8, 0.9][:len(history)]},
+            "1": {"loss": history, "test_loss": [0.7, 0.75][:len(history)]}}})
         tasks.append(dumps([write(cid, k, 0.1 + k, folder, error) for k in (0, 1)]))
     read = []
 
@@ -187,7 +189,13 @@ def test_aggregate_search_reads_the_best_predictions_through_their_uris(tmp_path
                             str(tmp_path / "t1" / "predictions")]  # the best's files, once each
     assert out.oof_predictions["row"].tolist() == [0, 1, 2, 3]
     assert out.oof_predictions["prediction"].tolist() == [4.5, 2.5, 3.5, 1.5]
-    assert out.best_histories == {"0": {"loss": [1.0, 0.5]}, "1": {"loss": [1.0, 0.5]}}
+    assert out.best_histories == {"0": {"loss": [1.0, 0.5], "test_loss": [0.8, 0.9]},
+                                  "1": {"loss": [1.0, 0.5], "test_loss": [0.7, 0.75]}}
+    assert out.summary["best_epoch"] == 1
+    assert out.best_config["params"] == result("good", 0, 0)["params"]  # its own epochs
+    chosen = aggregate_search(SCHEMA, tasks, "", {"foldwise": "0"}, read_bytes,
+                              refit_epochs="cv")
+    assert chosen.best_config["params"]["epochs"] == 1 == chosen.summary["refit_epochs"]
     assert out.metrics == {"mean_test_r2": pytest.approx(0.6),
                            "mean_test_neg_mean_squared_error": pytest.approx(-0.4),
                            "mean_test_neg_root_mean_squared_error": -0.5,

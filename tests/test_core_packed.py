@@ -147,6 +147,22 @@ def test_a_survivor_continued_in_another_pack_ends_as_a_run_of_the_whole_budget(
                    initial=[load_state(str(tmp_path / "state-0.npz"))])
 
 
+@pytest.mark.parametrize("settings", [{"l2": 0.01}, {"dropout": 0.2, "optimizer": "sgd"}])
+def test_every_epoch_records_the_validation_folds_loss_as_keras_evaluates_it(settings):
+    specs = [normalize_spec({"hidden_units": [units], "epochs": 4, "batch_size": 16,
+                             **settings}, "classification", 3) for units in (5, 8)]
+    streams = []
+    for k, spec in enumerate(specs):
+        x, y = table(90, "multiclass")
+        streams.append(Stream(x[:70], y[:70], None, None, k, spec, x[70:], y[70:]))
+    packed = fit_packed(streams, task="classification", n_classes=3)
+    for stream, model, history in zip(streams, packed.models, packed.histories, strict=True):
+        assert len(history["test_loss"]) == len(history["loss"]) == 4
+        evaluated = model.evaluate(stream.x_test, stream.y_test, verbose=0)
+        loss = evaluated[0] if isinstance(evaluated, list) else evaluated
+        assert history["test_loss"][-1] == pytest.approx(loss, rel=1e-4)
+
+
 def test_train_folds_packs_and_returns_what_each_fold_alone_returns():
     folds = []
     for rows in (70, 66, 73):

@@ -306,3 +306,11 @@ def test_epochs_cv_results_have_each_rungs_models_as_its_row():
         ("a", 0, 1), ("b", 0, 1), ("b", 1, 3)]
     assert table.iloc[1]["mean_test_r2"] == pytest.approx(0.6)
     assert table.iloc[2]["mean_test_r2"] == pytest.approx(0.85)
+
+
+def test_the_cv_epoch_is_the_lowest_mean_validation_loss_over_the_epochs_all_folds_ran():
+    assert aggregate.cv_epoch({"0": {"test_loss": [3.0, 2.0, 1.5, 1.6]},
+                               "1": {"test_loss": [3.0, 1.0, 2.5]}}) == 2
+    assert aggregate.cv_epoch({"0": {"loss": [1.0]}}) is None
+    assert aggregate.cv_epoch({"0": {"test_loss": [float("nan"), 1.0]},
+                               "1": {"test_loss": [1.0, 2.0]}}) == 2

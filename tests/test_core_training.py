@@ -171,6 +171,9 @@ def test_training_records_its_devices_and_mixed_precision_trains_here():
     assert result.model.layers[-1].dtype_policy.name == "float32"  # stable output
     assert np.isfinite(result.prediction).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    # Keras' fit records the validation fold's loss every epoch, as the packed trainers do
+    assert len(result.history["test_loss"]) == len(result.history["loss"]) == 2
+    assert np.isfinite(result.history["test_loss"]).all()
 
 
 DIVERGING = {"hidden_units": [8], "epochs": 4, "optimizer": "sgd", "learning_rate": 1e6}

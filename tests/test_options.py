@@ -43,7 +43,7 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
         else:
             assert parameter.default == opt.default, (name, option_name)
     assert set(signature) - {"data", *options.RUN} <= {
-        "model_spec", "param_grid", "destination", "promote_to", "refit",
+        "model_spec", "param_grid", "destination", "promote_to", "refit", "refit_epochs",
         "param_distributions", "n_iter", "n_candidates", "halving"}
     taken = options.SEARCH_OPTIONS.get(name.replace("_", "-"), ())
     for option_name in set(taken) & set(signature):  # halving's travel as one dict
@@ -128,7 +128,7 @@ def test_python_keywords_are_the_table_in_scikit_learns_words():
     import foldwise
 
     parameters = inspect.signature(foldwise.GridSearchCV).parameters
-    expected = ["param_grid", "refit", *[o.python_name for o in options.group(
+    expected = ["param_grid", "refit", "refit_epochs", *[o.python_name for o in options.group(
         options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"],
         "output", "verbose"]
     assert list(parameters) == expected

@@ -41,7 +41,8 @@ def random_run(tmp_path_factory):
     output = tmp / "run"
     code = main(["run", "random-search", "--data", "examples/penguins.csv", "--target",
                  "species", "--grid", str(space), "--n-iter", "3", "--folds", "3",
-                 "--epochs", "3", "--seed", "5", "--output", str(output)])
+                 "--epochs", "3", "--seed", "5", "--refit-epochs", "cv", "--output",
+                 str(output)])
     assert code == 0
     return output
 
@@ -66,6 +67,19 @@ def test_random_search_trains_what_scikit_learns_sampler_draws(random_run):
     assert pvalues.drop(summary["best_config_id"]).between(0, 1).all()
     assert "Nadeau and Bengio" in (random_run / "report.html").read_text()
     assert (random_run / "model" / "model.keras").exists()
+
+
+def test_validation_fold_curves_pick_the_refits_epochs(random_run):
+    summary = json.loads((random_run / "summary.json").read_text())
+    best = summary["best_config_id"]
+    histories = {}
+    for path in (random_run / "pipeline").rglob("history"):
+        histories.update(json.loads(path.read_text()).get(best, {}))
+    assert sorted(histories) == ["0", "1", "2"]
+    assert all(len(h["test_loss"]) == len(h["loss"]) == 3 for h in histories.values())
+    mean = np.mean([h["test_loss"] for h in histories.values()], axis=0)
+    assert summary["best_epoch"] == int(np.argmin(mean)) + 1 == summary["refit_epochs"]
+    assert "lowest mean validation loss: epoch" in (random_run / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")

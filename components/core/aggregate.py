@@ -45,7 +45,8 @@ class Aggregated:
 
 
 def aggregate_search(schema: dict, task_results: list[str], scoring: str, versions: dict,
-                     read_bytes: Callable[[str], bytes], refit: str = "best") -> Aggregated:
+                     read_bytes: Callable[[str], bytes], refit: str = "best",
+                     refit_epochs: str = "fixed") -> Aggregated:
     """Rank every configuration, pick the best and gather its out-of-fold predictions.
 
     Args:
@@ -60,6 +61,9 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         refit: Which configuration is refitted: ``best`` (the highest mean score) or
             ``one_standard_error`` (the simplest within one standard error of it:
             :func:`choose`).
+        refit_epochs: ``fixed``: refit with the configuration's own epochs; ``cv``: with
+            the epoch at which its mean validation-fold loss over the folds is lowest
+            (:func:`cv_epoch`; its own epochs when no loss was recorded per epoch).
 
     Raises:
         FoldwiseError: Every configuration that could be chosen failed (the first error is
@@ -84,6 +88,14 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     described["best_split_times"] = {timing: [float(r[timing]) for r in best]
                                      for timing in ("fit_time", "score_time")}
     pooled, histories = best_predictions(best, read_bytes)
+    described["best_epoch"] = cv_epoch(histories)
+    refitted = dict(best[0]["params"])
+    if refit_epochs not in REFIT_EPOCHS:
+        raise FoldwiseError(f"refit_epochs must be one of {', '.join(REFIT_EPOCHS)}, got "
+                            f"{refit_epochs!r}")
+    if refit_epochs == "cv" and described["best_epoch"]:
+        refitted["epochs"] = described["best_epoch"]
+    described["refit_epochs"] = int(refitted.get("epochs", 0)) or None
     logged = {f"mean_test_{name}": stats["mean"] for name, stats in described["metrics"].items()
               if stats["mean"] is not None}
     labels = matrix = roc = None
@@ -94,7 +106,7 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         matrix = scoring_metrics.confusion_matrix(y_true, proba, n_classes)
         if n_classes == 2:
             roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
-    return Aggregated(table, {"config_id": best_id, "params": best[0]["params"]},
+    return Aggregated(table, {"config_id": best_id, "params": refitted},
                       best[0].get("searched", {}), pooled, histories, described, logged, labels,
                       matrix, roc)
 
@@ -375,6 +387,23 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
 
 
 REFIT_RULES = ("best", "one_standard_error")
+REFIT_EPOCHS = ("fixed", "cv")
+
+
+def cv_epoch(histories: dict) -> int | None:
+    """The epoch (from 1) at which the mean validation-fold loss over the folds is lowest.
+
+    Over the epochs every fold ran (early stopping or divergence can end one sooner);
+    ``None`` when a fold has no validation loss per epoch or none is finite.
+    """
+    curves = [h.get("test_loss") or [] for h in histories.values()]
+    if not curves or not all(curves):
+        return None
+    epochs = min(len(curve) for curve in curves)
+    mean = np.mean(np.asarray([curve[:epochs] for curve in curves], dtype="float64"), axis=0)
+    if not np.isfinite(mean).any():
+        return None
+    return int(np.nanargmin(np.where(np.isfinite(mean), mean, np.nan))) + 1
 
 
 def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None:

@@ -175,6 +175,17 @@ def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict,
             y[stop_index])
 
 
+def keras_test_rows(data: FoldData, kind: str, n_classes: int | None,
+                    target_state: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's validation rows with targets in the loss' form (what ``fit`` trains on)."""
+    y = scaled_target(data.y_validation, target_state).reshape(-1, 1)
+    if kind == "multiclass":
+        import keras
+
+        y = keras.utils.to_categorical(data.y_validation, n_classes).astype("float32")
+    return data.x_validation.astype("float32"), y.astype("float32")
+
+
 def early_stopping_split(y: np.ndarray, kind: str, spec: dict,
                          seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices to fit on and to stop on: a seeded ``validation_fraction`` held out.
@@ -219,18 +230,27 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
     with training_devices(spec["mixed_precision"]) as (strategy, plan):
         with strategy.scope():
             model = build_model(spec, data.x_train.shape[1], task, n_classes)
-        history, fit_time = _keras_fit(model, rows, spec, backup_dir)
+        test = (keras_test_rows(data, kind, n_classes, target_state)
+                if len(data.y_validation) else None)
+        history, fit_time = _keras_fit(model, rows, spec, backup_dir, test)
     return Fitted(model, history, fit_time, plan)
 
 
-def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None):
-    """Keras ``fit`` on ``(x_fit, y_fit, x_stop, y_stop)``: ``(history lists, seconds)``."""
+def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None,
+               test: tuple | None = None):
+    """Keras ``fit`` on ``(x_fit, y_fit, x_stop, y_stop)``: ``(history lists, seconds)``.
+
+    ``test``: the fold's validation rows (targets in the loss' form), evaluated after every
+    epoch into the history's ``test_loss``, as the packed trainers record it.
+    """
     import keras
 
     x_fit, y_fit, x_stop, y_stop = rows
     # A non-finite loss ends the fit at once: the epoch is recorded as diverged, and a
     # diverging configuration does not hold its task for the remaining epochs.
     callbacks = [keras.callbacks.TerminateOnNaN()]
+    if test is not None:
+        callbacks.insert(0, _test_loss_callback()(*test, spec["batch_size"]))
     if spec["early_stopping"]:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=spec["patience"], restore_best_weights=True))
@@ -246,6 +266,26 @@ def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None):
     )
     fit_time = time.perf_counter() - started
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_time
+
+
+def _test_loss_callback():
+    """The callback class that records ``test_loss`` (made once Keras is imported)."""
+    import keras
+
+    class TestLoss(keras.callbacks.Callback):
+        """Puts the loss on the fold's validation rows into each epoch's logs."""
+
+        def __init__(self, x, y, batch_size: int):
+            super().__init__()
+            self.x, self.y, self.batch_size = x, y, batch_size
+
+        def on_epoch_end(self, epoch, logs=None):  # noqa: D102 - Keras' hook
+            if logs is not None:
+                logs["test_loss"] = float(self.model.evaluate(
+                    self.x, self.y, batch_size=max(self.batch_size, 256), verbose=0,
+                    return_dict=True)["loss"])
+
+    return TestLoss
 
 
 def _predict_keras(model, x: np.ndarray, kind: str, n_classes: int | None,
@@ -364,8 +404,15 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
 
     with training_devices(spec["mixed_precision"]) as (strategy, plan):
         with strategy.scope():
-            model, _, rows = prepare_builder(data, kind, n_classes, spec, seed, target_state)
-        history, fit_time = _keras_fit(model, rows, spec, backup_dir)
+            model, form, rows = prepare_builder(data, kind, n_classes, spec, seed,
+                                                target_state)
+        test = None
+        if len(data.y_validation):
+            from foldwise.components.core.builders import fit_targets
+
+            test = (data.x_validation, fit_targets(data.y_validation, form, n_classes,
+                                                   target_state))
+        history, fit_time = _keras_fit(model, rows, spec, backup_dir, test)
     return Fitted(model, history, fit_time, plan)
 
 

@@ -166,6 +166,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
            "configuration within one standard error of it", default="best",
            choices=("best", "one_standard_error")),
+    Option("refit_epochs", SEARCH, "fixed: refit with the configuration's epochs; cv: with the "
+           "epoch whose mean validation-fold loss over the folds is lowest", default="fixed",
+           choices=("fixed", "cv")),
     # How steps run on a cluster.
     Option("image", CLUSTER, "image of every step, e.g. REGISTRY/foldwise:0.1.0-gpu "
            "(default: the components' own)"),
@@ -224,8 +227,9 @@ RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
 # The search options each pipeline takes (the others take none).
 HALVING = ("factor", "resource", "min_resources", "max_resources", "aggressive_elimination",
            "elimination", "confidence")
-SEARCH_OPTIONS = {"grid-search": ("refit",), "random-search": ("n_iter", "refit"),
-                  "halving-search": ("n_candidates", *HALVING, "refit")}
+SEARCH_OPTIONS = {"grid-search": ("refit", "refit_epochs"),
+                  "random-search": ("n_iter", "refit", "refit_epochs"),
+                  "halving-search": ("n_candidates", *HALVING, "refit", "refit_epochs")}
 
 
 def defaults(*groups: str) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class Stream:
     y_stop: np.ndarray | None
     seed: int
     spec: dict
+    x_test: np.ndarray | None = None  # the fold's validation rows: their loss every epoch
+    y_test: np.ndarray | None = None
 
 
 @dataclass
@@ -230,17 +232,22 @@ class _EarlyStopping:
         self.wait = [0] * k
         self.best_weights: list[list | None] = [None] * k
         self.stopped = [False] * k
+        tested = [getattr(s, "x_test", None) is not None for s in streams]
         self.histories: list[dict] = [
-            {"loss": [], **({"val_loss": []} if e else {})} for e in self.enabled]
+            {"loss": [], **({"val_loss": []} if e else {}), **({"test_loss": []} if t else {})}
+            for e, t in zip(self.enabled, tested, strict=True)]
 
     def update(self, epoch: int, trainer: _StackedTrainer) -> None:
-        losses, val_losses = trainer.last_losses
+        losses, val_losses, *rest = trainer.last_losses
+        test_losses = rest[0] if rest else None
         for k in range(len(self.enabled)):
             if self.stopped[k]:
                 continue
             self.histories[k]["loss"].append(float(losses[k]))
             if self.enabled[k]:
                 self.histories[k]["val_loss"].append(float(val_losses[k]))
+            if "test_loss" in self.histories[k] and test_losses is not None:
+                self.histories[k]["test_loss"].append(float(test_losses[k]))
             if not math.isfinite(float(losses[k])):
                 # Diverged, as Keras' TerminateOnNaN stops a fit: this epoch is its last.
                 self.stopped[k] = True
@@ -347,6 +354,7 @@ class _StackedTrainer:
         self._epoch_fn = tf.function(self._epoch, reduce_retracing=True, jit_compile=True)
         self._stop_fn = tf.function(self._stop_loss, reduce_retracing=True)
         self._stop_data = self._padded_stop_data()
+        self._test_data = self._padded_test_data()
 
     # ----- graph pieces -------------------------------------------------------------------
     def _forward(self, x, training, epoch=None, step=None):
@@ -456,6 +464,15 @@ class _StackedTrainer:
             x[i, :len(xi), :xi.shape[1]], y[i, :len(yi)], mask[i, :len(xi)] = xi, yi, 1.0
         return x, y, mask
 
+    def _padded_test_data(self):
+        if not any(s.x_test is not None for s in self.streams):
+            return None
+        outputs = self.streams[0].y_fit.shape[1]
+        parts = [(s.x_test, s.y_test) if s.x_test is not None else
+                 (np.zeros((0, self.width), "float32"), np.zeros((0, outputs), "float32"))
+                 for s in self.streams]
+        return self._padded(parts, max(len(p[0]) for p in parts))
+
     def _padded_stop_data(self):
         if not any(s.x_stop is not None for s in self.streams):
             return None
@@ -477,10 +494,12 @@ class _StackedTrainer:
         y = y.reshape(k, steps, self.batch, -1)
         mask = mask.reshape(k, steps, self.batch)
         losses = self._epoch_fn(x, y, mask, self.tf.constant(epoch, self.tf.int64)).numpy()
-        val = None
+        val = test = None
         if self._stop_data is not None:
             val = self._stop_fn(*self._stop_data).numpy()
-        self.last_losses = (losses, val)
+        if self._test_data is not None:  # the validation fold's loss, as Keras' evaluate
+            test = self._stop_fn(*self._test_data).numpy()
+        self.last_losses = (losses, val, test)
 
     def outputs(self, weights: list[list[np.ndarray]], rows: list[np.ndarray]) -> list:
         """Raw outputs of the models with ``weights`` on each one's ``rows``, in one call."""

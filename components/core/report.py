@@ -109,19 +109,32 @@ def score_chart(cv: pd.DataFrame, scoring: str, best_id: str) -> str:
     return _svg(fig)
 
 
-def learning_curves(histories: dict) -> str:
-    """Training (and early-stopping validation) loss per epoch, one line per fold."""
+def learning_curves(histories: dict, best_epoch: int | None = None) -> str:
+    """Train and validation-fold loss per epoch, one colour per fold.
+
+    Solid: the training loss; dashed: the loss on the fold's validation rows (what it is
+    scored on); dotted: the early-stopping split's, when there is one. A grey line marks
+    ``best_epoch``, where the mean validation-fold loss over folds is lowest.
+    """
     fig, ax = _figure()
     for index, (fold, history) in enumerate(sorted(histories.items(), key=lambda i: int(i[0]))):
         colour = COLOURS[index % len(COLOURS)]
         ax.plot(np.arange(1, len(history["loss"]) + 1), history["loss"], color=colour,
                 label=f"fold {fold} train")
+        if history.get("test_loss"):
+            ax.plot(np.arange(1, len(history["test_loss"]) + 1), history["test_loss"],
+                    color=colour, linestyle="--", label=f"fold {fold} validation")
         if "val_loss" in history:
             ax.plot(np.arange(1, len(history["val_loss"]) + 1), history["val_loss"],
-                    color=colour, linestyle="--", label=f"fold {fold} early-stop split")
+                    color=colour, linestyle=":", label=f"fold {fold} early-stop split")
+    if best_epoch:
+        ax.axvline(best_epoch, color="#888888", linewidth=1)
+        ax.annotate(f"lowest mean validation loss: epoch {best_epoch}", (best_epoch, 1.0),
+                    xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top",
+                    color="#555555", xytext=(3, -3), textcoords="offset points")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, ncol=2)
     return _svg(fig)
 
 
@@ -214,7 +227,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
         _results_table(cv, summary),
         *_comparison_note(summary),
         "<h2>Learning curves of the best configuration</h2>",
-        f"<figure>{learning_curves(histories)}</figure>",
+        f"<figure>{learning_curves(histories, summary.get('best_epoch'))}</figure>",
     ]
     y_true = pooled["y_true"].to_numpy()
     if schema["task"] == "classification":

@@ -19,6 +19,7 @@ from foldwise.components.core.estimators import (
     Fitted,
     get_estimator,
     keras_fit_rows,
+    keras_test_rows,
     keras_user_values,
 )
 
@@ -368,9 +369,15 @@ def _vectorized_member(data: FoldData, kind: str, n_classes: int | None, spec: d
         data, kind, n_classes, spec, seed, target_state)
     config = json.dumps({k: v for k, v in spec.items() if k != "builder"}, sort_keys=True,
                         default=str)
+    from foldwise.components.core.builders import fit_targets
+
+    x_test = y_test = None
+    if len(data.y_validation):
+        x_test = data.x_validation.astype("float32")
+        y_test = fit_targets(data.y_validation, form, n_classes, target_state)
     member = Member(model, x_fit.astype("float32"), y_fit,
                     None if x_stop is None else x_stop.astype("float32"), y_stop, seed, spec,
-                    architecture_key(model, spec, config))
+                    architecture_key(model, spec, config), x_test, y_test)
     return member, form, target_state
 
 
@@ -446,8 +453,10 @@ def _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
         target_state = KERAS.target_scaling(data.y_train, kind, spec)
         x_fit, y_fit, x_stop, y_stop = keras_fit_rows(data, kind, n_classes, spec, seed,
                                                       target_state)
+        x_test, y_test = (keras_test_rows(data, kind, n_classes, target_state)
+                          if len(data.y_validation) else (None, None))
         streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
-                              x_stop.astype("float32"), y_stop, seed, spec))
+                              x_stop.astype("float32"), y_stop, seed, spec, x_test, y_test))
         states.append(target_state)
     given = initial if initial and all(s is not None for s in initial) else None
     packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir,

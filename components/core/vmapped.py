@@ -157,6 +157,8 @@ class Member:
     seed: int
     spec: dict
     key: str = ""
+    x_test: np.ndarray | None = None  # the fold's validation rows: their loss every epoch
+    y_test: np.ndarray | None = None
 
 
 @dataclass
@@ -311,6 +313,11 @@ class _Group:
             self.x_stop = _stacked([m.x_stop for m in members])
             self.y_stop = _stacked([m.y_stop for m in members])
             self.w_stop = _weights([len(m.x_stop) for m in members], self.x_stop.shape[1])
+        self.tested = all(m.x_test is not None and len(m.x_test) for m in members)
+        if self.tested:
+            self.x_test = _stacked([m.x_test for m in members])
+            self.y_test = _stacked([m.y_test for m in members])
+            self.w_test = _weights([len(m.x_test) for m in members], self.x_test.shape[1])
         states = [self._state_of(m.model) for m in members]
         self.state = jax.tree_util.tree_map(lambda *a: np.stack(a), *states)
         self.epoch_fn = jax.jit(self._epoch)
@@ -400,7 +407,7 @@ class _Group:
         return index, weight, rows, tail
 
     def run_epoch(self, epoch: int) -> None:
-        """One epoch of every member; sets ``last_losses`` (epoch and stop-row losses)."""
+        """One epoch of every member; sets ``last_losses`` (epoch, stop- and test-row losses)."""
         index, weight, rows, tail = self._order(epoch)
         self.state, losses = self.epoch_fn(self.state, self.x, self.y, index, weight, rows,
                                            tail)
@@ -410,12 +417,15 @@ class _Group:
         counts = rows.T.astype("float64")
         with np.errstate(invalid="ignore"):
             epoch_loss = (losses * counts).sum(axis=0) / counts.sum(axis=0)
-        val = None
+        val = test = None
+        tv, ntv, _, mv = self.state
         if self.stopping:
-            tv, ntv, _, mv = self.state
             val = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_stop, self.y_stop,
                                               self.w_stop), dtype="float64")
-        self.last_losses = (epoch_loss, val)
+        if self.tested:  # the validation fold's loss, as Keras' evaluate computes it
+            test = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_test, self.y_test,
+                                               self.w_test), dtype="float64")
+        self.last_losses = (epoch_loss, val, test)
 
     def weights_of(self, k: int) -> list[np.ndarray]:
         """Member ``k``'s trainable and non-trainable values (what early stopping keeps)."""
@@ -425,7 +435,7 @@ class _Group:
     def run(self, predict: list[np.ndarray] | None) -> list[Trained]:
         """Train every epoch; put each member's final weights in its model."""
         started = time.perf_counter()
-        stopping = _EarlyStopping([_StreamLike(m.spec) for m in self.members])
+        stopping = _EarlyStopping([_StreamLike(m.spec, m.x_test) for m in self.members])
         fingerprint = self._fingerprint()
         start = self._restore(fingerprint, stopping)
         for epoch in range(start, int(self.spec["epochs"])):
@@ -505,9 +515,10 @@ class _Group:
 
 @dataclass
 class _StreamLike:
-    """What ``_EarlyStopping`` reads of a member: its spec."""
+    """What ``_EarlyStopping`` reads of a member: its spec, and whether it has test rows."""
 
     spec: dict
+    x_test: np.ndarray | None = None
 
 
 def _stacked(arrays: list[np.ndarray], rows: int | None = None) -> np.ndarray:

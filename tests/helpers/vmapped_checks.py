@@ -55,7 +55,7 @@ def data(seed, rows):
     return x, np.eye(3, dtype="float32")[labels]
 
 
-def member(seed, kind, rows, lr=1e-2, spec=SPEC, units=16):
+def member(seed, kind, rows, lr=1e-2, spec=SPEC, units=16, test=None):
     model = build(seed, kind, lr, units)
     x, y = data(seed, rows)
     stop = None
@@ -63,7 +63,8 @@ def member(seed, kind, rows, lr=1e-2, spec=SPEC, units=16):
         stop = data(seed + 100, 40)
     return Member(model, x, y, None if stop is None else stop[0],
                   None if stop is None else stop[1], seed, spec,
-                  architecture_key(model, spec, "params"))
+                  architecture_key(model, spec, "params"),
+                  *(test if test is not None else (None, None)))
 
 
 def max_difference(a, b):
@@ -85,17 +86,20 @@ def packed_against_lone(kind, rows, rates, spec=SPEC):
 
 
 def against_keras_fit(kind, rows):
-    ours = fit_members([member(3, kind, rows)], predict=[data(3, rows)[0][:20]])[0]
+    test = data(203, 30)  # a validation fold: its loss is recorded every epoch
+    ours = fit_members([member(3, kind, rows, test=test)], predict=[data(3, rows)[0][:20]])[0]
     model = build(3, kind)
     x, y = data(3, rows)
-    losses = []
+    losses, evaluated = [], []
     for epoch in range(SPEC["epochs"]):
         order = epoch_order(3, epoch, rows)
         history = model.fit(x[order], y[order], batch_size=SPEC["batch_size"], epochs=1,
                             shuffle=False, verbose=0)
         losses.append(history.history["loss"][0])
+        evaluated.append(model.evaluate(*test, verbose=0))
     return {"outputs": max_difference(ours.output, model.predict(x[:20], verbose=0)),
-            "losses": max_difference(ours.history["loss"], losses)}
+            "losses": max_difference(ours.history["loss"], losses),
+            "test_losses": max_difference(ours.history["test_loss"], evaluated)}
 
 
 def main(out):
