@@ -283,7 +283,8 @@ class GridSearchCV(_PipelineEstimator):
         self.cv_results_ = cv_results_dict(pd.read_csv(result.cv_results))
         self.scorer_ = summary["scoring"]
         ids = list(self.cv_results_["config_id"])
-        self.best_index_ = ids.index(summary["best_config_id"])
+        # its last row: a halving search has one per rung, the last rung's is the one chosen
+        self.best_index_ = len(ids) - 1 - ids[::-1].index(summary["best_config_id"])
         self.best_score_ = float(self.cv_results_[f"mean_test_{self.scorer_}"][self.best_index_])
         self.output_ = result.destination
         self.report_path_ = storage.join(result.destination, "report.html")

@@ -86,7 +86,7 @@ def test_validation_fold_curves_pick_the_refits_epochs(random_run):
 def halving(tmp_path_factory, penguins):
     X, y = penguins.drop(columns="species"), penguins["species"]
     search = foldwise.HalvingGridSearchCV(
-        {"learning_rate": [0.0005, 0.003, 0.01, 0.05]}, factor=2, cv=4, epochs=2,
+        {"learning_rate": [0.0005, 0.01, 0.05]}, factor=2, cv=3, epochs=2,
         hidden_units=[8], verbose=False, output=str(tmp_path_factory.mktemp("halving") / "r"))
     return search.fit(X, y)
 
@@ -95,34 +95,34 @@ def test_halving_by_folds_follows_scikit_learns_schedule(halving):
     from sklearn.dummy import DummyClassifier
     from sklearn.model_selection import HalvingGridSearchCV
 
-    assert halving.n_resources_ == [1, 2, 4] and halving.n_candidates_ == [4, 2, 1]
-    X = np.zeros((40, 1))
+    assert halving.n_resources_ == [1, 2] and halving.n_candidates_ == [3, 2]
+    X = np.zeros((30, 1))
     theirs = HalvingGridSearchCV(DummyClassifier(), {"strategy": ["prior", "uniform",
-                                                                  "stratified", "most_frequent"]},
+                                                                  "stratified"]},
                                  factor=2, resource="n_samples", min_resources=10,
-                                 max_resources=40, cv=2, refit=False,
-                                 error_score=np.nan).fit(X, np.arange(40) % 2)
+                                 max_resources=30, cv=2, refit=False,
+                                 error_score=np.nan).fit(X, np.arange(30) % 2)
     assert [n // 10 for n in theirs.n_resources_] == halving.n_resources_
     assert theirs.n_candidates_ == halving.n_candidates_
-    assert halving.n_iterations_ == 3 and halving.n_remaining_candidates_ == 1
+    assert halving.n_iterations_ == 2 and halving.n_remaining_candidates_ == 1
 
 
 def test_folds_scored_in_an_early_rung_are_never_trained_again(halving):
     entries = train_entries(Path(halving.output_))
     trained = [(e["config_id"], e["fold"]) for e in entries]
-    assert len(trained) == len(set(trained)) == 4 * 1 + 2 * 1 + 1 * 2
+    assert len(trained) == len(set(trained)) == 3 * 1 + 2 * 1
     cv = halving.cv_results_
-    assert list(cv["iter"]) == [0, 0, 0, 0, 1, 1, 2]
-    assert list(cv["n_resources"]) == [1, 1, 1, 1, 2, 2, 4]
-    winner = cv["config_id"][-1]
-    assert halving.best_index_ == len(cv["iter"]) - 1 or cv["config_id"][
-        halving.best_index_] == winner
+    assert list(cv["iter"]) == [0, 0, 0, 1, 1]
+    assert list(cv["n_resources"]) == [1, 1, 1, 2, 2]
+    winner = cv["config_id"][halving.best_index_]
+    assert cv["iter"][halving.best_index_] == 1  # chosen among the last rung's
     # the winner's rows grow by folds; an eliminated candidate keeps its one fold's score
     rows = [i for i, cid in enumerate(cv["config_id"]) if cid == winner]
-    assert [cv["n_resources"][i] for i in rows] == [1, 2, 4]
+    assert [cv["n_resources"][i] for i in rows] == [1, 2]
     assert cv["split0_test_accuracy"][rows[0]] == cv["split0_test_accuracy"][rows[-1]]
     dropped = next(i for i, cid in enumerate(cv["config_id"]) if cid not in
-                   set(cv["config_id"][4:]))
+                   set(cv["config_id"][3:]))
+    assert np.isfinite(cv["split0_test_accuracy"][dropped])
     assert np.isnan(cv["split1_test_accuracy"][dropped])
     assert halving.summary_["halving"]["resource"] == "folds"
 

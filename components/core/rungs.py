@@ -106,7 +106,9 @@ def schedule(settings: dict, n_candidates: int) -> Schedule:
 
 def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
                packing: str) -> dict:
-    """The plan of rung 0: every candidate on the first ``n_resources[0]`` folds.
+    """The plan of rung 0: every candidate on its first ``n_resources[0]`` folds or epochs.
+
+    By folds: the first folds only; by epochs: every fold, for that many epochs.
 
     Args:
         configs: The candidates (``core.grid.candidates``), in tie-breaking order.
@@ -116,7 +118,9 @@ def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
         packing: How trials are grouped into tasks (``core.grid.plan_trials``).
 
     Raises:
-        FoldwiseError: The search needs another number of rungs than the pipeline has.
+        FoldwiseError: The search needs another number of rungs than the pipeline has, or
+            its candidates cannot be halved (a baseline; by epochs: a grid that varies
+            epochs, early stopping).
     """
     folds = sorted(int(f) for f in fold_ids)
     check_no_baseline(configs)
