@@ -353,8 +353,8 @@ class _StackedTrainer:
         # XLA fuses each step's small ops: about twice the steps per second on CPU (measured).
         self._epoch_fn = tf.function(self._epoch, reduce_retracing=True, jit_compile=True)
         self._stop_fn = tf.function(self._stop_loss, reduce_retracing=True)
-        self._stop_data = self._padded_stop_data()
-        self._test_data = self._padded_test_data()
+        self._stop_data = self._padded_rows("stop")
+        self._test_data = self._padded_rows("test")
 
     # ----- graph pieces -------------------------------------------------------------------
     def _forward(self, x, training, epoch=None, step=None):
@@ -464,22 +464,18 @@ class _StackedTrainer:
             x[i, :len(xi), :xi.shape[1]], y[i, :len(yi)], mask[i, :len(xi)] = xi, yi, 1.0
         return x, y, mask
 
-    def _padded_test_data(self):
-        if not any(s.x_test is not None for s in self.streams):
-            return None
-        outputs = self.streams[0].y_fit.shape[1]
-        parts = [(s.x_test, s.y_test) if s.x_test is not None else
-                 (np.zeros((0, self.width), "float32"), np.zeros((0, outputs), "float32"))
-                 for s in self.streams]
-        return self._padded(parts, max(len(p[0]) for p in parts))
+    def _padded_rows(self, name: str):
+        """Every stream's ``x_<name>``, ``y_<name>`` rows (``stop``, ``test``), padded.
 
-    def _padded_stop_data(self):
-        if not any(s.x_stop is not None for s in self.streams):
+        ``None`` when no stream has such rows.
+        """
+        rows = [(getattr(s, f"x_{name}"), getattr(s, f"y_{name}")) for s in self.streams]
+        if all(x is None for x, _ in rows):
             return None
         outputs = self.streams[0].y_fit.shape[1]
-        parts = [(s.x_stop, s.y_stop) if s.x_stop is not None else
+        parts = [(x, y) if x is not None else
                  (np.zeros((0, self.width), "float32"), np.zeros((0, outputs), "float32"))
-                 for s in self.streams]
+                 for x, y in rows]
         return self._padded(parts, max(len(p[0]) for p in parts))
 
     def run_epoch(self, epoch: int) -> None:
