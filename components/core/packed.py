@@ -191,8 +191,8 @@ def save_state(state: dict, path: str) -> None:
     os.replace(partial, path)
 
 
-def load_state(path: str) -> dict:
-    """A sub-model's state as :func:`save_state` wrote it."""
+def load_state(path) -> dict:
+    """A sub-model's state as :func:`save_state` wrote it (a path or a binary file object)."""
     with np.load(path) as arrays:
         def numbered(prefix: str) -> list[np.ndarray]:
             names = sorted((n for n in arrays.files if n.startswith(prefix)),

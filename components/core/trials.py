@@ -198,15 +198,11 @@ def _state(uri: str | None, read_bytes) -> dict | None:
     """The model state at ``uri`` (``core.packed.load_state``), or ``None``."""
     if not uri:
         return None
-    import tempfile
+    import io
 
     from foldwise.components.core.packed import load_state
 
-    with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
-        path = os.path.join(folder, STATE_FILE)
-        with open(path, "wb") as handle:
-            handle.write(read_bytes(uri) if read_bytes else Path(uri).read_bytes())
-        return load_state(path)
+    return load_state(io.BytesIO(read_bytes(uri) if read_bytes else Path(uri).read_bytes()))
 
 
 def _parameter_count(model) -> int | None:
