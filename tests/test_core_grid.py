@@ -57,7 +57,8 @@ def test_configs_that_stack_share_tasks_and_others_train_alone():
     configs = expand_grid(grid, "regression", None)
     tasks = plan_trials(configs, [0, 1], packing="configs")
     sizes = [[c["params"]["hidden_units"] for c in t["configs"]] for t in tasks]
-    assert sizes == [[[8], [8], [16]], [[16], [32], [32]], [[8, 8]], [[64, 32]]]
+    # the widest configurations apart: a pack trains at its widest member's widths
+    assert sizes == [[[8], [8], [16], [16]], [[32], [32]], [[8, 8]], [[64, 32]]]
     assert all(t["folds"] == [0, 1] for t in tasks)
     assert tasks[-1]["configs"][0]["params"]["estimator"] == "sklearn_mlp"
     planned = [c["config_id"] for t in tasks for c in t["configs"]]
@@ -131,3 +132,31 @@ def test_parameter_grid_expands_in_scikit_learns_order():
 
     part = {"learning_rate": [0.1, 0.01], "hidden_units": [[8], [4, 4]], "epochs": [3, 5, 7]}
     assert parameter_grid(part) == list(ParameterGrid(part))
+
+
+def test_packed_tasks_are_cut_where_the_longest_task_is_shortest():
+    from foldwise.components.core.costs import pack_step_units
+
+    grid = [{"hidden_units": [[32, 32], [64, 64], [128, 128]], "learning_rate": [1e-3, 1e-2]}]
+    configs = expand_grid(grid, "regression", None)
+    tasks = plan_trials(configs, list(range(5)), packing="configs")
+    widths = [[c["params"]["hidden_units"][0] for c in t["configs"]] for t in tasks]
+    assert widths == [[32, 32, 64, 64], [128, 128]]
+    specs = [c["params"] for c in configs]
+    longest = max(pack_step_units(specs[:4], 5), pack_step_units(specs[4:], 5))
+    for cut in (1, 2, 3, 5):  # every other cut leaves a longer task
+        assert max(pack_step_units(specs[:cut], 5), pack_step_units(specs[cut:], 5)) > longest
+    # the configurations keep their order (it breaks ties between equal scores)
+    assert [c["config_id"] for t in tasks for c in t["configs"]] == [
+        c["config_id"] for c in configs]
+
+
+def test_balanced_parts_minimizes_the_costliest_contiguous_part():
+    from foldwise.components.core.costs import balanced_parts
+
+    weights = [5, 1, 1, 1, 1, 1]
+    parts = balanced_parts(lambda a, b: sum(weights[a:b]), len(weights), 2)
+    assert parts == [(0, 1), (1, 6)]
+    assert balanced_parts(lambda a, b: sum(weights[a:b]), 1, 2) == [(0, 1)]
+    three = balanced_parts(lambda a, b: sum(weights[a:b]), len(weights), 3)
+    assert max(sum(weights[a:b]) for a, b in three) == 5 and len(three) <= 3

@@ -231,10 +231,28 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
                           []).append(entry)
     tasks = []
     for members in groups.values():
-        size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
-        tasks += [{"configs": members[start:start + size], "folds": folds}
-                  for start in range(0, len(members), size)]
+        tasks += [{"configs": members[start:end], "folds": folds}
+                  for start, end in _balanced(members, len(folds))]
     return tasks
+
+
+def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:
+    """Where to cut one pack's configurations into :data:`CONFIG_PACK_TASKS` tasks.
+
+    Each task costs its steps (``core.costs``): a stacked step costs a fixed part plus every
+    member's multiply-adds at the task's widest widths, so wide configurations are kept
+    apart from narrow ones where that shortens the longest task. Cuts keep the
+    configurations' order. Users' builders (their cost unknown) are cut into equal counts.
+    """
+    from foldwise.components.core.costs import balanced_parts, pack_step_units
+
+    specs = [m["params"] for m in members]
+    if any(s.get("estimator", "keras") != "keras" for s in specs):
+        size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
+        return [(start, min(start + size, len(members)))
+                for start in range(0, len(members), size)]
+    return balanced_parts(lambda start, end: pack_step_units(specs[start:end], n_folds),
+                          len(members), CONFIG_PACK_TASKS)
 
 
 def single_config_grid(model_spec: dict) -> list[dict]:
