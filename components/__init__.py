@@ -8,7 +8,8 @@ exports nothing and a step imports only ``foldwise.components.core``.
 import os
 
 __all__ = ["aggregate", "champion", "collect_folds", "export", "next_rung", "one_hot_encode",
-           "plan_trials", "preprocess", "promote", "refit", "report", "scale", "train"]
+           "one_hot_encode_folds", "plan_trials", "preprocess", "promote", "refit", "report",
+           "scale", "scale_folds", "train"]
 
 if os.environ.get("_KFP_RUNTIME", "false") != "true":
     from foldwise.components.aggregate import aggregate
@@ -17,10 +18,12 @@ if os.environ.get("_KFP_RUNTIME", "false") != "true":
     from foldwise.components.export import export
     from foldwise.components.next_rung import next_rung
     from foldwise.components.one_hot_encode import one_hot_encode
+    from foldwise.components.one_hot_encode_folds import one_hot_encode_folds
     from foldwise.components.plan_trials import plan_trials
     from foldwise.components.preprocess import preprocess
     from foldwise.components.promote import promote
     from foldwise.components.refit import refit
     from foldwise.components.report import report
     from foldwise.components.scale import scale
+    from foldwise.components.scale_folds import scale_folds
     from foldwise.components.train import train

@@ -25,19 +25,11 @@ def one_hot_encode(
     """
     import pandas as pd
 
-    from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-    from foldwise.components.core.encoding import (
-        apply_one_hot,
-        encoded_feature_names,
-        fit_one_hot,
-    )
     from foldwise.components.core.fold_data import write_fold_table
+    from foldwise.components.core.fold_transforms import encode_fold
     from foldwise.components.core.jsonio import read_json, write_json
 
-    described = read_json(schema.path)
-    table = pd.read_parquet(scaled.path)
-    state = fit_one_hot(table[table[FOLD_COLUMN] != fold], described["categorical"])
-    features = encoded_feature_names(described["numeric"], state)
-    columns = [*features, described["target"], ROW_COLUMN, FOLD_COLUMN]
-    write_fold_table(apply_one_hot(table, state)[columns], encoded.path, fold, features)
-    write_json(encoder_state.path, {"fold": fold, **state, "features": features})
+    table, features, state = encode_fold(pd.read_parquet(scaled.path), read_json(schema.path),
+                                         fold)
+    write_fold_table(table, encoded.path, fold, features)
+    write_json(encoder_state.path, state)

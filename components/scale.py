@@ -26,12 +26,10 @@ def scale(
     """
     import pandas as pd
 
-    from foldwise.components.core.columns import FOLD_COLUMN
+    from foldwise.components.core.fold_transforms import scale_fold
     from foldwise.components.core.jsonio import read_json, write_json
-    from foldwise.components.core.scaling import apply_scaler, fit_scaler
 
     numeric = read_json(schema.path)["numeric"]
-    table = pd.read_parquet(prepared.path)
-    state = fit_scaler(table[table[FOLD_COLUMN] != fold], numeric, scaler)
-    apply_scaler(table, state).to_parquet(scaled.path, index=False)
-    write_json(scaler_state.path, {"fold": fold, **state})
+    table, state = scale_fold(pd.read_parquet(prepared.path), numeric, fold, scaler)
+    table.to_parquet(scaled.path, index=False)
+    write_json(scaler_state.path, state)

@@ -1,6 +1,6 @@
 """Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.search`).
 
-preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials → train →
+preprocess → scale → one_hot_encode (every fold in each) → plan_trials → train →
 aggregate → report → export (results, report and, last, the manifest; no model).
 """
 

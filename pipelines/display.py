@@ -92,7 +92,7 @@ def print_result(result) -> None:
 
 
 class Progress:
-    """One line per finished step on stderr: ``[ 4/17] scale fold 1  0.7 s``.
+    """One line per finished step on stderr: ``[ 5/10] train cfg-ad8e +3 folds 0-4  13.7 s``.
 
     With ``total=None`` (not known before the run) the count stands alone: ``[ 4]``.
     """
@@ -190,3 +190,35 @@ def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return json.dumps(value)
+
+
+def print_estimates(search, estimates: list, nodes: int, accelerator: str,
+                    pod_start: float | None = None) -> None:
+    """The packings side by side: tasks, models per task, time here and on the cluster."""
+    from foldwise.components.core import costs, options
+
+    def seconds(value: float) -> str:
+        return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+    cluster = f"{nodes} node{'s' if nodes != 1 else ''} × {accelerator}"
+    columns = [("packing", 9), ("tasks", 7), ("models/task", 14), ("here", 10),
+               (cluster, max(12, len(cluster) + 2)), ("node-hours", 12)]
+    print(f"{search.pipeline}: estimated from the per-step costs measured on "
+          f"{costs.MEASURED['machine']} ({costs.MEASURED['measured']})")
+    print("".join(name.ljust(size) if i == 0 else name.rjust(size)
+                  for i, (name, size) in enumerate(columns)))
+    local_default = options.LOCAL_DEFAULTS["packing"]
+    for found in estimates:
+        models = (str(found.models[0]) if len(set(found.models)) == 1
+                  else f"{min(found.models)}-{max(found.models)}")
+        cells = [found.packing + ("*" if found.packing == local_default else ""),
+                 str(found.tasks), models, seconds(found.local_seconds),
+                 seconds(found.cluster_seconds), f"{found.node_hours:.3f}"]
+        print("".join(cell.ljust(size) if i == 0 else cell.rjust(size)
+                      for i, (cell, (_, size)) in enumerate(zip(cells, columns, strict=True))))
+    start = costs.POD_START_SECONDS if pod_start is None else pod_start
+    print(f"* what 'run' uses here; a compiled pipeline defaults to "
+          f"{options.option('packing').default}. Each pod is assumed to start in "
+          f"{start:.0f} s (--pod-start).")
+    if search.pipeline == "halving-search":
+        print("halving-search is estimated as its full grid: an upper bound.")

@@ -1,6 +1,6 @@
 """Grid search: the shared search steps, then refit → report → export.
 
-preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials →
+preprocess → scale → one_hot_encode (every fold in each) → plan_trials →
 per (config, fold) train → aggregate → refit (best config, all rows) → report → export.
 """
 

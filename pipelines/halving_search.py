@@ -1,6 +1,6 @@
 """Successive halving (or racing) by folds: rungs of one static DAG, then refit and export.
 
-preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials (rung 0: every
+preprocess → scale → one_hot_encode (every fold in each) → plan_trials (rung 0: every
 candidate on the first folds) → train loop → [next_rung → train loop on the survivors'
 next folds] × (rungs − 1) → next_rung (gathers every result) → aggregate → refit → report
 → export. The number of rungs is fixed when the pipeline is built (``rungs``).

@@ -1,6 +1,6 @@
 """Random search: configurations sampled from distributions at run time, then as grid search.
 
-preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials (samples
+preprocess → scale → one_hot_encode (every fold in each) → plan_trials (samples
 ``n_iter`` configurations, as scikit-learn's ``ParameterSampler`` with the run's seed) →
 per (config, fold) train → aggregate → refit → report → export.
 """

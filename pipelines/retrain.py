@@ -1,6 +1,6 @@
 """Retrain: search, refit, then promote the result only if it beats the model served now.
 
-champion → preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials
+champion → preprocess → scale → one_hot_encode (every fold in each) → plan_trials
 (champion's configuration first, then the grid's) → per trial train → aggregate → refit →
 report → export (into a new version folder) → promote (rewrite ``current.json`` if better).
 """

@@ -1,15 +1,17 @@
 """The search part every foldwise pipeline shares.
 
-preprocess → per fold (scale → one_hot_encode) → collect_folds → plan_trials →
+preprocess → scale (every fold) → one_hot_encode (every fold) → plan_trials →
 per (config, fold) train (or packed: per config, or per group of configs) → aggregate.
 
-Per-fold transforms are computed once per fold and reused by every configuration. The shape
-is chosen so that kfp.local executes it correctly and a cluster runs one pod per step: two
-flat loops, one over the fold ids and one over the trials, whose inputs are loop-item fields,
-pipeline parameters and artifacts only (kfp.local replaces any other task's parameter output
-inside a loop with the loop item). However large the search, what travels as parameters
-stays small: the plan and the trials' results are artifacts, the train loop's items are the
-tasks' numbers, and each train task hands the aggregate step only its results' URI.
+Each fold's transforms are fitted on its own training rows, once, and reused by every
+configuration; the two transform steps loop over the folds inside one task each (two process
+starts, or pods, instead of two per fold). The shape is chosen so that kfp.local executes it
+correctly and a cluster runs one pod per step: one flat loop over the trials, whose inputs are
+loop-item fields, pipeline parameters and artifacts only (kfp.local replaces any other task's
+parameter output inside a loop with the loop item). However large the search, what travels
+as parameters stays small: the plan and the trials' results are artifacts, the train loop's
+items are the tasks' numbers, and each train task hands the aggregate step only its results'
+URI.
 """
 
 from typing import NamedTuple
@@ -19,15 +21,14 @@ from kfp.dsl import HTML, Artifact, Dataset, Model
 
 from foldwise.components import (
     aggregate,
-    collect_folds,
     export,
     next_rung,
-    one_hot_encode,
+    one_hot_encode_folds,
     plan_trials,
     preprocess,
     refit,
     report,
-    scale,
+    scale_folds,
     train,
 )
 from foldwise.components.core import options
@@ -78,13 +79,10 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                                **{name: values[name] for name in options.PREPROCESS}),
                     "preprocess")
     schema = prepared.outputs["schema"]
-    with dsl.ParallelFor(items=prepared.outputs["Output"], name="folds") as fold:
-        scaled = step(scale(prepared=prepared.outputs["prepared"], schema=schema, fold=fold,
-                            scaler=values["scaler"]), "scale")
-        encoded = step(one_hot_encode(scaled=scaled.outputs["scaled"], schema=schema,
-                                      fold=fold), "one-hot-encode")
-    fold_data = step(collect_folds(encoded=dsl.Collected(encoded.outputs["encoded"])),
-                     "collect-folds")
+    scaled = step(scale_folds(prepared=prepared.outputs["prepared"], schema=schema,
+                              scaler=values["scaler"]), "scale")
+    fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
+                     "one-hot-encode")
     trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
                               param_grid=param_grid, model_spec=model_spec,
                               baseline=values["baseline"],

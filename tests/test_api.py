@@ -149,9 +149,50 @@ def test_progress_total_is_the_number_of_tasks_the_run_executes(regression_runs)
     counts = [line.split("]")[0].lstrip("[").strip() for line in stderr.splitlines()
               if line.startswith("[")]
     train_tasks = len(list((tmp / "cli" / "pipeline").glob("*/for-loop-*-iteration-*/train")))
-    total = 7 + 2 * 3 + train_tasks  # 7 steps once, scale and one-hot-encode per fold
+    total = 8 + train_tasks  # 8 steps once (the transforms each over every fold), then train
     assert train_tasks >= 2
     assert counts == [f"{n}/{total}" for n in range(1, total + 1)]
+
+
+@pytest.mark.local
+def test_plan_lays_out_the_tasks_the_run_made_and_estimates_its_time_within_2x(
+        regression_runs):
+    """``foldwise plan`` before the command line's run: its tasks, and its time within 2×."""
+    *_, tmp, stderr = regression_runs
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["plan", "grid-search", "--data", str(tmp / "diabetes.csv"), "--target",
+                     "progression", "--grid", str(tmp / "grid.yaml"), "--folds", "3",
+                     "--epochs", "4", "--batch-size", "16", "--seed", "3", "--nodes", "3"]) == 0
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[2:5]}
+    assert sorted(rows) == ["configs*", "folds", "none"]
+    train_tasks = len(list((tmp / "cli" / "pipeline").glob("*/for-loop-*-iteration-*/train")))
+    assert int(rows["configs*"][1]) == train_tasks  # what run does here by default
+    assert int(rows["none"][1]) == 4 * 3 and rows["none"][2] == "1"  # 4 configurations × 3
+    assert int(rows["folds"][1]) == 4 and rows["folds"][2] == "3"
+    value, unit = rows["configs*"][3:5]
+    estimated = float(value) * (60 if unit == "min" else 1)
+    measured = float(stderr.strip().splitlines()[-1].strip("[] s"))
+    assert 0.5 <= estimated / measured <= 2, (estimated, measured)
+
+
+def test_plan_from_python_checks_the_search_and_trains_nothing(tmp_path):
+    X, y = diabetes()
+    search = foldwise.GridSearchCV(GRID, output=str(tmp_path / "never"), **FIXED)
+    table = search.plan(X, y, nodes=4, node_speedup=2.0, pod_start=10)
+    assert list(table["packing"]) == ["configs", "folds", "none"]
+    assert list(table["tasks"]) == [4, 4, 12]  # two depths: two packs, each cut in two
+    assert table.loc[2, "models_per_task"] == [1] * 12
+    # more nodes: the cluster's run is no longer, the node-hours the same pods
+    wider = search.plan(X, y, nodes=12, node_speedup=2.0, pod_start=10)
+    assert (wider["cluster_seconds"] <= table["cluster_seconds"] + 1e-9).all()
+    np.testing.assert_allclose(wider["node_hours"], table["node_hours"])
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(foldwise.FoldwiseError, match="no measured training speed for "
+                       "--accelerator 'nvidia-l4:1'.*--node-speedup"):
+        search.plan(X, y, accelerator="nvidia-l4:1")
+    with pytest.raises(foldwise.FoldwiseError, match="--nodes must be at least 1"):
+        search.plan(X, y, nodes=0)
 
 
 @pytest.fixture(scope="module")

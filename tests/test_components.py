@@ -14,9 +14,11 @@ from foldwise.components import (
     aggregate,
     collect_folds,
     one_hot_encode,
+    one_hot_encode_folds,
     plan_trials,
     preprocess,
     scale,
+    scale_folds,
     train,
 )
 from foldwise.components.core.columns import FOLD_COLUMN
@@ -136,6 +138,29 @@ def test_collected_fold_tables_carry_their_fold_and_features(chain):
         assert tagged == fold and features == state["features"]
         assert set(state["columns"]) == {"island", "sex"}
         assert list(table.columns) == [*features, "species", "__row__", "__fold__"]
+
+
+def test_the_all_folds_transforms_equal_the_per_fold_steps(chain, tmp_path):
+    """What the pipelines run (two tasks) is what the per-fold steps and collect_folds give."""
+    _, out, _, _, _ = chain
+    scaled, scaler_state = make(dsl.Dataset, tmp_path, "scaled"), make(dsl.Artifact, tmp_path,
+                                                                       "scaler")
+    scale_folds.python_func(prepared=out["prepared"], schema=out["schema"], scaled=scaled,
+                            scaler_state=scaler_state, scaler="robust")
+    fold_data, encoder_state = make(dsl.Dataset, tmp_path, "fold_data"), make(
+        dsl.Artifact, tmp_path, "encoder")
+    one_hot_encode_folds.python_func(scaled=scaled, schema=out["schema"], fold_data=fold_data,
+                                     encoder_state=encoder_state)
+    assert fold_data.metadata["folds"] == list(range(FOLDS))
+    scaler_states = json.loads(Path(scaler_state.path).read_text())["folds"]
+    encoder_states = json.loads(Path(encoder_state.path).read_text())["folds"]
+    for fold in range(FOLDS):
+        assert scaler_states[fold] == json.loads(open(out[f"scaler_state{fold}"].path).read())
+        assert encoder_states[fold] == json.loads(open(out[f"encoder_state{fold}"].path).read())
+        ours, tagged, features = read_fold_table(fold_file(fold_data.path, fold))
+        theirs, _, their_features = read_fold_table(fold_file(out["fold_data"].path, fold))
+        assert tagged == fold and features == their_features
+        pd.testing.assert_frame_equal(ours, theirs)
 
 
 def test_plan_has_one_trial_per_fold_with_full_params(chain):

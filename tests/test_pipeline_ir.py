@@ -29,19 +29,19 @@ def loops(ir):
             for t in tasks.values() if "parameterIterator" in t}
 
 
-def test_two_flat_loops_folds_then_trials(ir):
+def test_one_flat_loop_over_the_trials_after_two_transform_steps(ir):
     found = loops(ir)
-    assert set(found) == {"folds", "trials"}
-    folds_task, folds = found["folds"]
+    assert set(found) == {"trials"}
     trials_task, trials = found["trials"]
-    assert folds_task["parameterIterator"]["items"]["inputParameter"].endswith(
-        "preprocess-Output")
     assert trials_task["parameterIterator"]["items"]["inputParameter"].endswith(
         "plan-trials-Output")
-    assert set(folds["dag"]["tasks"]) == {"scale", "one-hot-encode"}
     assert set(trials["dag"]["tasks"]) == {"train"}
-    for _, component in found.values():  # no loop nested in a loop
-        assert all("parameterIterator" not in t for t in component["dag"]["tasks"].values())
+    assert all("parameterIterator" not in t for t in trials["dag"]["tasks"].values())
+    tasks = ir["root"]["dag"]["tasks"]
+    # every fold's transforms in one task each: scale, then one-hot on its folder
+    assert tasks["scale-folds"]["taskInfo"]["name"] == "scale"  # its display name
+    assert tasks["one-hot-encode-folds"]["inputs"]["artifacts"]["scaled"][
+        "taskOutputArtifact"] == {"outputArtifactKey": "scaled", "producerTask": "scale-folds"}
 
 
 def test_no_task_in_a_loop_reads_another_tasks_parameter_output(ir):
@@ -56,14 +56,11 @@ def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
     _, trials = loops(ir)["trials"]
     train = trials["dag"]["tasks"]["train"]["inputs"]
     assert train["artifacts"]["fold_data"]["componentInputArtifact"].endswith(
-        "collect-folds-fold_data")
+        "one-hot-encode-folds-fold_data")
     # The task's number is the loop item; its configurations and folds are in the plan.
     assert "parameterExpressionSelector" not in train["parameters"]["trial"]
     assert train["parameters"]["trial"]["componentInputParameter"].startswith("pipelinechannel")
     assert train["artifacts"]["plan"]["componentInputArtifact"].endswith("plan-trials-plan")
-    tasks = ir["root"]["dag"]["tasks"]
-    assert tasks["collect-folds"]["inputs"]["artifacts"]["encoded"]["taskOutputArtifact"][
-        "producerTask"].startswith("for-loop")
 
 
 def test_trial_results_fan_in_as_parameters_not_artifacts(ir):
@@ -133,7 +130,7 @@ def test_halving_rungs_are_stages_of_one_static_dag(platform, tmp_path):
                  "--platform", platform, "--out", str(out)]) == 0
     ir = yaml.safe_load(out.read_text().split("\n---\n")[0])
     found = loops(ir)
-    assert set(found) == {"folds", "trials", "trials-rung-1", "trials-rung-2"}
+    assert set(found) == {"trials", "trials-rung-1", "trials-rung-2"}
     tasks = ir["root"]["dag"]["tasks"]
     named = {task["taskInfo"]["name"]: key for key, task in tasks.items()}  # shown → key
     assert set(named) >= {"rung-1", "rung-2", "rung-3", "aggregate"}
