@@ -338,6 +338,41 @@ class GridSearchCV(_PipelineEstimator):
         proba = proba / proba.sum(axis=1, keepdims=True)  # float32 sums: exactly 1 again
         return float(score("classification", index, proba, len(self.classes_))[self.scorer_])
 
+    def plan(self, X, y=None, *, nodes: int = 1, accelerator: str = "cpu",
+             node_speedup: float | None = None, pod_start: float | None = None):
+        """What ``fit(X, y)`` would run under each packing, and how long it would take.
+
+        Nothing is trained: the data, grid and options are checked as ``fit`` checks them,
+        then the train tasks of every packing are laid out and timed from the per-step
+        costs measured with the benchmarks (``foldwise plan`` prints the same).
+
+        Args:
+            X: As for :meth:`fit`.
+            y: As for :meth:`fit`.
+            nodes: Cluster nodes, each running one train pod at a time.
+            accelerator: The nodes' accelerator, for its measured training speed.
+            node_speedup: How many times faster a node trains than the reference machine
+                (instead of ``accelerator``'s measurement).
+            pod_start: Seconds a pod takes to start on the cluster (default 30).
+
+        Returns:
+            A DataFrame, one row per packing: ``packing``, ``tasks``, ``models_per_task``
+            (list), ``local_seconds`` (kfp.local on the reference machine),
+            ``cluster_seconds`` and ``node_hours``.
+        """
+        import pandas as pd
+
+        from foldwise.pipelines.runs import estimates
+
+        params = self.get_params()
+        grid, space = self._candidates()
+        found = estimates(self._search(X, y, params, grid, space), nodes, accelerator,
+                          pod_start, node_speedup)
+        return pd.DataFrame([{"packing": e.packing, "tasks": e.tasks,
+                              "models_per_task": e.models, "local_seconds": e.local_seconds,
+                              "cluster_seconds": e.cluster_seconds,
+                              "node_hours": e.node_hours} for e in found])
+
     def compile(self, path: str | Path, **cluster) -> Path:
         """Compile this search's pipeline to YAML for Kubeflow Pipelines or Vertex AI.
 

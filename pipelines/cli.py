@@ -159,6 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
                              "(cross-validation, grid-search)")
         command.add_argument("--promote-to", help="gs:// prefix retrain promotes to")
 
+    plan = commands.add_parser(
+        "plan", help="show the tasks a run would create and estimate its time, here and on a "
+        "cluster", description="Check a search as 'run' does, then show for each packing "
+        "the train tasks it would create, the models each trains, and an estimate of the "
+        "wall time on this machine (kfp.local) and on a cluster of --nodes nodes, with the "
+        "node-hours it occupies; from the per-step costs measured with the benchmarks.")
+    plan.add_argument("pipeline", choices=list(PIPELINE_HELP))
+    _add_options(plan, options.DATA, options.FOLDS, options.BUILDER, options.MODEL)
+    _add_options(plan, options.SEARCH)
+    plan.add_argument("--grid", type=Path, help="grid or space YAML (grid-search, "
+                      "random-search, halving-search, retrain)")
+    plan.add_argument("--promote-to", help="retrain: folder or gs:// prefix of the promoted "
+                      "model (its configuration is cross-validated too)")
+    plan.add_argument("--nodes", type=int, default=1,
+                      help="cluster nodes, each running one train pod at a time (default 1)")
+    plan.add_argument("--accelerator", default="cpu",
+                      help="the nodes' accelerator, for its measured training speed "
+                      "(default cpu: as fast as the reference machine)")
+    plan.add_argument("--node-speedup", type=float, default=None, metavar="FACTOR",
+                      help="how many times faster a node trains than the reference machine "
+                      "(instead of --accelerator's measurement)")
+    plan.add_argument("--pod-start", type=float, default=None, metavar="SECONDS",
+                      help="seconds a pod takes to start on the cluster (default 30)")
+
     predict = commands.add_parser(
         "predict", help="predict with an exported model",
         description="Predict rows of a table with a model exported by a grid search.")
@@ -178,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = {"predict": predict_command, "compile": compile_command, "run": run_command,
-                   "submit": submit_command, "schedule": submit_command}[args.command]
+                   "submit": submit_command, "schedule": submit_command,
+                   "plan": plan_command}[args.command]
         return command(args)
     except FoldwiseError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -269,6 +294,18 @@ def run_command(args: argparse.Namespace) -> int:
         progress.total = plan.tasks
 
     display.print_result(runs.run_local(search, progress, on_plan))
+    return 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """``foldwise plan PIPELINE``: check the search, print its tasks and estimates."""
+    from foldwise.pipelines import display, runs
+
+    args.output = None
+    search = search_from_args(args)
+    found = runs.estimates(search, args.nodes, args.accelerator, args.pod_start,
+                           args.node_speedup)
+    display.print_estimates(search, found, args.nodes, args.accelerator, args.pod_start)
     return 0
 
 

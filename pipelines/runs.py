@@ -109,6 +109,7 @@ class Plan:
     pipeline: object  # the @dsl.pipeline that will run (built for this machine)
     table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
     rungs: int | None = None  # a halving search's rungs (its pipeline is built with them)
+    n_features: int = 0  # model-ready columns: numeric plus one-hot indicators (all rows)
 
 
 @dataclass
@@ -231,7 +232,39 @@ def plan(search: Search, local: bool = True) -> Plan:
         loops = {"trials": len(plan_trials(configs, folds, packing))}
     pipeline = pipeline_function(search.pipeline, rungs=rungs)
     tasks = task_count(pipeline, schema["folds"], loops)
-    return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs)
+    n_features = len(schema["numeric"]) + sum(
+        int(prepared[column].nunique()) for column in schema["categorical"])
+    return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs,
+                n_features)
+
+
+def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
+              pod_start: float | None = None, speedup: float | None = None) -> list:
+    """Check a search as :func:`plan` does and estimate it under every packing.
+
+    Returns:
+        One :class:`~foldwise.components.core.costs.Estimate` per packing (``none``,
+        ``folds``, ``configs``), from the measured costs in ``core.costs`` and the grid's
+        arithmetic. A halving search is estimated as its full grid (an upper bound).
+
+    Raises:
+        FoldwiseError: What :func:`plan` raises; nodes below 1; an unknown accelerator.
+    """
+    from foldwise.components.core import costs
+    from foldwise.components.core.grid import PACKINGS
+
+    if int(nodes) < 1:
+        raise FoldwiseError(f"--nodes must be at least 1, got {nodes}")
+    if speedup is None:
+        speedup = costs.node_speedup(accelerator)
+    checked = plan(search, local=True)
+    rows = int(checked.schema["rows_used"])
+    refit = search.pipeline != "cross-validation"
+    return [costs.estimate(checked.configs, checked.schema["folds"], rows,
+                           checked.n_features, packing, refit=refit, nodes=int(nodes),
+                           pod_start=costs.POD_START_SECONDS if pod_start is None
+                           else float(pod_start), speedup=float(speedup))
+            for packing in PACKINGS]
 
 
 def _search_size(search: Search, grid: list, space: list, folds: int,
