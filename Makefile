@@ -16,8 +16,9 @@ $(INSTALLED): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
-# Debian packages the tests use (needs root or sudo): headless Chromium renders the HTML
+# Debian packages only the tests use (needs root or sudo): headless Chromium renders the HTML
 # report; buildah and debootstrap build the CPU image without a Docker engine or a registry.
+# `make demo` needs none of them.
 system-packages:
 	@command -v chromium >/dev/null && command -v buildah >/dev/null && \
 	  command -v debootstrap >/dev/null || { \
@@ -25,12 +26,12 @@ system-packages:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    chromium buildah debootstrap >/dev/null; }
 
-setup: $(INSTALLED) system-packages
+setup: $(INSTALLED)
 
 demo: setup
 	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
 
-test: setup
+test: setup system-packages
 	$(BIN)/pytest
 
 lint: setup
