@@ -12,7 +12,7 @@ Tools, each in its own process (wall time and the peak memory of its whole proce
 - ``mlp-1`` / ``mlp-2``: scikit-learn's MLPClassifier/MLPRegressor the same way.
 
 Every tool gets the same folds (foldwise's fold assignment, as a ``PredefinedSplit``), the same
-3 × 2 grid (one hidden layer of 32, 64 or 128 ReLU units × Adam learning rate 0.001 or
+3 × 2 grid (two hidden layers of 32, 64 or 128 ReLU units each × Adam learning rate 0.001 or
 0.01), 20 epochs, batch size 32, and for regression the same target standardization.
 """
 
@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / ".data"
 HIDDEN, RATES, EPOCHS, BATCH, FOLDS, SEED = [32, 64, 128], [0.001, 0.01], 20, 32, 5, 0
+LAYERS = 2  # hidden layers of HIDDEN[i] units each
 TABLES = {  # name: (target, task)
     "diabetes": ("target", "regression"),
     "penguins": ("species", "classification"),
@@ -142,7 +143,8 @@ def run_sklearn_tool(tool: str, name: str) -> dict:
         net = (MLPClassifier if classify else MLPRegressor)(
             solver="adam", max_iter=EPOCHS, batch_size=BATCH, random_state=SEED,
             n_iter_no_change=EPOCHS + 1, tol=0.0)
-        grid = {"hidden_layer_sizes": [(h,) for h in HIDDEN], "learning_rate_init": RATES}
+        grid = {"hidden_layer_sizes": [(h,) * LAYERS for h in HIDDEN],
+                "learning_rate_init": RATES}
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
@@ -152,7 +154,7 @@ def run_sklearn_tool(tool: str, name: str) -> dict:
             outputs = meta["n_classes_"] if classify else 1
             model = keras.Sequential([
                 keras.Input((meta["n_features_in_"],)),
-                keras.layers.Dense(hidden, activation="relu"),
+                *[keras.layers.Dense(hidden, activation="relu") for _ in range(LAYERS)],
                 keras.layers.Dense(outputs, activation="softmax" if classify else None)])
             model.compile(optimizer=keras.optimizers.Adam(lr),
                           loss="sparse_categorical_crossentropy" if classify else "mse")
@@ -184,7 +186,7 @@ def run_foldwise(tool: str, name: str) -> dict:
     target, _ = TABLES[name]
     with tempfile.TemporaryDirectory(prefix="foldwise-bench-") as folder:
         grid = Path(folder) / "grid.yaml"
-        grid.write_text(json.dumps({"hidden_units": [[h] for h in HIDDEN],
+        grid.write_text(json.dumps({"hidden_units": [[h] * LAYERS for h in HIDDEN],
                                     "learning_rate": RATES}))
         output = Path(folder) / "run"
         command = [str(Path(sys.executable).parent / "foldwise"), "run", "grid-search",
@@ -330,7 +332,8 @@ def report(results: list[dict]) -> str:
                 noise = f"{fold_noise_units(r['configs'], reference['configs']):.2f}"
             lines.append(
                 f"| {name} | {tool} | {r['wall_s']:.1f} s | {ratio} | {r['peak_mb']:.0f} MB | "
-                f"[{top['hidden']}] lr {top['lr']} | {top['mean']:.4f} ± {top['std']:.4f} | "
+                f"{[top['hidden']] * LAYERS} lr {top['lr']} | "
+                f"{top['mean']:.4f} ± {top['std']:.4f} | "
                 f"{agree} | {noise} |")
     lines += ["", "Every configuration (mean ± std over the 5 folds):", ""]
     for name, tools in by_table.items():
@@ -343,7 +346,7 @@ def report(results: list[dict]) -> str:
                 for r in done.values():
                     c = next(c for c in r["configs"] if (c["hidden"], c["lr"]) == (hidden, lr))
                     cells.append(f"{c['mean']:.4f} ± {c['std']:.4f}")
-                lines.append(f"| [{hidden}] lr {lr} | " + " | ".join(cells) + " |")
+                lines.append(f"| {[hidden] * LAYERS} lr {lr} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
