@@ -222,3 +222,6 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
           f"{start:.0f} s (--pod-start).")
     if search.pipeline == "halving-search":
         print("halving-search is estimated as its full grid: an upper bound.")
+    if search.model.get("estimator") == "keras_builder":
+        print("Your builder's layers are not known before it is built: its models are "
+              "estimated by their steps' fixed cost only, a lower bound.")

@@ -255,6 +255,10 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
 
     if int(nodes) < 1:
         raise FoldwiseError(f"--nodes must be at least 1, got {nodes}")
+    if speedup is not None and not float(speedup) > 0:
+        raise FoldwiseError(f"--node-speedup must be a positive factor, got {speedup}")
+    if pod_start is not None and not float(pod_start) >= 0:
+        raise FoldwiseError(f"--pod-start must be seconds (0 or more), got {pod_start}")
     if speedup is None:
         speedup = costs.node_speedup(accelerator)
     checked = plan(search, local=True)

@@ -193,6 +193,8 @@ def test_plan_from_python_checks_the_search_and_trains_nothing(tmp_path):
         search.plan(X, y, accelerator="nvidia-l4:1")
     with pytest.raises(foldwise.FoldwiseError, match="--nodes must be at least 1"):
         search.plan(X, y, nodes=0)
+    with pytest.raises(foldwise.FoldwiseError, match="--node-speedup must be a positive"):
+        search.plan(X, y, node_speedup=0)
 
 
 @pytest.fixture(scope="module")

@@ -208,3 +208,35 @@ def test_bad_searches_exit_2_with_one_error_line_and_write_nothing(case, tmp_pat
                  "y", "--grid", str(text_file(tmp_path, grid, "grid.yaml")), *extra,
                  "--output", str(output)])
     assert_one_error_line(code, capsys.readouterr().err, match, output)
+
+
+PLAN_CASES = {
+    "no nodes": (["--nodes", "0"], r"--nodes must be at least 1, got 0"),
+    "unmeasured accelerator": (["--accelerator", "nvidia-l4:1"],
+                               r"no measured training speed for --accelerator 'nvidia-l4:1'"),
+    "negative pod start": (["--pod-start", "-5"], r"--pod-start must be seconds"),
+    "zero speed-up": (["--node-speedup", "0"], r"--node-speedup must be a positive factor"),
+    "unknown option": (["--nodez", "3"], r"unrecognized arguments: --nodez"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLAN_CASES))
+def test_plan_refuses_bad_input_with_one_error_line(case, tmp_path, capsys):
+    extra, match = PLAN_CASES[case]
+    code = main(["plan", "grid-search", "--data", str(table_file(tmp_path, REGRESSION)),
+                 "--target", "y", "--grid", str(text_file(tmp_path, "dropout: [0.0, 0.1]\n",
+                                                          "grid.yaml")), *extra])
+    assert_one_error_line(code, capsys.readouterr().err, match, tmp_path / "never")
+
+
+def test_plan_prints_every_packing_and_trains_nothing(tmp_path, capsys):
+    code = main(["plan", "grid-search", "--data", str(table_file(tmp_path, REGRESSION)),
+                 "--target", "y", "--folds", "3", "--epochs", "2", "--nodes", "2",
+                 "--grid", str(text_file(tmp_path, "hidden_units: [[8], [64]]\n"
+                                         "learning_rate: [0.01, 0.1]\n", "grid.yaml"))])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out[2:5]}
+    assert [rows[p][1] for p in ("configs*", "folds", "none")] == ["2", "4", "12"]
+    assert "2 nodes × cpu" in out[1]
+    assert not [path for path in tmp_path.iterdir() if path.is_dir()]  # no run folder
