@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core.errors import FoldwiseError
@@ -216,7 +215,8 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         means = table[f"mean_test_{metric}"].to_numpy()
         # Like scikit-learn: best is 1, ties share the lowest rank, NaN ranks last.
         filled = np.where(np.isnan(means), -np.inf, means)
-        table[f"rank_test_{metric}"] = rankdata(-filled, method="min").astype("int64")
+        table[f"rank_test_{metric}"] = pd.Series(-filled).rank(method="min").to_numpy(
+            dtype="int64")
     ordered = ["config_id", "params", *[f"param_{n}" for n in param_names]]
     if halving:
         ordered = ["iter", "n_resources", *ordered]

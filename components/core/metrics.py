@@ -5,10 +5,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 REGRESSION_METRICS = ("r2", "neg_mean_squared_error", "neg_root_mean_squared_error",
                       "neg_mean_absolute_error")
+
+
+def _skm():
+    """scikit-learn's metrics, imported only when a score is computed.
+
+    The import takes about a second per process; the steps that only name metrics (the
+    aggregate step of a regression, say) never pay for it.
+    """
+    from sklearn import metrics
+
+    return metrics
 
 
 def metric_names(task: str, n_classes: int | None) -> tuple[str, ...]:
@@ -39,6 +49,7 @@ def score(task: str, y_true: np.ndarray, prediction: np.ndarray,
         Metric name → value; a metric undefined on this fold (e.g. ROC AUC when the fold lacks
         a class) is NaN.
     """
+    skm = _skm()
     if task == "regression":
         error = prediction - y_true
         mse = float(np.mean(error**2))
@@ -71,6 +82,7 @@ def score(task: str, y_true: np.ndarray, prediction: np.ndarray,
 
 def confusion_matrix(y_true: np.ndarray, prediction: np.ndarray, n_classes: int) -> list:
     """Confusion matrix (rows: true class, columns: predicted) as nested lists of ints."""
+    skm = _skm()
     predicted = prediction.argmax(axis=1)
     matrix = skm.confusion_matrix(y_true, predicted, labels=list(range(n_classes)))
     return matrix.astype(int).tolist()
@@ -78,6 +90,7 @@ def confusion_matrix(y_true: np.ndarray, prediction: np.ndarray, n_classes: int)
 
 def roc_curve(y_true: np.ndarray, score_positive: np.ndarray) -> tuple[list, list, list]:
     """ROC curve points as plain lists; the first threshold (infinite in scikit-learn) is 1."""
+    skm = _skm()
     fpr, tpr, thresholds = skm.roc_curve(y_true, score_positive)
     thresholds = np.minimum(thresholds, 1.0)
     return fpr.tolist(), tpr.tolist(), thresholds.tolist()
