@@ -120,7 +120,7 @@ def corrected_ttest(differences, n_train: float, n_test: float) -> tuple[float, 
         ``b`` (small ``p``: ``a`` is better), with ``K - 1`` degrees of freedom. NaN when it
         cannot be computed: fewer than two folds, or identical differences on every fold.
     """
-    from scipy import stats
+    from scipy import special  # Student's t CDF; scipy.stats would take 0.6 s to import
 
     diffs = np.asarray(differences, dtype="float64")
     diffs = diffs[np.isfinite(diffs)]
@@ -132,7 +132,7 @@ def corrected_ttest(differences, n_train: float, n_test: float) -> tuple[float, 
     if not corrected > 0:
         return math.nan, math.nan
     t = float(np.mean(diffs)) / math.sqrt(corrected)
-    return t, float(stats.t.sf(t, k - 1))
+    return t, float(special.stdtr(k - 1, -t))  # the survival function at t
 
 
 def survivors(scores: dict[str, list[float]], keep: int, higher_is_better: bool = True, *,
