@@ -40,7 +40,7 @@ def _svg(figure) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    figure.savefig(buffer, format="svg", bbox_inches="tight", dpi=150)
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
@@ -177,7 +177,9 @@ def roc_chart(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:
 def regression_charts(y_true: np.ndarray, predicted: np.ndarray, target: str) -> tuple[str, str]:
     """Predicted vs actual, and residuals vs predicted, of the pooled out-of-fold predictions."""
     fig, ax = _figure(5.0, 4.5)
-    ax.scatter(y_true, predicted, s=10, alpha=.6, color=COLOURS[0])
+    # Points drawn as one image inside the SVG (axes, labels and lines stay vectors): a
+    # vector scatter of 10,000 rows is 3 MB of page and a second to draw.
+    ax.scatter(y_true, predicted, s=10, alpha=.6, color=COLOURS[0], rasterized=True)
     low, high = float(min(y_true.min(), predicted.min())), float(max(y_true.max(),
                                                                       predicted.max()))
     ax.plot([low, high], [low, high], color="#9aa5ad", linestyle=":")
@@ -185,7 +187,8 @@ def regression_charts(y_true: np.ndarray, predicted: np.ndarray, target: str) ->
     ax.set_ylabel(f"predicted {target}")
     scatter = _svg(fig)
     fig, ax = _figure(5.0, 4.5)
-    ax.scatter(predicted, y_true - predicted, s=10, alpha=.6, color=COLOURS[1])
+    ax.scatter(predicted, y_true - predicted, s=10, alpha=.6, color=COLOURS[1],
+               rasterized=True)
     ax.axhline(0, color="#9aa5ad", linestyle=":")
     ax.set_xlabel(f"predicted {target}")
     ax.set_ylabel("residual (actual − predicted)")
