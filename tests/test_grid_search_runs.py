@@ -85,8 +85,14 @@ def test_every_config_and_fold_scored_as_in_process(local_run):
 
 def test_transforms_run_once_per_fold_not_once_per_trial(local_run):
     _, output = local_run
-    assert len(iteration_dirs(output, "scale")) == FOLDS
-    assert len(iteration_dirs(output, "one-hot-encode")) == FOLDS
+    # two transform steps, each fitting every fold once on its own training rows
+    (scaled,) = (output / "pipeline").glob("*/scale-folds/scaled")
+    assert sorted(p.name for p in scaled.iterdir()) == [f"fold-{k}.parquet"
+                                                        for k in range(FOLDS)]
+    for step, state in (("scale-folds", "scaler_state"), ("one-hot-encode-folds",
+                                                          "encoder_state")):
+        (path,) = (output / "pipeline").glob(f"*/{step}/{state}")
+        assert [s["fold"] for s in json.loads(path.read_text())["folds"]] == list(range(FOLDS))
     trains = iteration_dirs(output, "train")  # packed (the local default): one per config
     assert len(trains) == 8
     configs = set()
@@ -95,7 +101,7 @@ def test_transforms_run_once_per_fold_not_once_per_trial(local_run):
         assert [r["fold"] for r in results] == list(range(FOLDS))
         configs |= {r["config_id"] for r in results}
     assert len(configs) == 8
-    (collected,) = (output / "pipeline").glob("*/collect-folds/fold_data")
+    (collected,) = (output / "pipeline").glob("*/one-hot-encode-folds/fold_data")
     assert sorted(p.name for p in collected.iterdir()) == [f"fold-{k}.parquet"
                                                            for k in range(FOLDS)]
 
@@ -154,8 +160,8 @@ def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, peng
     assert code == 0
     err = capsys.readouterr().err
     assert "2 configurations × 2 folds = 4 trials" in err
-    # 7 steps + 2 × 2 per-fold transforms + 2 train tasks (each config's folds packed)
-    assert re.search(r"^\[13/13\] export ", err, re.MULTILINE)
+    # 8 steps (the transforms each over both folds) + 2 train tasks (the configs cut in two)
+    assert re.search(r"^\[10/10\] export ", err, re.MULTILINE)
     manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
     assert manifest["data"]["uri"] == data_uri and "model/model.keras" in manifest["files"]
     assert storage.exists(f"{destination}/report.html")

@@ -81,7 +81,8 @@ def test_each_fold_task_worked_on_its_own_fold(penguin_run):
     prepared, schema = preprocess(sample, PreprocessOptions(target="species", folds=FOLDS,
                                                             seed=11))
     predictions = iteration_files(output, "train", "predictions")
-    scaler_states = iteration_files(output, "scale", "scaler_state")
+    (states,) = (output / "pipeline").glob("*/scale-folds/scaler_state")
+    scaler_states = {state["fold"]: state for state in json.loads(states.read_text())["folds"]}
     assert sorted(predictions) == sorted(scaler_states) == list(range(FOLDS))
     cv = pd.read_csv(output / "cv_results.csv")
     seen_rows = []
@@ -90,7 +91,7 @@ def test_each_fold_task_worked_on_its_own_fold(penguin_run):
         assert set(frame["fold"]) == {fold}
         assert frame["row"].tolist() == folds.loc[folds["fold"] == fold, "row"].tolist()
         seen_rows += frame["row"].tolist()
-        state = json.loads(scaler_states[fold].read_text())
+        state = scaler_states[fold]
         expected = fit_scaler(prepared[prepared[FOLD_COLUMN] != fold], schema["numeric"])
         assert state == {"fold": fold, **expected}
         proba = frame[[c for c in frame.columns if c.startswith("proba_")]].to_numpy()

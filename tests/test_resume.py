@@ -89,7 +89,7 @@ def test_a_killed_train_task_resumes_and_ends_with_the_uninterrupted_models(tmp_
     assert max(epochs for _, epochs in record["killed"]) <= resumed < SPEC["epochs"]
     assert not (model_dir / "checkpoint").exists()
 
-    (fold_data,) = root.glob("*/collect-folds/fold_data")
+    (fold_data,) = root.glob("*/one-hot-encode-folds/fold_data")
     datas, specs = [], []
     for fold in (0, 1):
         table, _, features = read_fold_table(fold_file(fold_data, fold))
