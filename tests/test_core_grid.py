@@ -151,12 +151,22 @@ def test_packed_tasks_are_cut_where_the_longest_task_is_shortest():
         c["config_id"] for c in configs]
 
 
-def test_balanced_parts_minimizes_the_costliest_contiguous_part():
-    from foldwise.components.core.costs import balanced_parts
+def test_the_cut_is_the_best_of_every_cut_and_linear_in_the_grid(monkeypatch):
+    from foldwise.components.core import costs
+    from foldwise.components.core.costs import best_cut, pack_step_units
 
-    weights = [5, 1, 1, 1, 1, 1]
-    parts = balanced_parts(lambda a, b: sum(weights[a:b]), len(weights), 2)
-    assert parts == [(0, 1), (1, 6)]
-    assert balanced_parts(lambda a, b: sum(weights[a:b]), 1, 2) == [(0, 1)]
-    three = balanced_parts(lambda a, b: sum(weights[a:b]), len(weights), 3)
-    assert max(sum(weights[a:b]) for a, b in three) == 5 and len(three) <= 3
+    grid = [{"hidden_units": [[w, w] for w in (16, 256, 8, 8, 64, 32, 128)],
+             "learning_rate": [1e-3, 1e-2]}]
+    specs = [c["params"] for c in expand_grid(grid, "regression", None)]
+    cut = best_cut(specs, 3)
+    worst = [max(pack_step_units(specs[:c], 3), pack_step_units(specs[c:], 3))
+             for c in range(1, len(specs))]
+    assert worst[cut - 1] == min(worst)  # brute force agrees
+    assert best_cut(specs[:1], 3) == 1 and best_cut([], 3) == 0
+    wide = [{"hidden_units": [[w, w] for w in range(8, 1008)]}]  # 1,000 configurations
+    many = expand_grid(wide, "regression", None)
+    calls = []
+    counted = costs.layer_macs
+    monkeypatch.setattr(costs, "layer_macs", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    tasks = plan_trials(many, list(range(5)), packing="configs")
+    assert len(tasks) == 2 and len(calls) == 2 * len(many)  # each side's running cost, once

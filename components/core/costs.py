@@ -68,27 +68,34 @@ def pack_step_units(specs: list[dict], members_per_spec: int,
     return fixed + members * batch * layer_macs(padded_widths(specs), n_features)
 
 
-def balanced_parts(costs_of, n: int, parts: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into at most ``parts`` contiguous runs minimizing the costliest.
+def best_cut(specs: list[dict], members_per_spec: int,
+             n_features: int = NOMINAL_FEATURES) -> int:
+    """Where to cut one pack's configurations into two tasks: the longer as short as can be.
 
-    ``costs_of(start, end)`` is the cost of the run ``[start, end)``. Contiguous, so that
-    the configurations keep their order (the order that breaks ties between equal scores).
+    Returns ``c``: the tasks are ``specs[:c]`` and ``specs[c:]`` (``c`` in ``1..n-1``), each
+    costing :func:`pack_step_units` per step; ``n`` itself for fewer than two specs. Cuts
+    keep the configurations' order (the order that breaks ties between equal scores).
+    Linear in the number of configurations: each side's widest widths are running maxima.
     """
-    parts = max(1, min(parts, n))
-    best = {(0, 0): (0.0, [])}
-    # best[(k, i)]: the cheapest split of the first i items into k runs: (max cost, runs)
-    for k in range(1, parts + 1):
-        for end in range(k, n + 1):
-            options = []
-            for start in range(k - 1, end):
-                if (k - 1, start) not in best:
-                    continue
-                worst, runs = best[(k - 1, start)]
-                options.append((max(worst, costs_of(start, end)), runs + [(start, end)]))
-            if options:
-                best[(k, end)] = min(options, key=lambda option: option[0])
-    return min((best[(k, n)] for k in range(1, parts + 1) if (k, n) in best),
-               key=lambda option: (option[0], -len(option[1])))[1]
+    n = len(specs)
+    if n < 2:
+        return n
+    fixed = MEASURED["step_seconds"] / MEASURED["mac_seconds"]
+
+    def running(items):
+        widths, batch, costs = None, 0, []
+        for count, spec in enumerate(items, start=1):
+            units = [int(w) for w in spec["hidden_units"]]
+            widths = units if widths is None else [max(a, b) for a, b in zip(
+                widths, units, strict=True)]
+            batch = max(batch, int(spec.get("batch_size", 32)))
+            costs.append(fixed + count * members_per_spec * batch
+                         * layer_macs(widths, n_features))
+        return costs
+
+    heads, tails = running(specs), running(reversed(specs))[::-1]
+    # heads[i]: specs[:i + 1]; tails[i]: specs[i:]
+    return min(range(1, n), key=lambda cut: (max(heads[cut - 1], tails[cut]), cut))
 
 
 def train_seconds(specs: list[dict], members_per_spec: int, rows: int,

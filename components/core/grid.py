@@ -244,15 +244,16 @@ def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:
     apart from narrow ones where that shortens the longest task. Cuts keep the
     configurations' order. Users' builders (their cost unknown) are cut into equal counts.
     """
-    from foldwise.components.core.costs import balanced_parts, pack_step_units
+    from foldwise.components.core.costs import best_cut
 
     specs = [m["params"] for m in members]
-    if any(s.get("estimator", "keras") != "keras" for s in specs):
+    if (CONFIG_PACK_TASKS != 2 or len(members) < 2
+            or any(s.get("estimator", "keras") != "keras" for s in specs)):
         size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
         return [(start, min(start + size, len(members)))
                 for start in range(0, len(members), size)]
-    return balanced_parts(lambda start, end: pack_step_units(specs[start:end], n_folds),
-                          len(members), CONFIG_PACK_TASKS)
+    cut = best_cut(specs, n_folds)
+    return [(0, cut), (cut, len(members))]
 
 
 def single_config_grid(model_spec: dict) -> list[dict]:
