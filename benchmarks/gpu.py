@@ -65,14 +65,9 @@ def prepare(csv: Path, rows: int | None, folder: Path) -> dict:
     import numpy as np
 
     from foldwise.components.core.columns import FOLD_COLUMN
-    from foldwise.components.core.encoding import (
-        apply_one_hot,
-        encoded_feature_names,
-        feature_matrix,
-        fit_one_hot,
-    )
+    from foldwise.components.core.encoding import feature_matrix
+    from foldwise.components.core.fold_transforms import encode_fold, scale_fold
     from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-    from foldwise.components.core.scaling import apply_scaler, fit_scaler
     from foldwise.components.core.table import read_table
 
     started = time.perf_counter()
@@ -84,11 +79,9 @@ def prepare(csv: Path, rows: int | None, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     shapes = {}
     for fold in range(FOLDS):
-        train = table[FOLD_COLUMN] != fold
-        scaled = apply_scaler(table, fit_scaler(table[train], schema["numeric"], "standard"))
-        state = fit_one_hot(scaled[train], schema["categorical"])
-        features = encoded_feature_names(schema["numeric"], state)
-        encoded = apply_one_hot(scaled, state)
+        # the pipeline's own transforms: each fitted on this fold's training rows only
+        scaled, _ = scale_fold(table, schema["numeric"], fold, "standard")
+        encoded, features, _ = encode_fold(scaled, schema, fold)
         x = feature_matrix(encoded, features)
         y = encoded[schema["target"]].to_numpy(dtype="float64")
         validation = (encoded[FOLD_COLUMN] == fold).to_numpy()
