@@ -24,8 +24,8 @@ MEASURED = {
     "step_seconds": 4.0e-4,
     "mac_seconds": 2.27e-10,
     # a step process (start, imports, its artifacts), by step; "row_seconds" more per row
-    "steps": {"preprocess": 1.3, "scale": 0.6, "one-hot-encode": 0.7, "plan-trials": 0.5,
-              "aggregate": 1.5, "report": 2.4, "export": 0.2},
+    "steps": {"preprocess": 1.5, "scale": 0.6, "one-hot-encode": 0.7, "plan-trials": 0.5,
+              "aggregate": 0.9, "report": 1.4, "export": 0.1},
     "row_seconds": 7.2e-6,
     # a train step's start (TensorFlow's import, tracing and compiling the stacked epoch),
     # and its writing of each model
