@@ -207,17 +207,17 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
           f"{costs.MEASURED['machine']} ({costs.MEASURED['measured']})")
     print("".join(name.ljust(size) if i == 0 else name.rjust(size)
                   for i, (name, size) in enumerate(columns)))
-    local_default = options.LOCAL_DEFAULTS["packing"]
+    chosen = search.run.get("packing") or options.LOCAL_DEFAULTS["packing"]
     for found in estimates:
         models = (str(found.models[0]) if len(set(found.models)) == 1
                   else f"{min(found.models)}-{max(found.models)}")
-        cells = [found.packing + ("*" if found.packing == local_default else ""),
+        cells = [found.packing + ("*" if found.packing == chosen else ""),
                  str(found.tasks), models, seconds(found.local_seconds),
                  seconds(found.cluster_seconds), f"{found.node_hours:.3f}"]
         print("".join(cell.ljust(size) if i == 0 else cell.rjust(size)
                       for i, (cell, (_, size)) in enumerate(zip(cells, columns, strict=True))))
     start = costs.POD_START_SECONDS if pod_start is None else pod_start
-    print(f"* what 'run' uses here; a compiled pipeline defaults to "
+    print(f"* what 'run' would use here; a compiled pipeline defaults to "
           f"{options.option('packing').default}. Each pod is assumed to start in "
           f"{start:.0f} s (--pod-start).")
     if search.pipeline == "halving-search":

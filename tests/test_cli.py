@@ -239,4 +239,9 @@ def test_plan_prints_every_packing_and_trains_nothing(tmp_path, capsys):
     rows = {line.split()[0]: line.split() for line in out[2:5]}
     assert [rows[p][1] for p in ("configs*", "folds", "none")] == ["2", "4", "12"]
     assert "2 nodes × cpu" in out[1]
+    main(["plan", "grid-search", "--data", str(table_file(tmp_path, REGRESSION)), "--target",
+          "y", "--packing", "folds", "--grid", str(text_file(tmp_path, "dropout: [0.0, 0.1]\n",
+                                                             "grid.yaml"))])
+    starred = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:5]]
+    assert starred == ["configs", "folds*", "none"]  # the packing this run would use
     assert not [path for path in tmp_path.iterdir() if path.is_dir()]  # no run folder
