@@ -170,3 +170,11 @@ def test_the_cut_is_the_best_of_every_cut_and_linear_in_the_grid(monkeypatch):
     monkeypatch.setattr(costs, "layer_macs", lambda *a, **k: calls.append(1) or counted(*a, **k))
     tasks = plan_trials(many, list(range(5)), packing="configs")
     assert len(tasks) == 2 and len(calls) == 2 * len(many)  # each side's running cost, once
+
+
+def test_longest_first_schedules_tasks_on_parallel_slots():
+    from foldwise.components.core.costs import longest_first
+
+    assert longest_first([5, 4, 3, 3, 3], 2) == 10  # longest first: 5+3 | 4+3+3
+    assert longest_first([5, 4, 3, 3, 3], 5) == 5 and longest_first([5, 4], 1) == 9
+    assert longest_first([], 3) == 0 and longest_first([1.0] * 10_000, 1_000) == 10

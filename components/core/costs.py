@@ -184,9 +184,11 @@ def task_train_seconds(configs: list[dict], n_folds: int, rows: int, n_features:
 
 def longest_first(seconds: list[float], slots: int) -> float:
     """When the last of these tasks ends, run longest first on ``slots`` parallel slots."""
-    ends = [0.0] * max(1, slots)
+    import heapq
+
+    ends = [0.0] * max(1, min(slots, len(seconds)))  # when each slot is free again
     for value in sorted(seconds, reverse=True):
-        ends[ends.index(min(ends))] += value
+        heapq.heapreplace(ends, ends[0] + value)
     return max(ends)
 
 
