@@ -109,7 +109,7 @@ class Plan:
     pipeline: object  # the @dsl.pipeline that will run (built for this machine)
     table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
     rungs: int | None = None  # a halving search's rungs (its pipeline is built with them)
-    n_features: int = 0  # model-ready columns: numeric plus one-hot indicators (all rows)
+    n_features: int = 0  # with count_features: numeric columns plus one-hot indicators
 
 
 @dataclass
@@ -141,12 +141,14 @@ def pipeline_function(name: str, settings=None, rungs: int | None = None):
     return build_pipeline(name, settings or LOCAL, rungs)
 
 
-def plan(search: Search, local: bool = True) -> Plan:
+def plan(search: Search, local: bool = True, count_features: bool = False) -> Plan:
     """Check everything a run needs before any step runs, and build the pipeline's arguments.
 
     Args:
         search: What the user asks for.
         local: Whether the run goes to the embedded engine (its own default packing).
+        count_features: Count the model-ready columns (``Plan.n_features``: a pass over
+            every categorical column, which only estimates need).
 
     Raises:
         FoldwiseError: Anything the user can fix: the table, the grid, a model option, the
@@ -233,7 +235,8 @@ def plan(search: Search, local: bool = True) -> Plan:
     pipeline = pipeline_function(search.pipeline, rungs=rungs)
     tasks = task_count(pipeline, schema["folds"], loops)
     n_features = len(schema["numeric"]) + sum(
-        int(prepared[column].nunique()) for column in schema["categorical"])
+        int(prepared[column].nunique()) for column in schema["categorical"]
+    ) if count_features else 0
     return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs,
                 n_features)
 
@@ -261,7 +264,7 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
         raise FoldwiseError(f"--pod-start must be seconds (0 or more), got {pod_start}")
     if speedup is None:
         speedup = costs.node_speedup(accelerator)
-    checked = plan(search, local=True)
+    checked = plan(search, local=True, count_features=True)
     rows = int(checked.schema["rows_used"])
     refit = search.pipeline != "cross-validation"
     return [costs.estimate(checked.configs, checked.schema["folds"], rows,

@@ -46,6 +46,12 @@ def layer_macs(hidden_units: list[int], n_features: int = NOMINAL_FEATURES,
     return sum(a * b for a, b in zip(widths, widths[1:], strict=False))
 
 
+def step_macs(members: int, batch: int, widths: list[int],
+              n_features: int = NOMINAL_FEATURES) -> int:
+    """The multiply-adds of one stacked step: every member's batch through these widths."""
+    return members * batch * layer_macs(widths, n_features)
+
+
 def padded_widths(specs: list[dict]) -> list[int]:
     """The widths a pack of these MLP specs trains at: each layer's widest (``core.packed``)."""
     depth = max(len(s.get("hidden_units", [])) for s in specs)
@@ -64,8 +70,8 @@ def pack_step_units(specs: list[dict], members_per_spec: int,
     if not specs or any("hidden_units" not in s for s in specs):
         return fixed * max(1, len(specs))  # not foldwise's MLP: one unit per configuration
     batch = max(int(s.get("batch_size", 32)) for s in specs)
-    members = len(specs) * members_per_spec
-    return fixed + members * batch * layer_macs(padded_widths(specs), n_features)
+    return fixed + step_macs(len(specs) * members_per_spec, batch, padded_widths(specs),
+                             n_features)
 
 
 def best_cut(specs: list[dict], members_per_spec: int,
@@ -89,8 +95,8 @@ def best_cut(specs: list[dict], members_per_spec: int,
             widths = units if widths is None else [max(a, b) for a, b in zip(
                 widths, units, strict=True)]
             batch = max(batch, int(spec.get("batch_size", 32)))
-            costs.append(fixed + count * members_per_spec * batch
-                         * layer_macs(widths, n_features))
+            costs.append(fixed + step_macs(count * members_per_spec, batch, widths,
+                                           n_features))
         return costs
 
     heads, tails = running(specs), running(reversed(specs))[::-1]

@@ -304,14 +304,14 @@ def _small_steps_single_threaded(specs: list[dict], datas: list[FoldData]) -> No
     """
     import sys
 
-    from foldwise.components.core.costs import layer_macs, padded_widths
+    from foldwise.components.core.costs import padded_widths, step_macs
     from foldwise.components.core.packed import pack_key
 
     if "tensorflow" in sys.modules or not specs or any(pack_key(s) is None for s in specs):
         return
     features = max(data.x_train.shape[1] for data in datas)
-    macs = len(specs) * max(int(s["batch_size"]) for s in specs) * layer_macs(
-        padded_widths(specs), features)
+    macs = step_macs(len(specs), max(int(s["batch_size"]) for s in specs),
+                     padded_widths(specs), features)
     if macs < SMALL_STEP_MACS:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
