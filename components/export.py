@@ -18,6 +18,9 @@ def export(
 ) -> str:
     """Copy everything a user needs to ``destination``; ``manifest.json`` is written last.
 
+    With a model, the export also holds the SavedModel as TensorFlow Serving's numbered
+    folder (``model/tfserving/1/``) and ``inferenceservice.yaml``, a KServe service for it.
+
     Args:
         cv_results: The aggregate step's ``cv_results``.
         summary: The aggregate step's summary.
@@ -32,9 +35,19 @@ def export(
     Returns:
         The URI of the manifest.
     """
+    import os
+    import tempfile
     from importlib.metadata import version
 
+    import yaml
+
     from foldwise.components import storage
+    from foldwise.components.core.deploy import (
+        MANIFEST_NAME,
+        TFSERVING_FOLDER,
+        inference_service,
+        service_name,
+    )
     from foldwise.components.core.jsonio import read_json
     from foldwise.components.core.promotion import VERSIONS, new_version_name
 
@@ -42,17 +55,27 @@ def export(
         return storage.join(root, VERSIONS, new_version_name())
 
     described = read_json(summary.path)
+    root = destination  # the service keeps its name from version to version
     files = [("cv_results.csv", cv_results.path), ("summary.json", summary.path),
              ("report.html", page.path), ("folds.csv", fold_assignment.path)]
-    if model is not None:
-        files = storage.folder_files(model.path, "model") + files + [
-            ("best_params.json", best_params.path)]
     destination = versioned(destination) if new_version else destination
-    storage.publish(files, destination, {
-        "what": ("foldwise search: serving model and cross-validation results" if model
-                 is not None else "foldwise cross-validation: results"),
-        "foldwise": version("foldwise"), "versions": described["versions"],
-        "data": described["data"], "best_config_id": described["best_config_id"],
-        "scoring": described["scoring"],
-    })
+    with tempfile.TemporaryDirectory(prefix="foldwise-export-") as scratch:
+        if model is not None:
+            service = inference_service(service_name(root), storage.join(
+                destination, TFSERVING_FOLDER), version("tensorflow"))
+            manifest = os.path.join(scratch, MANIFEST_NAME)
+            with open(manifest, "w", encoding="utf-8") as out:
+                yaml.safe_dump(service, out, sort_keys=False)
+            files = (storage.folder_files(model.path, "model")
+                     + storage.folder_files(os.path.join(model.path, "savedmodel"),
+                                            f"{TFSERVING_FOLDER}/1")
+                     + files + [("best_params.json", best_params.path),
+                                (MANIFEST_NAME, manifest)])
+        storage.publish(files, destination, {
+            "what": ("foldwise search: serving model and cross-validation results" if model
+                     is not None else "foldwise cross-validation: results"),
+            "foldwise": version("foldwise"), "versions": described["versions"],
+            "data": described["data"], "best_config_id": described["best_config_id"],
+            "scoring": described["scoring"],
+        })
     return storage.join(destination, storage.MANIFEST)

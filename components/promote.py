@@ -1,5 +1,7 @@
 """KFP component: point ``current.json`` at the new version, only if it is better."""
 
+from typing import NamedTuple
+
 from kfp.dsl import Artifact, Input
 
 from foldwise.components.image import component
@@ -7,7 +9,8 @@ from foldwise.components.image import component
 
 @component
 def promote(schema: Input[Artifact], best_config: Input[Artifact], champion: list,
-            manifest: str, promote_to: str) -> str:
+            manifest: str, promote_to: str) -> NamedTuple("Outputs", decision=str,
+                                                           promoted=bool):
     """Promote the exported challenger if it beat the champion on the same folds.
 
     Args:
@@ -19,10 +22,13 @@ def promote(schema: Input[Artifact], best_config: Input[Artifact], champion: lis
         promote_to: Local folder or ``gs://`` prefix holding ``current.json``.
 
     Returns:
-        JSON of the decision: ``promote``, ``version``, ``config_id``, ``reason``.
+        ``decision``: JSON of the decision: ``promote``, ``version``, ``config_id``,
+        ``reason``; ``promoted``: whether ``current.json`` now points at the new version
+        (for a condition downstream, such as deploying it).
     """
     import json
     import tempfile
+    from collections import namedtuple
     from pathlib import Path
 
     from foldwise.components import storage
@@ -43,4 +49,5 @@ def promote(schema: Input[Artifact], best_config: Input[Artifact], champion: lis
             local = Path(folder) / POINTER
             write_json(local, pointer(decision))
             storage.upload(local, storage.join(promote_to, POINTER))
-    return json.dumps(decision)
+    outputs = namedtuple("Outputs", ["decision", "promoted"])
+    return outputs(json.dumps(decision), bool(decision["promote"]))

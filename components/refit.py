@@ -2,6 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
+from foldwise.components.artifacts import UnmanagedContainerModel
 from foldwise.components.image import component
 
 
@@ -12,9 +13,11 @@ def refit(
     best_config: Input[Artifact],
     model: Output[Model],
     predictions: Output[Dataset],
+    serving_model: Output[UnmanagedContainerModel],
     scaler: str = "standard",
     seed: int = 0,
     model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
+    serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
 ):
     """Refit preprocessing and the best configuration on all rows; save the serving model.
 
@@ -28,9 +31,13 @@ def refit(
             id and complete spec).
         predictions: Parquet: this model's predictions for every row, computed the
             pipeline's way (fitted state + trained network), for checking the serving model.
+        serving_model: The same SavedModel as ``google.UnmanagedContainerModel``: the folder
+            (``saved_model.pb`` at its top) and ``containerSpec.imageUri`` in its metadata,
+            what Google's ``ModelUploadOp`` takes as ``unmanaged_container_model``.
         scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
         seed: Seed of weights, shuffling and dropout.
         model_spec: The run's fixed model options (a user's builder, with its source).
+        serving_image: The image that serves ``serving_model`` (its ``containerSpec``).
     """
     import os
     import shutil
@@ -63,8 +70,9 @@ def refit(
 
     os.makedirs(model.path, exist_ok=True)
     serving.save(os.path.join(model.path, "model.keras"))
-    serving.export(os.path.join(model.path, "savedmodel"), format="tf_saved_model",
-                   verbose=False)
+    serving.export(serving_model.path, format="tf_saved_model", verbose=False)
+    shutil.copytree(serving_model.path, os.path.join(model.path, "savedmodel"))
+    serving_model.metadata["containerSpec"] = {"imageUri": serving_image}
     for name, content in [("preprocessing.json", state), ("schema.json", described),
                           ("config.json", best)]:
         write_json(os.path.join(model.path, name), content)

@@ -80,9 +80,9 @@ def print_result(result) -> None:
             print(f"epochs   its mean validation-fold loss is lowest at epoch "
                   f"{result.summary['best_epoch']}; refitted for "
                   f"{result.summary.get('refit_epochs')}")
-        print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/), "
-              "cv_results.csv, best_params.json, summary.json, folds.csv, report.html, "
-              "manifest.json")
+        print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/, tfserving/), "
+              "inferenceservice.yaml, cv_results.csv, best_params.json, summary.json, "
+              "folds.csv, report.html, manifest.json")
     if result.destination != str(result.workspace):
         print(f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log")
     if pipeline in ("grid-search", "random-search", "halving-search"):

@@ -42,6 +42,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
+        serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
     ) -> GridSearchOutputs:
         """Search a grid of Keras configurations and export the best one, refitted on all rows.
 
@@ -72,11 +73,15 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 ``one_standard_error``: the simplest within one standard error of it.
             refit_epochs: ``fixed``: refit with the configuration's epochs; ``cv``: with the
                 epoch whose mean validation-fold loss over the folds is lowest.
+            serving_image: The image that serves the exported SavedModel, given as the
+                ``serving_model`` output's ``containerSpec.imageUri`` (Vertex AI's prebuilt
+                TensorFlow image by default).
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec, refit=refit,
                                          refit_epochs=refit_epochs)
-        return search_outputs(settings, prepared, results, values, destination, model_spec)
+        return search_outputs(settings, prepared, results, values, destination, model_spec,
+                              serving_image)
 
     return grid_search
 

@@ -50,6 +50,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
+        serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
     ) -> GridSearchOutputs:
         """Race or halve candidate configurations over the folds; export the winner, refitted.
 
@@ -80,13 +81,17 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
             packing: ``none``, ``folds`` or ``configs``: how trials share train tasks.
             refit: ``best`` or ``one_standard_error``.
             refit_epochs: ``fixed`` or ``cv`` (the epoch of the lowest mean validation loss).
+            serving_image: The image that serves the exported SavedModel, given as the
+                ``serving_model`` output's ``containerSpec.imageUri`` (Vertex AI's prebuilt
+                TensorFlow image by default).
         """
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec,
                                          distributions=param_distributions,
                                          n_iter=n_candidates, halving=halving, rungs=rungs,
                                          refit=refit, refit_epochs=refit_epochs)
-        return search_outputs(settings, prepared, results, values, destination, model_spec)
+        return search_outputs(settings, prepared, results, values, destination, model_spec,
+                              serving_image)
 
     return halving_search
 

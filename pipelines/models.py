@@ -86,6 +86,18 @@ class ServingModel:
         result.insert(0, "row", range(len(table)))
         return result
 
+    def request_body(self, X) -> dict:
+        """Raw rows as the JSON body the deployed SavedModel takes.
+
+        ``{"instances": [{input: value, ...}, ...]}``, for TensorFlow Serving's, Vertex AI's
+        and KServe's ``predict``: each input is named after its column (where a signature can
+        take the name; ``preprocessing.json`` lists them all), numbers as numbers (a missing
+        one as ``NaN``), categories as text (a missing one as ``""``).
+        """
+        from foldwise.components.core.serving import request_body
+
+        return request_body(_frame(X), self.preprocessing)
+
     def predict(self, X) -> np.ndarray:
         """Predicted values (regression) or class labels (classification) of raw rows."""
         table = self.prediction_table(_frame(X))

@@ -5,11 +5,17 @@ champion → preprocess → scale → one_hot_encode (every fold in each) → pl
 report → export (into a new version folder) → promote (rewrite ``current.json`` if better).
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 
 from foldwise.components import champion, promote
+from foldwise.components.artifacts import UnmanagedContainerModel
 from foldwise.pipelines.cluster import LOCAL, ClusterSettings
 from foldwise.pipelines.search import publish_steps, run_values, search_steps
+
+RetrainOutputs = NamedTuple("RetrainOutputs", decision=str, promoted=bool,
+                            serving_model=UnmanagedContainerModel)
 
 
 def build_retrain(settings: ClusterSettings = LOCAL):
@@ -38,7 +44,8 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         scoring: str = "",
         baseline: str = "none",
         packing: str = "none",
-    ) -> str:
+        serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+    ) -> RetrainOutputs:
         """Retrain on ``data`` and promote under ``promote_to`` only if better.
 
         Args:
@@ -64,21 +71,29 @@ def build_retrain(settings: ClusterSettings = LOCAL):
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one stacked model; ``configs``: configurations that stack share tasks too.
                 The same models either way.
+            serving_image: The image that serves the exported SavedModel, given as the
+                ``serving_model`` output's ``containerSpec.imageUri`` (Vertex AI's prebuilt
+                TensorFlow image by default).
 
         Returns:
-            JSON of the decision: ``promote``, ``version`` served afterwards, ``reason``.
+            ``decision``: JSON of the decision: ``promote``, ``version`` served afterwards,
+            ``reason``; ``promoted``: whether the new version was promoted (deploy it only
+            then); ``serving_model``: the new version's SavedModel, to deploy.
         """
         values = run_values(locals())
         current = settings.apply(champion(promote_to=promote_to), "champion")
         prepared, results = search_steps(settings, values, param_grid, model_spec,
                                           champion=current.output)
-        _, _, published = publish_steps(settings, prepared, results, values, promote_to,
-                                        model_spec, new_version=True)
+        final, _, published = publish_steps(settings, prepared, results, values, promote_to,
+                                            model_spec, new_version=True,
+                                            serving_image=serving_image)
         decision = settings.apply(promote(
             schema=prepared.outputs["schema"], best_config=results.outputs["best_config"],
             champion=current.output, manifest=published.output, promote_to=promote_to,
         ), "promote")
-        return decision.output
+        return RetrainOutputs(decision=decision.outputs["decision"],
+                              promoted=decision.outputs["promoted"],
+                              serving_model=final.outputs["serving_model"])
 
     return retrain
 

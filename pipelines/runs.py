@@ -130,7 +130,7 @@ class Result:
         """A retrain's decision (promote, version, reason), else ``None``."""
         if self.plan.search.pipeline != "retrain":
             return None
-        return json.loads(self.outputs["Output"])
+        return json.loads(self.outputs["decision"])
 
 
 def pipeline_function(name: str, settings=None, rungs: int | None = None):
@@ -204,7 +204,7 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
         arguments["param_distributions"] = space
     if search.pipeline == "random-search":
         arguments["n_iter"] = n_iter
-    for name in ("refit", "refit_epochs"):
+    for name in ("refit", "refit_epochs", "serving_image"):
         if name in search.choice:
             arguments[name] = search.choice[name]
     folds = list(range(schema["folds"]))

@@ -31,12 +31,14 @@ from foldwise.components import (
     scale_folds,
     train,
 )
+from foldwise.components.artifacts import UnmanagedContainerModel
 from foldwise.components.core import options
 from foldwise.pipelines.cluster import ClusterSettings
 
 GridSearchOutputs = NamedTuple(
     "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,
     report=HTML, refit_predictions=Dataset, manifest=str,
+    serving_model=UnmanagedContainerModel,
 )
 
 
@@ -119,7 +121,7 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
 
 
 def publish_steps(settings: ClusterSettings, prepared, results, values: dict, destination,
-                  model_spec=None, new_version: bool = False):
+                  model_spec=None, new_version: bool = False, serving_image=None):
     """Add (refit →) report → export after :func:`search_steps`.
 
     Args:
@@ -132,6 +134,7 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
             configuration on all rows and export it with the results (grid search,
             retrain); ``None``: cross-validation exports its results only.
         new_version: Export into a new version folder (retrain).
+        serving_image: The refit's serving image (a pipeline parameter; with ``model_spec``).
 
     Returns:
         ``(refit_task or None, report_task, export_task)``.
@@ -144,7 +147,7 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
         final = step(refit(prepared=prepared.outputs["prepared"], schema=schema,
                            best_config=results.outputs["best_config"],
                            scaler=values["scaler"], seed=values["seed"],
-                           model_spec=model_spec), "refit")
+                           model_spec=model_spec, serving_image=serving_image), "refit")
     page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
                        summary=results.outputs["summary"],
                        oof_predictions=results.outputs["oof_predictions"],
@@ -160,13 +163,13 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
 
 
 def search_outputs(settings: ClusterSettings, prepared, results, values: dict, destination,
-                   model_spec) -> GridSearchOutputs:
+                   model_spec, serving_image) -> GridSearchOutputs:
     """Refit → report → export after a search's steps, and the pipeline's outputs."""
     final, page, published = publish_steps(settings, prepared, results, values, destination,
-                                           model_spec)
+                                           model_spec, serving_image=serving_image)
     return GridSearchOutputs(
         cv_results=results.outputs["cv_results"], summary=results.outputs["summary"],
         folds=prepared.outputs["fold_assignment"], model=final.outputs["model"],
         report=page.outputs["page"], refit_predictions=final.outputs["predictions"],
-        manifest=published.output,
+        manifest=published.output, serving_model=final.outputs["serving_model"],
     )

@@ -13,6 +13,7 @@ from foldwise.components.core.serving import (
     encode,
     fit_preprocessing,
     input_name,
+    input_names,
     prediction_table,
     serving_inputs,
 )
@@ -85,9 +86,75 @@ def test_input_names_are_signature_safe():
     assert input_name(1, "€€") == "f1"
 
 
+def test_columns_keep_their_names_where_a_signature_can_take_them(tmp_path):
+    import tensorflow as tf
+
+    columns = ["bill_length_mm", "Sex", "body mass (g)", "class", "_x", "2nd", "f2_body_mass_g",
+               "größe", "a.b"]
+    names = input_names(columns)
+    assert names == ["bill_length_mm", "Sex", "f2_body_mass_g_", "f3_class", "f4_x", "f5_2nd",
+                     "f2_body_mass_g", "f7_gr_e", "f8_a_b"]
+    # TensorFlow keeps every one of them as the exported signature's input name.
+    inputs = {n: keras.Input(shape=(), name=n, dtype="float32") for n in names}
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.ops.stack(list(inputs.values()),
+                                                                      axis=-1)))
+    model.export(str(tmp_path / "names"), format="tf_saved_model", verbose=False)
+    signature = tf.saved_model.load(str(tmp_path / "names")).signatures["serving_default"]
+    assert set(signature.structured_input_signature[1]) == set(names)
+
+
+def test_models_exported_with_one_column_inputs_still_serve(fitted):
+    """Before inputs took one value per row they took ``(rows, 1)``; such exports still load."""
+    table, prepared, schema, state, inner, serving = fitted
+    old = {**state, "inputs": [{k: v for k, v in i.items() if k != "shape"}
+                               for i in state["inputs"]]}
+    old_model = build_serving_model(inner, old, schema, {"mean": 4200.0, "scale": 800.0})
+    assert old_model.inputs[0].shape == (None, 1)
+    np.testing.assert_allclose(
+        old_model.predict(serving_inputs(table.head(9), old), verbose=0),
+        serving.predict(serving_inputs(table.head(9), state), verbose=0), rtol=1e-6)
+
+
 def test_prediction_table_shapes():
     schema = {"task": "classification", "classes": ["a", "b"]}
     out = prediction_table(np.array([[0.2, 0.8], [0.9, 0.1]]), schema)
     assert list(out.columns) == ["predicted_class", "proba_a", "proba_b"]
     assert out["predicted_class"].tolist() == ["b", "a"]
     assert json.loads(out.to_json())["proba_a"]["0"] == pytest.approx(0.2)
+
+
+def test_request_body_of_odd_column_names_is_answered_as_the_model_answers(penguins, tmp_path):
+    """Columns a signature cannot name travel under their listed input names; categories
+    as text, missing values as NaN and ""; the SavedModel answers as the Keras model."""
+    from helpers import tfserving
+
+    from foldwise.components.core.serving import request_body
+
+    table = penguins.rename(columns={"bill_length_mm": "bill length (mm)", "island": "class"})
+    table["year"] = table["year"].astype("category")  # numbers, read as categories
+    prepared, schema = preprocess(table, PreprocessOptions(target="species", folds=3,
+                                                           categorical=["year"]))
+    state = fit_preprocessing(prepared, schema, "standard")
+    spec = normalize_spec({"hidden_units": [5]}, "classification", 3)
+    inner = build_model(spec, len(state["features"]), "classification", 3)
+    serving = build_serving_model(inner, state, schema, None)
+    serving.export(str(tmp_path / "savedmodel"), format="tf_saved_model", verbose=False)
+    rows = table.head(12).drop(columns="species")
+    rows.loc[rows.index[1], "bill length (mm)"] = np.nan
+    rows.loc[rows.index[2], "class"] = None
+    body = request_body(rows, state)
+    named = {i["column"]: i["input"] for i in state["inputs"]}
+    assert named["bill length (mm)"].startswith("f") and named["class"].endswith("_class")
+    assert named["sex"] == "sex" and named["flipper_length_mm"] == "flipper_length_mm"
+    instance = body["instances"][2]
+    assert list(instance) == [i["input"] for i in state["inputs"]]
+    assert instance[named["class"]] == "" and instance[named["year"]] == "2007"
+    text = json.dumps(body)
+    assert "NaN" in text
+    answer = tfserving.predict(tmp_path / "savedmodel", text)
+    np.testing.assert_allclose(answer["predictions"],
+                               serving.predict(serving_inputs(rows, state), verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not the signature's"):  # raw names are refused
+        tfserving.predict(tmp_path / "savedmodel", json.dumps(
+            {"instances": [rows.iloc[0].to_dict()]}, default=str))

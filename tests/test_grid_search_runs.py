@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tfserving
 from helpers.inprocess import in_process_scores
 from helpers.results import train_task_results
 
 from foldwise.components import storage
+from foldwise.components.core import options
 from foldwise.pipelines.cli import main
+from foldwise.pipelines.models import load_model
 
 pytestmark = pytest.mark.local
 FOLDS = 3
@@ -133,6 +136,61 @@ def test_export_is_complete_and_the_manifest_checks_out(local_run):
     assert "<script" not in report and report.count("<svg") == 4
 
 
+def test_serving_model_output_is_the_savedmodel_with_its_serving_image(local_run):
+    """What Google's ModelUploadOp reads: the artifact's folder and containerSpec."""
+    _, output = local_run
+    (executed,) = (output / "pipeline").glob("*/refit/executor_output.json")
+    (artifact,) = json.loads(executed.read_text())["artifacts"]["serving_model"]["artifacts"]
+    assert artifact["metadata"] == {"containerSpec": {"imageUri": options.SERVING_IMAGE}}
+    folder = Path(artifact["uri"])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "assets", "fingerprint.pb", "saved_model.pb", "variables"]
+    assert (folder / "saved_model.pb").read_bytes() == (
+        output / "model/savedmodel/saved_model.pb").read_bytes()
+
+
+def test_export_holds_a_kserve_service_of_its_tfserving_folder(local_run):
+    from importlib.metadata import version
+
+    import yaml
+
+    _, output = local_run
+    service = yaml.safe_load((output / "inferenceservice.yaml").read_text())
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert service["kind"] == "InferenceService" and service["metadata"]["name"] == "foldwise-run"
+    model = service["spec"]["predictor"]["model"]
+    assert model["modelFormat"] == {"name": "tensorflow"}
+    assert model["runtimeVersion"] == version("tensorflow")
+    assert model["storageUri"] == str(output / "model" / "tfserving")
+    assert model["resources"]["limits"]["memory"]
+    # TensorFlow Serving's layout: numbered versions under the storage URI.
+    assert [p.name for p in (output / "model" / "tfserving").iterdir()] == ["1"]
+    manifest = json.loads((output / "manifest.json").read_text())
+    for name in ("inferenceservice.yaml", "model/tfserving/1/saved_model.pb",
+                 "model/tfserving/1/variables/variables.index"):
+        assert name in manifest["files"], name
+
+
+def test_the_served_request_format_answers_as_foldwise_predict(local_run, tmp_path):
+    """The JSON body TensorFlow Serving, Vertex AI and KServe take, built from raw rows (two
+    with a missing number), answered by the exported SavedModel as TensorFlow Serving
+    answers it: the same predictions as ``foldwise predict``."""
+    data, output = local_run
+    table = pd.read_parquet(data)
+    assert table["x"].isna().sum() == 2
+    body = load_model(output).request_body(table.drop(columns="y"))
+    text = json.dumps(body)
+    assert "NaN" in text  # missing numbers travel as NaN, which TensorFlow Serving reads
+    first = json.loads(text)["instances"][0]
+    assert set(first) == {"x", "colour", "noise"} and isinstance(first["colour"], str)
+    answer = tfserving.predict(output / "model" / "tfserving" / "1", text)
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(output), "--data", str(data),
+                 "--output", str(preds)]) == 0
+    np.testing.assert_allclose(np.asarray(answer["predictions"])[:, 0],
+                               pd.read_csv(preds)["prediction"], rtol=1e-5, atol=1e-4)
+
+
 def test_grid_errors_stop_before_anything_runs(tmp_path, capsys):
     data, grid = tmp_path / "table.csv", tmp_path / "grid.yaml"
     regression_table().to_csv(data, index=False)
@@ -165,6 +223,10 @@ def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, peng
     manifest = json.loads(storage.read_bytes(f"{destination}/manifest.json"))
     assert manifest["data"]["uri"] == data_uri and "model/model.keras" in manifest["files"]
     assert storage.exists(f"{destination}/report.html")
+    service = storage.read_bytes(f"{destination}/inferenceservice.yaml").decode()
+    assert f"storageUri: {destination}/model/tfserving\n" in service
+    assert "name: foldwise-penguins\n" in service
+    assert storage.exists(f"{destination}/model/tfserving/1/saved_model.pb")
 
     predictions_uri = f"gs://{bucket.name}/predictions/penguins.csv"
     assert main(["predict", "--model", f"{destination}/model", "--data", data_uri,

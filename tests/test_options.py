@@ -44,12 +44,20 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
             assert parameter.default == opt.default, (name, option_name)
     assert set(signature) - {"data", *options.RUN} <= {
         "model_spec", "param_grid", "destination", "promote_to", "refit", "refit_epochs",
-        "param_distributions", "n_iter", "n_candidates", "halving"}
+        "param_distributions", "n_iter", "n_candidates", "halving", "serving_image"}
     taken = options.SEARCH_OPTIONS.get(name.replace("_", "-"), ())
     for option_name in set(taken) & set(signature):  # halving's travel as one dict
         assert signature[option_name].default == options.option(option_name).default
         assert documented.get(option_name), (name, option_name)
     assert ("halving" in signature) == (name == "halving_search")
+
+
+def test_the_refit_steps_serving_image_default_is_the_tables():
+    from foldwise.components import refit
+
+    default = inspect.signature(refit.python_func).parameters["serving_image"].default
+    assert default == options.option("serving_image").default == options.SERVING_IMAGE
+    assert described_args(refit.python_func).get("serving_image")
 
 
 def test_the_preprocess_component_and_options_take_exactly_the_preprocess_options():
@@ -128,9 +136,10 @@ def test_python_keywords_are_the_table_in_scikit_learns_words():
     import foldwise
 
     parameters = inspect.signature(foldwise.GridSearchCV).parameters
-    expected = ["param_grid", "refit", "refit_epochs", *[o.python_name for o in options.group(
-        options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"],
-        "output", "verbose"]
+    table = [o.python_name for o in options.group(
+        options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"]
+    expected = ["param_grid", "refit", "refit_epochs", "serving_image", *table, "output",
+                "verbose"]
     assert list(parameters) == expected
     assert parameters["cv"].default == 5 and parameters["random_state"].default == 0
     assert all(parameters[o.name].default is None for o in options.group(options.MODEL))

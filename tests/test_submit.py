@@ -164,8 +164,10 @@ def test_submit_and_schedule_on_vertex(vertex, inputs, capsys):
     from google.cloud.aiplatform_v1.types import pipeline_service, schedule_service
 
     region = ["--vertex-project", "acme", "--vertex-region", "europe-west4"]
+    serving = "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
     assert main(["submit", "grid-search", *region, *grid_args(inputs), "--accelerator",
-                 "nvidia-a100:2", "--service-account", "runner@acme.iam"]) == 0
+                 "nvidia-a100:2", "--service-account", "runner@acme.iam",
+                 "--serving-image", serving]) == 0
     assert "pipeline job projects/acme/locations/europe-west4/pipelineJobs/job-1" in \
         capsys.readouterr().out
     (wire,) = vertex.sent("CreatePipelineJob")
@@ -175,6 +177,7 @@ def test_submit_and_schedule_on_vertex(vertex, inputs, capsys):
     assert job.service_account == "runner@acme.iam"
     assert job.runtime_config.gcs_output_directory == inputs["root"]
     assert job.runtime_config.parameter_values["target"] == "species"
+    assert job.runtime_config.parameter_values["serving_image"] == serving
     spec = dict(job.pipeline_spec)
     train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]
     assert train["resources"]["accelerator"]["resourceType"] == "NVIDIA_TESLA_A100"

@@ -25,6 +25,9 @@ DATA, FOLDS, BUILDER, MODEL, SEARCH, CLUSTER, SERVICE = (
 # cluster's): not given, the run decides.
 ENGINE_DEPENDENT = ("packing",)
 LOCAL_DEFAULTS = {"packing": "configs"}
+# Vertex AI's newest prebuilt TensorFlow serving image (TensorFlow 2.15; there is none of the
+# pinned 2.21). SavedModels saved with TensorFlow 2.21 load and answer alike under 2.15.
+SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("refit_epochs", SEARCH, "fixed: refit with the configuration's epochs; cv: with the "
            "epoch whose mean validation-fold loss over the folds is lowest", default="fixed",
            choices=("fixed", "cv")),
+    Option("serving_image", SEARCH, "image that serves the exported SavedModel: the "
+           "serving_model output's containerSpec.imageUri (Vertex AI's newest prebuilt "
+           "TensorFlow image by default)", default=SERVING_IMAGE),
     # How steps run on a cluster.
     Option("image", CLUSTER, "image of every step, e.g. REGISTRY/foldwise:0.1.0-gpu "
            "(default: the components' own)"),
@@ -227,9 +233,11 @@ RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
 # The search options each pipeline takes (the others take none).
 HALVING = ("factor", "resource", "min_resources", "max_resources", "aggressive_elimination",
            "elimination", "confidence")
-SEARCH_OPTIONS = {"grid-search": ("refit", "refit_epochs"),
-                  "random-search": ("n_iter", "refit", "refit_epochs"),
-                  "halving-search": ("n_candidates", *HALVING, "refit", "refit_epochs")}
+SEARCH_OPTIONS = {"grid-search": ("refit", "refit_epochs", "serving_image"),
+                  "random-search": ("n_iter", "refit", "refit_epochs", "serving_image"),
+                  "halving-search": ("n_candidates", *HALVING, "refit", "refit_epochs",
+                                     "serving_image"),
+                  "retrain": ("serving_image",)}
 
 
 def defaults(*groups: str) -> dict[str, Any]:

@@ -1,14 +1,20 @@
 """A model that serves raw rows: imputation, scaling and one-hot encoding folded into Keras.
 
-The serving model takes one input per raw feature column (numbers as float32, categories as
-strings, a missing category as ``""``) and returns predictions on the target's scale, or one
-probability per class. Its layers are registered with Keras under the ``foldwise`` package, so
+The serving model takes one input per raw feature column, one value per row (numbers as
+float32, a missing number as NaN; categories as strings, a missing category as ``""``), and
+returns predictions on the target's scale, or one probability per class. Each input is named
+after its column wherever the column's name can name a signature input (see
+:func:`input_names`), so that TensorFlow Serving, Vertex AI and KServe take rows as
+``{"instances": [{column: value, ...}, ...]}`` (:func:`request_body`).
+
+Its layers are registered with Keras under the ``foldwise`` package, so
 it loads with ``safe_mode=True`` once this module is imported; its TensorFlow SavedModel needs
 nothing of foldwise at all.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 
 import keras
@@ -38,19 +44,50 @@ def fit_preprocessing(prepared: pd.DataFrame, schema: dict, scaler: str) -> dict
     """
     scaler_state = fit_scaler(prepared, schema["numeric"], scaler)
     encoder = fit_one_hot(prepared, schema["categorical"])
-    inputs = [{"column": c, "input": input_name(i, c), "dtype": "float32"}
-              for i, c in enumerate(schema["numeric"])]
-    offset = len(inputs)
-    inputs += [{"column": c, "input": input_name(offset + i, c), "dtype": "string"}
-               for i, c in enumerate(schema["categorical"])]
+    columns = [*schema["numeric"], *schema["categorical"]]
+    dtypes = ["float32"] * len(schema["numeric"]) + ["string"] * len(schema["categorical"])
+    inputs = [{"column": c, "input": name, "dtype": dtype, "shape": []}
+              for c, name, dtype in zip(columns, input_names(columns), dtypes, strict=True)]
     return {"scaler": scaler_state, "one_hot": encoder,
             "features": encoded_feature_names(schema["numeric"], encoder), "inputs": inputs}
+
+
+_SIGNATURE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def input_names(columns: list[str]) -> list[str]:
+    """The serving signature's input name of each column.
+
+    A column keeps its own name when TensorFlow keeps it as a signature input's name (ASCII
+    letters, digits and ``_``, starting with a letter, not a Python keyword); another gets
+    ``f<position>_<its letters and digits>``, made unique.
+    """
+    own = [c if _SIGNATURE_NAME.fullmatch(c) and not keyword.iskeyword(c) else None
+           for c in columns]
+    taken = {name for name in own if name}
+    names = []
+    for index, (column, name) in enumerate(zip(columns, own, strict=True)):
+        if name is None:
+            name = input_name(index, column)
+            while name in taken:
+                name += "_"
+            taken.add(name)
+        names.append(name)
+    return names
 
 
 def input_name(index: int, column: str) -> str:
     """A serving-signature-safe input name for a column (letters, digits, ``_``)."""
     safe = re.sub(r"[^A-Za-z0-9_]+", "_", column).strip("_")[:40]
     return f"f{index}_{safe}" if safe else f"f{index}"
+
+
+def _row_shape(spec: dict) -> tuple:
+    """One row's shape of an input: ``()``.
+
+    Models exported before inputs were named after their columns took ``(1,)``.
+    """
+    return tuple(spec.get("shape", [1]))
 
 
 def encode(prepared: pd.DataFrame, state: dict) -> np.ndarray:
@@ -88,11 +125,13 @@ class RawFeatures(keras.layers.Layer):
         parts = []
         if self.numeric:
             x = keras.ops.concatenate(
-                [keras.ops.cast(inputs[i["input"]], "float32") for i in self.numeric], axis=-1)
+                [keras.ops.reshape(keras.ops.cast(inputs[i["input"]], "float32"), (-1, 1))
+                 for i in self.numeric], axis=-1)
             x = keras.ops.where(keras.ops.isnan(x), self.median, x)
             parts.append((x - self.center) / self.scale)
         for spec, lookup in zip(self.categorical, self.lookups, strict=True):
-            parts.append(keras.ops.cast(lookup(inputs[spec["input"]])[:, 1:], "float32"))
+            column = keras.ops.reshape(inputs[spec["input"]], (-1,))
+            parts.append(keras.ops.cast(lookup(column)[:, 1:], "float32"))
         return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def get_config(self):  # noqa: D102 - Keras hook
@@ -134,7 +173,7 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     """
     network = keras.models.clone_model(inner)
     network.set_weights(inner.get_weights())
-    inputs = {i["input"]: keras.Input(shape=(1,), name=i["input"], dtype=i["dtype"])
+    inputs = {i["input"]: keras.Input(shape=_row_shape(i), name=i["input"], dtype=i["dtype"])
               for i in state["inputs"]}
     kind = output_kind(schema["task"], class_count(schema))
     scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
@@ -181,11 +220,33 @@ def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
                     f"column {spec['column']!r} has {int(beyond.sum())} values beyond the "
                     f"model's float32 range (such as {numbers[beyond][0]:g}, row "
                     f"{int(np.flatnonzero(beyond)[0])}): check them for unit or entry errors")
-            tensors[spec["input"]] = tf.constant(values.to_numpy("float32").reshape(-1, 1))
+            tensors[spec["input"]] = tf.constant(
+                values.to_numpy("float32").reshape(-1, *_row_shape(spec)))
         else:
-            text = column.map(_category_text).to_numpy(dtype=object).reshape(-1, 1)
-            tensors[spec["input"]] = tf.constant(text, dtype=tf.string)
+            text = column.map(_category_text).to_numpy(dtype=object)
+            tensors[spec["input"]] = tf.constant(text.reshape(-1, *_row_shape(spec)),
+                                                 dtype=tf.string)
     return tensors
+
+
+def request_body(table: pd.DataFrame, state: dict) -> dict:
+    """Raw rows as the JSON body TensorFlow Serving, Vertex AI and KServe predict from.
+
+    ``{"instances": [{input name: value, ...}, ...]}``, one instance per row: numbers as
+    numbers (a missing one as ``NaN``, which TensorFlow Serving's JSON reader takes), categories
+    as text (a missing one as ``""``). The input names are the columns' own names wherever
+    :func:`input_names` kept them. Checked as :func:`serving_inputs` checks a table.
+    """
+    tensors = serving_inputs(table, state)
+    columns = {}
+    for spec in state["inputs"]:
+        values = tensors[spec["input"]].numpy().reshape(len(table), -1)[:, 0]
+        columns[spec["input"]] = ([float(v) for v in values] if spec["dtype"] == "float32"
+                                  else [v.decode("utf-8") for v in values])
+    shaped = {i["input"]: _row_shape(i) != () for i in state["inputs"]}  # older exports
+    return {"instances": [{name: [values[row]] if shaped[name] else values[row]
+                           for name, values in columns.items()}
+                          for row in range(len(table))]}
 
 
 def _category_text(value: object) -> str:
