@@ -149,6 +149,25 @@ def test_serving_model_output_is_the_savedmodel_with_its_serving_image(local_run
         output / "model/savedmodel/saved_model.pb").read_bytes()
 
 
+def test_googles_model_upload_reads_it_as_a_vertex_model(local_run):
+    """Google's own upload code turns the step's artifact into the Model of its request."""
+    from google.cloud.aiplatform_v1.types import Model
+    from google_cloud_pipeline_components.container.v1.gcp_launcher.utils import json_util
+    from google_cloud_pipeline_components.container.v1.model.upload_model import remote_runner
+
+    _, output = local_run
+    (executed,) = (output / "pipeline").glob("*/refit/executor_output.json")
+    artifacts = json.loads(executed.read_text())["artifacts"]["serving_model"]["artifacts"]
+    executor_input = {"inputs": {"artifacts": {
+        "unmanaged_container_model": {"artifacts": artifacts}}}}
+    spec = remote_runner.append_unmanaged_model_artifact_into_payload(
+        json.dumps(executor_input), {"display_name": "penguins"})
+    model = Model.from_json(json.dumps(json_util.recursive_remove_empty(spec)))
+    assert model.container_spec.image_uri == options.SERVING_IMAGE
+    assert model.artifact_uri == artifacts[0]["uri"]
+    assert (Path(model.artifact_uri) / "saved_model.pb").is_file()
+
+
 def test_export_holds_a_kserve_service_of_its_tfserving_folder(local_run):
     from importlib.metadata import version
 
