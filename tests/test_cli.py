@@ -197,6 +197,11 @@ SEARCH_CASES = {
                                 ["--baseline", "mlp"], r"leave --baseline out"),
     "unknown refit rule": ("grid-search", "dropout: [0.0, 0.1]\n", ["--refit", "simplest"],
                            r"argument --refit: invalid choice"),
+    "empty serving image": ("grid-search", "dropout: [0.0, 0.1]\n", ["--serving-image", " "],
+                            r"--serving-image ' ' is not an image reference"),
+    "serving image with spaces": ("random-search", "dropout: {uniform: [0.0, 0.3]}\n",
+                                  ["--serving-image", "tf serving"],
+                                  r"--serving-image 'tf serving' is not an image reference"),
 }
 
 
