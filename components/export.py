@@ -55,17 +55,17 @@ def export(
         return storage.join(root, VERSIONS, new_version_name())
 
     described = read_json(summary.path)
-    root = destination  # the service keeps its name from version to version
+    service = service_name(destination)  # the same for every version of a retrain
     files = [("cv_results.csv", cv_results.path), ("summary.json", summary.path),
              ("report.html", page.path), ("folds.csv", fold_assignment.path)]
     destination = versioned(destination) if new_version else destination
     with tempfile.TemporaryDirectory(prefix="foldwise-export-") as scratch:
         if model is not None:
-            service = inference_service(service_name(root), storage.join(
-                destination, TFSERVING_FOLDER), version("tensorflow"))
             manifest = os.path.join(scratch, MANIFEST_NAME)
             with open(manifest, "w", encoding="utf-8") as out:
-                yaml.safe_dump(service, out, sort_keys=False)
+                yaml.safe_dump(inference_service(service, storage.join(
+                    destination, TFSERVING_FOLDER), version("tensorflow")), out,
+                    sort_keys=False)
             files = (storage.folder_files(model.path, "model")
                      + storage.folder_files(os.path.join(model.path, "savedmodel"),
                                             f"{TFSERVING_FOLDER}/1")

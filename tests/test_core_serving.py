@@ -158,3 +158,28 @@ def test_request_body_of_odd_column_names_is_answered_as_the_model_answers(pengu
     with pytest.raises(ValueError, match="not the signature's"):  # raw names are refused
         tfserving.predict(tmp_path / "savedmodel", json.dumps(
             {"instances": [rows.iloc[0].to_dict()]}, default=str))
+
+
+def test_columns_named_like_the_models_own_parts_serve(tmp_path):
+    """A column may be called what a layer is called; the serving model's parts have names
+    no input can have."""
+    from helpers import tfserving
+
+    from foldwise.components.core.serving import request_body
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"prediction": rng.normal(size=40), "raw_features": rng.normal(size=40),
+                          "functional": rng.normal(size=40), "sequential": rng.normal(size=40),
+                          "foldwise_serving": rng.choice(["a", "b"], 40), "y": rng.normal(size=40)})
+    prepared, schema = preprocess(table, PreprocessOptions(target="y", folds=3))
+    state = fit_preprocessing(prepared, schema, "standard")
+    assert [i["input"] for i in state["inputs"]] == ["prediction", "raw_features", "functional",
+                                                    "sequential", "foldwise_serving"]
+    inner = build_model(normalize_spec({"hidden_units": [4]}, "regression"),
+                        len(state["features"]), "regression", None)
+    serving = build_serving_model(inner, state, schema, None)
+    serving.export(str(tmp_path / "savedmodel"), format="tf_saved_model", verbose=False)
+    answer = tfserving.predict(tmp_path / "savedmodel", json.dumps(request_body(table, state)))
+    np.testing.assert_allclose(np.asarray(answer["predictions"]),
+                               serving.predict(serving_inputs(table, state), verbose=0),
+                               rtol=1e-5, atol=1e-6)

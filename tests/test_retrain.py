@@ -65,7 +65,12 @@ def test_better_challenger_promoted_worse_one_kept_out(bucket, tmp_path, monkeyp
         assert main(["run", "retrain", "--data", data, "--target", "y", "--grid", str(path),
                      "--folds", "2", "--batch-size", "16", "--promote-to", promote_to,
                      "--workspace", str(tmp_path / name)]) == 0
-        assert capsys.readouterr().out.startswith(("promoted", "kept"))
+        said = capsys.readouterr().out
+        assert said.startswith(("promoted", "kept"))
+        (executed,) = (tmp_path / name / "pipeline").glob("*/promote/executor_output.json")
+        outputs = json.loads(executed.read_text())["parameterValues"]
+        assert outputs["promoted"] is said.startswith("promoted")  # deploy only when true
+        assert json.loads(outputs["decision"])["promote"] is outputs["promoted"]
         current = json.loads(storage.read_bytes(f"{promote_to}/current.json"))
         cv = next((tmp_path / name / "pipeline").glob("*/aggregate/cv_results"))
         return current, pd.read_csv(cv)
@@ -88,6 +93,11 @@ def test_better_challenger_promoted_worse_one_kept_out(bucket, tmp_path, monkeyp
     assert cv.set_index("config_id").loc[third["config_id"], "mean_test_r2"] > \
         cv.set_index("config_id").loc[first["config_id"], "mean_test_r2"]
     assert storage.exists(f"{promote_to}/{first['version']}/manifest.json")
+    # Every version's KServe service has one name: applying a version's manifest moves it.
+    for version in (first["version"], third["version"]):
+        service = storage.read_bytes(f"{promote_to}/{version}/inferenceservice.yaml").decode()
+        assert "name: foldwise-prod\n" in service
+        assert f"storageUri: {promote_to}/{version}/model/tfserving\n" in service
 
     # Predicting from the promotion folder serves the current version.
     predictions = f"gs://{bucket.name}/predictions.csv"

@@ -173,6 +173,9 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     """
     network = keras.models.clone_model(inner)
     network.set_weights(inner.get_weights())
+    # The inputs are named after columns (letters, digits, "_"); the model's own parts get
+    # dotted names, which no input has, so that no column's name can clash with them.
+    network.name = "foldwise.network"
     inputs = {i["input"]: keras.Input(shape=_row_shape(i), name=i["input"], dtype=i["dtype"])
               for i in state["inputs"]}
     kind = output_kind(schema["task"], class_count(schema))
@@ -183,8 +186,9 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
 
         units = output_units(inner, np.zeros((1, len(state["features"])), dtype="float32"))
         logits = loss_form(inner, kind, class_count(schema), units).logits
-    outputs = UserScale(kind, scaling["mean"], scaling["scale"], logits, name="prediction")(
-        network(RawFeatures(state, name="raw_features")(inputs)))
+    outputs = UserScale(kind, scaling["mean"], scaling["scale"], logits,
+                        name="foldwise.prediction")(
+        network(RawFeatures(state, name="foldwise.raw_features")(inputs)))
     return keras.Model(inputs, outputs, name="foldwise_serving")
 
 
