@@ -149,6 +149,7 @@ def test_request_body_of_odd_column_names_is_answered_as_the_model_answers(pengu
     instance = body["instances"][2]
     assert list(instance) == [i["input"] for i in state["inputs"]]
     assert instance[named["class"]] == "" and instance[named["year"]] == "2007"
+    assert instance["bill_depth_mm"] == rows["bill_depth_mm"].iloc[2]  # as written, not float32
     text = json.dumps(body)
     assert "NaN" in text
     answer = tfserving.predict(tmp_path / "savedmodel", text)

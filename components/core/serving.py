@@ -241,12 +241,13 @@ def request_body(table: pd.DataFrame, state: dict) -> dict:
     as text (a missing one as ``""``). The input names are the columns' own names wherever
     :func:`input_names` kept them. Checked as :func:`serving_inputs` checks a table.
     """
-    tensors = serving_inputs(table, state)
+    serving_inputs(table, state)  # the checks; the body keeps the numbers as they were written
     columns = {}
     for spec in state["inputs"]:
-        values = tensors[spec["input"]].numpy().reshape(len(table), -1)[:, 0]
-        columns[spec["input"]] = ([float(v) for v in values] if spec["dtype"] == "float32"
-                                  else [v.decode("utf-8") for v in values])
+        column = table[spec["column"]]
+        columns[spec["input"]] = (
+            [float(v) for v in pd.to_numeric(column, errors="coerce").astype("float64")]
+            if spec["dtype"] == "float32" else column.map(_category_text).tolist())
     shaped = {i["input"]: _row_shape(i) != () for i in state["inputs"]}  # older exports
     return {"instances": [{name: [values[row]] if shaped[name] else values[row]
                            for name, values in columns.items()}
