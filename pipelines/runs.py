@@ -93,12 +93,6 @@ class Search:
                 value = str(value)  # a number of folds, or 'smallest' / 'exhaust'
             value = options.check_value(opt, value)
             choice[name] = opt.default if value is None else value
-        image = choice.get("serving_image")
-        if image is not None and (not isinstance(image, str) or not image.strip()
-                                  or any(c.isspace() for c in image)):
-            raise FoldwiseError(f"--serving-image {image!r} is not an image reference: give "
-                                "one such as europe-docker.pkg.dev/vertex-ai/prediction/"
-                                "tf2-cpu.2-15:latest")
         return cls(pipeline, str(data), run, model, choice=choice, **kwargs)
 
 

@@ -40,8 +40,8 @@ class Option:
         help: One line for ``--help`` and docstrings.
         default: The value used when the option is not given.
         kind: ``text``, ``int``, ``float``, ``flag`` (true when given), ``names`` (a list of
-            column names; comma-separated on the command line) or ``units`` (a list of layer
-            sizes, ``64,32``).
+            column names; comma-separated on the command line), ``units`` (a list of layer
+            sizes, ``64,32``) or ``image`` (a container image reference: text with no spaces).
         choices: The accepted values, if only some are.
         keyword: The Python keyword where scikit-learn names the idea differently.
         metavar: How ``--help`` shows the value.
@@ -174,7 +174,7 @@ OPTIONS: tuple[Option, ...] = (
            choices=("fixed", "cv")),
     Option("serving_image", SEARCH, "image that serves the exported SavedModel: the "
            "serving_model output's containerSpec.imageUri (Vertex AI's newest prebuilt "
-           "TensorFlow image by default)", default=SERVING_IMAGE),
+           "TensorFlow image by default)", default=SERVING_IMAGE, kind="image"),
     # How steps run on a cluster.
     Option("image", CLUSTER, "image of every step, e.g. REGISTRY/foldwise:0.1.0-gpu "
            "(default: the components' own)"),
@@ -314,6 +314,9 @@ def check_value(opt: Option, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise FoldwiseError(f"{opt.flag} must be text, got {value!r}")
+    if opt.kind == "image" and (not value.strip() or any(c.isspace() for c in value)):
+        raise FoldwiseError(f"{opt.flag} {value!r} is not an image reference: give one such as "
+                            "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest")
     if opt.choices and value and value not in opt.choices:
         raise FoldwiseError(f"{opt.flag} must be one of {', '.join(opt.choices)}, "
                             f"got {value!r}")
