@@ -192,21 +192,21 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     return keras.Model(inputs, outputs, name="foldwise_serving")
 
 
-def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
-    """A raw table's columns as the serving model's inputs (TensorFlow tensors).
+def raw_columns(table: pd.DataFrame, state: dict) -> dict:
+    """A raw table's columns as the serving model reads them, by input name, checked.
+
+    Numbers as float64 (missing: NaN), categories as text (missing: ``""``).
 
     Raises:
         FoldwiseError: A column the model needs is absent, or a numeric column holds text,
             infinite values or values float32 cannot hold (they would be read as missing).
     """
-    import tensorflow as tf
-
     missing = [i["column"] for i in state["inputs"] if i["column"] not in table.columns]
     if missing:
         raise FoldwiseError(
             f"the table lacks columns the model needs: {', '.join(missing)}; it must have "
             f"every feature column it was trained on")
-    tensors = {}
+    columns = {}
     for spec in state["inputs"]:
         column = table[spec["column"]]
         if spec["dtype"] == "float32":
@@ -224,12 +224,27 @@ def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
                     f"column {spec['column']!r} has {int(beyond.sum())} values beyond the "
                     f"model's float32 range (such as {numbers[beyond][0]:g}, row "
                     f"{int(np.flatnonzero(beyond)[0])}): check them for unit or entry errors")
-            tensors[spec["input"]] = tf.constant(
-                values.to_numpy("float32").reshape(-1, *_row_shape(spec)))
+            columns[spec["input"]] = numbers
         else:
-            text = column.map(_category_text).to_numpy(dtype=object)
-            tensors[spec["input"]] = tf.constant(text.reshape(-1, *_row_shape(spec)),
-                                                 dtype=tf.string)
+            columns[spec["input"]] = column.map(_category_text).to_numpy(dtype=object)
+    return columns
+
+
+def serving_inputs(table: pd.DataFrame, state: dict) -> dict:
+    """A raw table's columns as the serving model's inputs (TensorFlow tensors).
+
+    Raises:
+        FoldwiseError: As :func:`raw_columns`.
+    """
+    import tensorflow as tf
+
+    columns = raw_columns(table, state)
+    tensors = {}
+    for spec in state["inputs"]:
+        values = columns[spec["input"]].reshape(-1, *_row_shape(spec))
+        tensors[spec["input"]] = (tf.constant(values.astype("float32"))
+                                  if spec["dtype"] == "float32"
+                                  else tf.constant(values, dtype=tf.string))
     return tensors
 
 
@@ -237,17 +252,12 @@ def request_body(table: pd.DataFrame, state: dict) -> dict:
     """Raw rows as the JSON body TensorFlow Serving, Vertex AI and KServe predict from.
 
     ``{"instances": [{input name: value, ...}, ...]}``, one instance per row: numbers as
-    numbers (a missing one as ``NaN``, which TensorFlow Serving's JSON reader takes), categories
-    as text (a missing one as ``""``). The input names are the columns' own names wherever
-    :func:`input_names` kept them. Checked as :func:`serving_inputs` checks a table.
+    numbers, as the table holds them (a missing one as ``NaN``, which TensorFlow Serving's
+    JSON reader takes), categories as text (a missing one as ``""``). The input names are the
+    columns' own names wherever :func:`input_names` kept them. Checked as
+    :func:`serving_inputs` checks a table.
     """
-    serving_inputs(table, state)  # the checks; the body keeps the numbers as they were written
-    columns = {}
-    for spec in state["inputs"]:
-        column = table[spec["column"]]
-        columns[spec["input"]] = (
-            [float(v) for v in pd.to_numeric(column, errors="coerce").astype("float64")]
-            if spec["dtype"] == "float32" else column.map(_category_text).tolist())
+    columns = {name: values.tolist() for name, values in raw_columns(table, state).items()}
     shaped = {i["input"]: _row_shape(i) != () for i in state["inputs"]}  # older exports
     return {"instances": [{name: [values[row]] if shaped[name] else values[row]
                            for name, values in columns.items()}
