@@ -58,7 +58,7 @@ def plan_trials(
     from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.vmapped import select_backend
 
-    select_backend([model_spec])  # a user's builder loads faster under JAX, where it trains
+    select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
     if halving and param_distributions and int(n_iter) < 1:
         from foldwise.components.core.rungs import exhaust_candidates, fixed_epochs
@@ -67,6 +67,11 @@ def plan_trials(
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline,
                          distributions=param_distributions, n_iter=n_iter, seed=seed)
+    from foldwise.components.core.builders import tensorflow_operations
+
+    needs = tensorflow_operations(configs, described, model_spec.get("builder"), int(seed))
+    configs = [{**c, "tensorflow": needs[c["config_id"]]} if c["config_id"] in needs else c
+               for c in configs]
     if halving:
         from foldwise.components.core.rungs import first_rung
 

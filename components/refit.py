@@ -41,16 +41,22 @@ def refit(
     """
     import os
     import shutil
+    import tempfile
 
+    # The export is TensorFlow's (string lookups, SavedModel); the model trains like every
+    # other, in the one engine on JAX, in a process of its own (core.engine_process).
+    if "keras" not in __import__("sys").modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     import pandas as pd
 
+    from foldwise.components.core import engine_process
     from foldwise.components.core.builders import with_source
     from foldwise.components.core.columns import ROW_COLUMN
     from foldwise.components.core.encoding import raw_column_indices
     from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.model import normalize_spec
     from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
-    from foldwise.components.core.training import FoldData, predictions_frame, train_fold
+    from foldwise.components.core.training import FoldData, predictions_frame
 
     described, best = read_json(schema.path), read_json(best_config.path)
     best = {**best, "params": with_source(best["params"], model_spec.get("builder"))}
@@ -63,8 +69,9 @@ def refit(
                                              described["numeric"]),
                           described["target"], classes)
     spec = normalize_spec(best["params"], described["task"], n_classes)
-    result = train_fold(everything, task=described["task"], n_classes=n_classes, spec=spec,
-                        seed=seed)
+    with tempfile.TemporaryDirectory(prefix="foldwise-refit-") as scratch:
+        result = engine_process.start(everything, task=described["task"], n_classes=n_classes,
+                                      spec=spec, seed=seed, folder=scratch).result()
     serving = build_serving_model(result.model, state, described, result.target_scaling,
                                   spec["estimator"])
 

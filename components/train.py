@@ -22,8 +22,10 @@ def train(
 ) -> str:
     """Fit a fresh model per (configuration, fold) on the other folds' rows; score the fold.
 
-    Models that stack (``core.packed``) are trained at once as one stacked model: the same
-    models as one task each. The state after each finished epoch is kept under the ``model``
+    Every Keras model trains in the one engine (``core.vmapped``, Keras on JAX): models of one
+    program are trained at once as one vectorized computation, the same models as one task
+    each; TensorFlow is not imported, unless the plan found that a user's builder runs
+    TensorFlow operations (the task's ``backend``). The state after each finished epoch is kept under the ``model``
     output, so a task that was killed (a pre-empted node) and retried resumes from its last
     epoch and ends with the same models.
 
@@ -71,7 +73,8 @@ def train(
                      model_dir=model.path, predictions_uri=predictions.uri,
                      history_uri=history.uri, builder=model_spec.get("builder"),
                      tags=task.get("tags", {}), model_uri=model.uri,
-                     read_bytes=storage.read_bytes)
+                     read_bytes=storage.read_bytes,
+                     tensorflow=task.get("backend") == "tensorflow")
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written

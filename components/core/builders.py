@@ -50,6 +50,7 @@ from foldwise.components.core.model import (
     resolve_custom_loss,
 )
 from foldwise.components.core.table import suggest
+from foldwise.components.core.tensorflow_standin import keras_as_tensorflow
 
 ESTIMATOR = "keras_builder"
 # Training options: they go to Keras' fit (FIT_KEYS) or to compiling an uncompiled model
@@ -279,7 +280,8 @@ def _source_module(reference: dict) -> types.ModuleType:
     module.__foldwise_reference__ = {k: v for k, v in reference.items() if k != "function"}
     sys.modules[name] = module
     try:
-        exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - the user's code
+        with keras_as_tensorflow():
+            exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - user's code
     except Exception as err:
         del sys.modules[name]
         raise FoldwiseError(f"the model builder's file {filename} raised on import: "
@@ -289,7 +291,8 @@ def _source_module(reference: dict) -> types.ModuleType:
 
 def _import(module_name: str) -> types.ModuleType:
     try:
-        return importlib.import_module(module_name)
+        with keras_as_tensorflow():
+            return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name and module_name.startswith(err.name):
             raise FoldwiseError(
@@ -854,6 +857,52 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
             shown = builder_params(params)
             raise FoldwiseError(f"configuration {json.dumps(shown)}: {err}" if shown
                                 else str(err)) from None
+
+
+def tensorflow_operations(configs: list[dict], schema: dict, reference: dict | None,
+                          seed: int = 0) -> dict[str, str]:
+    """Which users' builder configurations run TensorFlow operations, found by trying them.
+
+    Each is built, and its loss computed on a few rows, as the one engine would
+    (``Estimator.prepare``, with ``tensorflow.keras`` answered by Keras), on stand-in rows
+    of the table's columns (one model-ready column per raw column). Imports alone decide
+    nothing: ``from tensorflow import keras`` needs no TensorFlow under Keras 3.
+
+    Returns:
+        ``{config_id: operation}`` (such as ``"tf.reduce_mean"``) for each that needs
+        TensorFlow; other failures are left for the configuration's own trials to report.
+    """
+    from foldwise.components.core.estimators import KERAS_BUILDER
+    from foldwise.components.core.jsonio import class_count
+    from foldwise.components.core.model import normalize_spec
+    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
+    from foldwise.components.core.training import FoldData
+
+    ours = [c for c in configs if c["params"].get("estimator") == ESTIMATOR]
+    if not ours:
+        return {}
+    n_classes = class_count(schema)
+    kind = output_kind(schema["task"], n_classes)
+    columns = [*schema.get("numeric", []), *schema.get("categorical", [])] or ["x0"]
+    rows = 16
+    x = np.random.default_rng(seed).normal(size=(rows, len(columns))).astype("float32")
+    y = (np.arange(rows) % n_classes if n_classes else np.linspace(-1.0, 1.0, rows))
+    data = FoldData(x, y, x[:4], y[:4], np.arange(4), list(columns),
+                    {name: [i] for i, name in enumerate(columns)}, schema.get("target", ""),
+                    schema.get("classes"))
+    found = {}
+    for config in ours:
+        params = with_source(config["params"], reference)
+        try:
+            spec = normalize_spec(params, schema["task"], n_classes)
+            KERAS_BUILDER.prepare(data, kind, n_classes, spec, seed, None)
+        except Exception as err:
+            cause = err
+            while cause is not None and not isinstance(cause, NeedsTensorFlow):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                found[config["config_id"]] = cause.operation
+    return found
 
 
 # ----- a keras_builder spec -------------------------------------------------------------------

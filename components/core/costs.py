@@ -3,7 +3,7 @@
 A packed train task runs, per epoch, as many steps as its largest member has batches; one
 step of the stacked trainer costs a fixed part (the graph call, the optimizer's bookkeeping)
 plus a part proportional to the multiply-adds of every member's batch, widths padded to the
-pack's widest (``core.packed``). Steps outside training cost a process start each, a train
+pack's widest (``core.vmapped``). Steps outside training cost a process start each, a train
 step also an import of TensorFlow. The figures in :data:`MEASURED` were measured on this
 project's 2-core reference machine (``benchmarks/README.md``, *What a plan's estimate rests
 on*): the step costs from the step log of the diamonds 10k grid, the stacked step's two
@@ -53,7 +53,7 @@ def step_macs(members: int, batch: int, widths: list[int],
 
 
 def padded_widths(specs: list[dict]) -> list[int]:
-    """The widths a pack of these MLP specs trains at: each layer's widest (``core.packed``)."""
+    """The widths a pack of these MLP specs trains at: each layer's widest (``core.vmapped``)."""
     depth = max(len(s.get("hidden_units", [])) for s in specs)
     return [max(int(s["hidden_units"][i]) for s in specs if i < len(s["hidden_units"]))
             for i in range(depth)]
@@ -171,7 +171,7 @@ class Estimate:
 
 def task_train_seconds(configs: list[dict], n_folds: int, rows: int, n_features: int) -> float:
     """One train task's training: its configurations' packs, one after another."""
-    from foldwise.components.core.packed import pack_key
+    from foldwise.components.core.vmapped import pack_key
 
     packs: dict = {}
     for config in configs:

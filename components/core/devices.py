@@ -74,8 +74,12 @@ def describe_devices(mixed_precision: bool = False) -> dict:
 
 
 @contextmanager
-def training_devices(mixed_precision: bool = False):
-    """Yield ``(strategy, plan)``; the precision policy is restored afterwards."""
+def training_devices(mixed_precision: bool = False, distribute: bool = True):
+    """Yield ``(strategy, plan)``; the precision policy is restored afterwards.
+
+    ``distribute=False`` (the one engine, which places its packed state itself): under JAX,
+    no Keras distribution is set, only the precision.
+    """
     import keras
 
     if keras.backend.backend() == "jax":
@@ -85,7 +89,7 @@ def training_devices(mixed_precision: bool = False):
         plan = plan_jax_devices([d.platform for d in devices], mixed_precision)
         previous_distribution = keras.distribution.distribution()
         previous = keras.mixed_precision.global_policy().name
-        if plan["replicas"] > 1:
+        if plan["replicas"] > 1 and distribute:
             keras.distribution.set_distribution(keras.distribution.DataParallel(devices))
         keras.mixed_precision.set_global_policy(plan["precision"])
         try:

@@ -8,11 +8,14 @@ model to guess what it is. Adding one (a user's own Keras builder, say) is one
 :func:`register` call; :func:`~foldwise.components.core.model.normalize_spec` must accept its
 name too.
 
-- ``keras``: foldwise's Keras MLP (``core.model.build_model``), trained by Keras' ``fit`` under
-  the step's distribution strategy; ``core.packed`` trains the packable ones stacked instead.
+- ``keras``: foldwise's Keras MLP (``core.model.build_model``).
 - ``sklearn_mlp``: scikit-learn's ``MLPRegressor``/``MLPClassifier``, the baseline twin.
 - ``keras_builder``: a user's own Keras model from the builder function its spec references
-  (``core.builders``), trained by Keras' ``fit``.
+  (``core.builders``).
+
+The Keras ones (those with ``prepare``) train in the one engine, ``core.vmapped``, under
+Keras' JAX backend; ``fit`` (Keras' own, under TensorFlow's distribution strategy) trains
+them only in a TensorFlow process: a user's builder that runs TensorFlow operations.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class Estimator:
         save: ``save(model, folder)``: the model's files into an existing folder.
         target_scaling: ``target_scaling(y_train, kind, spec) -> dict | None``: the state
             that maps regression targets to what the model learns (``None``: as they are).
+        prepare: ``prepare(data, kind, n_classes, spec, seed, target_state) -> Prepared``:
+            a fresh Keras model and its rows for the one training engine; ``None`` for an
+            estimator the engine does not train (``fit`` trains it).
     """
 
     name: str
@@ -70,6 +76,26 @@ class Estimator:
     predict: Callable[..., np.ndarray]
     save: Callable[[object, str], None]
     target_scaling: Callable[[np.ndarray, str, dict], dict | None]
+    prepare: Callable[..., Prepared] | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fresh Keras model with its rows, ready for the one training engine (``core.vmapped``).
+
+    Attributes:
+        model: The compiled model, built from its seed.
+        rows: ``(x_fit, y_fit, x_stop, y_stop)``, targets in the loss' form (no stop rows
+            without early stopping).
+        test: The fold's validation rows and their targets in the loss' form, or ``None``.
+        user_values: Turns the model's raw outputs into regression values (target scaling
+            undone) or class probabilities.
+    """
+
+    model: object
+    rows: tuple
+    test: tuple | None
+    user_values: Callable[[np.ndarray], np.ndarray]
 
 
 _REGISTRY: dict[str, Estimator] = {}
@@ -161,7 +187,7 @@ def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict,
     """``(x_fit, y_fit, x_stop, y_stop)`` for a Keras model, early-stopping rows held out.
 
     Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
-    stop rows are ``None``. Packed training (``core.packed``) takes the same rows.
+    stop rows are ``None``. The one engine (``core.vmapped``) takes the same rows.
     """
     y = scaled_target(data.y_train, target_state).reshape(-1, 1)
     if kind == "multiclass":
@@ -266,6 +292,18 @@ def _keras_fit(model, rows: tuple, spec: dict, backup_dir: str | None,
     )
     fit_time = time.perf_counter() - started
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_time
+
+
+def _prepare_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                   target_state: dict | None) -> Prepared:
+    task = "regression" if kind == "regression" else "classification"
+    seed_everything(seed)
+    model = build_model(spec, data.x_train.shape[1], task, n_classes)
+    rows = keras_fit_rows(data, kind, n_classes, spec, seed, target_state)
+    test = (keras_test_rows(data, kind, n_classes, target_state)
+            if len(data.y_validation) else None)
+    return Prepared(model, rows, test,
+                    lambda raw: keras_user_values(raw, kind, target_state))
 
 
 def _test_loss_callback():
@@ -396,6 +434,28 @@ def prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict
     return model, form, rows
 
 
+def _prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+                     target_state: dict | None) -> Prepared:
+    """A user's builder's model for the engine, ``tensorflow.keras`` answered by Keras.
+
+    Built, and its loss computed once on a few rows, with the TensorFlow stand-in active
+    (``core.tensorflow_standin``): a builder that runs a TensorFlow operation raises
+    ``NeedsTensorFlow`` here, naming it.
+    """
+    from foldwise.components.core.builders import fit_targets, user_values
+    from foldwise.components.core.tensorflow_standin import keras_as_tensorflow
+
+    with keras_as_tensorflow():
+        model, form, rows = prepare_builder(data, kind, n_classes, spec, seed, target_state)
+        probe = rows[0][:2].astype("float32")
+        model.compute_loss(x=probe, y=rows[1][:2], y_pred=model(probe, training=False))
+    test = None
+    if len(data.y_validation):
+        test = (data.x_validation.astype("float32"),
+                fit_targets(data.y_validation, form, n_classes, target_state))
+    return Prepared(model, rows, test, lambda raw: user_values(raw, form, target_state))
+
+
 def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
                  target_state: dict | None, backup_dir: str | None = None) -> Fitted:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -426,8 +486,8 @@ def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
 
 
 KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,
-                           standard_target_scaling))
+                           standard_target_scaling, _prepare_keras))
 SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklearn_mlp,
                                  _save_sklearn_mlp, standard_target_scaling))
 KERAS_BUILDER = register(Estimator("keras_builder", _fit_builder, _predict_builder, _save_keras,
-                                   standard_target_scaling))
+                                   standard_target_scaling, _prepare_builder))

@@ -200,40 +200,49 @@ def check_packing(packing: str) -> str:
 def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none") -> list[dict]:
     """The train tasks: ``{"configs": [{"config_id", "params"}, ...], "folds": [...]}`` each.
 
-    Every task trains each of its configurations on each of its folds; models that can share
-    a stacked model (``core.packed``) are trained as one: the same models as separate runs,
-    without a process start-up each.
+    Every task trains each of its configurations on each of its folds; models that share one
+    program (``core.vmapped``) are trained as one: the same models as separate runs, without
+    a process start-up each.
 
     - ``none``: one task per (configuration, fold), the unit a cluster schedules as a pod;
     - ``folds``: one task per configuration, all its folds;
-    - ``configs``: the configurations whose layers stack (same depth, activation, loss,
-      optimizer, epochs and batch size; widths are padded) spread over
-      :data:`CONFIG_PACK_TASKS` tasks, all folds each; so are the configurations of one
-      user's builder (``core.vmapped`` trains each architecture's models as one); any other
-      configuration alone.
+    - ``configs``: the configurations that share one program (``core.vmapped.pack_key``:
+      same depth, activation, loss, optimizer settings, epochs and batch size; widths,
+      learning rate, L2 and dropout rate are data) spread over :data:`CONFIG_PACK_TASKS`
+      tasks, all folds each; so are the configurations of one user's builder (the engine
+      finds which of them compute one function); any other configuration alone.
     """
-    from foldwise.components.core.packed import pack_key
+    from foldwise.components.core.vmapped import pack_key
 
     folds = [int(fold) for fold in fold_ids]
     entries = [{"config_id": c["config_id"], "params": c["params"],
-                "searched": c.get("searched", {})} for c in configs]
+                "searched": c.get("searched", {}),
+                **({"tensorflow": c["tensorflow"]} if c.get("tensorflow") else {})}
+               for c in configs]
     if check_packing(packing) == "none":
-        return [{"configs": [entry], "folds": [fold]} for entry in entries for fold in folds]
+        return [_task([entry], [fold]) for entry in entries for fold in folds]
     if packing == "folds":
-        return [{"configs": [entry], "folds": folds} for entry in entries]
+        return [_task([entry], folds) for entry in entries]
     groups: dict[tuple, list[dict]] = {}
     for entry in entries:
-        params = entry["params"]
-        key = pack_key(params)
-        if key is None and params.get("estimator") == "keras_builder":
-            key = ("builder", json.dumps(params["builder"], sort_keys=True))
+        key = pack_key(entry["params"])
+        if key and entry.get("tensorflow"):  # trained through TensorFlow, apart
+            key = ("tensorflow", key)
         groups.setdefault(("stack", key) if key else ("alone", entry["config_id"]),
                           []).append(entry)
     tasks = []
     for members in groups.values():
-        tasks += [{"configs": members[start:end], "folds": folds}
+        tasks += [_task(members[start:end], folds)
                   for start, end in _balanced(members, len(folds))]
     return tasks
+
+
+def _task(entries: list[dict], folds: list[int]) -> dict:
+    """A train task; ``backend: tensorflow`` where a configuration needs TensorFlow."""
+    task = {"configs": entries, "folds": folds}
+    if any(entry.get("tensorflow") for entry in entries):
+        task["backend"] = "tensorflow"
+    return task
 
 
 def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:

@@ -9,7 +9,7 @@ forward: the schedule, the candidates still in, and the URIs of every result so 
   trained again.
 - ``resource="epochs"``: rung ``r`` trains its survivors on every fold to ``n_resources[r]``
   epochs, each model going on from the state the previous rung left it in
-  (``core.packed``), so it ends as a run of all those epochs does.
+  (``core.vmapped``), so it ends as a run of all those epochs does.
 """
 
 from __future__ import annotations

@@ -171,7 +171,10 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     A user's model (``estimator="keras_builder"``) is answered as its loss reads its output:
     probabilities, or logits and scores turned into probabilities.
     """
-    network = keras.models.clone_model(inner)
+    try:  # the layers alone: a compiled loss that does not deserialize is not needed here
+        network = type(inner).from_config(inner.get_config())
+    except Exception:
+        network = keras.models.clone_model(inner)
     network.set_weights(inner.get_weights())
     # The inputs are named after columns (letters, digits, "_"); the model's own parts get
     # dotted names, which no input has, so that no column's name can clash with them.

@@ -14,18 +14,12 @@ from foldwise.components.core import metrics
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 from foldwise.components.core.encoding import feature_matrix, raw_column_indices
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import (
-    KERAS,
-    Fitted,
-    get_estimator,
-    keras_fit_rows,
-    keras_test_rows,
-    keras_user_values,
-)
+from foldwise.components.core.estimators import Fitted, get_estimator
 
 # Re-exported: seeding belongs to the estimators now; callers still import it from here.
 from foldwise.components.core.estimators import seed_everything as seed_everything
 from foldwise.components.core.model import config_id, normalize_spec, output_kind
+from foldwise.components.core.vmapped import ENGINE
 
 
 @dataclass
@@ -128,7 +122,7 @@ class FoldResult:
     devices: dict  # device, strategy, replicas and precision the model was trained with
     estimator: str = "keras"  # the spec's estimator (``core.estimators``)
     fit_error: str = ""  # why the trial failed; empty when it did not
-    state: dict | None = None  # to continue training from (``core.packed.member_state``)
+    state: dict | None = None  # to continue training from (``core.vmapped.save_state``)
 
     @property
     def failed(self) -> bool:
@@ -172,67 +166,64 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
                 keep_state: bool = False) -> list[FoldResult]:
     """Train one fresh model per ``(data, spec, seed)``, each as :func:`train_fold` would.
 
-    Keras models that :func:`~foldwise.components.core.packed.pack_key` can pack are trained
-    together, one stacked model per pack key (see ``core.packed``): the same models as
-    separate runs, at a fraction of the per-step cost. Under Keras' JAX backend, models of
-    users' builders of one architecture train as one vectorized computation
-    (``core.vmapped``), equal to Keras' own ``fit`` on the same data order. On several GPUs
-    or a TPU, and for mixed precision or custom losses, each model trains through Keras'
-    ``fit`` under the distribution strategy (``core.devices``), resumable through Keras'
-    ``BackupAndRestore``.
+    How each model trains is decided in one place, :func:`engine_for`: every Keras model
+    (foldwise's MLP and users' builders) in the one engine, ``core.vmapped``, under Keras'
+    JAX backend, packed with ``jax.vmap``: members of one program train as one computation,
+    the same models as separate runs at a fraction of the per-step cost. scikit-learn's MLP
+    trains through its own ``fit``; so does a Keras model in a TensorFlow process (a user's
+    builder that runs TensorFlow operations), through Keras' ``fit``.
 
     With a numeric ``error_score`` one failing model never stops the others: a diverging
-    pack member is recorded as failed while its mates train on (sub-models share no weights,
+    member is recorded as failed while its mates train on (members share no weights,
     gradients, optimizer state or reductions), and a pack whose training raises as a whole
     is trained again member by member, each failure recorded on its own.
 
     ``continue_from`` gives a model its state after some epochs (``FoldResult.state`` of an
-    earlier run with ``keep_state``): packed models train on from there to the spec's
-    ``epochs``, ending as a run of all those epochs does; a model the packed trainer does not
-    train (several GPUs, a TPU, mixed precision, a custom loss, a user's builder) trains them
+    earlier run with ``keep_state``): it trains on from there to the spec's ``epochs``,
+    ending as a run of all those epochs does. A model trained through ``fit`` trains them
     all from the start, which ends the same way at the cost of the epochs run before.
     """
-    from foldwise.components.core.packed import pack_key
-
-    _small_steps_single_threaded(specs, datas)
     continue_from = continue_from or [None] * len(datas)
     _check_error_score(error_score)
     kind = output_kind(task, n_classes)
     results: list[FoldResult | None] = [None] * len(datas)
-    packs: dict[tuple, list[int]] = {}
-    single_device = None
-    vectorized = [i for i, spec in enumerate(specs) if _vectorizable(spec)]
-    if vectorized and not _jax_backend():
-        vectorized = []
+    engines = [engine_for(spec) for spec in specs]
     for index, spec in enumerate(specs):
-        if index in vectorized:
-            continue
-        key = pack_key(spec)
-        if key is not None and single_device is None:
-            single_device = _single_device_plan()
-        if key is not None and single_device is not None:
-            packs.setdefault(key, []).append(index)
+        if engines[index] == ENGINE:
             continue
         backup = None if checkpoint_dir is None else os.path.join(checkpoint_dir, str(index))
         results[index] = _recorded(
             lambda d=datas[index], s=spec, seed=seeds[index], b=backup: _train_alone(
                 d, kind, task, n_classes, s, seed, b, error_score),
             datas[index], task, n_classes, spec, error_score)
-    for number, members in enumerate(packs.values()):
-        folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
-                                                                   f"pack-{number}")
-        for index, result in zip(members, _train_pack(
-                [datas[i] for i in members], [specs[i] for i in members],
-                [seeds[i] for i in members], kind, task, n_classes, single_device, folder,
-                error_score, [continue_from[i] for i in members], keep_state), strict=True):
+    by_precision: dict[bool, list[int]] = {}
+    for index, spec in enumerate(specs):
+        if engines[index] == ENGINE:
+            by_precision.setdefault(bool(spec.get("mixed_precision")), []).append(index)
+    for mixed, indices in by_precision.items():
+        folder = None if checkpoint_dir is None else os.path.join(
+            checkpoint_dir, "vmapped" + ("-mixed" if mixed else ""))
+        for index, result in zip(indices, _train_vectorized(
+                [datas[i] for i in indices], [specs[i] for i in indices],
+                [seeds[i] for i in indices], kind, task, n_classes, folder, error_score,
+                [continue_from[i] for i in indices], keep_state, mixed), strict=True):
             results[index] = result
-    folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "vmapped")
-    for index, result in zip(vectorized, _train_vectorized(
-            [datas[i] for i in vectorized], [specs[i] for i in vectorized],
-            [seeds[i] for i in vectorized], kind, task, n_classes, folder, error_score),
-            strict=True):
-        results[index] = result
     return results
+
+
+def engine_for(spec: dict) -> str:
+    """How a model of ``spec`` trains in this process: the one place that decides.
+
+    ``"jax.vmap"`` (``core.vmapped``) for an estimator the engine trains
+    (``Estimator.prepare``) when Keras runs on JAX; otherwise the estimator's own ``fit``:
+    ``"keras.fit"`` or ``"scikit-learn"``.
+    """
+    from foldwise.components.core.vmapped import ready
+
+    estimator = get_estimator(spec["estimator"])
+    if estimator.prepare is None:
+        return "scikit-learn"
+    return ENGINE if ready() else "keras.fit"
 
 
 def divergence(history: dict, prediction: np.ndarray) -> str:
@@ -289,148 +280,98 @@ def _recorded(train, data: FoldData, task: str, n_classes: int | None, spec: dic
                              time.perf_counter() - started, error_score)
 
 
-# Stacked steps below this many multiply-adds (all members' batches) run faster on one thread.
-SMALL_STEP_MACS = 5e7
-
-
-def _small_steps_single_threaded(specs: list[dict], datas: list[FoldData]) -> None:
-    """Give TensorFlow one thread per op when every model packs and their steps are small.
-
-    A small stacked step (32 rows of a few narrow layers per member) is over before a second
-    thread has picked up its share: measured on the 2-core reference machine, a pack of 15
-    models of two 128-unit layers trained in 10.3 s on one thread against 12.9 s on two, and
-    two such tasks side by side (as kfp.local runs them) finished 10% sooner. Set through
-    TensorFlow's own variables before it starts, only where they are not set already.
-    """
-    import sys
-
-    from foldwise.components.core.costs import padded_widths, step_macs
-    from foldwise.components.core.packed import pack_key
-
-    if "tensorflow" in sys.modules or not specs or any(pack_key(s) is None for s in specs):
-        return
-    features = max(data.x_train.shape[1] for data in datas)
-    macs = step_macs(len(specs), max(int(s["batch_size"]) for s in specs),
-                     padded_widths(specs), features)
-    if macs < SMALL_STEP_MACS:
-        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-
-
-def _single_device_plan() -> dict | None:
-    """The device plan when training runs on one device (CPU or one GPU), else ``None``.
-
-    The stacked trainer is written for TensorFlow: under another Keras backend, ``None``.
-    """
-    import keras
-
-    from foldwise.components.core.devices import describe_devices
-
-    if keras.backend.backend() != "tensorflow":
-        return None
-
-    plan = describe_devices(mixed_precision=False)
-    return plan if plan["strategy"] in ("default", "one_device") else None
-
-
-def _vectorizable(spec: dict) -> bool:
-    return spec.get("estimator") == "keras_builder" and not spec.get("mixed_precision")
-
-
-def _jax_backend() -> bool:
-    from foldwise.components.core.vmapped import ready
-
-    return ready()
-
-
 def _train_vectorized(datas, specs, seeds, kind, task, n_classes, checkpoint_dir,
-                      error_score) -> list[FoldResult]:
-    """Users' builders' models under ``jax.vmap`` (``core.vmapped``), failures kept apart.
+                      error_score, initial, keep_state, mixed) -> list[FoldResult]:
+    """Keras models in the one engine (``core.vmapped``), failures kept apart.
 
     A model whose building fails is recorded as failed; when training them together
     raises, each is built and trained again on its own, its failure recorded alone.
     """
+    from foldwise.components.core.devices import training_devices
+
     results: list[FoldResult | None] = [None] * len(datas)
-    prepared = []
-    for index, (data, spec, seed) in enumerate(zip(datas, specs, seeds, strict=True)):
-        try:
-            prepared.append((index, _vectorized_member(data, kind, n_classes, spec, seed)))
-        except Exception as err:
-            if error_score == "raise":
-                raise
-            results[index] = failed_result(data, task, n_classes, spec, describe_error(err),
-                                           0.0, error_score)
-    if len(prepared) > 1:
-        try:
-            for (index, _), result in zip(prepared, _fit_vectorized(
-                    [m for _, m in prepared], [datas[i] for i, _ in prepared],
-                    [specs[i] for i, _ in prepared], kind, task, n_classes, checkpoint_dir,
-                    error_score), strict=True):
-                results[index] = result
-            return results
-        except Exception as err:
-            if error_score == "raise":
-                raise
-            logging.getLogger(__name__).warning(
-                "training %d models vectorized failed (%s): training them one by one",
-                len(prepared), describe_error(err))
-            prepared = [(i, _vectorized_member(datas[i], kind, n_classes, specs[i], seeds[i]))
-                        for i, _ in prepared]
-    for index, member in prepared:
-        folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir, str(index))
-        results[index] = _recorded(
-            lambda m=member, i=index, f=folder: _fit_vectorized(
-                [m], [datas[i]], [specs[i]], kind, task, n_classes, f, error_score)[0],
-            datas[index], task, n_classes, specs[index], error_score)
+    with training_devices(mixed, distribute=False) as (_, plan):
+        prepared = []
+        for index, (data, spec, seed) in enumerate(zip(datas, specs, seeds, strict=True)):
+            try:
+                prepared.append((index, _member(data, kind, n_classes, spec, seed,
+                                                initial[index])))
+            except Exception as err:
+                if error_score == "raise":
+                    raise
+                results[index] = failed_result(data, task, n_classes, spec,
+                                               describe_error(err), 0.0, error_score)
+        if len(prepared) > 1:
+            try:
+                for (index, _), result in zip(prepared, _fit_vectorized(
+                        [m for _, m in prepared], [datas[i] for i, _ in prepared],
+                        [specs[i] for i, _ in prepared], task, n_classes, checkpoint_dir,
+                        error_score, keep_state, plan), strict=True):
+                    results[index] = result
+                return results
+            except Exception as err:
+                if error_score == "raise":
+                    raise
+                logging.getLogger(__name__).warning(
+                    "training %d models packed failed (%s): training them one by one",
+                    len(prepared), describe_error(err))
+                prepared = [(i, _member(datas[i], kind, n_classes, specs[i], seeds[i],
+                                        initial[i])) for i, _ in prepared]
+        for index, member in prepared:
+            folder = None if checkpoint_dir is None else os.path.join(checkpoint_dir,
+                                                                       str(index))
+            results[index] = _recorded(
+                lambda m=member, i=index, f=folder: _fit_vectorized(
+                    [m], [datas[i]], [specs[i]], task, n_classes, f, error_score,
+                    keep_state, plan)[0],
+                datas[index], task, n_classes, specs[index], error_score)
     return results
 
 
-def _vectorized_member(data: FoldData, kind: str, n_classes: int | None, spec: dict,
-                       seed: int):
-    """A built model and its rows, ready for ``core.vmapped`` (with its target handling)."""
+def _member(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
+            initial: dict | None):
+    """A fresh model and its rows for ``core.vmapped``, with what turns outputs to values."""
     import json
 
-    from foldwise.components.core.estimators import KERAS_BUILDER, prepare_builder
     from foldwise.components.core.vmapped import Member, architecture_key
 
-    target_state = KERAS_BUILDER.target_scaling(data.y_train, kind, spec)
-    model, form, (x_fit, y_fit, x_stop, y_stop) = prepare_builder(
-        data, kind, n_classes, spec, seed, target_state)
+    estimator = get_estimator(spec["estimator"])
+    target_state = estimator.target_scaling(data.y_train, kind, spec)
+    prepared = estimator.prepare(data, kind, n_classes, spec, seed, target_state)
+    x_fit, y_fit, x_stop, y_stop = prepared.rows
     config = json.dumps({k: v for k, v in spec.items() if k != "builder"}, sort_keys=True,
                         default=str)
-    from foldwise.components.core.builders import fit_targets
-
-    x_test = y_test = None
-    if len(data.y_validation):
-        x_test = data.x_validation.astype("float32")
-        y_test = fit_targets(data.y_validation, form, n_classes, target_state)
-    member = Member(model, x_fit.astype("float32"), y_fit,
+    x_test, y_test = prepared.test if prepared.test is not None else (None, None)
+    member = Member(prepared.model, x_fit.astype("float32"), y_fit,
                     None if x_stop is None else x_stop.astype("float32"), y_stop, seed, spec,
-                    architecture_key(model, spec, config), x_test, y_test)
-    return member, form, target_state
+                    architecture_key(prepared.model, spec, config),
+                    None if x_test is None else x_test.astype("float32"), y_test, initial)
+    return member, prepared.user_values, target_state
 
 
-def _fit_vectorized(prepared, datas, specs, kind, task, n_classes, checkpoint_dir,
-                    error_score) -> list[FoldResult]:
-    import jax
-
-    from foldwise.components.core.builders import user_values
+def _fit_vectorized(prepared, datas, specs, task, n_classes, checkpoint_dir, error_score,
+                    keep_state, plan) -> list[FoldResult]:
     from foldwise.components.core.vmapped import ENGINE, fit_members
 
     trained = fit_members([member for member, _, _ in prepared],
                           predict=[data.x_validation.astype("float32") for data in datas],
-                          checkpoint_dir=checkpoint_dir)
+                          checkpoint_dir=checkpoint_dir, keep_state=keep_state)
     results = []
-    for (member, form, target_state), data, spec, done in zip(prepared, datas, specs, trained,
-                                                               strict=True):
-        devices = {"device": jax.default_backend(), "strategy": ENGINE, "replicas": 1,
-                   "precision": "float32", "backend": "jax", "packed": done.packed}
+    for (member, to_user, target_state), data, spec, done in zip(prepared, datas, specs,
+                                                                  trained, strict=True):
+        devices = {"device": plan["device"], "strategy": ENGINE, "replicas": plan["replicas"],
+                   "precision": plan["precision"], "backend": "jax", "packed": done.packed}
+        if done.program:
+            devices["program"] = done.program
         if done.resumed_from_epoch:
             devices["resumed_from_epoch"] = done.resumed_from_epoch
-        results.append(_scored(data, task, n_classes, spec,
-                               Fitted(member.model, done.history, done.fit_time, devices),
-                               target_state, user_values(done.output, form, target_state),
-                               0.0, error_score))
+        if done.continued_from_epoch:
+            devices["continued_from_epoch"] = done.continued_from_epoch
+        result = _scored(data, task, n_classes, spec,
+                         Fitted(member.model, done.history, done.fit_time, devices),
+                         target_state, to_user(done.output), 0.0, error_score)
+        result.state = done.state
+        results.append(result)
     return results
 
 
@@ -444,68 +385,6 @@ def _train_alone(data: FoldData, kind: str, task: str, n_classes: int | None, sp
                                    target_state)
     return _scored(data, task, n_classes, spec, fitted, target_state, prediction,
                    time.perf_counter() - started, error_score)
-
-
-def _train_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-                error_score, initial=None, keep_state=False) -> list[FoldResult]:
-    """A pack's results; member by member when the pack as a whole raises (failures kept)."""
-    initial = initial or [None] * len(datas)
-    if len(datas) > 1:
-        try:
-            return _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-                             error_score, initial, keep_state)
-        except Exception as err:
-            if error_score == "raise":
-                raise
-            logging.getLogger(__name__).warning(
-                "training %d models packed failed (%s): training them one by one",
-                len(datas), describe_error(err))
-    results = []
-    for index, (data, spec, seed) in enumerate(zip(datas, specs, seeds, strict=True)):
-        folder = checkpoint_dir
-        if checkpoint_dir is not None and len(datas) > 1:
-            folder = os.path.join(checkpoint_dir, f"member-{index}")
-        results.append(_recorded(
-            lambda d=data, s=spec, seed=seed, f=folder, i=initial[index]: _fit_pack(
-                [d], [s], [seed], kind, task, n_classes, plan, f, error_score, [i],
-                keep_state)[0],
-            data, task, n_classes, spec, error_score))
-    return results
-
-
-def _fit_pack(datas, specs, seeds, kind, task, n_classes, plan, checkpoint_dir,
-              error_score, initial=None, keep_state=False) -> list[FoldResult]:
-    from foldwise.components.core.packed import Stream, fit_packed
-
-    streams, states = [], []
-    for data, spec, seed in zip(datas, specs, seeds, strict=True):
-        target_state = KERAS.target_scaling(data.y_train, kind, spec)
-        x_fit, y_fit, x_stop, y_stop = keras_fit_rows(data, kind, n_classes, spec, seed,
-                                                      target_state)
-        x_test, y_test = (keras_test_rows(data, kind, n_classes, target_state)
-                          if len(data.y_validation) else (None, None))
-        streams.append(Stream(x_fit.astype("float32"), y_fit, None if x_stop is None else
-                              x_stop.astype("float32"), y_stop, seed, spec, x_test, y_test))
-        states.append(target_state)
-    given = initial if initial and all(s is not None for s in initial) else None
-    packed = fit_packed(streams, task=task, n_classes=n_classes, checkpoint_dir=checkpoint_dir,
-                        predict=[data.x_validation for data in datas], initial=given,
-                        keep_state=keep_state)
-    predicted = packed.predict_time / len(streams)  # the pack's times, shared out evenly
-    devices = {**plan, "packed": len(streams)}
-    if packed.resumed_from_epoch:
-        devices["resumed_from_epoch"] = packed.resumed_from_epoch
-    if given:
-        devices["continued_from_epoch"] = int(given[0]["epochs"])
-    share = packed.fit_time / len(streams)
-    results = [_scored(data, task, n_classes, spec, Fitted(model, history, share, devices),
-                       state, keras_user_values(raw, kind, state), predicted, error_score)
-               for data, spec, model, history, state, raw in zip(
-                   datas, specs, packed.models, packed.histories, states, packed.outputs,
-                   strict=True)]
-    for result, member in zip(results, packed.states, strict=False):
-        result.state = member
-    return results
 
 
 def _scored(data: FoldData, task: str, n_classes: int | None, spec: dict, fitted: Fitted,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def checkpoint_dir(model_dir: str) -> str:
 def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *, seed: int,
                model_dir: str, predictions_uri: str = "", history_uri: str = "",
                builder: dict | None = None, tags: dict | None = None, model_uri: str = "",
-               read_bytes=None) -> TrialsOutput:
+               read_bytes=None, tensorflow: bool = False) -> TrialsOutput:
     """Train a fresh model per (configuration, fold), save each, and summarize them.
 
     Args:
@@ -98,15 +99,19 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             (:data:`STATE_FILE`), its URI under ``model_uri`` in the summary's ``state``.
         model_uri: The URI of ``model_dir`` (where the next rung finds the states).
         read_bytes: Reads the file a URI names (local path or ``gs://``).
+        tensorflow: Train under Keras' TensorFlow backend, through Keras' ``fit`` (the plan
+            found that a configuration's builder runs TensorFlow operations); otherwise
+            every Keras model trains in the one engine under JAX, and TensorFlow is never
+            imported.
 
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
     """
     from foldwise.components.core.vmapped import select_backend
 
-    # Before Keras is first imported (loading a builder imports it): users' builders train
-    # as one vectorized computation under Keras' JAX backend where it can run.
-    select_backend([with_source(c["params"], builder) for c in configs])
+    # Before Keras is first imported: JAX, the one engine's, unless the plan found that a
+    # user's builder runs TensorFlow operations (``core.tensorflow_standin``).
+    select_backend(tensorflow=bool(tensorflow))
     task, target, classes = schema["task"], schema["target"], schema["classes"]
     n_classes = class_count(schema)
     folds = [int(fold) for fold in folds]
@@ -157,7 +162,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             save_model(result, folder)
         state_uri = ""
         if result.state is not None:
-            from foldwise.components.core.packed import save_state
+            from foldwise.components.core.vmapped import save_state
 
             save_state(result.state, os.path.join(folder, STATE_FILE))
             state_uri = f"{model_uri.rstrip('/')}/{config_id}/fold-{fold}/{STATE_FILE}"
@@ -185,6 +190,12 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "epochs_run", "devices")}, "estimator": result.estimator,
             "folder": f"{config_id}/fold-{fold}"}
     reuse.write_record(model_dir, records)
+    loaded = sys.modules.get("tensorflow") is not None  # TensorFlow imported by this task
+    operations = {c["config_id"]: c["tensorflow"] for c in configs if c.get("tensorflow")}
+    for summary in summaries:
+        summary["devices"] = {**summary["devices"], "tensorflow_loaded": loaded}
+        if summary["config_id"] in operations:  # why it trained through TensorFlow's fit
+            summary["devices"]["tensorflow_operation"] = operations[summary["config_id"]]
     trained = [result.devices for result in results if result.devices]
     matrix = None
     if task == "classification":
@@ -195,12 +206,12 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
 
 
 def _state(uri: str | None, read_bytes) -> dict | None:
-    """The model state at ``uri`` (``core.packed.load_state``), or ``None``."""
+    """The model state at ``uri`` (``core.vmapped.load_state``), or ``None``."""
     if not uri:
         return None
     import io
 
-    from foldwise.components.core.packed import load_state
+    from foldwise.components.core.vmapped import load_state
 
     return load_state(io.BytesIO(read_bytes(uri) if read_bytes else Path(uri).read_bytes()))
 

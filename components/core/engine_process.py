@@ -1,0 +1,147 @@
+"""One model trained in the one engine, in a process of its own (the refit's training).
+
+The refit step exports its model with TensorFlow (the serving model's string lookups and
+SavedModel need Keras' TensorFlow backend), while every model trains under Keras' JAX
+backend, and one process has one backend. So the refit trains its model like any other
+member, in a child process on JAX (:func:`start`), while it imports TensorFlow for the
+export, and then loads the trained model (``model.keras``, ``safe_mode``). A user's builder
+that runs TensorFlow operations (``core.tensorflow_standin``) is trained by the caller
+itself, through Keras' ``fit``.
+
+    python -m foldwise.components.core.engine_process FOLDER
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+REQUEST = "request.npz"
+ANSWER = "answer.json"
+NEEDS_TENSORFLOW = 3  # the child's exit status for a builder that runs TensorFlow operations
+
+
+@dataclass
+class Job:
+    """A model training in a child process; :meth:`result` waits for it."""
+
+    process: subprocess.Popen
+    folder: str
+    data: object
+    task: str
+    n_classes: int | None
+    spec: dict
+    seed: int
+
+    def result(self):
+        """The trained model's ``core.training.FoldResult``, its model loaded here.
+
+        Raises:
+            FoldwiseError: Training failed for a reason the user can fix (as the engine says).
+            RuntimeError: The child failed otherwise (its output is in the message).
+        """
+        from foldwise.components.core.errors import FoldwiseError
+        from foldwise.components.core.training import FoldResult, train_fold
+
+        output, _ = self.process.communicate()
+        if self.process.returncode == NEEDS_TENSORFLOW:  # TensorFlow's fit, here
+            return train_fold(self.data, task=self.task, n_classes=self.n_classes,
+                              spec=self.spec, seed=self.seed)
+        answer_path = os.path.join(self.folder, ANSWER)
+        if not os.path.exists(answer_path):
+            raise RuntimeError(f"training in the engine's process failed: {output[-4000:]}")
+        with open(answer_path, encoding="utf-8") as handle:
+            answer = json.load(handle)
+        if answer.get("error"):
+            if answer.get("user_error"):
+                raise FoldwiseError(answer["error"])
+            raise RuntimeError(f"training in the engine's process failed: {answer['error']}")
+        return FoldResult(_load(os.path.join(self.folder, "model.keras"), self.spec),
+                          answer["history"], np.load(os.path.join(self.folder,
+                                                                  "prediction.npy")),
+                          answer["scores"], answer["fit_time"], answer["score_time"],
+                          answer["epochs_run"], answer["target_scaling"], answer["devices"],
+                          answer["estimator"], answer["fit_error"])
+
+
+def _load(path: str, spec: dict):
+    import keras
+
+    if spec.get("estimator") == "keras_builder":  # registers the builder's own objects
+        from foldwise.components.core.builders import load_builder
+
+        load_builder(spec["builder"])
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception:  # a loss or metric that does not load: the network is what is needed
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def start(data, *, task: str, n_classes: int | None, spec: dict, seed: int,
+          folder: str) -> Job:
+    """Start training ``spec`` on ``data`` (a ``FoldData``) in a JAX process; see the module."""
+    os.makedirs(folder, exist_ok=True)
+    arrays = {"x_train": data.x_train, "y_train": data.y_train,
+              "x_validation": data.x_validation, "y_validation": data.y_validation,
+              "rows_validation": data.rows_validation}
+    described = {"task": task, "n_classes": n_classes, "spec": spec, "seed": seed,
+                 "features": data.features, "raw_columns": data.raw_columns,
+                 "target": data.target, "classes": data.classes}
+    np.savez(os.path.join(folder, REQUEST), request=np.array(json.dumps(described)),
+             **arrays)
+    environment = {**os.environ, "KERAS_BACKEND": "jax"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "foldwise.components.core.engine_process", folder],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    return Job(process, folder, data, task, n_classes, spec, seed)
+
+
+def main(folder: str) -> int:
+    """The child: train the request in ``folder``, save the model and the answer there."""
+    from foldwise.components.core.vmapped import select_backend
+
+    select_backend()
+    from foldwise.components.core.errors import FoldwiseError
+    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
+    from foldwise.components.core.training import FoldData, save_model, train_fold
+
+    with np.load(os.path.join(folder, REQUEST)) as arrays:
+        described = json.loads(str(arrays["request"]))
+        data = FoldData(arrays["x_train"], arrays["y_train"], arrays["x_validation"],
+                        arrays["y_validation"], arrays["rows_validation"],
+                        described["features"], described["raw_columns"],
+                        described["target"], described["classes"])
+    answer: dict
+    try:
+        result = train_fold(data, task=described["task"], n_classes=described["n_classes"],
+                            spec=described["spec"], seed=described["seed"])
+        save_model(result, folder)
+        np.save(os.path.join(folder, "prediction.npy"), result.prediction)
+        answer = {"history": result.history, "scores": result.scores,
+                  "fit_time": result.fit_time, "score_time": result.score_time,
+                  "epochs_run": result.epochs_run, "target_scaling": result.target_scaling,
+                  "devices": result.devices, "estimator": result.estimator,
+                  "fit_error": result.fit_error}
+    except Exception as err:
+        cause = err
+        while cause is not None and not isinstance(cause, NeedsTensorFlow):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            return NEEDS_TENSORFLOW
+        answer = {"error": str(err) if isinstance(err, FoldwiseError)
+                  else f"{type(err).__name__}: {err}",
+                  "user_error": isinstance(err, FoldwiseError)}
+    partial = os.path.join(folder, ANSWER + ".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(answer, handle, default=float)
+    os.replace(partial, os.path.join(folder, ANSWER))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
