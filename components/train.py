@@ -1,4 +1,4 @@
-"""KFP component: train fresh models for configurations × folds, packed where they stack."""
+"""KFP component: train fresh models for configurations × folds, packed where they can."""
 
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
@@ -25,9 +25,9 @@ def train(
     Every Keras model trains in the one engine (``core.vmapped``, Keras on JAX): models of one
     program are trained at once as one vectorized computation, the same models as one task
     each; TensorFlow is not imported, unless the plan found that a user's builder runs
-    TensorFlow operations (the task's ``backend``). The state after each finished epoch is kept under the ``model``
-    output, so a task that was killed (a pre-empted node) and retried resumes from its last
-    epoch and ends with the same models.
+    TensorFlow operations (the task's ``backend``). The state after each finished epoch is
+    kept under the ``model`` output, so a task that was killed (a pre-empted node) and
+    retried resumes from its last epoch and ends with the same models.
 
     Args:
         fold_data: Folder of per-fold model-ready tables (``fold-<k>.parquet``).

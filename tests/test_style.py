@@ -22,10 +22,11 @@ def test_docker_images_install_with_the_same_pins_and_carry_the_version():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "-c requirements/constraints.txt" in dockerfile  # every variant: the same pins
     assert "FROM ${BASE_IMAGE}" in dockerfile and "python:3.11" in dockerfile
-    assert 'gpu) extra="tensorflow[and-cuda]"' in dockerfile  # CUDA libraries, pinned TF
+    assert 'gpu) extra="jax[cuda12]"' in dockerfile  # JAX's CUDA plugin, pinned below
     assert 'tpu) extra="jax[tpu]"' in dockerfile and '{"backend": "jax"}' in dockerfile
     pins = (ROOT / "requirements" / "constraints.txt").read_text()
-    assert all(f"{name}==" in pins for name in ("jax", "jaxlib", "libtpu"))
+    assert all(f"{name}==" in pins for name in ("jax", "jaxlib", "libtpu", "jax-cuda12-plugin",
+                                                "jax-cuda12-pjrt"))
     makefile = (ROOT / "Makefile").read_text()
     assert "foldwise:$(VERSION)-$$variant" in makefile
     assert "for variant in cpu gpu tpu" in makefile

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from foldwise.components.core.vmapped import suits_jax
-
 HELPER = Path(__file__).resolve().parent / "helpers" / "vmapped_checks.py"
 TOLERANCE = 1e-5
 
@@ -73,37 +71,16 @@ def test_training_equals_keras_fit_on_the_same_row_order(checks, case):
     assert result["test_losses"] < TOLERANCE
 
 
-def test_other_widths_train_apart(checks):
-    assert checks["widths"] == [1, 1]
+def test_dense_networks_of_other_widths_share_one_padded_program(checks):
+    result = checks["widths"]
+    assert result["packed"] == [2, 2] and result["program"] == ["padded", "padded"]
+    assert result["outputs"] < TOLERANCE
+
+
+def test_with_dropout_other_widths_train_apart(checks):
+    assert checks["dropout_widths"] == [1, 1]
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(checks):
     assert checks["resume"]["from"] == [2, 2]
     assert checks["resume"]["outputs"] < TOLERANCE
-
-
-@pytest.mark.parametrize("specs, expected", [
-    ([{"estimator": "keras_builder", "builder": {"source": "import keras\n"}}], True),
-    ([{"estimator": "keras_builder", "builder": {"source": "import tensorflow as tf\n"}}],
-     False),
-    ([{"estimator": "keras_builder", "builder": {"source": "from tensorflow import keras"}}],
-     False),
-    ([{"estimator": "keras_builder", "mixed_precision": True, "builder": {"source": ""}}],
-     False),
-    ([{"estimator": "keras"}], False),
-    ([{"estimator": "keras_builder", "builder": {"source": ""}}, {"estimator": "sklearn_mlp"}],
-     False),
-    ([], False),
-])
-def test_which_tasks_train_under_jax(specs, expected, monkeypatch):
-    from foldwise.components.core import vmapped
-
-    monkeypatch.setattr(vmapped, "_accelerator_attached", lambda: False)
-    assert suits_jax(specs) is expected
-
-
-def test_an_attached_accelerator_keeps_tensorflow(monkeypatch):
-    from foldwise.components.core import vmapped
-
-    monkeypatch.setattr(vmapped, "_accelerator_attached", lambda: True)
-    assert not suits_jax([{"estimator": "keras_builder", "builder": {"source": ""}}])

@@ -16,8 +16,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from foldwise.components.core.estimators import seed_everything  # noqa: E402
-from foldwise.components.core.packed import epoch_order  # noqa: E402
-from foldwise.components.core.vmapped import Member, architecture_key, fit_members  # noqa: E402
+from foldwise.components.core.vmapped import (  # noqa: E402
+    Member,
+    architecture_key,
+    epoch_order,
+    fit_members,
+)
 
 SPEC = {"epochs": 4, "batch_size": 16, "early_stopping": False, "patience": 2}
 
@@ -116,9 +120,19 @@ def main(out):
                                                     stopping)
     for kind, rows in [("plain", 99), ("drop", 99), ("bn", 99), ("bn-drop", 96)]:
         results[f"keras_fit_{kind}_{rows}"] = against_keras_fit(kind, rows)
-    # Different widths are different architectures: one computation each.
-    wide = [member(0, "plain", 100, units=16), member(1, "plain", 100, units=32)]
-    results["widths"] = [t.packed for t in fit_members(wide)]
+    # Dense networks of different widths: one padded computation, each as it is alone.
+    probe = [data(k, 100)[0][:20] for k in range(2)]
+    wide = fit_members([member(0, "plain", 100, units=16), member(1, "plain", 100, units=32)],
+                       predict=probe)
+    lone = [fit_members([member(k, "plain", 100, units=u)], predict=[probe[k]])[0]
+            for k, u in ((0, 16), (1, 32))]
+    results["widths"] = {"packed": [t.packed for t in wide],
+                         "program": [t.program for t in wide],
+                         "outputs": max(max_difference(a.output, b.output)
+                                        for a, b in zip(wide, lone, strict=True))}
+    # With dropout, widths split the pack (a mask is drawn at its layer's width).
+    dropped = [member(0, "drop", 100, units=16), member(1, "drop", 100, units=32)]
+    results["dropout_widths"] = [t.packed for t in fit_members(dropped)]
     # A checkpoint after 2 of 4 epochs, resumed, ends where an uninterrupted run does.
     with tempfile.TemporaryDirectory() as folder:
         two = {**SPEC, "epochs": 2}

@@ -1,0 +1,98 @@
+"""The one engine trains foldwise's MLP and users' builders: packed equals lone equals Keras.
+
+The engine runs under Keras' JAX backend, chosen once per process: the checks run in a
+process of their own that keeps TensorFlow out, as a train task does
+(tests/helpers/engine_checks.py), and these tests read what it measured.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from foldwise.components.core.model import normalize_spec
+from foldwise.components.core.vmapped import pack_key, pack_split
+
+HELPER = Path(__file__).resolve().parent / "helpers" / "engine_checks.py"
+CASES = ["regression_adam_default", "regression_sgd_default", "binary_adamw_default",
+         "multiclass_rmsprop_default", "regression_sgd_huber"]
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("engine") / "checks.json"
+    done = subprocess.run([sys.executable, str(HELPER), str(out)], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_the_checks_ran_under_jax_without_tensorflow(checks):
+    assert checks["backend"] == "jax"
+    assert checks["tensorflow_imported"] is False
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_epoch_of_mlps_of_other_widths_equals_keras_fit_of_each(checks, case):
+    """Widths 8/6/5, input widths 5/4/5, L2 0.01/0/0.03, 100/97/90 rows: one program."""
+    result = checks[f"epoch_{case}"]
+    assert result["packed"] == [3, 3, 3] and result["program"] == "padded"
+    assert result["weights"] < 1e-6 and result["losses"] < 1e-5
+
+
+def test_folds_pack_across_widths_rates_l2_and_dropout_and_equal_lone_runs(checks):
+    result = checks["folds"]
+    assert result["packed"] == [2, 2, 2, 2]  # without dropout: widths; with: dropout rates
+    assert result["predictions"] < 1e-4 and result["histories"] < 1e-5
+
+
+def test_a_diverging_member_is_recorded_and_its_mates_train_as_alone(checks):
+    result = checks["diverging_regression"]
+    assert result["packed"] == [3, 3, 3]
+    assert result["mates"] < 1e-5
+    assert checks["error_pattern_ok"] and result["scores_nan"]
+    assert result["epochs_run"] == len(result["losses"])
+
+
+def test_a_member_continued_from_its_state_ends_as_a_run_of_every_epoch(checks):
+    result = checks["continued"]
+    assert result["continued_from"] == [2, 2] and result["epochs"] == [5, 5]
+    assert result["outputs"] < 1e-6 and result["histories"] < 1e-6
+    assert "made from other data" in result["wrong"]
+
+
+def test_a_resumed_checkpoint_ends_where_an_uninterrupted_run_does(checks):
+    assert checks["resumed"]["from"] == [2, 2]
+    assert checks["resumed"]["outputs"] < 1e-6
+
+
+def test_mixed_precision_trains_in_the_engine(checks):
+    result = checks["mixed_precision"]
+    assert result["devices"]["precision"] == "mixed_bfloat16"
+    assert result["devices"]["strategy"] == "jax.vmap" and result["devices"]["packed"] == 2
+    assert result["dtype"] == "bfloat16" and result["finite"]
+
+
+def test_a_tf_keras_builder_trains_packed_and_a_tf_operation_is_found_by_trying(checks):
+    result = checks["tensorflow_builders"]
+    assert [d["strategy"] for d in result["devices"]] == ["jax.vmap"] * 2
+    assert [d["packed"] for d in result["devices"]] == [2, 2]  # dropout rates are data
+    assert result["errors"] == ["", ""]
+    assert result["needs"] == {"uses-tf": "tf.reduce_mean"}
+
+
+def test_what_splits_a_pack_is_named():
+    base = normalize_spec({"hidden_units": [64, 32]}, "regression")
+    assert pack_key({**base, "learning_rate": 0.1, "l2": 0.01}) == pack_key(base)
+    assert pack_key({**base, "hidden_units": [3, 5]}) == pack_key(base)  # widths are data
+    assert pack_split(base, {**base, "hidden_units": [3]}) == ["depth"]
+    with_dropout = {**base, "dropout": 0.2}
+    assert pack_split(base, with_dropout) == ["dropout on/off"]
+    assert pack_key({**with_dropout, "dropout": 0.4}) == pack_key(with_dropout)
+    assert pack_split(with_dropout, {**with_dropout, "hidden_units": [8, 8]}) == [
+        "widths (with dropout)"]
+    assert pack_split(base, {**base, "optimizer": "sgd"})[0] == "optimizer"
+    assert pack_key(normalize_spec({"estimator": "sklearn_mlp"}, "regression")) is None
+    assert pack_key({**base, "mixed_precision": True}) != pack_key(base)
