@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/builder.py --write-readme      (about 8 minutes)
 
 The builder is ``benchmarks/builders.py:two_layer_model`` (two hidden ReLU layers with
-dropout, compiled by itself, scikeras' ``meta`` convention); every tool runs that same
-function on diamonds (a seeded 10,000-row sample), over units {32, 64, 128} × dropout
-{0.0, 0.2}: 6 configurations × 5 folds × 20 epochs, batch size 32, on foldwise's folds, with
-the target standardized per fold. The tools, each in its own process:
+dropout layers, compiled by itself, scikeras' ``meta`` convention, Keras imported as
+tutorials do: ``from tensorflow import keras``); every tool runs that same function on
+diamonds (a seeded 10,000-row sample), over compare.py's grid, units {32, 64, 128} ×
+learning rate {0.001, 0.01}: 6 configurations × 5 folds × 20 epochs, batch size 32, on
+foldwise's folds, with the target standardized per fold. The tools, each in its own process:
 
 - ``foldwise``: ``foldwise run grid-search --model benchmarks/builders.py:two_layer_model``
   end to end on kfp.local, with an empty JAX compilation cache (a first run);
@@ -32,7 +33,7 @@ sys.path.insert(0, str(HERE))
 import compare  # noqa: E402 - the shared tables, folds, timing and memory sampling
 
 TABLE = "diamonds-10k"
-GRID = {"units": [32, 64, 128], "dropout": [0.0, 0.2]}
+GRID = {"units": [32, 64, 128], "learning_rate": [0.001, 0.01]}
 BUILDER = HERE / "builders.py"
 TOOLS = ["foldwise", "foldwise-warm", "scikeras-2"]
 
@@ -58,7 +59,8 @@ def run_foldwise(tool: str, name: str) -> dict:
         seconds = time.perf_counter() - started
         scoring = json.loads((output / "summary.json").read_text())["scoring"]
         table = pd.read_csv(output / "cv_results.csv")
-        configs = [{"units": int(params["units"]), "dropout": float(params["dropout"]),
+        configs = [{"units": int(params["units"]),
+                    "learning_rate": float(params["learning_rate"]),
                     "mean": float(row[f"mean_test_{scoring}"]),
                     "std": float(row[f"std_test_{scoring}"])}
                    for params, (_, row) in zip(map(json.loads, table["params"]),
@@ -75,7 +77,7 @@ def run_scikeras(tool: str, name: str) -> dict:
     from scikeras.wrappers import KerasRegressor
 
     net = KerasRegressor(model=two_layer_model, model__units=GRID["units"][0],
-                         model__dropout=GRID["dropout"][0], epochs=compare.EPOCHS,
+                         model__learning_rate=GRID["learning_rate"][0], epochs=compare.EPOCHS,
                          batch_size=compare.BATCH, verbose=0, random_state=compare.SEED)
     grid = {f"model__{key}": values for key, values in GRID.items()}
     search = compare.grid_search(net, grid, name, frame, folds, schema,
@@ -86,14 +88,15 @@ def run_scikeras(tool: str, name: str) -> dict:
                                  search.cv_results_["mean_test_score"],
                                  search.cv_results_["std_test_score"], strict=True):
         values = {key.rsplit("__", 1)[1]: value for key, value in params.items()}
-        configs.append({"units": int(values["units"]), "dropout": float(values["dropout"]),
+        configs.append({"units": int(values["units"]),
+                        "learning_rate": float(values["learning_rate"]),
                         "mean": float(mean), "std": float(std)})
     return {"configs": configs, "seconds": seconds}
 
 
 def key(config: dict) -> tuple:
     """A configuration's searched values."""
-    return config["units"], config["dropout"]
+    return config["units"], config["learning_rate"]
 
 
 def report(results: list[dict]) -> str:
@@ -101,7 +104,7 @@ def report(results: list[dict]) -> str:
     reference = next(r for r in results if r["tool"] == "foldwise")
     ours = max(reference["configs"], key=lambda c: c["mean"])
     scores = {key(c): c for c in reference["configs"]}
-    lines = ["| tool | wall | time ÷ foldwise's | peak memory | best (units, dropout) | "
+    lines = ["| tool | wall | time ÷ foldwise's | peak memory | best (units, learning rate) | "
              "best R² (mean ± std) | best within fold noise of foldwise's best |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -111,15 +114,15 @@ def report(results: list[dict]) -> str:
         same = abs(scores[key(top)]["mean"] - ours["mean"]) <= ours["std"]
         lines.append(
             f"| {r['tool']} | {r['wall_s']:.1f} s | {r['wall_s'] / reference['wall_s']:.2f}× "
-            f"| {r['peak_mb']:.0f} MB | {top['units']}, {top['dropout']} | "
+            f"| {r['peak_mb']:.0f} MB | {top['units']}, {top['learning_rate']} | "
             f"{top['mean']:.4f} ± {top['std']:.4f} | {'yes' if same else 'no'} |")
-    lines += ["", "| units, dropout | " + " | ".join(r["tool"] for r in results) + " |",
+    lines += ["", "| units, learning rate | " + " | ".join(r["tool"] for r in results) + " |",
               "|---|" + "---|" * len(results)]
     for units in GRID["units"]:
-        for dropout in GRID["dropout"]:
+        for rate in GRID["learning_rate"]:
             cells = [next(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in r["configs"]
-                          if key(c) == (units, dropout)) for r in results]
-            lines.append(f"| {units}, {dropout} | " + " | ".join(cells) + " |")
+                          if key(c) == (units, rate)) for r in results]
+            lines.append(f"| {units}, {rate} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

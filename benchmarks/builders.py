@@ -1,12 +1,13 @@
 """The user's own Keras builder that benchmarks/builder.py cross-validates with each tool.
 
-Written as a scikeras user writes one: it takes scikeras' ``meta`` and compiles itself.
+Written as Keras tutorials and scikeras users write one: Keras imported through TensorFlow
+(``from tensorflow import keras``), scikeras' ``meta``, compiled by itself, dropout layers.
 """
 
-import keras
+from tensorflow import keras
 
 
-def two_layer_model(meta, units=64, dropout=0.2, learning_rate=0.001):
+def two_layer_model(meta, units=64, dropout=0.0, learning_rate=0.001):
     """Two hidden ReLU layers of ``units``, each followed by dropout; one linear output."""
     model = keras.Sequential([
         keras.Input((meta["n_features_in_"],)),

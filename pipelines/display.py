@@ -220,6 +220,11 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
     print(f"* what 'run' would use here; a compiled pipeline defaults to "
           f"{options.option('packing').default}. Each pod is assumed to start in "
           f"{start:.0f} s (--pod-start).")
+    count, reasons = estimates[0].programs if estimates else (0, [])
+    if count:
+        print(f"{count} training program{'s' if count != 1 else ''} (JAX, packed): widths, "
+              "learning rates, L2 and dropout rates are data"
+              + (f"; apart by {', '.join(reasons)}" if reasons else "") + ".")
     if search.pipeline == "halving-search":
         print("halving-search is estimated as its full grid: an upper bound.")
     if search.model.get("estimator") == "keras_builder":

@@ -96,3 +96,42 @@ def test_what_splits_a_pack_is_named():
     assert pack_split(base, {**base, "optimizer": "sgd"})[0] == "optimizer"
     assert pack_key(normalize_spec({"estimator": "sklearn_mlp"}, "regression")) is None
     assert pack_key({**base, "mixed_precision": True}) != pack_key(base)
+
+
+SHARDED = """
+import json
+from foldwise.components.core.vmapped import select_backend
+select_backend()
+import jax
+import numpy as np
+from foldwise.components.core.model import normalize_spec
+from foldwise.components.core.training import FoldData, train_folds
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(90, 4)).astype("float32")
+y = x[:, 0] - 2 * x[:, 1]
+data = FoldData(x[:70], y[:70], x[70:], y[70:], np.arange(70, 90))
+specs = [normalize_spec({"hidden_units": units, "epochs": 3}, "regression")
+         for units in ([8, 4], [6, 4])]
+pair = train_folds([data, data], task="regression", n_classes=None, specs=specs, seeds=[1, 2])
+lone = [train_folds([data], task="regression", n_classes=None, specs=[s], seeds=[k])[0]
+        for s, k in zip(specs, [1, 2])]
+print(json.dumps({"devices": len(jax.devices()),
+                  "packed": [r.devices["packed"] for r in pair],
+                  "difference": max(float(np.max(np.abs(a.prediction - b.prediction)))
+                                    for a, b in zip(pair, lone))}))
+"""
+
+
+def test_members_spread_over_several_devices_train_as_on_one():
+    """Two CPU devices stand in for two GPUs: each trains its share of the pack."""
+    import os
+
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                   "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
+                          timeout=600, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2 and out["packed"] == [2, 2]
+    assert out["difference"] < 1e-5

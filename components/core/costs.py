@@ -158,6 +158,8 @@ class Estimate:
         cluster_seconds: The whole run on ``nodes`` nodes, each running one train pod at a
             time, every pod paying ``pod_start`` seconds.
         node_hours: Node time the run occupies on the cluster (every pod's, summed).
+        programs: How many programs the one engine compiles for the configurations (the
+            packs of ``core.vmapped.pack_key``), and what keeps them apart.
     """
 
     packing: str
@@ -167,6 +169,7 @@ class Estimate:
     local_seconds: float
     cluster_seconds: float
     node_hours: float
+    programs: tuple[int, list[str]] = (0, [])
 
 
 def task_train_seconds(configs: list[dict], n_folds: int, rows: int, n_features: int) -> float:
@@ -238,6 +241,9 @@ def estimate(configs: list[dict], folds: int, rows: int, n_features: int, packin
     cluster_fixed = (sum(steps) + data_seconds + refit_seconds / speedup
                      + pod_start * (len(steps) + (1 if refit else 0)))
     cluster = cluster_fixed + longest_first(cluster_tasks, nodes)
+    from foldwise.components.core.vmapped import pack_groups
+
     return Estimate(packing, len(planned),
                     [len(t["configs"]) * len(t["folds"]) for t in planned], task_seconds,
-                    local, cluster, (cluster_fixed + sum(cluster_tasks)) / 3600)
+                    local, cluster, (cluster_fixed + sum(cluster_tasks)) / 3600,
+                    pack_groups([c["params"] for c in configs]))

@@ -115,6 +115,26 @@ def pack_split(a: dict, b: dict) -> list[str]:
     return split
 
 
+def pack_groups(specs: list[dict]) -> tuple[int, list[str]]:
+    """How many programs train these configurations, and what splits them (for the plan).
+
+    Configurations of one :func:`pack_key` share a program (scikit-learn's MLP has none of
+    its own); the reasons are the settings in which the programs' first configurations
+    differ (:func:`pack_split`).
+    """
+    leaders: dict = {}
+    for spec in specs:
+        key = pack_key(spec)
+        if key is not None:
+            leaders.setdefault(key, spec)
+    firsts = list(leaders.values())
+    reasons: list[str] = []
+    for i, a in enumerate(firsts):
+        for b in firsts[i + 1:]:
+            reasons += [r for r in pack_split(a, b) if r not in reasons]
+    return len(firsts), reasons
+
+
 def block_tensorflow() -> None:
     """Keep TensorFlow out of this process (a JAX train or plan step).
 
@@ -344,7 +364,7 @@ def _dense_chain(model, spec: dict) -> _Chain | None:
         else:
             return None
     features = int(model.inputs[0].shape[1])
-    if keep:  # dropout masks are drawn at their layer's width: widths split the pack
+    if any(k < 1.0 for k in keep):  # masks are drawn at their layer's width: widths split
         parts.append(["widths", features, [u for u in units if u is not None]])
     try:
         compiled = _compile_key(model)
@@ -706,10 +726,27 @@ class _Group:
         self.keep = np.array([c.keep for c in chains] or [[]] * len(members), "float32")
         self.l2 = np.array([[c.l2[j] for j, p in enumerate(self.penalties) if p is not None]
                             for c in chains] or [[]] * len(members), "float32")
+        self.sharding = _member_sharding(len(members))
+        self.x, self.y, self.state, self.masks, self.keep, self.l2 = self._placed(
+            self.x, self.y, self.state, self.masks, self.keep, self.l2)
+        if self.stopping:
+            self.x_stop, self.y_stop, self.w_stop = self._placed(self.x_stop, self.y_stop,
+                                                                 self.w_stop)
+        if self.tested:
+            self.x_test, self.y_test, self.w_test = self._placed(self.x_test, self.y_test,
+                                                                 self.w_test)
         self.epoch_fn = jax.jit(self._epoch)
         self.evaluate_fn = jax.jit(jax.vmap(self._evaluate))
         self.predict_fn = jax.jit(jax.vmap(self._predict))
         self.last_losses = (None, None, None)
+
+    def _placed(self, *values):
+        """``values`` spread over the devices by member (as they are on one device)."""
+        if self.sharding is None:
+            return values
+        import jax
+
+        return tuple(None if v is None else jax.device_put(v, self.sharding) for v in values)
 
     @staticmethod
     def _parts(model):
@@ -822,8 +859,12 @@ class _Group:
     def run_epoch(self, epoch: int) -> None:
         """One epoch of every member; sets ``last_losses`` (epoch, stop- and test-row losses)."""
         index, weight, rows, tail = self._order(epoch)
-        self.state, losses = self.epoch_fn(self.state, self.x, self.y, index, weight, rows,
-                                           tail, self.keep, self.l2, self.masks)
+        if self.sharding is not None:
+            index, weight, placed_rows, tail = self._placed(index, weight, rows, tail)
+        else:
+            placed_rows = rows
+        self.state, losses = self.epoch_fn(self.state, self.x, self.y, index, weight,
+                                           placed_rows, tail, self.keep, self.l2, self.masks)
         losses = np.asarray(losses, dtype="float64")  # (steps, members)
         if tail is not None:
             rows = np.concatenate([rows, np.full((len(rows), 1), tail.shape[1])], axis=1)
@@ -892,6 +933,8 @@ class _Group:
         continued = (self.continue_from(stopping)
                      if self.members[0].initial is not None else 0)
         restored = self._restore(fingerprint, stopping)
+        if self.sharding is not None:
+            (self.state,) = self._placed(self.state)
         for epoch in range(restored or continued, int(self.spec["epochs"])):
             self.run_epoch(epoch)
             stopping.update(epoch, self)
@@ -1006,6 +1049,22 @@ def load_state(path) -> dict:
         return {"fingerprint": str(arrays["fingerprint"]), "epochs": int(arrays["epochs"]),
                 "history": json.loads(str(arrays["history"])),
                 "parts": [numbered(f"part{p}_") for p in range(3)]}
+
+
+def _member_sharding(members: int):
+    """How a group's stacked arrays spread over several devices: by member, or ``None``.
+
+    Members share nothing, so with as many members as a multiple of the devices (GPUs, TPU
+    cores) each device trains its share, with no traffic between them; otherwise, and on
+    one device, everything stays on the default device.
+    """
+    import jax
+
+    devices = jax.devices()
+    if len(devices) < 2 or members % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("members",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
 
 
 def _stacked(arrays: list[np.ndarray], rows: int | None = None,
