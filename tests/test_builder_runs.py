@@ -191,3 +191,51 @@ def test_compiled_yaml_carries_the_builder_to_train_and_refit(tmp_path):
     assert train["model_spec"]["componentInputParameter"].endswith("model_spec")
     refit = ir["root"]["dag"]["tasks"]["refit"]["inputs"]["parameters"]
     assert refit["model_spec"] == {"componentInputParameter": "model_spec"}
+
+
+TF_BUILDERS = ROOT / "tests" / "helpers" / "tf_builders.py"
+
+
+def diabetes_csv(folder: Path) -> Path:
+    from sklearn.datasets import load_diabetes
+
+    path = folder / "diabetes.csv"
+    load_diabetes(as_frame=True).frame.iloc[:150].to_csv(path, index=False)
+    return path
+
+
+def train_entries(output: Path) -> list[dict]:
+    from helpers.results import train_task_results
+
+    folders = sorted((output / "pipeline").glob("*/for-loop-*-iteration-*/train"))
+    return [entry for folder in folders for entry in train_task_results(folder)]
+
+
+def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
+    """`from tensorflow import keras` is Keras: packed in the one engine, no TensorFlow."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("units: [4, 8]\nlearning_rate: [0.01, 0.03]\n")
+    output = tmp_path / "run"
+    assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
+                 "target", "--model", f"{TF_BUILDERS}:tf_keras_model", "--grid", str(grid),
+                 *FAST, "--output", str(output)]) == 0
+    entries = train_entries(output)
+    assert len(entries) == 4 * 3
+    assert {e["devices"]["strategy"] for e in entries} == {"jax.vmap"}
+    assert {e["devices"]["tensorflow_loaded"] for e in entries} == {False}
+    assert max(e["devices"]["packed"] for e in entries) == 6  # 2 widths × 3 folds: one program
+    assert json.loads((output / "summary.json").read_text())["tensorflow_operations"] == {}
+
+
+def test_a_builder_running_tensorflow_operations_trains_through_tensorflow_named(tmp_path):
+    output = tmp_path / "run"
+    assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
+                 "target", "--model", f"{TF_BUILDERS}:pinball_model", *FAST,
+                 "--output", str(output)]) == 0
+    entries = train_entries(output)
+    assert {e["devices"]["tensorflow_operation"] for e in entries} == {"tf.reduce_mean"}
+    assert {e["devices"]["tensorflow_loaded"] for e in entries} == {True}
+    summary = json.loads((output / "summary.json").read_text())
+    assert set(summary["tensorflow_operations"].values()) == {"tf.reduce_mean"}
+    assert "tf.reduce_mean" in (output / "report.html").read_text()
+    assert (output / "model" / "model.keras").exists()  # refitted through TensorFlow, exported

@@ -68,6 +68,10 @@ def test_a_resumed_checkpoint_ends_where_an_uninterrupted_run_does(checks):
     assert checks["resumed"]["outputs"] < 1e-6
 
 
+def test_folds_with_fewer_rows_than_a_batch_train_as_keras_fit_does(checks):
+    assert checks["short"]["packed"] == [2, 2] and checks["short"]["outputs"] < 1e-6
+
+
 def test_mixed_precision_trains_in_the_engine(checks):
     result = checks["mixed_precision"]
     assert result["devices"]["precision"] == "mixed_bfloat16"

@@ -260,3 +260,16 @@ def test_bucket_in_bucket_out_and_predict_from_the_bucket(bucket, tmp_path, peng
     assert main(["run", "grid-search", "--data", data_uri, "--target", "species", "--grid",
                  str(grid), "--output", destination]) == 2
     assert "already holds finished results (manifest.json)" in capsys.readouterr().err
+
+
+def test_train_tasks_train_in_the_one_engine_and_never_import_tensorflow(local_run):
+    """Every Keras model packed under JAX; no train task imported TensorFlow (sys.modules)."""
+    _, output = local_run
+    entries = [r for folder in iteration_dirs(output, "train")
+               for r in train_task_results(folder)]
+    ours = [r for r in entries if r["params"].get("estimator", "keras") == "keras"]
+    assert len(ours) == 4 * FOLDS
+    assert {r["devices"]["strategy"] for r in ours} == {"jax.vmap"}
+    assert {r["devices"]["backend"] for r in ours} == {"jax"}
+    assert max(r["devices"]["packed"] for r in ours) > 1
+    assert {r["devices"]["tensorflow_loaded"] for r in entries} == {False}

@@ -84,6 +84,11 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     if "iter" in table.columns:  # halving: its rungs, as scikit-learn's fitted attributes
         described["halving"] = {**halving_summary(table), "resource": "epochs" if any(
             r.get("resource") == "epochs" for r in results) else "folds"}
+    # Which configurations trained through TensorFlow's fit instead of the one engine (a
+    # builder that runs TensorFlow operations), and the operation the plan found.
+    described["tensorflow_operations"] = {
+        r["config_id"]: r["devices"]["tensorflow_operation"] for r in results
+        if (r.get("devices") or {}).get("tensorflow_operation")}
     described["best_split_times"] = {timing: [float(r[timing]) for r in best]
                                      for timing in ("fit_time", "score_time")}
     pooled, histories = best_predictions(best, read_bytes)

@@ -1,11 +1,14 @@
-"""Where training runs: the distribution strategy is picked from the devices a step finds.
+"""Where training runs: the devices a step finds, and the precision it trains in.
 
-TPU → ``TPUStrategy``; several GPUs → ``MirroredStrategy``; one GPU → that GPU with memory
-growth; otherwise the CPU. Mixed precision uses float16 on GPUs and bfloat16 elsewhere.
+The one engine (``core.vmapped``) trains under Keras' JAX backend on the devices JAX finds
+(:func:`plan_jax_devices`): the CPU, one or several GPUs (the GPU image's ``jax[cuda12]``),
+or a TPU (``libtpu``); a pack's members spread over several devices
+(``core.vmapped._member_sharding``). Mixed precision uses float16 on GPUs and bfloat16
+elsewhere.
 
-Under Keras' JAX backend (the TPU image: TensorFlow's TPU wheels stop at an older release
-than the one foldwise pins, while JAX's ``libtpu`` matches it) the devices are JAX's, and
-several of them train data-parallel through ``keras.distribution.DataParallel``.
+Keras' own ``fit`` under TensorFlow (a user's builder that runs TensorFlow operations)
+picks a TensorFlow strategy (:func:`plan_devices`): TPU → ``TPUStrategy``; several GPUs →
+``MirroredStrategy``; one GPU → that GPU with memory growth; otherwise the CPU.
 """
 
 from __future__ import annotations

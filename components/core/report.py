@@ -224,6 +224,11 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
         "</div>",
         "<h2>Score per configuration</h2>",
         f"<figure>{score_chart(cv, scoring, best_id)}</figure>",
+        *([f"<p class='sub'>Trained through TensorFlow's fit, one model at a time, not in "
+           f"the packed JAX engine: {e(', '.join(sorted(summary['tensorflow_operations'])))}"
+           f" (the builder runs "
+           f"{e(', '.join(sorted(set(summary['tensorflow_operations'].values()))))}).</p>"]
+          if summary.get("tensorflow_operations") else []),
         *([f"<p class='sub'>Not drawn: {left_out} configuration"
            f"{'s' if left_out > 1 else ''} without a finite score (failed ones are marked "
            "below).</p>"] if left_out else []),

@@ -364,8 +364,14 @@ def _dense_chain(model, spec: dict) -> _Chain | None:
         else:
             return None
     features = int(model.inputs[0].shape[1])
-    if any(k < 1.0 for k in keep):  # masks are drawn at their layer's width: widths split
-        parts.append(["widths", features, [u for u in units if u is not None]])
+    if any(k < 1.0 for k in keep):  # a mask is drawn at its layer's width: those split
+        width, at_dropouts = features, []
+        for layer_units, part in zip(units, parts, strict=True):
+            if layer_units is not None:
+                width = layer_units
+            elif part[0] == "dropout":
+                at_dropouts.append(width)
+        parts.append(["widths at dropout", at_dropouts])
     try:
         compiled = _compile_key(model)
     except Exception:
@@ -694,7 +700,9 @@ class _Group:
         else:
             self.leader, self.dropouts, self.penalties = leader
             self.program = "padded"
-        self.width = int(self.leader.inputs[0].shape[1])
+        # Inputs are padded to the leader's width in a padded program; any other model's
+        # rows stack as they are (its inputs need not even be described).
+        self.width = None if leader is None else int(self.leader.inputs[0].shape[1])
         if leader is not None:
             self.leader._symbolic_build(data_batch=(
                 _padded(members[0].x_fit[:self.batch], (min(self.batch, len(
@@ -809,13 +817,17 @@ class _Group:
             yb = jax.vmap(take)(y, index[:, number])
             return step(carry, xb, yb, weight[:, number], rows[:, number], keep, l2, masks)
 
-        state, losses = jax.lax.scan(body, state, jax.numpy.arange(index.shape[1]))
+        losses = None
+        if index.shape[1]:  # none when every member has fewer rows than a batch
+            state, losses = jax.lax.scan(body, state, jax.numpy.arange(index.shape[1]))
         if tail is None:
             return state, losses
         ones = jax.numpy.ones(tail.shape, dtype=weight.dtype)
         count = jax.numpy.full(tail.shape[:1], tail.shape[1], dtype=rows.dtype)
         state, last = step(state, jax.vmap(take)(x, tail), jax.vmap(take)(y, tail), ones,
                            count, keep, l2, masks)
+        if losses is None:
+            return state, last[None]
         return state, jax.numpy.concatenate([losses, last[None]])
 
     def _evaluate(self, tv, ntv, mv, x, y, weight, keep, l2):

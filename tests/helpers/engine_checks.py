@@ -173,6 +173,22 @@ def continued():
             "epochs": [len(t.history["loss"]) for t in ends], "wrong": wrong}
 
 
+def fewer_rows_than_a_batch():
+    """Folds of 20 rows at batch 32: each epoch is one short step, as Keras' fit runs it."""
+    spec = normalize_spec({"hidden_units": [4], "epochs": 2, "batch_size": 32},
+                          "regression")
+    x, y = table(20, "regression")
+    packed = fit_members([mlp_member(spec, x, y, k, "regression", None) for k in range(2)],
+                         predict=[x, x])
+    seed_everything(0)
+    model = build_model(spec, x.shape[1], "regression", None)
+    for epoch in range(2):
+        order = epoch_order(0, epoch, len(x))
+        model.fit(x[order], y[order], batch_size=32, epochs=1, shuffle=False, verbose=0)
+    return {"packed": [t.packed for t in packed],
+            "outputs": diff(packed[0].output, model.predict(x, verbose=0))}
+
+
 def resumed():
     """A checkpoint after 2 of 4 epochs, resumed, ends where an uninterrupted run does."""
     spec = normalize_spec({"hidden_units": [8, 4], "epochs": 4, "dropout": 0.2},
@@ -270,6 +286,7 @@ def main(out):
     results["diverging_regression"] = diverging_member("regression", None, "regression")
     results["continued"] = continued()
     results["resumed"] = resumed()
+    results["short"] = fewer_rows_than_a_batch()
     results["mixed_precision"] = mixed_precision()
     results["tensorflow_builders"] = tensorflow_builders()
     results["tensorflow_imported"] = sys.modules.get("tensorflow") is not None

@@ -12,7 +12,28 @@ from foldwise.components.core.training import split_fold, train_fold
 
 def in_process_scores(table: pd.DataFrame, target: str, spec: dict, seed: int, folds: int,
                       scaler: str = "standard") -> list[dict]:
-    """Scores per fold of one configuration, computed here the way the pipeline does."""
+    """Scores per fold of one configuration, computed the way the pipeline does, without KFP.
+
+    In a plain process of its own with Keras on JAX, as the train steps run (``in_jax``).
+    """
+    from helpers import in_jax
+
+    return in_jax.call("helpers.inprocess", "scores_here", table, target, spec, seed, folds,
+                       scaler)
+
+
+def uninterrupted(datas: list, specs: list[dict], seeds: list[int], task: str,
+                  n_classes: int | None) -> list[tuple]:
+    """``(weights, epochs_run)`` of each model trained at once by ``train_folds``."""
+    from foldwise.components.core.training import train_folds
+
+    return [(result.model.get_weights(), result.epochs_run) for result in train_folds(
+        datas, task=task, n_classes=n_classes, specs=specs, seeds=seeds)]
+
+
+def scores_here(table: pd.DataFrame, target: str, spec: dict, seed: int, folds: int,
+                scaler: str = "standard") -> list[dict]:
+    """:func:`in_process_scores`, computed in this process."""
     prepared, schema = preprocess(table, PreprocessOptions(target=target, folds=folds,
                                                            seed=seed))
     n_classes = len(schema["classes"]) if schema["classes"] else None
