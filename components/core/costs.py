@@ -1,15 +1,16 @@
 """What training and running steps cost: the model behind balanced packing and ``foldwise plan``.
 
 A packed train task runs, per epoch, as many steps as its largest member has batches; one
-step of the stacked trainer costs a fixed part (the graph call, the optimizer's bookkeeping)
-plus a part proportional to the multiply-adds of every member's batch, widths padded to the
-pack's widest (``core.vmapped``). Steps outside training cost a process start each, a train
-step also an import of TensorFlow. The figures in :data:`MEASURED` were measured on this
-project's 2-core reference machine (``benchmarks/README.md``, *What a plan's estimate rests
-on*): the step costs from the step log of the diamonds 10k grid, the stacked step's two
-parts from packs of 15 models of two 64-unit and two 128-unit layers trained alone. A plan
-is an estimate from them and the grid's arithmetic, not a promise: a test holds it within 2×
-of a real kfp.local run.
+step of the one engine (``core.vmapped``: Keras' train step under ``jax.vmap``, an epoch per
+compiled call) costs a small fixed part plus a part proportional to the multiply-adds of
+every member's batch, widths padded to the program's widest. Steps outside training cost a
+process start each; a train step's start is Keras' and JAX's import and compiling its
+programs. The figures in :data:`MEASURED` were measured on this project's 2-core reference
+machine (``benchmarks/README.md``, *What a plan's estimate rests on*): the step costs from
+the step log of the diamonds 10k grid, the packed step's two parts from packs of 15 models
+of two 64-unit and two 128-unit layers and from lone models of 2 and 4 units. A plan is an
+estimate from them and the grid's arithmetic, not a promise: a test holds it within 2× of a
+real kfp.local run.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from dataclasses import dataclass
 
 MEASURED = {
     "machine": "2 cores (AMD EPYC), 24 GiB, no GPU",
-    "measured": "2026-11-30",
-    # seconds of one stacked step on one CPU thread: fixed, and per multiply-add of one row
-    "step_seconds": 4.0e-4,
-    "mac_seconds": 2.27e-10,
+    "measured": "2026-12-03",
+    # seconds of one packed step (JAX, one compiled epoch): fixed, and per multiply-add of
+    # one row
+    "step_seconds": 2.0e-5,
+    "mac_seconds": 1.37e-10,
     # a step process (start, imports, its artifacts), by step; "row_seconds" more per row
     "steps": {"preprocess": 1.5, "scale": 0.6, "one-hot-encode": 0.7, "plan-trials": 0.5,
               "aggregate": 0.9, "report": 1.4, "export": 0.1},
     "row_seconds": 7.2e-6,
-    # a train step's start (TensorFlow's import, tracing and compiling the stacked epoch),
-    # and its writing of each model
-    "train_start_seconds": 5.0,
+    # a train step's start (Keras' and JAX's import, compiling its programs), and its
+    # writing of each model
+    "train_start_seconds": 4.0,
     "model_save_seconds": 0.05,
     # the command before the first step (read, check and preprocess the table; the DAG)
     "command_seconds": 2.0,
