@@ -51,27 +51,23 @@ def refit(
 
     from foldwise.components.core import engine_process
     from foldwise.components.core.builders import with_source
-    from foldwise.components.core.columns import ROW_COLUMN
-    from foldwise.components.core.encoding import raw_column_indices
     from foldwise.components.core.jsonio import class_count, read_json, write_json
     from foldwise.components.core.model import normalize_spec
-    from foldwise.components.core.serving import build_serving_model, encode, fit_preprocessing
-    from foldwise.components.core.training import FoldData, predictions_frame
 
     described, best = read_json(schema.path), read_json(best_config.path)
     best = {**best, "params": with_source(best["params"], model_spec.get("builder"))}
     classes, n_classes = described["classes"], class_count(described)
-    table = pd.read_parquet(prepared.path)
-    state = fit_preprocessing(table, described, scaler)
-    x, y = encode(table, state), table[described["target"]].to_numpy()
-    everything = FoldData(x, y, x, y, table[ROW_COLUMN].to_numpy(), list(state["features"]),
-                          raw_column_indices(state["features"], described["categorical"],
-                                             described["numeric"]),
-                          described["target"], classes)
     spec = normalize_spec(best["params"], described["task"], n_classes)
     with tempfile.TemporaryDirectory(prefix="foldwise-refit-") as scratch:
-        result = engine_process.start(everything, task=described["task"], n_classes=n_classes,
-                                      spec=spec, seed=seed, folder=scratch).result()
+        job = engine_process.start({"prepared": prepared.path, "schema": described,
+                                    "scaler": scaler}, task=described["task"],
+                                   n_classes=n_classes, spec=spec, seed=seed, folder=scratch)
+        # Meanwhile, here: TensorFlow's import and the same preprocessing, for the export.
+        from foldwise.components.core.serving import all_rows, build_serving_model
+        from foldwise.components.core.training import predictions_frame
+
+        everything, state = all_rows(pd.read_parquet(prepared.path), described, scaler)
+        result = job.result(everything)
     serving = build_serving_model(result.model, state, described, result.target_scaling,
                                   spec["estimator"])
 

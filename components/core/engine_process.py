@@ -3,8 +3,9 @@
 The refit step exports its model with TensorFlow (the serving model's string lookups and
 SavedModel need Keras' TensorFlow backend), while every model trains under Keras' JAX
 backend, and one process has one backend. So the refit trains its model like any other
-member, in a child process on JAX (:func:`start`), while it imports TensorFlow for the
-export, and then loads the trained model (``model.keras``, ``safe_mode``). A user's builder
+member, in a child process on JAX (:func:`start`: the child reads and preprocesses the
+table itself), while it imports TensorFlow and preprocesses the same rows for the export,
+and then loads the trained model (``model.keras``, ``safe_mode``). A user's builder
 that runs TensorFlow operations (``core.tensorflow_standin``) is trained by the caller
 itself, through Keras' ``fit``.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REQUEST = "request.npz"
+REQUEST = "request.json"
 ANSWER = "answer.json"
 NEEDS_TENSORFLOW = 3  # the child's exit status for a builder that runs TensorFlow operations
 
@@ -32,14 +33,16 @@ class Job:
 
     process: subprocess.Popen
     folder: str
-    data: object
     task: str
     n_classes: int | None
     spec: dict
     seed: int
 
-    def result(self):
+    def result(self, data):
         """The trained model's ``core.training.FoldResult``, its model loaded here.
+
+        ``data`` is what the child trained on (a ``FoldData``): a builder that runs
+        TensorFlow operations is trained on it here, through TensorFlow's ``fit``.
 
         Raises:
             FoldwiseError: Training failed for a reason the user can fix (as the engine says).
@@ -50,7 +53,7 @@ class Job:
 
         output, _ = self.process.communicate()
         if self.process.returncode == NEEDS_TENSORFLOW:  # TensorFlow's fit, here
-            return train_fold(self.data, task=self.task, n_classes=self.n_classes,
+            return train_fold(data, task=self.task, n_classes=self.n_classes,
                               spec=self.spec, seed=self.seed)
         answer_path = os.path.join(self.folder, ANSWER)
         if not os.path.exists(answer_path):
@@ -82,23 +85,24 @@ def _load(path: str, spec: dict):
         return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
-def start(data, *, task: str, n_classes: int | None, spec: dict, seed: int,
+def start(rows: dict, *, task: str, n_classes: int | None, spec: dict, seed: int,
           folder: str) -> Job:
-    """Start training ``spec`` on ``data`` (a ``FoldData``) in a JAX process; see the module."""
+    """Start training ``spec`` in a JAX process; see the module docstring.
+
+    ``rows`` says what it trains on: ``{"prepared", "schema", "scaler"}``, every row of the
+    preprocessed table at that path, preprocessed there as the served model will
+    (``core.serving.all_rows``): the caller does the same meanwhile, with TensorFlow.
+    """
     os.makedirs(folder, exist_ok=True)
-    arrays = {"x_train": data.x_train, "y_train": data.y_train,
-              "x_validation": data.x_validation, "y_validation": data.y_validation,
-              "rows_validation": data.rows_validation}
     described = {"task": task, "n_classes": n_classes, "spec": spec, "seed": seed,
-                 "features": data.features, "raw_columns": data.raw_columns,
-                 "target": data.target, "classes": data.classes}
-    np.savez(os.path.join(folder, REQUEST), request=np.array(json.dumps(described)),
-             **arrays)
+                 "rows": rows}
+    with open(os.path.join(folder, REQUEST), "w", encoding="utf-8") as handle:
+        json.dump(described, handle)
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
     process = subprocess.Popen(
         [sys.executable, "-m", "foldwise.components.core.engine_process", folder],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
-    return Job(process, folder, data, task, n_classes, spec, seed)
+    return Job(process, folder, task, n_classes, spec, seed)
 
 
 def main(folder: str) -> int:
@@ -106,16 +110,17 @@ def main(folder: str) -> int:
     from foldwise.components.core.vmapped import select_backend
 
     select_backend()
-    from foldwise.components.core.errors import FoldwiseError
-    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
-    from foldwise.components.core.training import FoldData, save_model, train_fold
+    import pandas as pd
 
-    with np.load(os.path.join(folder, REQUEST)) as arrays:
-        described = json.loads(str(arrays["request"]))
-        data = FoldData(arrays["x_train"], arrays["y_train"], arrays["x_validation"],
-                        arrays["y_validation"], arrays["rows_validation"],
-                        described["features"], described["raw_columns"],
-                        described["target"], described["classes"])
+    from foldwise.components.core.errors import FoldwiseError
+    from foldwise.components.core.serving import all_rows
+    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
+    from foldwise.components.core.training import save_model, train_fold
+
+    with open(os.path.join(folder, REQUEST), encoding="utf-8") as handle:
+        described = json.load(handle)
+    rows = described["rows"]
+    data, _ = all_rows(pd.read_parquet(rows["prepared"]), rows["schema"], rows["scaler"])
     answer: dict
     try:
         result = train_fold(data, task=described["task"], n_classes=described["n_classes"],

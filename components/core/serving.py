@@ -55,6 +55,24 @@ def fit_preprocessing(prepared: pd.DataFrame, schema: dict, scaler: str) -> dict
 _SIGNATURE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+def all_rows(prepared: pd.DataFrame, schema: dict, scaler: str):
+    """Every row, preprocessed as the served model will: ``(FoldData, fitted state)``.
+
+    What the refit trains on: its training and validation rows are both all rows.
+    """
+    from foldwise.components.core.columns import ROW_COLUMN
+    from foldwise.components.core.encoding import raw_column_indices
+    from foldwise.components.core.training import FoldData
+
+    state = fit_preprocessing(prepared, schema, scaler)
+    x, y = encode(prepared, state), prepared[schema["target"]].to_numpy()
+    data = FoldData(x, y, x, y, prepared[ROW_COLUMN].to_numpy(), list(state["features"]),
+                    raw_column_indices(state["features"], schema["categorical"],
+                                       schema["numeric"]), schema["target"],
+                    schema["classes"])
+    return data, state
+
+
 def input_names(columns: list[str]) -> list[str]:
     """The serving signature's input name of each column.
 
