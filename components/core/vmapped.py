@@ -321,8 +321,10 @@ def _dense_chain(model, spec: dict) -> _Chain | None:
             or len(model.inputs) != 1 or len(model.outputs) != 1
             or len(model.inputs[0].shape) != 2 or model.inputs[0].shape[1] is None):
         return None
+    # A Dropout at rate 0 is the identity (Keras gives it no seed state): left out.
     layers = [layer for layer in model.layers
-              if not isinstance(layer, keras.layers.InputLayer)]
+              if not isinstance(layer, keras.layers.InputLayer)
+              and not (type(layer) is keras.layers.Dropout and layer.rate == 0)]
     dense = [i for i, layer in enumerate(layers) if type(layer) is keras.layers.Dense]
     if not layers or not dense:
         return None
@@ -855,18 +857,21 @@ class _Group:
             steps = self.rows[0] // self.batch
         else:
             steps = max(-(-n // self.batch) for n in self.rows)
-        index = np.zeros((len(self.members), steps, self.batch), dtype="int32")
-        weight = np.zeros((len(self.members), steps, self.batch), dtype="float32")
-        rows = np.zeros((len(self.members), steps), dtype="int32")
+        members, batch = len(self.members), self.batch
+        index = np.zeros((members, steps * batch), dtype="int32")
+        weight = np.zeros((members, steps * batch), dtype="float32")
+        rows = np.zeros((members, steps), dtype="int32")
         for k, order in enumerate(orders):
-            for step, start in enumerate(range(0, steps * self.batch, self.batch)):
-                part = order[start:start + self.batch]
-                if not len(part):
-                    break
-                index[k, step, :len(part)] = part
-                weight[k, step, :len(part)] = self.batch / len(part)
-                rows[k, step] = len(part)
-        return index, weight, rows, tail
+            used = min(len(order), steps * batch)
+            full, rest = divmod(used, batch)
+            index[k, :used] = order[:used]
+            weight[k, :full * batch] = 1.0  # batch / batch
+            rows[k, :full] = batch
+            if rest:  # the last, shorter batch: its mean over its own rows
+                weight[k, full * batch:used] = batch / rest
+                rows[k, full] = rest
+        return (index.reshape(members, steps, batch), weight.reshape(members, steps, batch),
+                rows, tail)
 
     def run_epoch(self, epoch: int) -> None:
         """One epoch of every member; sets ``last_losses`` (epoch, stop- and test-row losses)."""

@@ -261,12 +261,14 @@ def tensorflow_builders():
 
     tf_keras = reference(TF_KERAS, "tf_keras.py")
     specs = [normalize_spec({"estimator": "keras_builder", "builder": tf_keras,
-                             "dropout": dropout, "epochs": 3}, "regression")
-             for dropout in (0.1, 0.3)]
+                             "dropout": dropout, "hidden": hidden, "epochs": 3}, "regression")
+             for dropout, hidden in ((0.1, 8), (0.3, 8), (0.0, 8), (0.0, 16))]
     x, y = table(60, "regression")
     data = FoldData(x[:45], y[:45, 0], x[45:], y[45:, 0], np.arange(45, 60))
-    results = train_folds([data, data], task="regression", n_classes=None, specs=specs,
-                          seeds=[0, 0])
+    results = train_folds([data] * 4, task="regression", n_classes=None, specs=specs,
+                          seeds=[0] * 4)
+    alone = [train_fold(data, task="regression", n_classes=None, spec=s, seed=0)
+             for s in specs]
     schema = {"task": "regression", "numeric": ["a", "b", "c"], "categorical": [],
               "target": "y", "classes": None}
     configs = [{"config_id": "uses-keras", "params": specs[0]},
@@ -274,6 +276,8 @@ def tensorflow_builders():
                    {"estimator": "keras_builder", "builder": reference(TF_OPERATION, "op.py"),
                     "epochs": 3}, "regression")}]
     return {"devices": [r.devices for r in results], "errors": [r.fit_error for r in results],
+            "alone": max(diff(a.prediction, b.prediction)
+                         for a, b in zip(results, alone, strict=True)),
             "needs": tensorflow_operations(configs, schema, None)}
 
 
