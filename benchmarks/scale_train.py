@@ -70,6 +70,7 @@ def table_path(rows: int) -> Path:
 
 
 def run_foldwise(rows: int) -> dict:
+    """``foldwise run grid-search`` through the command line, as a user runs it."""
     with tempfile.TemporaryDirectory(prefix="foldwise-scale-") as folder:
         grid = Path(folder) / "grid.yaml"
         grid.write_text(json.dumps({"hidden_units": [[h] * LAYERS for h in HIDDEN],
@@ -88,6 +89,7 @@ def run_foldwise(rows: int) -> dict:
 
 
 def run_mlp(rows: int) -> dict:
+    """The same search with scikit-learn's MLP under GridSearchCV(n_jobs=2)."""
     import pandas as pd
 
     from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
@@ -127,6 +129,7 @@ def run_mlp(rows: int) -> dict:
 
 
 def main() -> int:
+    """Each tool in a process of its own (or one worker, in a child process)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tools", default="foldwise,mlp-2")
