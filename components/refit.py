@@ -57,12 +57,15 @@ def refit(
     described, best = read_json(schema.path), read_json(best_config.path)
     best = {**best, "params": with_source(best["params"], model_spec.get("builder"))}
     classes, n_classes = described["classes"], class_count(described)
-    spec = normalize_spec(best["params"], described["task"], n_classes)
     with tempfile.TemporaryDirectory(prefix="foldwise-refit-") as scratch:
         job = engine_process.start({"prepared": prepared.path, "schema": described,
                                     "scaler": scaler}, task=described["task"],
-                                   n_classes=n_classes, spec=spec, seed=seed, folder=scratch)
-        # Meanwhile, here: TensorFlow's import and the same preprocessing, for the export.
+                                   n_classes=n_classes, spec=best["params"], seed=seed,
+                                   folder=scratch)
+        # Meanwhile, here: TensorFlow's import, the spec's checks (a user's builder loads)
+        # and the same preprocessing, for the export.
+        spec = normalize_spec(best["params"], described["task"], n_classes)
+        job.spec = spec
         from foldwise.components.core.serving import all_rows, build_serving_model
         from foldwise.components.core.training import predictions_frame
 

@@ -87,7 +87,7 @@ def _load(path: str, spec: dict):
 
 def start(rows: dict, *, task: str, n_classes: int | None, spec: dict, seed: int,
           folder: str) -> Job:
-    """Start training ``spec`` in a JAX process; see the module docstring.
+    """Start training ``spec`` (a configuration; the child checks it) in a JAX process.
 
     ``rows`` says what it trains on: ``{"prepared", "schema", "scaler"}``, every row of the
     preprocessed table at that path, preprocessed there as the served model will
@@ -113,6 +113,7 @@ def main(folder: str) -> int:
     import pandas as pd
 
     from foldwise.components.core.errors import FoldwiseError
+    from foldwise.components.core.model import normalize_spec
     from foldwise.components.core.serving import all_rows
     from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
     from foldwise.components.core.training import save_model, train_fold
@@ -123,8 +124,9 @@ def main(folder: str) -> int:
     data, _ = all_rows(pd.read_parquet(rows["prepared"]), rows["schema"], rows["scaler"])
     answer: dict
     try:
+        spec = normalize_spec(described["spec"], described["task"], described["n_classes"])
         result = train_fold(data, task=described["task"], n_classes=described["n_classes"],
-                            spec=described["spec"], seed=described["seed"])
+                            spec=spec, seed=described["seed"])
         save_model(result, folder)
         np.save(os.path.join(folder, "prediction.npy"), result.prediction)
         answer = {"history": result.history, "scores": result.scores,
