@@ -140,3 +140,20 @@ def test_members_spread_over_several_devices_train_as_on_one():
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["packed"] == [2, 2]
     assert out["difference"] < 1e-5
+
+
+def test_a_padded_group_is_cut_where_separate_programs_cost_less():
+    """Narrow members pad to the widest only while that costs less than a program apart."""
+    from types import SimpleNamespace
+
+    from foldwise.components.core.vmapped import _by_width
+
+    def chain(units, features=26):
+        return SimpleNamespace(units=[units, units, 1], features=features)
+
+    members = [SimpleNamespace(spec={"batch_size": 32})] * 15
+    wide = {i: chain((32, 64, 128)[i // 5]) for i in range(15)}
+    assert _by_width(members, list(range(15)), wide) == [
+        list(range(5)), list(range(5, 10)), list(range(10, 15))]
+    tiny = {i: chain((4, 6, 8)[i // 5], 5) for i in range(15)}  # the fixed part dominates
+    assert _by_width(members, list(range(15)), tiny) == [list(range(15))]
