@@ -228,10 +228,12 @@ def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
 
 
 def test_a_builder_running_tensorflow_operations_trains_through_tensorflow_named(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("units: [4, 8]\n")
     output = tmp_path / "run"
     assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
-                 "target", "--model", f"{TF_BUILDERS}:pinball_model", *FAST,
-                 "--output", str(output)]) == 0
+                 "target", "--model", f"{TF_BUILDERS}:pinball_model", "--grid", str(grid),
+                 *FAST, "--output", str(output)]) == 0
     entries = train_entries(output)
     assert {e["devices"]["tensorflow_operation"] for e in entries} == {"tf.reduce_mean"}
     assert {e["devices"]["tensorflow_loaded"] for e in entries} == {True}

@@ -30,9 +30,13 @@ MEASURED = {
               "aggregate": 0.9, "report": 1.4, "export": 0.1},
     "row_seconds": 7.2e-6,
     # a train step's start (Keras' and JAX's import, compiling its programs), and its
-    # writing of each model
-    "train_start_seconds": 4.0,
-    "model_save_seconds": 0.05,
+    # building, checking and writing of each model (diamonds 10k: tasks of 10 and 20 models
+    # took 13 s beside each other, 6-7 s of it training)
+    "train_start_seconds": 5.0,
+    "model_save_seconds": 0.1,
+    # the refit's start: the engine's child process beside TensorFlow's import, and the
+    # SavedModel's export (diamonds 10k: 9.4 s, under a second of it training)
+    "refit_start_seconds": 8.5,
     # the command before the first step (read, check and preprocess the table; the DAG)
     "command_seconds": 2.0,
 }
@@ -235,7 +239,7 @@ def estimate(configs: list[dict], folds: int, rows: int, n_features: int, packin
     data_seconds = measured["row_seconds"] * rows
     refit_seconds = 0.0
     if refit and configs:
-        refit_seconds = measured["train_start_seconds"] + max(
+        refit_seconds = measured["refit_start_seconds"] + max(
             task_train_seconds([c], 1, rows, n_features) for c in configs)
     fixed = sum(steps) + data_seconds + refit_seconds
     local = measured["command_seconds"] + fixed + longest_first(task_seconds, LOCAL_SLOTS)
