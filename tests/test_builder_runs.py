@@ -204,22 +204,24 @@ def diabetes_csv(folder: Path) -> Path:
     return path
 
 
-def train_entries(output: Path) -> list[dict]:
+def searched_with(tmp_path: Path, builder: str, grid_text: str) -> tuple[Path, list[dict]]:
+    """A grid search of ``tests/helpers/tf_builders.py:builder``: its folder, train entries."""
     from helpers.results import train_task_results
 
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(grid_text)
+    output = tmp_path / "run"
+    assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
+                 "target", "--model", f"{TF_BUILDERS}:{builder}", "--grid", str(grid),
+                 *FAST, "--output", str(output)]) == 0
     folders = sorted((output / "pipeline").glob("*/for-loop-*-iteration-*/train"))
-    return [entry for folder in folders for entry in train_task_results(folder)]
+    return output, [entry for folder in folders for entry in train_task_results(folder)]
 
 
 def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
     """`from tensorflow import keras` is Keras: packed in the one engine, no TensorFlow."""
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("units: [4, 8]\nlearning_rate: [0.01, 0.03]\n")
-    output = tmp_path / "run"
-    assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
-                 "target", "--model", f"{TF_BUILDERS}:tf_keras_model", "--grid", str(grid),
-                 *FAST, "--output", str(output)]) == 0
-    entries = train_entries(output)
+    output, entries = searched_with(tmp_path, "tf_keras_model",
+                                    "units: [4, 8]\nlearning_rate: [0.01, 0.03]\n")
     assert len(entries) == 4 * 3
     assert {e["devices"]["strategy"] for e in entries} == {"jax.vmap"}
     assert {e["devices"]["tensorflow_loaded"] for e in entries} == {False}
@@ -228,13 +230,7 @@ def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
 
 
 def test_a_builder_running_tensorflow_operations_trains_through_tensorflow_named(tmp_path):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text("units: [4, 8]\n")
-    output = tmp_path / "run"
-    assert main(["run", "grid-search", "--data", str(diabetes_csv(tmp_path)), "--target",
-                 "target", "--model", f"{TF_BUILDERS}:pinball_model", "--grid", str(grid),
-                 *FAST, "--output", str(output)]) == 0
-    entries = train_entries(output)
+    output, entries = searched_with(tmp_path, "pinball_model", "units: [4, 8]\n")
     assert {e["devices"]["tensorflow_operation"] for e in entries} == {"tf.reduce_mean"}
     assert {e["devices"]["tensorflow_loaded"] for e in entries} == {True}
     summary = json.loads((output / "summary.json").read_text())

@@ -8,25 +8,20 @@ process of their own that keeps TensorFlow out, as a train task does
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.checks import measured
 
 from foldwise.components.core.model import normalize_spec
 from foldwise.components.core.vmapped import pack_key, pack_split
 
-HELPER = Path(__file__).resolve().parent / "helpers" / "engine_checks.py"
 CASES = ["regression_adam_default", "regression_sgd_default", "binary_adamw_default",
          "multiclass_rmsprop_default", "regression_sgd_huber"]
 
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("engine") / "checks.json"
-    done = subprocess.run([sys.executable, str(HELPER), str(out)], capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text())
+    return measured("engine_checks.py", tmp_path_factory.mktemp("engine"))
 
 
 def test_the_checks_ran_under_jax_without_tensorflow(checks):

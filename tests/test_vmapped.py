@@ -4,24 +4,15 @@ The engine needs Keras' JAX backend, which is chosen once per process: the check
 process of their own (tests/helpers/vmapped_checks.py) and these tests read what it measured.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers.checks import measured
 
-HELPER = Path(__file__).resolve().parent / "helpers" / "vmapped_checks.py"
 TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("vmapped") / "checks.json"
-    done = subprocess.run([sys.executable, str(HELPER), str(out)], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(out.read_text())
+    return measured("vmapped_checks.py", tmp_path_factory.mktemp("vmapped"))
 
 
 def test_the_checks_ran_under_jax(checks):
