@@ -875,7 +875,7 @@ def tensorflow_operations(configs: list[dict], schema: dict, reference: dict | N
     from foldwise.components.core.estimators import KERAS_BUILDER
     from foldwise.components.core.jsonio import class_count
     from foldwise.components.core.model import normalize_spec
-    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
+    from foldwise.components.core.tensorflow_standin import operation_needed
     from foldwise.components.core.training import FoldData
 
     ours = [c for c in configs if c["params"].get("estimator") == ESTIMATOR]
@@ -897,11 +897,9 @@ def tensorflow_operations(configs: list[dict], schema: dict, reference: dict | N
             spec = normalize_spec(params, schema["task"], n_classes)
             KERAS_BUILDER.prepare(data, kind, n_classes, spec, seed, None)
         except Exception as err:
-            cause = err
-            while cause is not None and not isinstance(cause, NeedsTensorFlow):
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:
-                found[config["config_id"]] = cause.operation
+            operation = operation_needed(err)
+            if operation is not None:
+                found[config["config_id"]] = operation
     return found
 
 

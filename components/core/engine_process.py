@@ -115,7 +115,7 @@ def main(folder: str) -> int:
     from foldwise.components.core.errors import FoldwiseError
     from foldwise.components.core.model import normalize_spec
     from foldwise.components.core.serving import all_rows
-    from foldwise.components.core.tensorflow_standin import NeedsTensorFlow
+    from foldwise.components.core.tensorflow_standin import operation_needed
     from foldwise.components.core.training import save_model, train_fold
 
     with open(os.path.join(folder, REQUEST), encoding="utf-8") as handle:
@@ -135,10 +135,7 @@ def main(folder: str) -> int:
                   "devices": result.devices, "estimator": result.estimator,
                   "fit_error": result.fit_error}
     except Exception as err:
-        cause = err
-        while cause is not None and not isinstance(cause, NeedsTensorFlow):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
+        if operation_needed(err) is not None:
             return NEEDS_TENSORFLOW
         answer = {"error": str(err) if isinstance(err, FoldwiseError)
                   else f"{type(err).__name__}: {err}",

@@ -30,6 +30,14 @@ class NeedsTensorFlow(RuntimeError):
         self.operation = operation
 
 
+def operation_needed(err: BaseException) -> str | None:
+    """The TensorFlow operation behind ``err`` (anywhere in its chain of causes), or ``None``."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, NeedsTensorFlow):
+        cause = cause.__cause__ or cause.__context__
+    return None if cause is None else cause.operation
+
+
 class _StandIn(types.ModuleType):
     """``tensorflow`` with only ``keras``: anything else names the operation and raises."""
 
