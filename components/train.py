@@ -64,6 +64,7 @@ def train(
     import shutil
 
     from foldwise.components import storage
+    from foldwise.components.core import reuse
     from foldwise.components.core.jsonio import dumps, read_json, write_json
     from foldwise.components.core.trials import checkpoint_dir, run_trials
 
@@ -77,6 +78,7 @@ def train(
                      tensorflow=task.get("backend") == "tensorflow")
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
+    reuse.write_record(model.path, out.records)  # last: it points at the files above
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written
     for name, value in out.metrics.items():
         metrics.log_metric(name, value)

@@ -172,3 +172,21 @@ def test_an_epochs_rung_survivor_goes_on_to_the_weights_of_a_run_of_the_whole_bu
         assert went_on["scores"] == pytest.approx(uninterrupted["scores"], rel=1e-5)
     assert max(out["weights"]) < 1e-6
     assert out["losses"][0] == pytest.approx(out["losses"][1], rel=1e-6)
+
+
+def test_a_resumed_run_takes_over_only_tasks_that_wrote_every_output(tmp_path):
+    """A task stopped between its reuse record and its history is trained again, not read."""
+    from foldwise.components.core import reuse
+
+    root = tmp_path / "pipeline"
+    finished = root / "run-1" / "for-loop-1-iteration-0" / "train"
+    stopped = root / "run-1" / "for-loop-1-iteration-1" / "train"
+    for train_dir, key in ((finished, "a"), (stopped, "b")):
+        (train_dir / "model").mkdir(parents=True)
+        reuse.write_record(train_dir / "model", {key: {"config_id": "cfg", "fold": 0}})
+    (finished / "history").write_text("{}")
+    (finished / "predictions").write_bytes(b"")
+    here = root / "run-2" / "for-loop-1-iteration-0" / "train" / "model"
+    here.mkdir(parents=True)
+    found = reuse.previous_trials(here)
+    assert set(found) == {"a"} and found["a"].train_dir == finished

@@ -54,14 +54,16 @@ def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
     run, root = model_dir.parents[2], model_dir.parents[3]
     found: dict[str, Previous] = {}
     for record in sorted(root.glob(f"*/*/train/model/{RECORD}")):
-        if run in record.parents:
-            continue
+        train_dir = record.parents[1]
+        if run in record.parents or not all(
+                (train_dir / name).is_file() for name in ("history", "predictions")):
+            continue  # this run's own, or a task stopped before its outputs were all written
         try:
             entries = json.loads(record.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         for key, entry in entries.items():
-            found[key] = Previous(record.parents[1], entry)
+            found[key] = Previous(train_dir, entry)
     return found
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,9 @@ class TrialsOutput:
         class_labels: The classes as strings (classification), else ``None``.
         confusion_matrix: Over these folds, of the first configuration that trained on every
             one of them (classification); ``None`` otherwise.
+        records: This task's trials by reuse key (``core.reuse``): the caller writes them
+            with ``reuse.write_record`` only once the history and predictions are written,
+            so a run stopped in between leaves no record pointing at missing files.
     """
 
     summaries: list[dict]
@@ -64,6 +67,7 @@ class TrialsOutput:
     devices: dict
     class_labels: list[str] | None
     confusion_matrix: list | None
+    records: dict = field(default_factory=dict)
 
 
 def checkpoint_dir(model_dir: str) -> str:
@@ -189,7 +193,6 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "config_id", "fold", "scores", "fit_error", "fit_time", "score_time",
             "epochs_run", "devices")}, "estimator": result.estimator,
             "folder": f"{config_id}/fold-{fold}"}
-    reuse.write_record(model_dir, records)
     loaded = sys.modules.get("tensorflow") is not None  # TensorFlow imported by this task
     operations = {c["config_id"]: c["tensorflow"] for c in configs if c.get("tensorflow")}
     for summary in summaries:
@@ -202,7 +205,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         matrix = _first_confusion_matrix(trials, datas, results, n_classes)
     return TrialsOutput(summaries, histories, pd.concat(frames, ignore_index=True), logged,
                         trained[0] if trained else {},
-                        [str(c) for c in classes] if classes else None, matrix)
+                        [str(c) for c in classes] if classes else None, matrix, records)
 
 
 def _state(uri: str | None, read_bytes) -> dict | None:
