@@ -41,8 +41,8 @@ def plan_trials(
         champion: The promoted model's configuration (retrain), listed first so that it is
             cross-validated on the same folds and wins ties.
         packing: ``none``: one task per (configuration, fold); ``folds``: one task per
-            configuration, its folds trained at once as one stacked model; ``configs``:
-            configurations that stack share tasks too (see ``core.grid.plan_trials``).
+            configuration, its folds trained at once as one packed program; ``configs``:
+            configurations that pack share tasks too (see ``core.grid.plan_trials``).
         param_distributions: A random search's space instead of ``param_grid``
             (``core.sampling``): ``n_iter`` points are sampled here, at run time.
         n_iter: How many points a random search samples.

@@ -67,7 +67,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
-                one stacked model; ``configs``: configurations that stack share tasks too.
+                one packed program; ``configs``: configurations that pack share tasks too.
                 The same models either way.
             refit: ``best``: refit the configuration with the highest mean score;
                 ``one_standard_error``: the simplest within one standard error of it.

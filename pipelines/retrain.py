@@ -69,7 +69,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             baseline: ``mlp`` to also score scikit-learn's MLP twins.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
-                one stacked model; ``configs``: configurations that stack share tasks too.
+                one packed program; ``configs``: configurations that pack share tasks too.
                 The same models either way.
             serving_image: The image that serves the exported SavedModel, given as the
                 ``serving_model`` output's ``containerSpec.imageUri`` (Vertex AI's prebuilt

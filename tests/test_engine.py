@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers.checks import measured
 
@@ -111,30 +112,41 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(90, 4)).astype("float32")
 y = x[:, 0] - 2 * x[:, 1]
 data = FoldData(x[:70], y[:70], x[70:], y[70:], np.arange(70, 90))
-specs = [normalize_spec({"hidden_units": units, "epochs": 3}, "regression")
+specs = [normalize_spec({"hidden_units": units, "epochs": 3, "batch_size": 16}, "regression")
          for units in ([8, 4], [6, 4])]
 pair = train_folds([data, data], task="regression", n_classes=None, specs=specs, seeds=[1, 2])
 lone = [train_folds([data], task="regression", n_classes=None, specs=[s], seeds=[k])[0]
         for s, k in zip(specs, [1, 2])]
 print(json.dumps({"devices": len(jax.devices()),
-                  "packed": [r.devices["packed"] for r in pair],
-                  "difference": max(float(np.max(np.abs(a.prediction - b.prediction)))
-                                    for a, b in zip(pair, lone))}))
+                  "spread": [r.devices.get("spread", "") for r in pair + lone],
+                  "predictions": [r.prediction.tolist() for r in pair + lone]}))
 """
 
 
-def test_members_spread_over_several_devices_train_as_on_one():
-    """Two CPU devices stand in for two GPUs: each trains its share of the pack."""
+def _sharded(devices: int) -> dict:
     import os
 
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-                   "KERAS_BACKEND": "jax"}
+    environment = {**os.environ, "KERAS_BACKEND": "jax",
+                   "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     done = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
                           timeout=600, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 2 and out["packed"] == [2, 2]
-    assert out["difference"] < 1e-5
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_pack_spreads_by_member_and_one_model_by_batch_rows_and_trains_as_on_one_device():
+    """Two CPU devices stand in for two GPUs.
+
+    A pack of two: each device trains one member. One model alone: each device takes half
+    of every batch's rows, the gradients summed across them (data parallelism). Both end
+    where one device ends.
+    """
+    two, one = _sharded(2), _sharded(1)
+    assert two["devices"] == 2 and one["devices"] == 1
+    assert two["spread"] == ["members", "members", "batch", "batch"]
+    assert one["spread"] == ["", "", "", ""]
+    for spread, alone in zip(two["predictions"], one["predictions"], strict=True):
+        assert np.max(np.abs(np.subtract(spread, alone))) < 1e-5
 
 
 def test_a_padded_group_is_cut_where_separate_programs_cost_less():

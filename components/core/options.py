@@ -107,10 +107,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("baseline", FOLDS, "mlp: also score scikit-learn's MLP with matching hidden layers, "
            "learning rate, batch size and epochs on the same folds", default="none",
            choices=("none", "mlp")),
-    Option("packing", FOLDS, "configs: train configurations that stack (same depth) together, "
-           "all folds, as one stacked model in 2 tasks; folds: one task per configuration, its "
-           "folds stacked; none: one task per (configuration, fold), a pod each on a cluster. "
-           "Same models either way (default: configs on this machine, none on a cluster)",
+    Option("packing", FOLDS, "configs: train configurations that pack into one program "
+           "(foldwise plan lists what keeps them apart) together, all folds, in 2 tasks; folds: "
+           "one task per configuration, its folds packed; none: one task per (configuration, "
+           "fold), a pod each on a cluster. Same models either way (default: configs on this "
+           "machine, none on a cluster)",
            default="none", choices=("configs", "folds", "none")),
     # A model of the user's own (core.builders): its builder travels in each configuration.
     Option("model", BUILDER, "your own Keras model: the function that builds it, as "

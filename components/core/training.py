@@ -363,6 +363,8 @@ def _fit_vectorized(prepared, datas, specs, task, n_classes, checkpoint_dir, err
                    "precision": plan["precision"], "backend": "jax", "packed": done.packed}
         if done.program:
             devices["program"] = done.program
+        if done.spread:
+            devices["spread"] = done.spread
         if done.resumed_from_epoch:
             devices["resumed_from_epoch"] = done.resumed_from_epoch
         if done.continued_from_epoch:

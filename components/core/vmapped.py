@@ -239,6 +239,7 @@ class Trained:
     continued_from_epoch: int = 0
     state: dict | None = None  # with keep_state: what to continue from (:func:`save_state`)
     program: str = ""  # "padded" when packed across widths and data-valued settings
+    spread: str = ""  # over several devices: "members" (each its share) or "batch" rows
 
 
 def architecture_key(model, spec: dict, params_id: str) -> str:
@@ -520,7 +521,8 @@ def fit_members(members: list[Member], *, predict: list[np.ndarray] | None = Non
             if checkpoint_dir is not None:
                 folder = os.path.join(checkpoint_dir, f"vmapped-{number}")
             number += 1
-            group = _Group([members[i] for i in part], folder, leader)
+            group = _Group([members[i] for i in part], folder, leader,
+                           [chains[i] for i in part] if leader is not None else None)
             trained = group.run(None if predict is None else [predict[i] for i in part],
                                 keep_state)
             for i, result in zip(part, trained, strict=True):
@@ -728,7 +730,8 @@ class _EarlyStopping:
 class _Group:
     """Members of one program, their states stacked, trained epoch by epoch."""
 
-    def __init__(self, members: list[Member], checkpoint_dir: str | None, leader=None):
+    def __init__(self, members: list[Member], checkpoint_dir: str | None, leader=None,
+                 chains: list[_Chain] | None = None):
         import jax
 
         self.members = members
@@ -777,11 +780,11 @@ class _Group:
             self.masks = [np.stack([_padded(np.ones(own[0][i], "float32"), shape)
                                     for own in self.own_shapes])
                           for i, shape in enumerate(self.shapes[0])]
-        chains = [_dense_chain(m.model, m.spec) for m in members] if leader else []
+        chains = (chains or [_dense_chain(m.model, m.spec) for m in members]) if leader else []
         self.keep = np.array([c.keep for c in chains] or [[]] * len(members), "float32")
         self.l2 = np.array([[c.l2[j] for j, p in enumerate(self.penalties) if p is not None]
                             for c in chains] or [[]] * len(members), "float32")
-        self.sharding = _member_sharding(len(members))
+        self.spread, self.sharding, self.batch_sharding = _placement(len(members), self.batch)
         self.x, self.y, self.state, self.masks, self.keep, self.l2 = self._placed(
             self.x, self.y, self.state, self.masks, self.keep, self.l2)
         if self.stopping:
@@ -796,7 +799,7 @@ class _Group:
         self.last_losses = (None, None, None)
 
     def _placed(self, *values):
-        """``values`` spread over the devices by member (as they are on one device)."""
+        """``values`` placed over the devices (:func:`_placement`), or left as they are."""
         if self.sharding is None:
             return values
         import jax
@@ -862,7 +865,11 @@ class _Group:
         def body(carry, number):
             xb = jax.vmap(take)(x, index[:, number])
             yb = jax.vmap(take)(y, index[:, number])
-            return step(carry, xb, yb, weight[:, number], rows[:, number], keep, l2, masks)
+            wb = weight[:, number]
+            if self.batch_sharding is not None:  # each device a share of the batch's rows
+                xb, yb, wb = (jax.lax.with_sharding_constraint(v, self.batch_sharding)
+                              for v in (xb, yb, wb))
+            return step(carry, xb, yb, wb, rows[:, number], keep, l2, masks)
 
         losses = None
         if index.shape[1]:  # none when every member has fewer rows than a batch
@@ -1016,7 +1023,8 @@ class _Group:
         predict_time = time.perf_counter() - started
         share = (fit_time + predict_time) / len(self.members)
         return [Trained(stopping.histories[k], share, None if outputs is None else outputs[k],
-                        len(self.members), restored, continued, states[k], self.program)
+                        len(self.members), restored, continued, states[k], self.program,
+                        self.spread)
                 for k in range(len(self.members))]
 
     def _outputs(self, finals: list[list], predict: list[np.ndarray]) -> list:
@@ -1113,20 +1121,30 @@ def load_state(path) -> dict:
                 "parts": [numbered(f"part{p}_") for p in range(3)]}
 
 
-def _member_sharding(members: int):
-    """How a group's stacked arrays spread over several devices: by member, or ``None``.
+def _placement(members: int, batch: int):
+    """How a group spreads over several devices: ``(spread, arrays, batch rows)``.
 
     Members share nothing, so with as many members as a multiple of the devices (GPUs, TPU
-    cores) each device trains its share, with no traffic between them; otherwise, and on
-    one device, everything stays on the default device.
+    cores) each device trains its share of them, with no traffic between them
+    (``"members"``). Otherwise, where the batch divides among the devices, the state and
+    the rows stay whole on every device and each step's batch is cut by rows (``"batch"``):
+    data parallelism, XLA summing the gradients over the devices, which is how one large
+    model (a refit, a lone configuration) uses every GPU. On one device, ``("", None, None)``.
     """
     import jax
 
     devices = jax.devices()
-    if len(devices) < 2 or members % len(devices):
-        return None
-    mesh = jax.sharding.Mesh(np.array(devices), ("members",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
+    if len(devices) < 2:
+        return "", None, None
+    if members % len(devices) == 0:
+        mesh = jax.sharding.Mesh(np.array(devices), ("members",))
+        return "members", jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec("members")), None
+    if batch % len(devices):
+        return "", None, None
+    mesh = jax.sharding.Mesh(np.array(devices), ("rows",))
+    return ("batch", jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "rows")))
 
 
 def _stacked(arrays: list[np.ndarray], rows: int | None = None,
