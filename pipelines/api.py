@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.pipelines import kinds
 
 # Keywords every run takes besides the options of the table.
 OUTPUT_HELP = "results folder or gs:// prefix (default: a new folder under ./foldwise-runs/)"
@@ -172,8 +173,7 @@ class _PipelineEstimator(BaseEstimator):
 
 def _search_values(params: dict, pipeline: str) -> dict:
     """The search keywords as the option table takes them (scikit-learn's words undone)."""
-    values = {name: params[name] for name in options.SEARCH_OPTIONS.get(pipeline, ())
-              if name in params}
+    values = {name: params[name] for name in kinds.get(pipeline).options if name in params}
     if values.get("n_candidates") == "exhaust":
         values["n_candidates"] = 0
     if values.get("max_resources") == "auto":
@@ -555,7 +555,7 @@ class HalvingRandomSearchCV(HalvingGridSearchCV):
 
 
 def _init_signature(cls) -> inspect.Signature:
-    taken = options.SEARCH_OPTIONS.get(cls._pipeline, ())
+    taken = kinds.get(cls._pipeline).options
     if cls._first == "param_grid":  # a grid's candidates are all of it
         taken = tuple(name for name in taken if name != "n_candidates")
     return _signature([inspect.Parameter(cls._first, inspect.Parameter.POSITIONAL_OR_KEYWORD,

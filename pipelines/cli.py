@@ -16,35 +16,10 @@ from pathlib import Path
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.pipelines import kinds
 
 EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
-PIPELINE_HELP = {
-    "cross-validation": ("K-fold cross-validation of one Keras model", "Leakage-free K-fold "
-                         "cross-validation of a Keras model, run as a KFP pipeline on the "
-                         "embedded engine; results and a report are published with a manifest."),
-    "grid-search": ("grid search with refit and a model that serves raw rows", "Grid search of "
-                    "Keras models with leakage-free K-fold cross-validation, run as a KFP "
-                    "pipeline on the embedded engine; the best configuration is refitted on "
-                    "all rows and exported with its preprocessing, cv_results, a report and a "
-                    "manifest."),
-    "random-search": ("random search (RandomizedSearchCV) with refit and export", "Random "
-                      "search of Keras models: --n-iter configurations sampled from the --grid "
-                      "file's lists and distributions ({loguniform|uniform|randint|choice: "
-                      "...}), cross-validated without leakage on the embedded engine; the best "
-                      "is refitted and exported like grid-search's."),
-    "halving-search": ("successive halving or racing by folds, with refit and export",
-                       "Successive halving (HalvingGridSearchCV, or HalvingRandomSearchCV when "
-                       "the --grid file holds distributions) with folds as the resource: each "
-                       "rung scores the survivors on more folds, keeping the folds already "
-                       "scored; --elimination racing drops only candidates a corrected paired "
-                       "t-test finds worse than the leader. The winner is refitted and "
-                       "exported."),
-    "retrain": ("search, refit, promote only if better than the promoted model", "Grid search "
-                "(or one configuration) on fresh data; the winner is exported as a new version "
-                "under --promote-to and promoted (current.json) only if it beats the promoted "
-                "model's configuration cross-validated on the same folds."),
-}
 GROUP_TITLES = {options.DATA: "data", options.FOLDS: "folds and preprocessing",
                 options.BUILDER: "your own model",
                 options.MODEL: "model options (fixed for every configuration a grid leaves "
@@ -98,19 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_Parser)
-    for name, (summary, description) in PIPELINE_HELP.items():
-        command = pipelines.add_parser(name, help=summary, description=description)
+    for name in kinds.names():
+        kind = kinds.get(name)
+        command = pipelines.add_parser(name, help=kind.summary, description=kind.description)
         _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL)
-        if name in options.SEARCH_OPTIONS:
-            _add_options(command, options.SEARCH, only=options.SEARCH_OPTIONS[name])
-        if name != "cross-validation":
-            command.add_argument("--grid", type=Path, required=name in (
-                "grid-search", "random-search", "halving-search"),
-                help="YAML file: parameter -> list of values, or a list of such mappings"
-                + ("" if name in ("grid-search", "retrain") else "; a value may be a "
-                   "distribution: {loguniform|uniform: [low, high]}, {randint: [low, "
-                   "high]} (high excluded) or {choice: [...]}"))
-        if name == "retrain":
+        if kind.options:
+            _add_options(command, options.SEARCH, only=kind.options)
+        if kind.candidates:
+            command.add_argument("--grid", type=Path, required=kind.needs_candidates,
+                                 help="YAML file: parameter -> list of values, or a list of "
+                                 "such mappings" + (kinds.DISTRIBUTIONS if kinds.SPACE
+                                                    in kind.candidates else ""))
+        if kind.promotes:
             command.add_argument("--promote-to", required=True,
                                  help="folder or gs:// prefix holding versions/ and "
                                  "current.json")
@@ -124,19 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
                                  "in its folder DIR: trials it finished are taken over, not "
                                  "trained again")
 
+    searches = ", ".join(n for n in kinds.names() if kinds.get(n).candidates)
+    staged = [n for n in kinds.names() if kinds.get(n).staged]
+    exported = ", ".join(n for n in kinds.names() if not kinds.get(n).promotes)
+    promoting = ", ".join(n for n in kinds.names() if kinds.get(n).promotes)
     compile_ = commands.add_parser(
         "compile", help="compile a pipeline (or every component) to YAML for a cluster",
         description="Compile a pipeline to the YAML that Kubeflow Pipelines and Vertex AI "
         "Pipelines run, with the image, resources, accelerators, retries and caching of every "
         "step; or every component to its own YAML file.")
-    compile_.add_argument("what", choices=[*PIPELINE_HELP, "components"],
+    compile_.add_argument("what", choices=[*kinds.names(), "components"],
                           help="a pipeline, or 'components'")
     _add_options(compile_, options.CLUSTER)
     compile_.add_argument("--out", required=True, type=Path,
                           help="YAML file (a folder for 'components')")
     compile_.add_argument("--rungs", type=int, default=None,
-                          help="halving-search: the rungs of the DAG (a run tells how many "
-                          "its search needs; default 2)")
+                          help=f"{', '.join(staged)}: the rungs of the DAG (a run tells how "
+                          "many its search needs; default 2)")
 
     for verb, summary in [("submit", "start a run on Kubeflow Pipelines or Vertex AI"),
                           ("schedule", "schedule recurring runs on Kubeflow Pipelines or "
@@ -145,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
             verb, help=summary,
             description=f"Compile a pipeline and {summary} through the service's client "
             "library. Data, grid and model options are validated here first.")
-        command.add_argument("pipeline", choices=list(PIPELINE_HELP))
+        command.add_argument("pipeline", choices=kinds.names())
         _add_options(command, options.SERVICE, required=("pipeline_root",))
         if verb == "schedule":
             command.add_argument("--cron", required=True, help="when, e.g. '0 0 3 * * *' "
@@ -153,11 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_options(command, options.DATA, options.FOLDS, options.BUILDER, options.MODEL,
                      options.CLUSTER)
         _add_options(command, options.SEARCH)
-        command.add_argument("--grid", type=Path, help="grid or space YAML (grid-search, "
-                             "random-search, halving-search, retrain)")
-        command.add_argument("--output", help="gs:// prefix for the results "
-                             "(cross-validation, grid-search)")
-        command.add_argument("--promote-to", help="gs:// prefix retrain promotes to")
+        command.add_argument("--grid", type=Path, help=f"grid or space YAML ({searches})")
+        command.add_argument("--output", help=f"gs:// prefix for the results ({exported})")
+        command.add_argument("--promote-to", help=f"gs:// prefix {promoting} promotes to")
 
     plan = commands.add_parser(
         "plan", help="show the tasks a run would create and estimate its time, here and on a "
@@ -165,13 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the train tasks it would create, the models each trains, and an estimate of the "
         "wall time on this machine (kfp.local) and on a cluster of --nodes nodes, with the "
         "node-hours it occupies; from the per-step costs measured with the benchmarks.")
-    plan.add_argument("pipeline", choices=list(PIPELINE_HELP))
+    plan.add_argument("pipeline", choices=kinds.names())
     _add_options(plan, options.DATA, options.FOLDS, options.BUILDER, options.MODEL)
     _add_options(plan, options.SEARCH)
-    plan.add_argument("--grid", type=Path, help="grid or space YAML (grid-search, "
-                      "random-search, halving-search, retrain)")
-    plan.add_argument("--promote-to", help="retrain: folder or gs:// prefix of the promoted "
-                      "model (its configuration is cross-validated too)")
+    plan.add_argument("--grid", type=Path, help=f"grid or space YAML ({searches})")
+    plan.add_argument("--promote-to", help=f"{promoting}: folder or gs:// prefix of the "
+                      "promoted model (its configuration is cross-validated too)")
     plan.add_argument("--nodes", type=int, default=1,
                       help="cluster nodes, each running one train pod at a time (default 1)")
     plan.add_argument("--accelerator", default="cpu",
@@ -267,15 +242,16 @@ def search_from_args(args: argparse.Namespace):
     from foldwise.components.core.sampling import has_distributions
     from foldwise.pipelines.runs import Search
 
+    kind = kinds.get(args.pipeline)
     path = getattr(args, "grid", None)
     grid, space = [], []
-    if path and args.pipeline in ("random-search", "halving-search"):
+    if path and kinds.SPACE in kind.candidates:
         space = load_space(path)
-        if args.pipeline == "halving-search" and not has_distributions(space):
+        if kinds.GRID in kind.candidates and not has_distributions(space):
             grid, space = load_grid(path, builder=args.model is not None), []
     elif path:
         grid = load_grid(path, builder=args.model is not None)
-    output = getattr(args, "workspace", None) if args.pipeline == "retrain" else args.output
+    output = getattr(args, "workspace", None) if kind.promotes else args.output
     return Search.from_values(args.pipeline, args.data, vars(args), grid=grid,
                               distributions=space, output=output,
                               promote_to=getattr(args, "promote_to", None),
@@ -287,7 +263,8 @@ def run_command(args: argparse.Namespace) -> int:
     from foldwise.pipelines import display, runs
 
     search = search_from_args(args)
-    progress = display.Progress(None, show_config=search.pipeline != "cross-validation")
+    progress = display.Progress(None,
+                                show_config=bool(kinds.get(search.pipeline).candidates))
 
     def on_plan(plan, workspace, destination) -> None:
         display.describe_plan(plan, workspace, destination)

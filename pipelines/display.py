@@ -9,24 +9,10 @@ from pathlib import Path
 
 def describe_plan(plan, workspace: Path, destination: str) -> None:
     """The plan on stderr: data, task, features, folds, what runs, where it goes."""
-    schema, configs, folds = plan.schema, plan.configs, plan.schema["folds"]
-    pipeline = plan.search.pipeline
-    if pipeline == "cross-validation":
-        extra = [f"model    {json.dumps(configs[0]['params'], sort_keys=True)}"]
-        if len(configs) > 1:
-            extra.append(f"baseline {json.dumps(configs[1]['params'], sort_keys=True)}")
-    elif pipeline == "grid-search":
-        extra = [f"grid     {len(configs)} configurations × {folds} folds = "
-                 f"{len(configs) * folds} trials", f"export   {destination}"]
-    elif pipeline == "random-search":
-        extra = [f"sampled  {len(configs)} configurations × {folds} folds = "
-                 f"{len(configs) * folds} trials (seed {schema['seed']})",
-                 f"export   {destination}"]
-    elif pipeline == "halving-search":
-        extra = [f"rungs    {rung_line(plan)}", f"export   {destination}"]
-    else:
-        extra = [f"search   {len(configs)} configurations (the promoted one included, if "
-                 f"any) × {folds} folds", f"promote  {destination}"]
+    from foldwise.pipelines import kinds
+
+    schema, folds = plan.schema, plan.schema["folds"]
+    extra = kinds.get(plan.search.pipeline).describe(plan, destination)
     dropped = len(schema["rows_dropped_missing_target"])
     lines = [
         f"data     {plan.data.rsplit('/', 1)[-1]}: {schema['rows_used']} rows used"
@@ -42,33 +28,18 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def rung_line(plan) -> str:
-    """A halving plan's rungs in words: ``24 on 1 fold → 8 on 3 folds (halving, factor 3)``."""
-    from foldwise.components.core.rungs import plan_schedule
-
-    settings, planned = plan_schedule(plan.arguments["halving"], plan.schema["folds"],
-                                      plan.configs)
-    racing = settings["elimination"] == "racing"
-    unit = "fold" if settings["resource"] == "folds" else "epoch"
-    steps = " → ".join(
-        f"{'≤' if racing and rung else ''}{count} × {size} {unit}{'s' if size > 1 else ''}"
-        for rung, (count, size) in enumerate(zip(planned.n_candidates, planned.n_resources,
-                                                  strict=True)))
-    how = (f"racing, confidence {settings['confidence']}" if racing
-           else f"halving, factor {settings['factor']}")
-    return f"{steps} ({how})"
-
-
 def print_result(result) -> None:
     """A finished run's answer on stdout: scores or ranking, what was written where."""
-    pipeline, seconds = result.plan.search.pipeline, f"[{result.seconds:.1f} s]"
-    if pipeline == "retrain":
+    from foldwise.pipelines import kinds
+
+    kind, seconds = kinds.get(result.plan.search.pipeline), f"[{result.seconds:.1f} s]"
+    if kind.promotes:
         decision = result.decision
         verb = "promoted" if decision["promote"] else "kept"
         print(f"{verb} {decision['version']} ({decision['config_id']}): {decision['reason']}")
         print(f"served   {result.destination}/current.json -> {decision['version']}  {seconds}")
         return
-    if pipeline == "cross-validation":
+    if not kind.exports_model:
         print(format_results(result.cv_results, result.summary))
         print(f"\nwrote    {result.destination}/: cv_results.csv, folds.csv, summary.json, "
               "report.html, manifest.json")
@@ -85,7 +56,7 @@ def print_result(result) -> None:
               "folds.csv, report.html, manifest.json")
     if result.destination != str(result.workspace):
         print(f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log")
-    if pipeline in ("grid-search", "random-search", "halving-search"):
+    if kind.exports_model:
         print(f"predict  foldwise predict --model {result.destination} --data TABLE "
               "--output predictions.csv")
     print(seconds)
@@ -196,6 +167,7 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
                     pod_start: float | None = None) -> None:
     """The packings side by side: tasks, models per task, time here and on the cluster."""
     from foldwise.components.core import costs, options
+    from foldwise.pipelines import kinds
 
     def seconds(value: float) -> str:
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
@@ -225,8 +197,9 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
         print(f"{count} training program{'s' if count != 1 else ''} (JAX, packed): widths, "
               "learning rates, L2 and dropout rates are data"
               + (f"; apart by {', '.join(reasons)}" if reasons else "") + ".")
-    if search.pipeline == "halving-search":
-        print("halving-search is estimated as its full grid: an upper bound.")
+    note = kinds.get(search.pipeline).estimate_note
+    if note:
+        print(f"{search.pipeline} is {note}.")
     if search.model.get("estimator") == "keras_builder":
         print("Your builder's layers are not known before it is built: its models are "
               "estimated by their steps' fixed cost only, a lower bound.")

@@ -8,33 +8,15 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.pipelines.cluster import ClusterSettings
 
 
-def pipeline_builders() -> dict:
-    """Pipeline name → function building it from :class:`ClusterSettings`."""
-    from foldwise.pipelines.cross_validation import build_cross_validation
-    from foldwise.pipelines.grid_search import build_grid_search
-    from foldwise.pipelines.halving_search import build_halving_search
-    from foldwise.pipelines.random_search import build_random_search
-    from foldwise.pipelines.retrain import build_retrain
-
-    return {"cross-validation": build_cross_validation, "grid-search": build_grid_search,
-            "random-search": build_random_search, "halving-search": build_halving_search,
-            "retrain": build_retrain}
-
-
 def build_pipeline(name: str, settings: ClusterSettings, rungs: int | None = None):
-    """The ``@dsl.pipeline`` of ``name`` (``rungs``: a halving search's, else ignored).
+    """The ``@dsl.pipeline`` of the search kind ``name`` (``rungs``: a staged kind's).
 
     Raises:
-        FoldwiseError: An unknown pipeline, or ``rungs`` below 1.
+        FoldwiseError: An unknown kind, or ``rungs`` below 1.
     """
-    builders = pipeline_builders()
-    if name not in builders:
-        raise FoldwiseError(f"unknown pipeline {name!r}; known: {', '.join(builders)}")
-    if name != "halving-search" or rungs is None:
-        return builders[name](settings)
-    if int(rungs) < 1:
-        raise FoldwiseError(f"--rungs must be at least 1, got {rungs}")
-    return builders[name](settings, int(rungs))
+    from foldwise.pipelines import kinds
+
+    return kinds.get(name).build(settings, rungs)
 
 
 def compile_pipeline(name: str, settings: ClusterSettings, out: Path,

@@ -24,7 +24,6 @@ from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 
-PIPELINES = ("cross-validation", "grid-search", "random-search", "halving-search", "retrain")
 RUNS_FOLDER = Path("foldwise-runs")
 
 
@@ -33,7 +32,7 @@ class Search:
     """What a user asks to run.
 
     Attributes:
-        pipeline: ``cross-validation``, ``grid-search`` or ``retrain``.
+        pipeline: The search kind's name (:mod:`foldwise.pipelines.kinds`).
         data: Path or ``gs://`` URI of the CSV or Parquet table.
         run: The run options of :data:`options.RUN` (``target`` required; missing ones take
             the table's default; ``packing`` ``None`` lets the engine decide).
@@ -48,7 +47,7 @@ class Search:
         resume: The folder of an earlier run of the same search that did not finish: the
             run continues there, taking over every trial it finished (``core.reuse``).
         distributions: A random (or halving-random) search's space (``core.sampling``).
-        choice: The pipeline's search options (:data:`options.SEARCH_OPTIONS`) by name.
+        choice: The kind's search options (``Kind.options``) by name.
     """
 
     pipeline: str
@@ -87,7 +86,9 @@ class Search:
                 reference = builder_reference(values["model"])
             model = {"estimator": "keras_builder", "builder": reference, **model}
         choice = {}
-        for name in options.SEARCH_OPTIONS.get(pipeline, ()):
+        from foldwise.pipelines import kinds
+
+        for name in kinds.get(pipeline).options:
             opt, value = options.option(name), values.get(name)
             if name == "min_resources" and isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)  # a number of folds, or 'smallest' / 'exhaust'
@@ -128,17 +129,19 @@ class Result:
     @property
     def decision(self) -> dict | None:
         """A retrain's decision (promote, version, reason), else ``None``."""
-        if self.plan.search.pipeline != "retrain":
+        from foldwise.pipelines import kinds
+
+        if not kinds.get(self.plan.search.pipeline).promotes:
             return None
         return json.loads(self.outputs["decision"])
 
 
 def pipeline_function(name: str, settings=None, rungs: int | None = None):
     """The ``@dsl.pipeline`` of ``name``, built for ``settings`` (default: this machine)."""
+    from foldwise.pipelines import kinds
     from foldwise.pipelines.cluster import LOCAL
-    from foldwise.pipelines.packaging import build_pipeline
 
-    return build_pipeline(name, settings or LOCAL, rungs)
+    return kinds.get(name).build(settings or LOCAL, rungs)
 
 
 def plan(search: Search, local: bool = True, count_features: bool = False) -> Plan:
@@ -156,13 +159,12 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     """
     from foldwise.components import storage
     from foldwise.components.core import metrics
-    from foldwise.components.core.grid import candidates, plan_trials
+    from foldwise.components.core.grid import candidates
     from foldwise.components.core.preprocess import preprocess, preprocess_options
     from foldwise.components.core.table import read_table
+    from foldwise.pipelines import kinds
 
-    if search.pipeline not in PIPELINES:
-        raise FoldwiseError(f"unknown pipeline {search.pipeline!r}; known: "
-                            f"{', '.join(PIPELINES)}")
+    kind = kinds.get(search.pipeline)
     table_bytes = None
     if search.table is not None:
         data, table_bytes = "", parquet_bytes(search.table)
@@ -175,11 +177,15 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
             prepared, schema = preprocess(read_table(local_data),
                                           preprocess_options(search.run))
     task, n_classes = schema["task"], class_count(schema)
-    promoted = champion(search.promote_to) if search.pipeline == "retrain" else []
-    grid = search.grid if search.pipeline in ("grid-search", "retrain", "halving-search") else []
-    space = search.distributions if search.pipeline in ("random-search",
-                                                        "halving-search") else []
-    n_iter, halving = _search_size(search, grid, space, schema["folds"])
+    promoted = champion(search.promote_to) if kind.promotes else []
+    grid = search.grid if kinds.GRID in kind.candidates else []
+    space = search.distributions if kinds.SPACE in kind.candidates else []
+    if kind.needs_candidates and not (grid or space):
+        raise FoldwiseError(f"{kind.name} needs --grid: a YAML file of parameter → list of "
+                            "values" + (" or distribution, e.g. learning_rate: {loguniform: "
+                                        "[1.0e-4, 1.0e-1]}" if kinds.SPACE in kind.candidates
+                                        else ""))
+    n_iter, settings = kind.size(search, grid, space, schema["folds"])
     configs = candidates(grid, search.model, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
                          seed=search.run["seed"])
@@ -198,40 +204,15 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     packing = search.run["packing"] or (options.LOCAL_DEFAULTS["packing"] if local
                                         else options.option("packing").default)
     arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model}
-    if search.pipeline in ("grid-search", "retrain", "halving-search"):
+    if kinds.GRID in kind.candidates:
         arguments["param_grid"] = grid
-    if search.pipeline in ("random-search", "halving-search"):
+    if kinds.SPACE in kind.candidates:
         arguments["param_distributions"] = space
-    if search.pipeline == "random-search":
-        arguments["n_iter"] = n_iter
-    for name in ("refit", "refit_epochs", "serving_image"):
+    arguments.update(kind.arguments(n_iter, settings, space))
+    for name in kinds.REFIT:
         if name in search.choice:
             arguments[name] = search.choice[name]
-    folds = list(range(schema["folds"]))
-    rungs = None
-    if halving is not None:
-        from foldwise.components.core.rungs import (
-            check_epochs_candidates,
-            check_no_baseline,
-            plan_schedule,
-        )
-
-        arguments.update(n_candidates=n_iter if space else 0, halving=halving)
-        check_no_baseline(configs)
-        if halving.get("resource") == "epochs":
-            check_epochs_candidates(configs)
-        settings, planned = plan_schedule(halving, len(folds), configs)
-        rungs = planned.n_iterations
-        loops, start = {}, 0
-        for rung, (count, end) in enumerate(zip(planned.n_candidates, planned.n_resources,
-                                                strict=True)):
-            if settings["resource"] == "epochs":
-                start, end = 0, len(folds)
-            loops["trials" if rung == 0 else f"trials-rung-{rung}"] = len(plan_trials(
-                configs[:count], folds[start:end], packing))
-            start = end
-    else:
-        loops = {"trials": len(plan_trials(configs, folds, packing))}
+    rungs, loops = kind.stages(settings, configs, list(range(schema["folds"])), packing)
     pipeline = pipeline_function(search.pipeline, rungs=rungs)
     tasks = task_count(pipeline, schema["folds"], loops)
     n_features = len(schema["numeric"]) + sum(
@@ -266,42 +247,14 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
         speedup = costs.node_speedup(accelerator)
     checked = plan(search, local=True, count_features=True)
     rows = int(checked.schema["rows_used"])
-    refit = search.pipeline != "cross-validation"
+    from foldwise.pipelines import kinds
+
+    refit = kinds.get(search.pipeline).exports_model
     return [costs.estimate(checked.configs, checked.schema["folds"], rows,
                            checked.n_features, packing, refit=refit, nodes=int(nodes),
                            pod_start=costs.POD_START_SECONDS if pod_start is None
                            else float(pod_start), speedup=float(speedup))
             for packing in PACKINGS]
-
-
-def _search_size(search: Search, grid: list, space: list, folds: int,
-                 ) -> tuple[int, dict | None]:
-    """How many configurations a random search samples, and a halving search's settings.
-
-    Raises:
-        FoldwiseError: A search without its candidates, or bad halving settings.
-    """
-    if search.pipeline == "random-search" and not space:
-        raise FoldwiseError("random-search needs --grid: a YAML file of parameter → list of "
-                            "values or distribution, e.g. learning_rate: {loguniform: "
-                            "[1.0e-4, 1.0e-1]}")
-    if search.pipeline != "halving-search":
-        return int(search.choice.get("n_iter", 10)), None
-    if bool(grid) == bool(space):
-        raise FoldwiseError("halving-search needs its candidates: a grid (lists of values) or a "
-                            "space with distributions, not both")
-    from foldwise.components.core.rungs import (
-        check_halving,
-        exhaust_candidates,
-        fixed_epochs,
-    )
-
-    halving = {name: search.choice[name] for name in options.HALVING}
-    check_halving(halving, folds, fixed_epochs(search.model))
-    n_candidates = int(search.choice.get("n_candidates") or 0)
-    if space and n_candidates < 1:
-        n_candidates = exhaust_candidates(halving, folds, fixed_epochs(search.model))
-    return n_candidates, halving
 
 
 def parquet_bytes(table) -> bytes:
@@ -337,7 +290,7 @@ def champion(promote_to: str | None) -> list[dict]:
     from foldwise.components.core.promotion import promoted_configuration
 
     if not promote_to:
-        raise FoldwiseError("retrain needs --promote-to: the folder or gs:// prefix holding "
+        raise FoldwiseError("a retrain needs --promote-to: the folder or gs:// prefix holding "
                             "versions/ and current.json")
     return promoted_configuration(promote_to, storage.exists, storage.read_bytes)
 
@@ -376,10 +329,11 @@ def run_local(search: Search, on_event: Callable | None = None,
         PipelineFailed: A step failed for another reason (its error and the log's path).
     """
     from foldwise.components import storage
+    from foldwise.pipelines import kinds
 
     started = time.perf_counter()
     checked = plan(search, local=True)
-    if search.pipeline == "retrain":
+    if kinds.get(search.pipeline).promotes:
         workspace = prepare_folder(search.output, search.pipeline)
         destination = search.promote_to.rstrip("/")
         checked.arguments["promote_to"] = destination
@@ -579,17 +533,16 @@ def submit(search: Search, service: dict, cluster: dict, cron: str | None = None
         raise FoldwiseError("--pipeline-root must be a gs:// prefix the cluster can write to")
     if search.table is not None or not storage.is_gcs(search.data):
         raise FoldwiseError("--data must be a gs:// URI the cluster can read")
-    if search.pipeline == "grid-search" and not search.grid:
-        raise FoldwiseError("grid-search needs --grid")
-    if search.pipeline == "random-search" and not search.distributions:
-        raise FoldwiseError("random-search needs --grid (the space to sample)")
-    if search.pipeline == "retrain":
+    from foldwise.pipelines import kinds
+
+    kind = kinds.get(search.pipeline)
+    if kind.promotes:
         if not storage.is_gcs(search.promote_to or ""):
-            raise FoldwiseError("retrain needs a --promote-to gs:// prefix")
+            raise FoldwiseError(f"{kind.name} needs a --promote-to gs:// prefix")
     elif not storage.is_gcs(search.output or ""):
-        raise FoldwiseError(f"{search.pipeline} needs an --output gs:// prefix for its results")
+        raise FoldwiseError(f"{kind.name} needs an --output gs:// prefix for its results")
     checked = plan(search, local=False)
-    if search.pipeline == "retrain":
+    if kind.promotes:
         checked.arguments["promote_to"] = search.promote_to.rstrip("/")
     else:
         checked.arguments["destination"] = search.output.rstrip("/")
@@ -638,6 +591,6 @@ def model_folder(uri: str) -> str:
     if storage.exists(storage.join(uri, "model", "model.keras")):  # an export folder
         uri = storage.join(uri, "model")
     if not storage.is_gcs(uri) and not Path(uri).is_dir():
-        raise FoldwiseError(f"model folder {uri} does not exist: give a grid-search export "
+        raise FoldwiseError(f"model folder {uri} does not exist: give a search's export "
                             "folder or its 'model' folder")
     return uri

@@ -12,6 +12,7 @@ import pytest
 from foldwise.components.core import options
 from foldwise.components.core.model import MODEL_DEFAULTS, OPTIMIZER_PARAMS, SPEC_KEYS
 from foldwise.components.core.preprocess import PreprocessOptions, preprocess_options
+from foldwise.pipelines import kinds
 from foldwise.pipelines.cross_validation import cross_validation
 from foldwise.pipelines.grid_search import grid_search
 from foldwise.pipelines.halving_search import halving_search
@@ -45,7 +46,7 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
     assert set(signature) - {"data", *options.RUN} <= {
         "model_spec", "param_grid", "destination", "promote_to", "refit", "refit_epochs",
         "param_distributions", "n_iter", "n_candidates", "halving", "serving_image"}
-    taken = options.SEARCH_OPTIONS.get(name.replace("_", "-"), ())
+    taken = kinds.get(name.replace("_", "-")).options
     for option_name in set(taken) & set(signature):  # halving's travel as one dict
         assert signature[option_name].default == options.option(option_name).default
         assert documented.get(option_name), (name, option_name)

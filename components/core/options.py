@@ -146,8 +146,8 @@ OPTIONS: tuple[Option, ...] = (
            default="standard", choices=("standard", "none")),
     Option("mixed_precision", MODEL, "train in mixed float16/bfloat16 on accelerators",
            default=False, kind="flag"),
-    # How a search chooses (core.sampling, core.rungs, core.selection): per pipeline, see
-    # SEARCH_OPTIONS.
+    # How a search chooses (core.sampling, core.rungs, core.selection): which a search kind
+    # takes is its entry's (pipelines.kinds).
     Option("n_iter", SEARCH, "random search: how many configurations to sample", default=10,
            kind="int"),
     Option("n_candidates", SEARCH, "halving with sampled candidates: how many (0: "
@@ -234,13 +234,6 @@ RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
 # The search options each pipeline takes (the others take none).
 HALVING = ("factor", "resource", "min_resources", "max_resources", "aggressive_elimination",
            "elimination", "confidence")
-SEARCH_OPTIONS = {"grid-search": ("refit", "refit_epochs", "serving_image"),
-                  "random-search": ("n_iter", "refit", "refit_epochs", "serving_image"),
-                  "halving-search": ("n_candidates", *HALVING, "refit", "refit_epochs",
-                                     "serving_image"),
-                  "retrain": ("serving_image",)}
-
-
 def defaults(*groups: str) -> dict[str, Any]:
     """``{name: default}`` of the options of ``groups`` (lists copied)."""
     return {o.name: list(o.default) if isinstance(o.default, list) else o.default

@@ -1,0 +1,276 @@
+"""Search kinds: one entry per pipeline a user can run, holding what every layer needs.
+
+The command line (its subcommands, help and ``--grid`` handling), the application layer
+(:mod:`foldwise.pipelines.runs`: what a plan checks and hands the pipeline), the display and
+the compiler all read a kind from here; none of them branches on a kind's name. A new kind
+is one :class:`Kind` passed to :func:`register` and its DAG file (a function building the
+``@dsl.pipeline`` from :class:`~foldwise.pipelines.cluster.ClusterSettings`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from foldwise.components.core import options
+from foldwise.components.core.errors import FoldwiseError
+
+GRID, SPACE = "grid", "space"  # what a kind's --grid file may hold
+
+
+def _default_size(search, grid: list, space: list, folds: int) -> tuple[int, dict | None]:
+    """How many points a space gives (``n_iter``), and no staged settings."""
+    return int(search.choice.get("n_iter", options.option("n_iter").default)), None
+
+
+def _no_arguments(n_iter: int, settings: dict | None, space: list) -> dict:
+    return {}
+
+
+def _one_stage(settings, configs: list, folds: list, packing: str) -> tuple[None, dict]:
+    """One loop of train tasks: ``(no rungs, {"trials": its tasks})``."""
+    from foldwise.components.core.grid import plan_trials
+
+    return None, {"trials": len(plan_trials(configs, folds, packing))}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A search kind: its pipeline and what the layers above it need to know about it.
+
+    Attributes:
+        name: The subcommand and the pipeline's name (``foldwise run NAME``).
+        summary: One line for ``foldwise run --help``.
+        description: The subcommand's ``--help`` text.
+        builder: The DAG builder, ``"module:function"`` or the function: called with
+            ``ClusterSettings`` (and ``rungs`` for a staged kind), returns the pipeline.
+        candidates: What its ``--grid`` file may hold: :data:`GRID` (lists of values),
+            :data:`SPACE` (values or distributions, sampled); empty for one configuration.
+        needs_candidates: Whether ``--grid`` must be given.
+        options: The :data:`options.SEARCH` options it takes (command line and Python).
+        sklearn: The scikit-learn name users know it by.
+        exports_model: Whether the best configuration is refitted and exported.
+        promotes: Whether it promotes into ``--promote-to`` (and works in ``--workspace``)
+            instead of publishing into ``--output``.
+        staged: Whether its DAG is built with a number of rungs.
+        describe: ``(plan, destination) -> lines`` of what it will do, shown before a run.
+        size: ``(search, grid, space, folds) -> (n_iter, settings)``: checks the search's
+            own settings; ``n_iter`` is how many points a space gives.
+        arguments: ``(n_iter, settings, space) -> dict``: the pipeline arguments of its own.
+        stages: ``(settings, configs, folds, packing) -> (rungs, {loop: tasks})``.
+        estimate_note: What ``foldwise plan`` adds to its estimates.
+    """
+
+    name: str
+    summary: str
+    description: str
+    builder: str | Callable
+    candidates: tuple[str, ...] = ()
+    needs_candidates: bool = False
+    options: tuple[str, ...] = ()
+    sklearn: str = ""
+    exports_model: bool = True
+    promotes: bool = False
+    staged: bool = False
+    describe: Callable = field(default=lambda plan, destination: [], repr=False)
+    size: Callable = field(default=_default_size, repr=False)
+    arguments: Callable = field(default=_no_arguments, repr=False)
+    stages: Callable = field(default=_one_stage, repr=False)
+    estimate_note: str = ""
+
+    def build(self, settings, rungs: int | None = None):
+        """The ``@dsl.pipeline`` for ``settings`` (``rungs``: a staged kind's, else ignored).
+
+        Raises:
+            FoldwiseError: ``rungs`` below 1.
+        """
+        builder = self.builder
+        if isinstance(builder, str):
+            module, _, name = builder.partition(":")
+            builder = getattr(importlib.import_module(module), name)
+        if not self.staged or rungs is None:
+            return builder(settings)
+        if int(rungs) < 1:
+            raise FoldwiseError(f"--rungs must be at least 1, got {rungs}")
+        return builder(settings, int(rungs))
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    """Add ``kind`` (or replace the one of its name); every layer offers it from now on."""
+    unknown = [name for name in kind.options if name not in options.names(options.SEARCH)]
+    if unknown:
+        raise ValueError(f"{kind.name}: {unknown} are not search options")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove a kind registered earlier (a test's own)."""
+    _KINDS.pop(name, None)
+
+
+def names() -> list[str]:
+    """Every kind's name, in the order registered."""
+    return list(_KINDS)
+
+
+def get(name: str) -> Kind:
+    """The kind called ``name``.
+
+    Raises:
+        FoldwiseError: No kind has that name (the message lists the known ones).
+    """
+    if name not in _KINDS:
+        raise FoldwiseError(f"unknown pipeline {name!r}; known: {', '.join(_KINDS)}")
+    return _KINDS[name]
+
+
+# ----- what each kind shows before its run ---------------------------------------------------
+def _trials(plan) -> str:
+    count, folds = len(plan.configs), plan.schema["folds"]
+    return f"{count} configurations × {folds} folds = {count * folds} trials"
+
+
+def _describe_one(plan, destination: str) -> list[str]:
+    lines = [f"model    {json.dumps(plan.configs[0]['params'], sort_keys=True)}"]
+    if len(plan.configs) > 1:
+        lines.append(f"baseline {json.dumps(plan.configs[1]['params'], sort_keys=True)}")
+    return lines
+
+
+def _describe_grid(plan, destination: str) -> list[str]:
+    return [f"grid     {_trials(plan)}", f"export   {destination}"]
+
+
+def _describe_sampled(plan, destination: str) -> list[str]:
+    return [f"sampled  {_trials(plan)} (seed {plan.schema['seed']})", f"export   {destination}"]
+
+
+def _describe_rungs(plan, destination: str) -> list[str]:
+    return [f"rungs    {rung_line(plan)}", f"export   {destination}"]
+
+
+def _describe_retrain(plan, destination: str) -> list[str]:
+    return [f"search   {len(plan.configs)} configurations (the promoted one included, if any) "
+            f"× {plan.schema['folds']} folds", f"promote  {destination}"]
+
+
+def rung_line(plan) -> str:
+    """A staged plan's rungs in words: ``24 × 1 fold → 8 × 3 folds (halving, factor 3)``."""
+    from foldwise.components.core.rungs import plan_schedule
+
+    settings, planned = plan_schedule(plan.arguments["halving"], plan.schema["folds"],
+                                      plan.configs)
+    racing = settings["elimination"] == "racing"
+    unit = "fold" if settings["resource"] == "folds" else "epoch"
+    steps = " → ".join(
+        f"{'≤' if racing and rung else ''}{count} × {size} {unit}{'s' if size > 1 else ''}"
+        for rung, (count, size) in enumerate(zip(planned.n_candidates, planned.n_resources,
+                                                  strict=True)))
+    how = (f"racing, confidence {settings['confidence']}" if racing
+           else f"halving, factor {settings['factor']}")
+    return f"{steps} ({how})"
+
+
+# ----- successive halving's own settings ------------------------------------------------------
+def _halving_size(search, grid: list, space: list, folds: int) -> tuple[int, dict]:
+    """A halving search's settings, checked, and how many candidates a space gives.
+
+    Raises:
+        FoldwiseError: Both or neither of a grid and a space, or bad halving settings.
+    """
+    from foldwise.components.core.rungs import check_halving, exhaust_candidates, fixed_epochs
+
+    if bool(grid) == bool(space):
+        raise FoldwiseError(f"{search.pipeline} needs its candidates: a grid (lists of "
+                            "values) or a space with distributions, not both")
+    halving = {name: search.choice[name] for name in options.HALVING}
+    check_halving(halving, folds, fixed_epochs(search.model))
+    n_candidates = int(search.choice.get("n_candidates") or 0)
+    if space and n_candidates < 1:
+        n_candidates = exhaust_candidates(halving, folds, fixed_epochs(search.model))
+    return n_candidates, halving
+
+
+def _halving_arguments(n_iter: int, settings: dict, space: list) -> dict:
+    return {"n_candidates": n_iter if space else 0, "halving": settings}
+
+
+def _halving_stages(settings: dict, configs: list, folds: list, packing: str):
+    """The rungs the DAG needs, and the most train tasks each rung's loop can have."""
+    from foldwise.components.core.grid import plan_trials
+    from foldwise.components.core.rungs import (
+        check_epochs_candidates,
+        check_no_baseline,
+        plan_schedule,
+    )
+
+    check_no_baseline(configs)
+    if settings.get("resource") == "epochs":
+        check_epochs_candidates(configs)
+    settings, planned = plan_schedule(settings, len(folds), configs)
+    loops, start = {}, 0
+    for rung, (count, end) in enumerate(zip(planned.n_candidates, planned.n_resources,
+                                            strict=True)):
+        if settings["resource"] == "epochs":
+            start, end = 0, len(folds)
+        loops["trials" if rung == 0 else f"trials-rung-{rung}"] = len(plan_trials(
+            configs[:count], folds[start:end], packing))
+        start = end
+    return planned.n_iterations, loops
+
+
+def _random_arguments(n_iter: int, settings, space: list) -> dict:
+    return {"n_iter": n_iter}
+
+
+REFIT = ("refit", "refit_epochs", "serving_image")
+DISTRIBUTIONS = ("; a value may be a distribution: {loguniform|uniform: [low, high]}, "
+                 "{randint: [low, high]} (high excluded) or {choice: [...]}")
+
+register(Kind(
+    "cross-validation", "K-fold cross-validation of one Keras model",
+    "Leakage-free K-fold cross-validation of a Keras model, run as a KFP pipeline on the "
+    "embedded engine; results and a report are published with a manifest.",
+    "foldwise.pipelines.cross_validation:build_cross_validation",
+    sklearn="cross_validate", exports_model=False, describe=_describe_one))
+register(Kind(
+    "grid-search", "grid search with refit and a model that serves raw rows",
+    "Grid search of Keras models with leakage-free K-fold cross-validation, run as a KFP "
+    "pipeline on the embedded engine; the best configuration is refitted on all rows and "
+    "exported with its preprocessing, cv_results, a report and a manifest.",
+    "foldwise.pipelines.grid_search:build_grid_search", candidates=(GRID,),
+    needs_candidates=True, options=REFIT, sklearn="GridSearchCV", describe=_describe_grid))
+register(Kind(
+    "random-search", "random search (RandomizedSearchCV) with refit and export",
+    "Random search of Keras models: --n-iter configurations sampled from the --grid file's "
+    "lists and distributions ({loguniform|uniform|randint|choice: ...}), cross-validated "
+    "without leakage on the embedded engine; the best is refitted and exported like a grid "
+    "search's.",
+    "foldwise.pipelines.random_search:build_random_search", candidates=(SPACE,),
+    needs_candidates=True, options=("n_iter", *REFIT), sklearn="RandomizedSearchCV",
+    describe=_describe_sampled, arguments=_random_arguments))
+register(Kind(
+    "halving-search", "successive halving or racing by folds, with refit and export",
+    "Successive halving (HalvingGridSearchCV, or HalvingRandomSearchCV when the --grid file "
+    "holds distributions) with folds as the resource: each rung scores the survivors on more "
+    "folds, keeping the folds already scored; --elimination racing drops only candidates a "
+    "corrected paired t-test finds worse than the leader. The winner is refitted and "
+    "exported.",
+    "foldwise.pipelines.halving_search:build_halving_search", candidates=(GRID, SPACE),
+    needs_candidates=True, options=("n_candidates", *options.HALVING, *REFIT),
+    sklearn="HalvingGridSearchCV", staged=True, describe=_describe_rungs, size=_halving_size,
+    arguments=_halving_arguments, stages=_halving_stages,
+    estimate_note="estimated as its full grid: an upper bound"))
+register(Kind(
+    "retrain", "search, refit, promote only if better than the promoted model",
+    "Grid search (or one configuration) on fresh data; the winner is exported as a new "
+    "version under --promote-to and promoted (current.json) only if it beats the promoted "
+    "model's configuration cross-validated on the same folds.",
+    "foldwise.pipelines.retrain:build_retrain", candidates=(GRID,), options=("serving_image",),
+    sklearn="GridSearchCV", promotes=True, describe=_describe_retrain))
