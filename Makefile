@@ -1,12 +1,14 @@
 # The two commands of the README:
 #   make demo   set everything up in .venv and cross-validate a Keras model on the penguins table
 #   make test   set everything up in .venv and run the test suite (what .ci/run calls)
+# and, for a developer's loop, make test-fast: everything but the real pipeline runs and the
+# image build (tests marked local or image), in about two minutes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test lint images bench
+.PHONY: setup system-packages demo test test-fast lint images bench
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?=
 
@@ -32,7 +34,10 @@ demo: setup
 	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
 
 test: setup system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
+
+test-fast: setup
+	$(BIN)/pytest -m "not local and not image" --durations=15
 
 lint: setup
 	$(BIN)/ruff check .

@@ -164,3 +164,28 @@ def test_command_line_text_parses_by_kind(name, text, value):
 def test_python_values_are_checked_with_the_command_lines_words(name, value, match):
     with pytest.raises(options.FoldwiseError, match=match):
         options.check_value(options.option(name), value)
+
+
+def _outside(opt):
+    """A value just outside ``opt``'s bounds."""
+    if opt.low is not None:
+        return opt.low - (0 if opt.low_open else 0.01)
+    return opt.high + (0 if opt.high_open else 0.01)
+
+
+@pytest.mark.parametrize("opt", [o for o in options.group(options.MODEL)
+                                 if o.low is not None or o.high is not None],
+                         ids=lambda o: o.name)
+def test_a_model_options_bounds_are_the_tables_and_the_check_reads_them(opt):
+    from foldwise.components.core.errors import FoldwiseError
+    from foldwise.components.core.model import OPTIMIZERS, normalize_spec
+
+    optimizer = next(name for name, taken in OPTIMIZERS.items()
+                     if opt.name in taken or opt.name not in OPTIMIZER_PARAMS)
+    spec = {"optimizer": optimizer, opt.name: _outside(opt)}
+    with pytest.raises(FoldwiseError, match=rf"^{opt.name} must be in [\[(]"):
+        normalize_spec(spec, "regression")
+    inside = opt.low if opt.low is not None and not opt.low_open else (
+        opt.high if opt.high is not None and not opt.high_open else None)
+    if inside is not None:
+        normalize_spec({"optimizer": optimizer, opt.name: inside}, "regression")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core import metrics as scoring_metrics
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.model import KERAS_ESTIMATORS
@@ -391,8 +392,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
     }
 
 
-REFIT_RULES = ("best", "one_standard_error")
-REFIT_EPOCHS = ("fixed", "cv")
+REFIT_RULES = options.choices("refit")
+REFIT_EPOCHS = options.choices("refit_epochs")
 
 
 def cv_epoch(histories: dict) -> int | None:

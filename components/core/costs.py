@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from foldwise.components.core import options
+
 MEASURED = {
     "machine": "2 cores (AMD EPYC), 24 GiB, no GPU",
     "measured": "2026-12-03",
@@ -115,8 +117,8 @@ def train_seconds(specs: list[dict], members_per_spec: int, rows: int,
     """Estimated seconds to train one pack: epochs × batches × one step (on the reference)."""
     if not specs:
         return 0.0
-    epochs = max(int(s.get("epochs", 20)) for s in specs)
-    batch = max(int(s.get("batch_size", 32)) for s in specs)
+    epochs = max(int(s.get("epochs", options.option("epochs").default)) for s in specs)
+    batch = max(int(s.get("batch_size", options.option("batch_size").default)) for s in specs)
     steps = epochs * math.ceil(max(rows, 1) / batch)
     return steps * pack_step_units(specs, members_per_spec, n_features) * MEASURED["mac_seconds"]
 

@@ -122,26 +122,16 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
 
     full["hidden_units"] = _as_units(full["hidden_units"])
     _check_name("activation", full["activation"], ACTIVATIONS)
-    _check_number("dropout", full["dropout"], low=0.0, high=1.0, high_open=True)
-    _check_number("l2", full["l2"], low=0.0)
+    for key in ("dropout", "l2", "validation_fraction"):
+        _check_bounded(key, full[key])
     for key in ("epochs", "batch_size", "patience"):
         full[key] = _as_positive_int(key, full[key])
-    _check_number("validation_fraction", full["validation_fraction"], low=0.0, high=0.5,
-                  low_open=True)
     for key in ("early_stopping", "mixed_precision"):
         if not isinstance(full[key], bool):
             raise FoldwiseError(f"{key} must be true or false, got {full[key]!r}")
     _check_name("target_scaling", full["target_scaling"], TARGET_SCALINGS)
-    _check_number("learning_rate", full["learning_rate"], low=0.0, low_open=True)
-    for key in ("beta_1", "beta_2", "rho"):
-        if key in full:
-            _check_number(key, full[key], low=0.0, high=1.0, high_open=True)
-    if "momentum" in full:
-        _check_number("momentum", full["momentum"], low=0.0, high=1.0)
-    if "epsilon" in full:
-        _check_number("epsilon", full["epsilon"], low=0.0, low_open=True)
-    if "weight_decay" in full:
-        _check_number("weight_decay", full["weight_decay"], low=0.0)
+    for key in accepted:  # the optimizer's own: learning rate, moments, decay, ...
+        _check_bounded(key, full[key])
     for key in ("dropout", "l2", "validation_fraction", *accepted):
         full[key] = float(full[key])
     full["loss"] = _check_loss(full["loss"], task, n_classes)
@@ -201,17 +191,9 @@ def _as_positive_int(key: str, value: Any, context: str = "") -> int:
     return int(value)
 
 
-def _check_number(key: str, value: Any, low: float | None = None, high: float | None = None,
-                  low_open: bool = False, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise FoldwiseError(f"{key} must be a number, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open or high is None else "]"
-        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise FoldwiseError(f"{key} must be in {bounds}, got {value!r}")
+def _check_bounded(key: str, value: Any) -> None:
+    """``value`` checked against the option table's bounds for ``key``."""
+    options.check_number(key, value, **options.option(key).bounds)
 
 
 def _check_loss(loss: Any, task: str, n_classes: int | None) -> str:

@@ -13,6 +13,7 @@ grid may vary them; :data:`OPTIONS`' ``default`` is the value a model then gets
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ class Option:
         keyword: The Python keyword where scikit-learn names the idea differently.
         metavar: How ``--help`` shows the value.
         on_command_line: Whether the command line has a flag for it.
+        low, high: The bounds of a number (``None``: unbounded on that side).
+        low_open, high_open: Whether the bound itself is excluded.
     """
 
     name: str
@@ -57,6 +60,16 @@ class Option:
     keyword: str | None = None
     metavar: str | None = None
     on_command_line: bool = True
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    @property
+    def bounds(self) -> dict:
+        """``low``, ``high``, ``low_open`` and ``high_open``, as the number checks take them."""
+        return {"low": self.low, "high": self.high, "low_open": self.low_open,
+                "high_open": self.high_open}
 
     @property
     def flag(self) -> str:
@@ -80,9 +93,9 @@ class Option:
         return self.keyword or self.name
 
 
-def _optimizer_hyperparameter(name: str, what: str) -> Option:
+def _optimizer_hyperparameter(name: str, what: str, **bounds) -> Option:
     return Option(name, MODEL, f"{what} (default: Keras' own for the chosen optimizer)",
-                  kind="float")
+                  kind="float", **bounds)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -124,16 +137,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("hidden_units", MODEL, "hidden layer sizes, e.g. 64,32", default=[64, 32],
            kind="units", metavar="N,N"),
     Option("activation", MODEL, "hidden activation", default="relu"),
-    Option("dropout", MODEL, "dropout after each hidden layer", default=0.0, kind="float"),
-    Option("l2", MODEL, "L2 penalty on hidden weights", default=0.0, kind="float"),
+    Option("dropout", MODEL, "dropout after each hidden layer", default=0.0, kind="float",
+           low=0.0, high=1.0, high_open=True),
+    Option("l2", MODEL, "L2 penalty on hidden weights", default=0.0, kind="float", low=0.0),
     Option("optimizer", MODEL, "adam, adamw, sgd or rmsprop", default="adam"),
-    _optimizer_hyperparameter("learning_rate", "step size"),
-    _optimizer_hyperparameter("beta_1", "Adam's first-moment decay"),
-    _optimizer_hyperparameter("beta_2", "Adam's second-moment decay"),
-    _optimizer_hyperparameter("epsilon", "numerical stability constant"),
-    _optimizer_hyperparameter("momentum", "SGD / RMSprop momentum"),
-    _optimizer_hyperparameter("rho", "RMSprop's decay"),
-    _optimizer_hyperparameter("weight_decay", "AdamW's decoupled weight decay"),
+    _optimizer_hyperparameter("learning_rate", "step size", low=0.0, low_open=True),
+    _optimizer_hyperparameter("beta_1", "Adam's first-moment decay", low=0.0, high=1.0,
+                              high_open=True),
+    _optimizer_hyperparameter("beta_2", "Adam's second-moment decay", low=0.0, high=1.0,
+                              high_open=True),
+    _optimizer_hyperparameter("epsilon", "numerical stability constant", low=0.0,
+                              low_open=True),
+    _optimizer_hyperparameter("momentum", "SGD / RMSprop momentum", low=0.0, high=1.0),
+    _optimizer_hyperparameter("rho", "RMSprop's decay", low=0.0, high=1.0, high_open=True),
+    _optimizer_hyperparameter("weight_decay", "AdamW's decoupled weight decay", low=0.0),
     Option("loss", MODEL, "Keras loss name or module:function (default: by task)"),
     Option("epochs", MODEL, "training epochs", default=50, kind="int"),
     Option("batch_size", MODEL, "minibatch size", default=32, kind="int"),
@@ -141,7 +158,7 @@ OPTIONS: tuple[Option, ...] = (
            default=False, kind="flag"),
     Option("patience", MODEL, "early-stopping patience", default=10, kind="int"),
     Option("validation_fraction", MODEL, "share of training rows held out for early stopping",
-           default=0.1, kind="float"),
+           default=0.1, kind="float", low=0.0, high=0.5, low_open=True),
     Option("target_scaling", MODEL, "standardize regression targets per fold",
            default="standard", choices=("standard", "none")),
     Option("mixed_precision", MODEL, "train in mixed float16/bfloat16 on accelerators",
@@ -166,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
            "drop only candidates a corrected paired t-test finds worse than the leader",
            default="halving", choices=("halving", "racing")),
     Option("confidence", SEARCH, "racing: confidence that a dropped candidate is worse",
-           default=0.95, kind="float"),
+           default=0.95, kind="float", low=0.5, high=1, high_open=True),
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
            "configuration within one standard error of it", default="best",
            choices=("best", "one_standard_error")),
@@ -265,6 +282,24 @@ def parse_text(opt: Option, text: str) -> Any:
                 "float": "a number"}[opt.kind]
         raise FoldwiseError(f"expected {what}, got {text!r}") from None
     return text
+
+
+def check_number(key: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` checked to be a number within the bounds (an option's :attr:`Option.bounds`).
+
+    Raises:
+        FoldwiseError: Not a number, or outside the bounds (the message names both).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise FoldwiseError(f"{key} must be a number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open or high is None else "]"
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise FoldwiseError(f"{key} must be in {bounds}, got {value!r}")
 
 
 def check_value(opt: Option, value: Any) -> Any:

@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.selection import (
     ELIMINATIONS,
@@ -28,8 +29,7 @@ from foldwise.components.core.selection import (
     survivors,
 )
 
-HALVING_KEYS = ("factor", "resource", "min_resources", "max_resources",
-                "aggressive_elimination", "elimination", "confidence")
+HALVING_KEYS = options.HALVING
 
 
 def check_halving(settings: dict, folds: int, epochs: int | None = None) -> dict:
@@ -52,9 +52,8 @@ def check_halving(settings: dict, folds: int, epochs: int | None = None) -> dict
     if elimination not in ELIMINATIONS:
         raise FoldwiseError(f"elimination must be one of {', '.join(ELIMINATIONS)}, got "
                             f"{elimination!r}")
-    confidence = float(settings.get("confidence") or 0.95)
-    if not 0.5 <= confidence < 1.0:
-        raise FoldwiseError(f"confidence must be in [0.5, 1), got {confidence!r}")
+    confidence = float(settings.get("confidence") or options.option("confidence").default)
+    options.check_number("confidence", confidence, **options.option("confidence").bounds)
     if resource == "folds":
         maximum = int(settings.get("max_resources") or folds)
         if not 1 <= maximum <= folds:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 
-RESOURCES = ("folds", "epochs")
-ELIMINATIONS = ("halving", "racing")
-REFIT_RULES = ("best", "one_standard_error")
+RESOURCES = options.choices("resource")
+ELIMINATIONS = options.choices("elimination")
 
 
 @dataclass(frozen=True)

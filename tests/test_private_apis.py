@@ -1,0 +1,101 @@
+"""Every private API foldwise patches or calls, one entry each, checked against the pins.
+
+A library may change what it does not promise in any release. Each entry below names the
+private name, where foldwise uses it and why, and checks exactly what foldwise relies on, so
+that a version bump fails here, by name, rather than somewhere in a run:
+
+- kfp ``kfp.local.task_dispatcher.run_single_task_implementation``, replaced during a run
+  (pipelines/engine.py): one progress line per task, and no new task after Ctrl-C.
+- kfp ``kfp.dsl.pipeline_task.inspect``, replaced while a step is set up
+  (pipelines/cluster.py): kfp's ``inspect.stack()`` reads every frame's source, 2.5 s per
+  pipeline built.
+- kfp ``kfp.Client._uihost`` (pipelines/submit.py): the link to a submitted run.
+- keras ``keras.src.backend.common.global_state``, ``keras.src.utils.rng_utils`` and
+  ``keras.src.random.seed_generator``'s global names (components/core/estimators.py): seeding
+  Keras under JAX without importing TensorFlow, which ``keras.utils.set_random_seed`` does.
+- keras ``keras.src.backend.jax.random.jax_draw_seed`` (components/core/vmapped.py): the
+  data-valued dropout draws its masks as Keras' own ``Dropout`` does.
+- keras ``keras.src.utils.module_utils.tensorflow`` (components/core/tensorflow_standin.py):
+  Keras must find TensorFlow absent before the stand-in answers ``tensorflow.keras``.
+- keras ``Model._flatten_layers`` and ``Model._symbolic_build`` (components/core/vmapped.py):
+  a model's layers in order; its metrics, loss and optimizer state built as ``fit`` builds them.
+- keras ``JAXTrainer.compute_loss_and_updates`` (components/core/vmapped.py): one step's loss
+  and gradients, exactly as Keras' ``fit`` computes them.
+"""
+
+import inspect
+
+import pytest
+
+
+def test_kfp_local_runs_each_task_through_one_replaceable_function():
+    from kfp.local import task_dispatcher
+    from kfp.local.orchestrator import task_executor
+
+    parameters = inspect.signature(task_dispatcher.run_single_task_implementation).parameters
+    assert {"component_name", "arguments"} <= set(parameters)  # what the engine reads
+    assert "Tuple" in str(inspect.signature(
+        task_dispatcher.run_single_task_implementation).return_annotation)  # (outputs, status)
+    # found through the module at call time, so replacing the attribute reaches every task
+    assert "task_dispatcher.run_single_task_implementation(" in inspect.getsource(
+        task_executor)
+
+
+def test_kfp_pipeline_task_looks_up_its_caller_through_the_inspect_module():
+    from kfp.dsl import pipeline_task
+
+    assert pipeline_task.inspect is inspect
+    assert "inspect.stack()" in inspect.getsource(pipeline_task)
+
+
+def test_kfp_client_keeps_its_ui_host():
+    import kfp
+
+    assert "self._uihost" in inspect.getsource(kfp.Client.__init__)
+
+
+def test_keras_keeps_its_global_seed_state_where_foldwise_sets_it():
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    assert isinstance(rng_utils.GLOBAL_RANDOM_SEED, str)
+    assert isinstance(seed_generator.GLOBAL_SEED_GENERATOR, str)
+    saved = global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED)
+    try:
+        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, 1234)
+        assert rng_utils.get_random_seed() == 1234
+    finally:
+        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, saved)
+
+
+def test_keras_jax_backend_draws_seeds_as_the_data_valued_dropout_expects():
+    from keras.src.backend.jax import random as jax_random
+
+    assert list(inspect.signature(jax_random.jax_draw_seed).parameters) == ["seed"]
+    assert "jax_draw_seed(seed)" in inspect.getsource(jax_random.dropout)
+
+
+def test_keras_asks_whether_tensorflow_is_available_through_module_utils():
+    from keras.src.utils import module_utils
+
+    assert hasattr(type(module_utils.tensorflow), "available")
+    assert module_utils.tensorflow.name == "tensorflow"
+
+
+@pytest.mark.parametrize("name, parameters", [
+    ("_flatten_layers", ["self", "include_self", "recursive"]),
+    ("_symbolic_build", ["self", "iterator", "data_batch"]),
+])
+def test_keras_models_keep_the_private_methods_the_engine_calls(name, parameters):
+    import keras
+
+    assert list(inspect.signature(getattr(keras.Model, name)).parameters) == parameters
+
+
+def test_keras_jax_trainer_computes_a_steps_loss_and_updates_statelessly():
+    from keras.src.backend.jax.trainer import JAXTrainer
+
+    assert list(inspect.signature(JAXTrainer.compute_loss_and_updates).parameters) == [
+        "self", "trainable_variables", "non_trainable_variables", "metrics_variables", "x",
+        "y", "sample_weight", "training", "optimizer_variables"]
