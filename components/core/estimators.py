@@ -209,7 +209,7 @@ def keras_test_rows(data: FoldData, kind: str, n_classes: int | None,
         import keras
 
         y = keras.utils.to_categorical(data.y_validation, n_classes).astype("float32")
-    return data.x_validation.astype("float32"), y.astype("float32")
+    return np.asarray(data.x_validation, dtype="float32"), y.astype("float32")
 
 
 def early_stopping_split(y: np.ndarray, kind: str, spec: dict,

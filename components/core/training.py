@@ -342,10 +342,12 @@ def _member(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: 
     config = json.dumps({k: v for k, v in spec.items() if k != "builder"}, sort_keys=True,
                         default=str)
     x_test, y_test = prepared.test if prepared.test is not None else (None, None)
-    member = Member(prepared.model, x_fit.astype("float32"), y_fit,
-                    None if x_stop is None else x_stop.astype("float32"), y_stop, seed, spec,
-                    architecture_key(prepared.model, spec, config),
-                    None if x_test is None else x_test.astype("float32"), y_test, initial)
+    def rows(x):  # no copy where they are float32 already: members of a fold share them
+        return None if x is None else np.asarray(x, dtype="float32")
+
+    member = Member(prepared.model, rows(x_fit), y_fit, rows(x_stop), y_stop, seed, spec,
+                    architecture_key(prepared.model, spec, config), rows(x_test), y_test,
+                    initial)
     return member, prepared.user_values, target_state
 
 

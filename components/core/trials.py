@@ -122,14 +122,18 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     tags = tags or {}
     by_epochs = tags.get("resource") == "epochs"
     tables = {fold: read_fold_table(fold_file(fold_data, fold)) for fold in folds}
+    table_folds = {fold: table_fold for fold, (_, table_fold, _) in tables.items()}
+    split = {fold: split_fold(table, fold, target, features, schema)  # one per fold, shared
+             for fold, (table, _, features) in tables.items()}
+    del tables
     trials, datas, specs = [], [], []
     for config in configs:
         for fold in folds:
-            table, table_fold, features = tables[fold]
             params = with_source(config["params"], builder)
-            spec = check_trial(config["config_id"], fold, params, table_fold, task, n_classes)
+            spec = check_trial(config["config_id"], fold, params, table_folds[fold], task,
+                               n_classes)
             specs.append({**spec, "epochs": int(tags["epochs"])} if by_epochs else spec)
-            datas.append(split_fold(table, fold, target, features, schema))
+            datas.append(split[fold])
             trials.append((config["config_id"], fold))
     continue_from = [_state(tags.get("continue", {}).get(f"{cid}|{fold}"), read_bytes)
                      for cid, fold in trials] if by_epochs else None

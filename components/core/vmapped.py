@@ -49,6 +49,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -757,17 +758,21 @@ class _Group:
             self.leader._symbolic_build(data_batch=(
                 _padded(members[0].x_fit[:self.batch], (min(self.batch, len(
                     members[0].x_fit)), self.width)), members[0].y_fit[:self.batch]))
-        self.x = _stacked([m.x_fit for m in members], width=self.width)
+        # Rows are held once however many members share them (the configurations of one
+        # fold): each member reads its own through ``source``.
+        self.x, self.source = _shared([m.x_fit for m in members], width=self.width)
         self.y = _stacked([m.y_fit for m in members])
         self.rows = [len(m.x_fit) for m in members]
         self.stopping = self.spec["early_stopping"]
         if self.stopping:
-            self.x_stop = _stacked([m.x_stop for m in members], width=self.width)
+            self.x_stop, self.source_stop = _shared([m.x_stop for m in members],
+                                                    width=self.width)
             self.y_stop = _stacked([m.y_stop for m in members])
             self.w_stop = _weights([len(m.x_stop) for m in members], self.x_stop.shape[1])
         self.tested = all(m.x_test is not None and len(m.x_test) for m in members)
         if self.tested:
-            self.x_test = _stacked([m.x_test for m in members], width=self.width)
+            self.x_test, self.source_test = _shared([m.x_test for m in members],
+                                                    width=self.width)
             self.y_test = _stacked([m.y_test for m in members])
             self.w_test = _weights([len(m.x_test) for m in members], self.x_test.shape[1])
         self.shapes = [[tuple(v.shape) for v in part] for part in self._parts(self.leader)]
@@ -785,16 +790,19 @@ class _Group:
         self.l2 = np.array([[c.l2[j] for j, p in enumerate(self.penalties) if p is not None]
                             for c in chains] or [[]] * len(members), "float32")
         self.spread, self.sharding, self.batch_sharding = _placement(len(members), self.batch)
-        self.x, self.y, self.state, self.masks, self.keep, self.l2 = self._placed(
-            self.x, self.y, self.state, self.masks, self.keep, self.l2)
+        self.y, self.source, self.state, self.masks, self.keep, self.l2 = self._placed(
+            self.y, self.source, self.state, self.masks, self.keep, self.l2)
+        (self.x,) = self._whole(self.x)  # moved to the device once, not at every call
         if self.stopping:
-            self.x_stop, self.y_stop, self.w_stop = self._placed(self.x_stop, self.y_stop,
-                                                                 self.w_stop)
+            self.y_stop, self.w_stop, self.source_stop = self._placed(
+                self.y_stop, self.w_stop, self.source_stop)
+            (self.x_stop,) = self._whole(self.x_stop)
         if self.tested:
-            self.x_test, self.y_test, self.w_test = self._placed(self.x_test, self.y_test,
-                                                                 self.w_test)
+            self.y_test, self.w_test, self.source_test = self._placed(
+                self.y_test, self.w_test, self.source_test)
+            (self.x_test,) = self._whole(self.x_test)
         self.epoch_fn = jax.jit(self._epoch)
-        self.evaluate_fn = jax.jit(jax.vmap(self._evaluate))
+        self.evaluate_fn = jax.jit(self._evaluate_all)
         self.predict_fn = jax.jit(jax.vmap(self._predict))
         self.last_losses = (None, None, None)
 
@@ -805,6 +813,15 @@ class _Group:
         import jax
 
         return tuple(None if v is None else jax.device_put(v, self.sharding) for v in values)
+
+    def _whole(self, *values):
+        """``values`` (shared rows) whole on every device: each member gathers its own."""
+        import jax
+
+        if self.sharding is None:
+            return tuple(jax.device_put(v) for v in values)
+        whole = jax.sharding.NamedSharding(self.sharding.mesh, jax.sharding.PartitionSpec())
+        return tuple(jax.device_put(v, whole) for v in values)
 
     @staticmethod
     def _parts(model):
@@ -854,16 +871,19 @@ class _Group:
                                      (tv2, ntv2, ov2), (tv, ntv, ov))
         return (*new, mv), unscaled
 
-    def _epoch(self, state, x, y, index, weight, rows, tail, keep, l2, masks):
+    def _epoch(self, state, x, source, y, index, weight, rows, tail, keep, l2, masks):
         import jax
 
         def take(data, idx):
             return data[idx]
 
+        def take_rows(s, idx):  # a member's rows out of the shared ones
+            return x[s, idx]
+
         step = jax.vmap(self._step)
 
         def body(carry, number):
-            xb = jax.vmap(take)(x, index[:, number])
+            xb = jax.vmap(take_rows)(source, index[:, number])
             yb = jax.vmap(take)(y, index[:, number])
             wb = weight[:, number]
             if self.batch_sharding is not None:  # each device a share of the batch's rows
@@ -878,8 +898,8 @@ class _Group:
             return state, losses
         ones = jax.numpy.ones(tail.shape, dtype=weight.dtype)
         count = jax.numpy.full(tail.shape[:1], tail.shape[1], dtype=rows.dtype)
-        state, last = step(state, jax.vmap(take)(x, tail), jax.vmap(take)(y, tail), ones,
-                           count, keep, l2, masks)
+        state, last = step(state, jax.vmap(take_rows)(source, tail),
+                           jax.vmap(take)(y, tail), ones, count, keep, l2, masks)
         if losses is None:
             return state, last[None]
         return state, jax.numpy.concatenate([losses, last[None]])
@@ -889,6 +909,16 @@ class _Group:
         loss, _ = self.leader.compute_loss_and_updates(tv, ntv, mv, x, y, weight,
                                                        training=False)
         return loss
+
+    def _evaluate_all(self, tv, ntv, mv, x, source, y, weight, keep, l2):
+        """Every member's loss on its own rows of the shared ``x``."""
+        import jax
+
+        def one(tv, ntv, mv, s, y, weight, keep, l2):
+            rows = jax.lax.dynamic_index_in_dim(x, s, keepdims=False)
+            return self._evaluate(tv, ntv, mv, rows, y, weight, keep, l2)
+
+        return jax.vmap(one)(tv, ntv, mv, source, y, weight, keep, l2)
 
     def _predict(self, tv, ntv, x):
         out, _ = self.leader.stateless_call(tv, ntv, x, training=False)
@@ -932,8 +962,9 @@ class _Group:
             index, weight, placed_rows, tail = self._placed(index, weight, rows, tail)
         else:
             placed_rows = rows
-        self.state, losses = self.epoch_fn(self.state, self.x, self.y, index, weight,
-                                           placed_rows, tail, self.keep, self.l2, self.masks)
+        self.state, losses = self.epoch_fn(self.state, self.x, self.source, self.y, index,
+                                           weight, placed_rows, tail, self.keep, self.l2,
+                                           self.masks)
         losses = np.asarray(losses, dtype="float64")  # (steps, members)
         if tail is not None:
             rows = np.concatenate([rows, np.full((len(rows), 1), tail.shape[1])], axis=1)
@@ -943,12 +974,12 @@ class _Group:
         val = test = None
         tv, ntv, _, mv = self.state
         if self.stopping:
-            val = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_stop, self.y_stop,
-                                              self.w_stop, self.keep, self.l2),
+            val = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_stop, self.source_stop,
+                                              self.y_stop, self.w_stop, self.keep, self.l2),
                              dtype="float64")
         if self.tested:  # the validation fold's loss, as Keras' evaluate computes it
-            test = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_test, self.y_test,
-                                               self.w_test, self.keep, self.l2),
+            test = np.asarray(self.evaluate_fn(tv, ntv, mv, self.x_test, self.source_test,
+                                               self.y_test, self.w_test, self.keep, self.l2),
                               dtype="float64")
         self.last_losses = (epoch_loss, val, test)
 
@@ -1091,8 +1122,24 @@ def member_fingerprint(member: Member) -> str:
                              default=repr).encode())
     for array in (member.x_fit, member.y_fit, member.x_stop, member.y_stop):
         if array is not None:
-            digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(_array_digest(array))
     return digest.hexdigest()
+
+
+_DIGESTS: dict[int, tuple] = {}
+
+
+def _array_digest(array: np.ndarray) -> bytes:
+    """SHA-256 of an array's bytes, computed once for an array many members share."""
+    found = _DIGESTS.get(id(array))
+    if found is not None and found[0]() is array:
+        return found[1]
+    digest = hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).digest()
+    try:
+        _DIGESTS[id(array)] = (weakref.ref(array), digest)
+    except TypeError:  # not an object a weak reference can point to: no cache
+        pass
+    return digest
 
 
 def save_state(state: dict, path: str) -> None:
@@ -1160,6 +1207,23 @@ def _stacked(arrays: list[np.ndarray], rows: int | None = None,
         array = np.asarray(array)[:rows]
         out[(k, slice(0, len(array)), *[slice(0, n) for n in array.shape[1:]])] = array
     return out
+
+
+def _shared(arrays: list[np.ndarray], width: int | None = None,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct array once, stacked (:func:`_stacked`), and which one each member reads.
+
+    Members of one fold are handed the same rows (the same array): stacking them once per
+    member would hold as many copies as configurations.
+    """
+    distinct: dict[int, int] = {}
+    unique, source = [], []
+    for array in arrays:
+        if id(array) not in distinct:
+            distinct[id(array)] = len(unique)
+            unique.append(array)
+        source.append(distinct[id(array)])
+    return _stacked(unique, width=width), np.asarray(source, dtype="int32")
 
 
 def _weights(counts: list[int], rows: int) -> np.ndarray:
