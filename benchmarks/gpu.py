@@ -104,13 +104,9 @@ def worker(args) -> None:
     import numpy as np
 
     from foldwise.components.core import metrics
-    from foldwise.components.core.estimators import (
-        scaled_target,
-        seed_everything,
-        standard_target_scaling,
-        unscaled,
-    )
+    from foldwise.components.core.estimators import seed_everything, standard_target_scaling
     from foldwise.components.core.model import build_model, normalize_spec
+    from foldwise.components.core.targets import TargetForm
     from foldwise.components.core.vmapped import Member, architecture_key, fit_members
 
     t_imports = time.time()
@@ -125,21 +121,22 @@ def worker(args) -> None:
                   "target_scaling": "standard"}
         spec = normalize_spec(params, "regression")
         data = folds[f]
-        state = standard_target_scaling(data["y_train"], "regression", spec)
+        state = TargetForm.of_mlp("regression", None, standard_target_scaling(
+            data["y_train"], "regression", spec))
         seed_everything(SEED)
         model = build_model(spec, data["x_train"].shape[1], "regression", None)
         members.append(Member(
             model, data["x_train"].astype("float32"),
-            scaled_target(data["y_train"], state).reshape(-1, 1), None, None, SEED, spec,
+            state.loss_targets(data["y_train"]), None, None, SEED, spec,
             architecture_key(model, spec, json.dumps(params, sort_keys=True)),
-            data["x_val"].astype("float32"), scaled_target(data["y_val"], state).reshape(-1, 1)))
+            data["x_val"].astype("float32"), state.loss_targets(data["y_val"])))
         targets.append(state)
     t_built = time.time()
     trained = fit_members(members, predict=[folds[f]["x_val"].astype("float32")
                                             for _, f in pairs])
     scores = []
     for (_, f), done, state in zip(pairs, trained, targets, strict=True):
-        prediction = unscaled(np.asarray(done.output, dtype="float64")[:, 0], state)
+        prediction = state.user_values(done.output)
         scores.append(metrics.score("regression", folds[f]["y_val"], prediction)["r2"])
     t_done = time.time()
     result = {

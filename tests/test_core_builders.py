@@ -19,12 +19,10 @@ from foldwise.components.core.builders import (
     builder_arguments,
     builder_reference,
     check_builder_params,
-    fit_targets,
     load_builder,
     loss_form,
     output_units,
     route,
-    user_values,
 )
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
 from foldwise.components.core.encoding import raw_column_indices
@@ -442,12 +440,16 @@ def test_targets_take_the_form_the_loss_expects(loss, units, kind, n_classes, ta
     form = loss_form(dense(units, loss=loss), kind, n_classes, units)
     assert form.target == target and not form.logits
     state = {"mean": 7.0, "scale": 2.0} if kind == "regression" else None
-    targets = fit_targets(y, form, n_classes, state)
+    targets = form.targets(n_classes, state).loss_targets(y)
     assert targets.shape == shape
     if target == "sparse":
         assert targets.dtype == np.int32 and list(targets[:4]) == [0, 1, 2, 0]
     if target == "values":
         np.testing.assert_allclose(targets[:2, 0], [-3.5, -3.0])
+
+
+def user_values(raw, form, scaling, n_classes=None):
+    return form.targets(n_classes, scaling).user_values(raw)
 
 
 def test_outputs_come_back_as_user_values():
@@ -464,6 +466,29 @@ def test_outputs_come_back_as_user_values():
     values = user_values(np.array([[1.0], [-1.0]]), LossForm("mse", "values", False, 1),
                          {"mean": 10.0, "scale": 3.0})
     np.testing.assert_allclose(values, [13.0, 7.0])
+
+
+def test_one_target_form_serves_foldwise_mlp_builders_and_the_serving_layer_alike():
+    """The MLP's form equals a builder's of the same loss, and the serving layer answers it."""
+    from foldwise.components.core.serving import UserScale
+    from foldwise.components.core.targets import TargetForm
+
+    raw = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], dtype="float32")
+    mlp = TargetForm.of_mlp("multiclass", 3, None)
+    builder = LossForm("categorical_crossentropy", "one_hot", False, 3).targets(3, None)
+    assert mlp == builder
+    np.testing.assert_allclose(mlp.user_values(raw), raw / raw.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(mlp.loss_targets(np.array([2, 0])),
+                                  [[0, 0, 1], [1, 0, 0]])
+    scaled = TargetForm.of_mlp("regression", None, {"mean": 5.0, "scale": 2.0})
+    y = np.array([1.0, 9.0])
+    np.testing.assert_allclose(scaled.user_values(scaled.loss_targets(y)), y)
+    layer = UserScale(**scaled.serving("regression"))
+    np.testing.assert_allclose(np.asarray(layer(np.array([[-2.0], [2.0]], "float32"))),
+                               scaled.user_values(np.array([[-2.0], [2.0]])).reshape(-1, 1))
+    binary = TargetForm.of_mlp("binary", 2, None)
+    served = UserScale(**binary.serving("binary"))(np.array([[0.25]], "float32"))
+    np.testing.assert_allclose(np.asarray(served), binary.user_values(np.array([[0.25]])))
 
 
 # ----- bad input -----------------------------------------------------------------------------

@@ -164,3 +164,42 @@ def test_a_padded_group_is_cut_where_separate_programs_cost_less():
         list(range(5)), list(range(5, 10)), list(range(10, 15))]
     tiny = {i: chain((4, 6, 8)[i // 5], 5) for i in range(15)}  # the fixed part dominates
     assert _by_width(members, list(range(15)), tiny) == [list(range(15))]
+
+
+CHUNKED = """
+import json
+from foldwise.components.core.vmapped import select_backend
+select_backend()
+import numpy as np
+from foldwise.components.core import vmapped
+from foldwise.components.core.model import normalize_spec
+from foldwise.components.core.training import FoldData, train_folds
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(400, 4)).astype("float32")
+y = x[:, 0] - 2 * x[:, 1] + rng.normal(size=400).astype("float32")
+datas = [FoldData(x[:300], y[:300], x[300:], y[300:], np.arange(300, 400)),
+         FoldData(x[100:], y[100:], x[:97], y[:97], np.arange(97))]
+specs = [normalize_spec({"hidden_units": [8], "epochs": 3, "early_stopping": True,
+                         "validation_fraction": 0.3, "l2": 0.01}, "regression")] * 2
+out = {}
+for rows in (100000, 16):
+    vmapped.EVALUATE_ROWS = rows
+    done = train_folds(datas, task="regression", n_classes=None, specs=specs, seeds=[1, 1])
+    out[rows] = [{k: d.history[k] for k in ("test_loss", "val_loss")} for d in done]
+print(json.dumps(out))
+"""
+
+
+def test_held_out_losses_computed_a_chunk_at_a_time_equal_one_pass():
+    """Validation and early-stopping losses over rows in chunks (memory) equal one pass."""
+    import os
+
+    done = subprocess.run([sys.executable, "-c", CHUNKED], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for whole, chunked in zip(out["100000"], out["16"], strict=True):
+        for name in ("test_loss", "val_loss"):
+            assert len(whole[name]) == 3
+            assert chunked[name] == pytest.approx(whole[name], rel=1e-5)

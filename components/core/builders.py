@@ -672,6 +672,12 @@ class LossForm:
     logits: bool
     units: int
 
+    def targets(self, n_classes: int | None, scaling: dict | None):
+        """The :class:`~foldwise.components.core.targets.TargetForm` of this loss."""
+        from foldwise.components.core.targets import TargetForm
+
+        return TargetForm(self.target, n_classes, scaling, self.logits)
+
 
 def loss_form(model, kind: str, n_classes: int | None, units: int) -> LossForm:
     """The target form a compiled model's loss expects, checked against the task.
@@ -752,41 +758,6 @@ def _loss_family(name: str) -> str | None:
     return None  # a custom loss: the output's width decides
 
 
-def fit_targets(y: np.ndarray, form: LossForm, n_classes: int | None,
-                target_state: dict | None) -> np.ndarray:
-    """Training targets in the loss' form (regression ones scaled by ``target_state``)."""
-    from foldwise.components.core.estimators import scaled_target
-
-    if form.target == "values":
-        return scaled_target(y, target_state).reshape(-1, 1)
-    if form.target == "binary":
-        return y.astype("float32").reshape(-1, 1)
-    if form.target == "sparse":
-        return y.astype("int32")
-    return np.eye(n_classes, dtype="float32")[y.astype(int)]
-
-
-def user_values(raw: np.ndarray, form: LossForm, target_state: dict | None) -> np.ndarray:
-    """A model's outputs as regression values (scaling undone) or class probabilities.
-
-    One sigmoid unit gives two columns; logits (``from_logits=True``) and hinge scores go
-    through a sigmoid or softmax; probabilities are renormalized in float64.
-    """
-    from foldwise.components.core.estimators import unscaled
-
-    raw = np.asarray(raw, dtype="float64")
-    if form.target == "values":
-        return unscaled(raw[:, 0], target_state)
-    with np.errstate(invalid="ignore", over="ignore"):  # a diverged model's NaN stays NaN
-        if form.target == "binary":
-            positive = (1.0 / (1.0 + np.exp(-raw[:, 0])) if form.logits
-                        else np.clip(raw[:, 0], 0.0, 1.0))
-            return np.column_stack([1.0 - positive, positive])
-        if form.logits:
-            raw = np.exp(raw - raw.max(axis=1, keepdims=True))
-        return raw / raw.sum(axis=1, keepdims=True)
-
-
 def lean(params: dict) -> dict:
     """A configuration with its builder's reference but not its source.
 
@@ -842,9 +813,10 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
     for config in ours:
         params = with_source(config["params"], reference)
         if kind == "regression":
-            from foldwise.components.core.estimators import scaled_target
+            from foldwise.components.core.targets import TargetForm
 
-            y_seen = scaled_target(y, standard_target_scaling(y, kind, params))
+            y_seen = TargetForm.of_mlp(kind, None, standard_target_scaling(
+                y, kind, params)).scaled(y)
         else:
             y_seen = y
         context = BuildContext(x, y_seen, schema["task"], n_classes, schema["target"],

@@ -32,6 +32,7 @@ import numpy as np
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.model import MLP_ACTIVATIONS, build_model
 from foldwise.components.core.table import suggest
+from foldwise.components.core.targets import TargetForm
 
 # Keras' fit runs this many training steps per graph call (a model compiled with its own
 # ``steps_per_execution`` keeps it): the same steps, without a Python round trip each.
@@ -141,20 +142,6 @@ def standard_target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None
     return {"method": "standard", "mean": mean, "scale": std if std > 0 else 1.0}
 
 
-def scaled_target(y: np.ndarray, target_state: dict | None) -> np.ndarray:
-    """Regression targets as the model learns them (float32)."""
-    if target_state is None:
-        return y.astype("float32")
-    return ((y - target_state["mean"]) / target_state["scale"]).astype("float32")
-
-
-def unscaled(values: np.ndarray, target_state: dict | None) -> np.ndarray:
-    """Model outputs mapped back to the target's own scale."""
-    if target_state is None:
-        return values
-    return values * target_state["scale"] + target_state["mean"]
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops.
 
@@ -189,11 +176,7 @@ def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict,
     Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
     stop rows are ``None``. The one engine (``core.vmapped``) takes the same rows.
     """
-    y = scaled_target(data.y_train, target_state).reshape(-1, 1)
-    if kind == "multiclass":
-        import keras
-
-        y = keras.utils.to_categorical(data.y_train, n_classes).astype("float32")
+    y = TargetForm.of_mlp(kind, n_classes, target_state).loss_targets(data.y_train)
     if not spec["early_stopping"]:
         return data.x_train, y, None, None
     fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
@@ -204,12 +187,8 @@ def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict,
 def keras_test_rows(data: FoldData, kind: str, n_classes: int | None,
                     target_state: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """The fold's validation rows with targets in the loss' form (what ``fit`` trains on)."""
-    y = scaled_target(data.y_validation, target_state).reshape(-1, 1)
-    if kind == "multiclass":
-        import keras
-
-        y = keras.utils.to_categorical(data.y_validation, n_classes).astype("float32")
-    return np.asarray(data.x_validation, dtype="float32"), y.astype("float32")
+    y = TargetForm.of_mlp(kind, n_classes, target_state).loss_targets(data.y_validation)
+    return np.asarray(data.x_validation, dtype="float32"), y
 
 
 def early_stopping_split(y: np.ndarray, kind: str, spec: dict,
@@ -233,15 +212,8 @@ def early_stopping_split(y: np.ndarray, kind: str, spec: dict,
 
 
 def keras_user_values(raw: np.ndarray, kind: str, target_state: dict | None) -> np.ndarray:
-    """A Keras model's raw output as regression values (target scaling undone) or probabilities."""
-    raw = np.asarray(raw, dtype="float64")
-    if kind == "regression":
-        return unscaled(raw[:, 0], target_state)
-    if kind == "binary":
-        positive = np.clip(raw[:, 0], 0.0, 1.0)
-        return np.column_stack([1.0 - positive, positive])
-    with np.errstate(invalid="ignore"):  # a diverged model's NaN outputs stay NaN
-        return raw / raw.sum(axis=1, keepdims=True)  # float32 softmax, renormalized in float64
+    """Foldwise's MLP's raw output as regression values or probabilities (:class:`TargetForm`)."""
+    return TargetForm.of_mlp(kind, None, target_state).user_values(raw)
 
 
 def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
@@ -358,7 +330,8 @@ def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dic
         n_iter_no_change=spec["patience"] if spec["early_stopping"] else spec["epochs"] + 1,
         tol=1e-4 if spec["early_stopping"] else 0.0,
     )
-    y_fit = scaled_target(data.y_train, target_state) if kind == "regression" else data.y_train
+    y_fit = (TargetForm.of_mlp(kind, None, target_state).scaled(data.y_train)
+             if kind == "regression" else data.y_train)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -375,7 +348,8 @@ def _fit_sklearn_mlp(data: FoldData, kind: str, n_classes: int | None, spec: dic
 def _predict_sklearn_mlp(model, x: np.ndarray, kind: str, n_classes: int | None,
                          target_state: dict | None) -> np.ndarray:
     if kind == "regression":
-        return unscaled(np.asarray(model.predict(x), dtype="float64").reshape(-1), target_state)
+        return TargetForm.of_mlp(kind, n_classes, target_state).unscaled(
+            np.asarray(model.predict(x), dtype="float64").reshape(-1))
     # Columns for every class, also those absent from this fold's training rows.
     proba = np.zeros((len(x), n_classes))
     proba[:, model.classes_] = model.predict_proba(x)
@@ -398,7 +372,8 @@ def builder_context(data: FoldData, kind: str, n_classes: int | None,
     """The fold as a user's builder sees it (``core.builders.BuildContext``)."""
     from foldwise.components.core.builders import BuildContext
 
-    y = data.y_train if kind != "regression" else scaled_target(data.y_train, target_state)
+    y = (data.y_train if kind != "regression"
+         else TargetForm.of_mlp(kind, n_classes, target_state).scaled(data.y_train))
     return BuildContext(data.x_train, y, "regression" if kind == "regression" else
                         "classification", n_classes, data.target, data.classes,
                         data.features, data.raw_columns)
@@ -412,20 +387,14 @@ def prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict
     takes; the stop rows are ``None`` without early stopping. Call it inside the
     distribution strategy's scope where there is one.
     """
-    from foldwise.components.core.builders import (
-        build,
-        fit_targets,
-        load_builder,
-        loss_form,
-        output_units,
-    )
+    from foldwise.components.core.builders import build, load_builder, loss_form, output_units
 
     builder = load_builder(spec["builder"])
     seed_everything(seed)
     context = builder_context(data, kind, n_classes, target_state)
     model = build(builder, spec, context, seed)
     form = loss_form(model, kind, n_classes, output_units(model, data.x_train))
-    y = fit_targets(data.y_train, form, n_classes, target_state)
+    y = form.targets(n_classes, target_state).loss_targets(data.y_train)
     rows = (data.x_train, y, None, None)
     if spec["early_stopping"]:
         fit_index, stop_index = early_stopping_split(data.y_train, kind, spec, seed)
@@ -442,18 +411,18 @@ def _prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dic
     (``core.tensorflow_standin``): a builder that runs a TensorFlow operation raises
     ``NeedsTensorFlow`` here, naming it.
     """
-    from foldwise.components.core.builders import fit_targets, user_values
     from foldwise.components.core.tensorflow_standin import keras_as_tensorflow
 
     with keras_as_tensorflow():
         model, form, rows = prepare_builder(data, kind, n_classes, spec, seed, target_state)
         probe = rows[0][:2].astype("float32")
         model.compute_loss(x=probe, y=rows[1][:2], y_pred=model(probe, training=False))
+    targets = form.targets(n_classes, target_state)
     test = None
     if len(data.y_validation):
-        test = (data.x_validation.astype("float32"),
-                fit_targets(data.y_validation, form, n_classes, target_state))
-    return Prepared(model, rows, test, lambda raw: user_values(raw, form, target_state))
+        test = (np.asarray(data.x_validation, dtype="float32"),
+                targets.loss_targets(data.y_validation))
+    return Prepared(model, rows, test, targets.user_values)
 
 
 def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
@@ -468,21 +437,19 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
                                                 target_state)
         test = None
         if len(data.y_validation):
-            from foldwise.components.core.builders import fit_targets
-
-            test = (data.x_validation, fit_targets(data.y_validation, form, n_classes,
-                                                   target_state))
+            test = (data.x_validation,
+                    form.targets(n_classes, target_state).loss_targets(data.y_validation))
         history, fit_time = _keras_fit(model, rows, spec, backup_dir, test)
     return Fitted(model, history, fit_time, plan)
 
 
 def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
                      target_state: dict | None) -> np.ndarray:
-    from foldwise.components.core.builders import loss_form, user_values
+    from foldwise.components.core.builders import loss_form
 
     raw = model.predict(x, batch_size=1024, verbose=0)
     form = loss_form(model, kind, n_classes, int(np.shape(raw)[1]))
-    return user_values(raw, form, target_state)
+    return form.targets(n_classes, target_state).user_values(raw)
 
 
 KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,

@@ -36,8 +36,9 @@ def read_fold_table(path: str | Path) -> tuple[pd.DataFrame, int, list[str]]:
     metadata = table.schema.metadata or {}
     if FOLD_KEY not in metadata:
         raise ValueError(f"{path} is not a foldwise fold table (no fold in its metadata)")
-    return (table.to_pandas(), int(metadata[FOLD_KEY]),
-            json.loads(metadata[FEATURES_KEY].decode()))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)  # no second copy
+    del table
+    return frame, int(metadata[FOLD_KEY]), json.loads(metadata[FEATURES_KEY].decode())
 
 
 def fold_file(folder: str | Path, fold: int) -> Path:

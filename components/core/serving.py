@@ -31,6 +31,7 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.model import output_kind
 from foldwise.components.core.scaling import apply_scaler, fit_scaler
+from foldwise.components.core.targets import TargetForm
 
 MISSING_TOKEN = ""
 
@@ -200,15 +201,14 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     inputs = {i["input"]: keras.Input(shape=_row_shape(i), name=i["input"], dtype=i["dtype"])
               for i in state["inputs"]}
     kind = output_kind(schema["task"], class_count(schema))
-    scaling = target_scaling or {"mean": 0.0, "scale": 1.0}
-    logits = False
+    form = TargetForm.of_mlp(kind, class_count(schema), target_scaling)
     if estimator == "keras_builder" and kind != "regression":
         from foldwise.components.core.builders import loss_form, output_units
 
         units = output_units(inner, np.zeros((1, len(state["features"])), dtype="float32"))
-        logits = loss_form(inner, kind, class_count(schema), units).logits
-    outputs = UserScale(kind, scaling["mean"], scaling["scale"], logits,
-                        name="foldwise.prediction")(
+        form = loss_form(inner, kind, class_count(schema), units).targets(
+            class_count(schema), target_scaling)
+    outputs = UserScale(**form.serving(kind), name="foldwise.prediction")(
         network(RawFeatures(state, name="foldwise.raw_features")(inputs)))
     return keras.Model(inputs, outputs, name="foldwise_serving")
 

@@ -356,7 +356,8 @@ def _fit_vectorized(prepared, datas, specs, task, n_classes, checkpoint_dir, err
     from foldwise.components.core.vmapped import ENGINE, fit_members
 
     trained = fit_members([member for member, _, _ in prepared],
-                          predict=[data.x_validation.astype("float32") for data in datas],
+                          predict=[np.asarray(data.x_validation, dtype="float32")
+                                   for data in datas],
                           checkpoint_dir=checkpoint_dir, keep_state=keep_state)
     results = []
     for (member, to_user, target_state), data, spec, done in zip(prepared, datas, specs,

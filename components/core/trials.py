@@ -121,11 +121,11 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     folds = [int(fold) for fold in folds]
     tags = tags or {}
     by_epochs = tags.get("resource") == "epochs"
-    tables = {fold: read_fold_table(fold_file(fold_data, fold)) for fold in folds}
-    table_folds = {fold: table_fold for fold, (_, table_fold, _) in tables.items()}
-    split = {fold: split_fold(table, fold, target, features, schema)  # one per fold, shared
-             for fold, (table, _, features) in tables.items()}
-    del tables
+    split, table_folds = {}, {}  # each fold split once, its rows shared by configurations
+    for fold in folds:  # one table in memory at a time
+        table, table_folds[fold], features = read_fold_table(fold_file(fold_data, fold))
+        split[fold] = split_fold(table, fold, target, features, schema)
+        del table
     trials, datas, specs = [], [], []
     for config in configs:
         for fold in folds:

@@ -57,6 +57,7 @@ import numpy as np
 ENGINE = "jax.vmap"
 CHECKPOINT_FILE = "checkpoint-vmapped.npz"
 PREDICT_ROWS = 4096  # rows per member per prediction call
+EVALUATE_ROWS = 16384  # rows per member per step of an epoch's loss on held-out rows
 # Activations that act on each unit alone: a padded unit cannot change a real one's value.
 _NOT_ELEMENTWISE = ("softmax", "log_softmax", "glu")
 
@@ -526,6 +527,7 @@ def fit_members(members: list[Member], *, predict: list[np.ndarray] | None = Non
                            [chains[i] for i in part] if leader is not None else None)
             trained = group.run(None if predict is None else [predict[i] for i in part],
                                 keep_state)
+            del group  # its stacked rows go before the next program stacks its own
             for i, result in zip(part, trained, strict=True):
                 results[i] = result
     return results
@@ -760,21 +762,24 @@ class _Group:
                     members[0].x_fit)), self.width)), members[0].y_fit[:self.batch]))
         # Rows are held once however many members share them (the configurations of one
         # fold): each member reads its own through ``source``.
-        self.x, self.source = _shared([m.x_fit for m in members], width=self.width)
+        self.x, self.source = _shared([m.x_fit for m in members], None, width=self.width)
         self.y = _stacked([m.y_fit for m in members])
         self.rows = [len(m.x_fit) for m in members]
         self.stopping = self.spec["early_stopping"]
+        # Held-out rows are evaluated EVALUATE_ROWS at a time (padded to whole chunks).
         if self.stopping:
-            self.x_stop, self.source_stop = _shared([m.x_stop for m in members],
+            rows = _chunked(max(len(m.x_stop) for m in members))
+            self.x_stop, self.source_stop = _shared([m.x_stop for m in members], rows,
                                                     width=self.width)
-            self.y_stop = _stacked([m.y_stop for m in members])
-            self.w_stop = _weights([len(m.x_stop) for m in members], self.x_stop.shape[1])
+            self.y_stop = _stacked([m.y_stop for m in members], rows)
+            self.w_stop = _weights([len(m.x_stop) for m in members], rows)
         self.tested = all(m.x_test is not None and len(m.x_test) for m in members)
         if self.tested:
-            self.x_test, self.source_test = _shared([m.x_test for m in members],
+            rows = _chunked(max(len(m.x_test) for m in members))
+            self.x_test, self.source_test = _shared([m.x_test for m in members], rows,
                                                     width=self.width)
-            self.y_test = _stacked([m.y_test for m in members])
-            self.w_test = _weights([len(m.x_test) for m in members], self.x_test.shape[1])
+            self.y_test = _stacked([m.y_test for m in members], rows)
+            self.w_test = _weights([len(m.x_test) for m in members], rows)
         self.shapes = [[tuple(v.shape) for v in part] for part in self._parts(self.leader)]
         states = [self._state_of(m.model) for m in members]
         self.own_shapes = [[[tuple(v.shape) for v in part] for part in self._parts(m.model)[:3]]
@@ -911,14 +916,29 @@ class _Group:
         return loss
 
     def _evaluate_all(self, tv, ntv, mv, x, source, y, weight, keep, l2):
-        """Every member's loss on its own rows of the shared ``x``."""
+        """Every member's loss on its own rows of the shared ``x``, a chunk at a time.
+
+        Keras' loss is a mean over the rows given (the weights make it the mean over the
+        real ones), so the mean of equal chunks' losses is the loss of all the rows, while
+        only one chunk's activations are held at once.
+        """
         import jax
 
-        def one(tv, ntv, mv, s, y, weight, keep, l2):
-            rows = jax.lax.dynamic_index_in_dim(x, s, keepdims=False)
-            return self._evaluate(tv, ntv, mv, rows, y, weight, keep, l2)
+        size = min(EVALUATE_ROWS, y.shape[1])
 
-        return jax.vmap(one)(tv, ntv, mv, source, y, weight, keep, l2)
+        def chunk(number):
+            start = number * size
+            xs = jax.lax.dynamic_slice_in_dim(x, start, size, axis=1)
+            ys = jax.lax.dynamic_slice_in_dim(y, start, size, axis=1)
+            ws = jax.lax.dynamic_slice_in_dim(weight, start, size, axis=1)
+
+            def one(tv, ntv, mv, s, y, weight, keep, l2):
+                rows = jax.lax.dynamic_index_in_dim(xs, s, keepdims=False)
+                return self._evaluate(tv, ntv, mv, rows, y, weight, keep, l2)
+
+            return jax.vmap(one)(tv, ntv, mv, source, ys, ws, keep, l2)
+
+        return jax.lax.map(chunk, jax.numpy.arange(y.shape[1] // size)).mean(axis=0)
 
     def _predict(self, tv, ntv, x):
         out, _ = self.leader.stateless_call(tv, ntv, x, training=False)
@@ -1209,7 +1229,7 @@ def _stacked(arrays: list[np.ndarray], rows: int | None = None,
     return out
 
 
-def _shared(arrays: list[np.ndarray], width: int | None = None,
+def _shared(arrays: list[np.ndarray], rows: int | None = None, width: int | None = None,
             ) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct array once, stacked (:func:`_stacked`), and which one each member reads.
 
@@ -1223,7 +1243,14 @@ def _shared(arrays: list[np.ndarray], width: int | None = None,
             distinct[id(array)] = len(unique)
             unique.append(array)
         source.append(distinct[id(array)])
-    return _stacked(unique, width=width), np.asarray(source, dtype="int32")
+    return _stacked(unique, rows, width=width), np.asarray(source, dtype="int32")
+
+
+def _chunked(rows: int) -> int:
+    """``rows`` padded up to whole chunks of ``EVALUATE_ROWS`` (as they are when fewer)."""
+    if rows <= EVALUATE_ROWS:
+        return rows
+    return -(-rows // EVALUATE_ROWS) * EVALUATE_ROWS
 
 
 def _weights(counts: list[int], rows: int) -> np.ndarray:
