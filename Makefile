@@ -37,7 +37,7 @@ test: setup system-packages
 	$(BIN)/pytest --durations=15
 
 test-fast: setup
-	$(BIN)/pytest -m "not local and not image" --durations=15
+	$(BIN)/pytest -m "not local and not image" -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check .

@@ -200,6 +200,8 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
     note = kinds.get(search.pipeline).estimate_note
     if note:
         print(f"{search.pipeline} is {note}.")
-    if search.model.get("estimator") == "keras_builder":
+    from foldwise.components.core.estimators import role_of
+
+    if role_of(search.model) == "user":
         print("Your builder's layers are not known before it is built: its models are "
               "estimated by their steps' fixed cost only, a lower bound.")

@@ -45,7 +45,9 @@ class ServingModel:
         config = folder / "config.json"
         params = (json.loads(config.read_text(encoding="utf-8"))["params"]
                   if config.is_file() else {})
-        if params.get("estimator") == "keras_builder":  # its module registers custom layers
+        from foldwise.components.core.estimators import role_of
+
+        if role_of(params) == "user":  # its module registers custom layers
             from foldwise.components.core.builders import load_builder
 
             load_builder(params["builder"])

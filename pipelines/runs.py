@@ -84,7 +84,10 @@ class Search:
 
             with quiet_stderr():  # its module may import TensorFlow, which chatters
                 reference = builder_reference(values["model"])
-            model = {"estimator": "keras_builder", "builder": reference, **model}
+            from foldwise.components.core.estimators import named
+
+            (user,) = named("user")
+            model = {"estimator": user, "builder": reference, **model}
         choice = {}
         from foldwise.pipelines import kinds
 
@@ -189,7 +192,9 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     configs = candidates(grid, search.model, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
                          seed=search.run["seed"])
-    if search.model.get("estimator") == "keras_builder":  # what only building it shows
+    from foldwise.components.core.estimators import role_of
+
+    if role_of(search.model) == "user":  # what only building it shows
         from foldwise.components.core.builders import check_configs
         from foldwise.pipelines.models import quiet_stderr
 

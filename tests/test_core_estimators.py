@@ -122,3 +122,33 @@ def test_one_registration_makes_a_new_estimator_trainable(tmp_path):
         assert json.loads((tmp_path / "mean.json").read_text()) == result.model
     finally:
         estimators._REGISTRY.pop("predict_the_mean")
+
+
+def test_no_code_outside_the_registry_branches_on_an_estimators_name():
+    """Which kind of model a configuration holds is asked of its estimator's role."""
+    import re
+    from pathlib import Path
+
+    import foldwise.components as components
+
+    root = Path(components.__file__).resolve().parent
+    names = "|".join(estimator_names())
+    pattern = re.compile(rf"""[=!]=\s*["']({names})["']"""
+                         rf"""|["']({names})["']\s*(==|!=|in\s+(?!sys\.modules))""")
+    offenders = []
+    for path in [*root.rglob("*.py"), *(root.parent / "pipelines").glob("*.py")]:
+        if path.name in ("estimators.py", "options.py", "tensorflow_standin.py"):
+            continue  # the registry, the option table; a module named keras
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_each_estimator_has_one_role_and_the_roles_are_the_ones_asked_for():
+    from foldwise.components.core.estimators import get_estimator, keras_names, named
+
+    assert named("mlp") == ("keras",) and named("user") == ("keras_builder",)
+    assert named("baseline") == ("sklearn_mlp",)
+    assert keras_names() == ("keras", "keras_builder")
+    assert not get_estimator("sklearn_mlp").keras

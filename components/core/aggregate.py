@@ -21,8 +21,8 @@ import pandas as pd
 from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.estimators import keras_names, named
 from foldwise.components.core.jsonio import class_count
-from foldwise.components.core.model import KERAS_ESTIMATORS
 
 VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
                       "numpy")
@@ -354,7 +354,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
             f"no configuration has a finite mean {scoring}: with {schema['rows_used']} rows in "
             f"{schema['folds']} folds a fold's validation rows are too few (or too alike) to "
             "score; use fewer folds, more rows or another --scoring")
-    baseline_id = best_config_id(table, scoring, "sklearn_mlp")
+    baseline_id = best_config_id(table, scoring, named("baseline"))
     baseline = None
     if baseline_id is not None:
         row = by_id.loc[baseline_id]
@@ -430,7 +430,7 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
         raise FoldwiseError(f"refit must be one of {', '.join(REFIT_RULES)}, got {refit!r}")
     if refit == "best":
         return best_config_id(table, scoring)
-    rows = table[table["param_estimator"].isin(KERAS_ESTIMATORS) & ~_failed(table)]
+    rows = table[table["param_estimator"].isin(keras_names()) & ~_failed(table)]
     if rows.empty:
         return None
     folds = int(rows.iloc[0][[c for c in rows.columns if c.startswith("split")
@@ -457,7 +457,7 @@ def _json_float(value: float) -> float | None:
 
 
 def best_config_id(table: pd.DataFrame, scoring: str,
-                   estimator: str | tuple[str, ...] = KERAS_ESTIMATORS) -> str | None:
+                   estimator: str | tuple[str, ...] | None = None) -> str | None:
     """The ``estimator`` configuration ranked first by ``scoring`` (first listed among ties).
 
     The best Keras configuration (foldwise's MLP or a user's model) is the one refitted and
@@ -469,7 +469,8 @@ def best_config_id(table: pd.DataFrame, scoring: str,
     if column not in table.columns:
         known = [c.removeprefix("rank_test_") for c in table.columns if c.startswith("rank_")]
         raise FoldwiseError(f"scoring {scoring!r} is not reported; use one of {', '.join(known)}")
-    wanted = (estimator,) if isinstance(estimator, str) else estimator
+    wanted = (keras_names() if estimator is None
+              else (estimator,) if isinstance(estimator, str) else estimator)
     candidates = table[table["param_estimator"].isin(wanted) & ~_failed(table)]
     if candidates.empty:
         return None
@@ -490,7 +491,7 @@ def _failed(table: pd.DataFrame) -> pd.Series:
 
 
 def _all_failed(table: pd.DataFrame) -> str:
-    keras_rows = table[table["param_estimator"].isin(KERAS_ESTIMATORS)]
+    keras_rows = table[table["param_estimator"].isin(keras_names())]
     failed = keras_rows[_failed(keras_rows)]
     which = ("every configuration" if len(keras_rows) == len(table)
              else "every Keras configuration")

@@ -75,7 +75,9 @@ class Job:
 def _load(path: str, spec: dict):
     import keras
 
-    if spec.get("estimator") == "keras_builder":  # registers the builder's own objects
+    from foldwise.components.core.estimators import role_of
+
+    if role_of(spec) == "user":  # registers the builder's own objects
         from foldwise.components.core.builders import load_builder
 
         load_builder(spec["builder"])

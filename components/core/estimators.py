@@ -70,6 +70,11 @@ class Estimator:
         prepare: ``prepare(data, kind, n_classes, spec, seed, target_state) -> Prepared``:
             a fresh Keras model and its rows for the one training engine; ``None`` for an
             estimator the engine does not train (``fit`` trains it).
+        role: ``mlp`` (foldwise's own Keras MLP: its options are the model options, it
+            has a scikit-learn twin), ``user`` (a user's Keras model: its options are
+            the builder's own, checked by building it; its module is loaded wherever
+            the model is) or ``baseline`` (a comparison twin: scored beside the Keras
+            configurations, never chosen, refitted or raced).
     """
 
     name: str
@@ -78,6 +83,12 @@ class Estimator:
     save: Callable[[object, str], None]
     target_scaling: Callable[[np.ndarray, str, dict], dict | None]
     prepare: Callable[..., Prepared] | None = None
+    role: str = "mlp"
+
+    @property
+    def keras(self) -> bool:
+        """A Keras model: a candidate for the best configuration, refit and export."""
+        return self.role != "baseline"
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,21 @@ def get_estimator(name: str) -> Estimator:
 def estimator_names() -> list[str]:
     """Names of the registered estimators, in registration order."""
     return list(_REGISTRY)
+
+
+def named(role: str) -> tuple[str, ...]:
+    """The names of the estimators of ``role`` (``mlp``, ``user``, ``baseline``)."""
+    return tuple(name for name, e in _REGISTRY.items() if e.role == role)
+
+
+def keras_names() -> tuple[str, ...]:
+    """The names of the Keras estimators (every role but ``baseline``)."""
+    return tuple(name for name, e in _REGISTRY.items() if e.keras)
+
+
+def role_of(spec: dict) -> str:
+    """The role of a configuration's estimator (``keras`` when it names none)."""
+    return get_estimator(spec.get("estimator") or "keras").role
 
 
 # ----- target handling ------------------------------------------------------------------------
@@ -455,6 +481,7 @@ def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
 KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,
                            standard_target_scaling, _prepare_keras))
 SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklearn_mlp,
-                                 _save_sklearn_mlp, standard_target_scaling))
+                                 _save_sklearn_mlp, standard_target_scaling,
+                                 role="baseline"))
 KERAS_BUILDER = register(Estimator("keras_builder", _fit_builder, _predict_builder, _save_keras,
-                                   standard_target_scaling, _prepare_builder))
+                                   standard_target_scaling, _prepare_builder, role="user"))

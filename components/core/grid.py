@@ -12,8 +12,8 @@ from typing import Any
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.estimators import keras_names, named, role_of
 from foldwise.components.core.model import (
-    KERAS_ESTIMATORS,
     SPEC_KEYS,
     baseline_for,
     config_id,
@@ -93,7 +93,8 @@ def check_grid(grid: Any, where: str = "the grid", builder: bool = False) -> lis
     for part in grid:
         if not isinstance(part, dict):
             raise FoldwiseError(f"{where}: each entry must be a mapping, got {part!r}")
-        open_keys = builder or "keras_builder" in (part.get("estimator") or [])
+        open_keys = builder or any(name in named("user")
+                                   for name in part.get("estimator") or [])
         for key, values in part.items():
             if key not in SPEC_KEYS and not open_keys:
                 raise FoldwiseError(
@@ -132,7 +133,7 @@ def expand_grid(grid: list[dict], task: str, n_classes: int | None) -> list[dict
 
 
 def _check_keras(configs: list[dict]) -> None:
-    if not any(c["params"]["estimator"] in KERAS_ESTIMATORS for c in configs):
+    if not any(c["params"]["estimator"] in keras_names() for c in configs):
         raise FoldwiseError("the grid needs at least one Keras configuration (estimator: keras):"
                             " the best Keras configuration is the one refitted and exported")
 
@@ -145,7 +146,7 @@ def _configurations(grid: list[dict], task: str, n_classes: int | None):
                 params = normalize_spec(values, task, n_classes)
             except FoldwiseError as err:
                 shown = {k: v for k, v in values.items()  # a builder is named by the error
-                         if k != "builder" and not (k == "estimator" and v == "keras_builder")}
+                         if k != "builder" and not (k == "estimator" and v in named("user"))}
                 raise FoldwiseError(f"grid configuration {json.dumps(shown, sort_keys=True)}: "
                                     f"{err}" if shown else str(err)) from None
             yield values, {"config_id": config_id(params), "params": params}
@@ -165,12 +166,12 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
         raise FoldwiseError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     if baseline == "none":
         return configs
-    if not any(c["params"]["estimator"] == "keras" for c in configs):
+    if not any(role_of(c["params"]) == "mlp" for c in configs):
         raise FoldwiseError("--baseline mlp twins foldwise's own MLP; a model of your own has "
                             "no scikit-learn twin: leave --baseline out")
     twins, seen = [], {c["config_id"] for c in configs}
     for config in configs:
-        if config["params"]["estimator"] != "keras":
+        if role_of(config["params"]) != "mlp":
             continue
         try:
             params = normalize_spec(baseline_for(config["params"]), task, n_classes)
@@ -257,7 +258,7 @@ def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:
 
     specs = [m["params"] for m in members]
     if (CONFIG_PACK_TASKS != 2 or len(members) < 2
-            or any(s.get("estimator", "keras") != "keras" for s in specs)):
+            or any(role_of(s) != "mlp" for s in specs)):
         size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
         return [(start, min(start + size, len(members)))
                 for start in range(0, len(members), size)]
@@ -307,7 +308,7 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
         from foldwise.components.core.sampling import points_as_grid, sample
 
         grid = points_as_grid(sample(list(distributions), n_iter, seed))
-    grid = check_grid(grid, builder=fixed.get("estimator") == "keras_builder") if grid else []
+    grid = check_grid(grid, builder=role_of(fixed) == "user") if grid else []
     searched = sorted({key for part in grid for key in part})
     fixed_grid = [{key: [value] for key, value in fixed.items()}]
     configs = [{**config, "searched": {k: entry["params"][k] for k in searched

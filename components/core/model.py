@@ -54,7 +54,6 @@ TARGET_SCALINGS = options.choices("target_scaling")
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
 ESTIMATORS = options.choices("estimator")
 # The estimators whose best configuration is refitted and exported (Keras models).
-KERAS_ESTIMATORS = ("keras", "keras_builder")
 # The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
 MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",
             "beta_2", "epsilon", "epochs", "batch_size", "early_stopping", "patience",
@@ -87,7 +86,8 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
         FoldwiseError: Unknown key or name (with a suggestion), a value out of range, or a
             hyperparameter that does not apply to the chosen optimizer.
     """
-    if spec.get("estimator") == "keras_builder":  # a user's builder: core.builders checks it
+    role = _role(spec)
+    if role == "user":  # a user's builder: core.builders checks it
         from foldwise.components.core.builders import normalize_builder_spec
 
         return normalize_builder_spec(spec, task, n_classes)
@@ -99,7 +99,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
             f"(known: {', '.join(SPEC_KEYS)})"
         )
     _check_name("estimator", spec.get("estimator", "keras"), ESTIMATORS)
-    if spec.get("estimator") == "sklearn_mlp":
+    if role == "baseline":
         return _normalize_mlp_spec(spec, task, n_classes)
     full = {**MODEL_DEFAULTS, **{k: v for k, v in spec.items() if k in MODEL_DEFAULTS}}
     optimizer = full["optimizer"]
@@ -138,6 +138,14 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
     return full
 
 
+def _role(spec: dict) -> str:
+    """The estimator's role (``core.estimators``); ``mlp`` for a name it does not know."""
+    from foldwise.components.core.estimators import estimator_names, role_of
+
+    name = spec.get("estimator") or "keras"
+    return role_of(spec) if name in estimator_names() else "mlp"
+
+
 def _normalize_mlp_spec(spec: dict, task: str, n_classes: int | None) -> dict:
     """Check and complete the spec of a scikit-learn ``MLPRegressor``/``MLPClassifier``."""
     foreign = [k for k in spec if k not in MLP_KEYS]
@@ -153,7 +161,7 @@ def _normalize_mlp_spec(spec: dict, task: str, n_classes: int | None) -> dict:
             f"activation {keras_like['activation']!r} has no scikit-learn MLP counterpart; the "
             f"sklearn_mlp baseline takes {', '.join(MLP_ACTIVATIONS)}")
     return {**{k: keras_like[k] for k in MLP_KEYS if k in keras_like},
-            "estimator": "sklearn_mlp"}
+            "estimator": _baseline_name()}
 
 
 def baseline_for(params: dict) -> dict:
@@ -163,7 +171,15 @@ def baseline_for(params: dict) -> dict:
     stopping and target scaling; scikit-learn's Adam solver (with the configuration's Adam
     moments where it has them).
     """
-    return {**{k: params[k] for k in MLP_KEYS if k in params}, "estimator": "sklearn_mlp"}
+    return {**{k: params[k] for k in MLP_KEYS if k in params}, "estimator": _baseline_name()}
+
+
+def _baseline_name() -> str:
+    """The registered baseline estimator's name (``core.estimators``)."""
+    from foldwise.components.core.estimators import named
+
+    (name,) = named("baseline")
+    return name
 
 
 def _as_units(units: Any) -> list[int]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core.aggregate import probability_columns
+from foldwise.components.core.estimators import role_of
 
 COLOURS = ["#1f6f8b", "#e07a24", "#4c9a2a", "#a23b72", "#6c5b7b", "#c0392b", "#2e86ab"]
 CSS = """
@@ -60,7 +61,7 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 def _label(row: pd.Series) -> str:
     params = json.loads(row["params"])
-    if params.get("estimator") == "sklearn_mlp":
+    if role_of(params) == "baseline":
         return f"sklearn MLP {params['hidden_units']} lr={params['learning_rate']:g}"
     parts = [str(params.get("hidden_units")), params.get("optimizer", ""),
              f"lr={params.get('learning_rate', 0):g}"]
@@ -307,7 +308,7 @@ def _results_table(cv: pd.DataFrame, summary: dict) -> str:
         order = order.assign(**{f"rank_test_{scoring}": range(1, len(order) + 1)})
     for _, row in order.iterrows():
         classes = ["best"] if row["config_id"] == summary["best_config_id"] else []
-        if "sklearn_mlp" in row["params"]:
+        if role_of(json.loads(row["params"])) == "baseline":
             classes.append("baseline")
         error = fit_error(row)
         if error:

@@ -188,7 +188,9 @@ def check_no_baseline(configs: list[dict]) -> None:
     Raises:
         FoldwiseError: A scikit-learn MLP baseline among the candidates.
     """
-    if any(c["params"].get("estimator") == "sklearn_mlp" for c in configs):
+    from foldwise.components.core.estimators import role_of
+
+    if any(role_of(c["params"]) == "baseline" for c in configs):
         raise FoldwiseError("halving-search races Keras configurations only: leave --baseline "
                             "out (grid-search and cross-validation score the baseline)")
 

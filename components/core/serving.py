@@ -202,7 +202,9 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
               for i in state["inputs"]}
     kind = output_kind(schema["task"], class_count(schema))
     form = TargetForm.of_mlp(kind, class_count(schema), target_scaling)
-    if estimator == "keras_builder" and kind != "regression":
+    from foldwise.components.core.estimators import get_estimator
+
+    if get_estimator(estimator).role == "user" and kind != "regression":
         from foldwise.components.core.builders import loss_form, output_units
 
         units = output_units(inner, np.zeros((1, len(state["features"])), dtype="float32"))

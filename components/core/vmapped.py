@@ -76,13 +76,15 @@ def pack_key(spec: dict) -> tuple | None:
     user's builder: every configuration of one builder (the engine finds, once they are
     built, which of them compute one function). ``None``: not a Keras model.
     """
-    estimator = spec.get("estimator", "keras")
+    from foldwise.components.core.estimators import role_of
+
+    role = role_of(spec)
     fit = tuple(spec.get(k) for k in ("epochs", "batch_size", "early_stopping", "patience",
                                       "mixed_precision"))
-    if estimator == "keras_builder":
+    if role == "user":
         builder = spec.get("builder") or {}
         return ("builder", builder.get("sha256"), builder.get("function"), fit)
-    if estimator != "keras":
+    if role != "mlp":
         return None
     optimizer = spec["optimizer"]
     settings = tuple(sorted((k, spec[k]) for k in spec
