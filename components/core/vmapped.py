@@ -43,6 +43,7 @@ Compiled metrics are not tracked per epoch (the history holds ``loss``, ``val_lo
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -530,6 +531,7 @@ def fit_members(members: list[Member], *, predict: list[np.ndarray] | None = Non
             trained = group.run(None if predict is None else [predict[i] for i in part],
                                 keep_state)
             del group  # its stacked rows go before the next program stacks its own
+            gc.collect()  # the group and its compiled functions refer to each other
             for i, result in zip(part, trained, strict=True):
                 results[i] = result
     return results
@@ -762,24 +764,24 @@ class _Group:
             self.leader._symbolic_build(data_batch=(
                 _padded(members[0].x_fit[:self.batch], (min(self.batch, len(
                     members[0].x_fit)), self.width)), members[0].y_fit[:self.batch]))
+        self.spread, self.sharding, self.batch_sharding = _placement(len(members), self.batch)
         # Rows are held once however many members share them (the configurations of one
-        # fold): each member reads its own through ``source``.
-        self.x, self.source = _shared([m.x_fit for m in members], None, width=self.width)
+        # fold), on the device (whole on each), written there array by array: each member
+        # reads its own through ``source``.
+        self.x, self.source = self._shared([m.x_fit for m in members], None)
         self.y = _stacked([m.y_fit for m in members])
         self.rows = [len(m.x_fit) for m in members]
         self.stopping = self.spec["early_stopping"]
         # Held-out rows are evaluated EVALUATE_ROWS at a time (padded to whole chunks).
         if self.stopping:
             rows = _chunked(max(len(m.x_stop) for m in members))
-            self.x_stop, self.source_stop = _shared([m.x_stop for m in members], rows,
-                                                    width=self.width)
+            self.x_stop, self.source_stop = self._shared([m.x_stop for m in members], rows)
             self.y_stop = _stacked([m.y_stop for m in members], rows)
             self.w_stop = _weights([len(m.x_stop) for m in members], rows)
         self.tested = all(m.x_test is not None and len(m.x_test) for m in members)
         if self.tested:
             rows = _chunked(max(len(m.x_test) for m in members))
-            self.x_test, self.source_test = _shared([m.x_test for m in members], rows,
-                                                    width=self.width)
+            self.x_test, self.source_test = self._shared([m.x_test for m in members], rows)
             self.y_test = _stacked([m.y_test for m in members], rows)
             self.w_test = _weights([len(m.x_test) for m in members], rows)
         self.shapes = [[tuple(v.shape) for v in part] for part in self._parts(self.leader)]
@@ -796,18 +798,14 @@ class _Group:
         self.keep = np.array([c.keep for c in chains] or [[]] * len(members), "float32")
         self.l2 = np.array([[c.l2[j] for j, p in enumerate(self.penalties) if p is not None]
                             for c in chains] or [[]] * len(members), "float32")
-        self.spread, self.sharding, self.batch_sharding = _placement(len(members), self.batch)
         self.y, self.source, self.state, self.masks, self.keep, self.l2 = self._placed(
             self.y, self.source, self.state, self.masks, self.keep, self.l2)
-        (self.x,) = self._whole(self.x)  # moved to the device once, not at every call
         if self.stopping:
             self.y_stop, self.w_stop, self.source_stop = self._placed(
                 self.y_stop, self.w_stop, self.source_stop)
-            (self.x_stop,) = self._whole(self.x_stop)
         if self.tested:
             self.y_test, self.w_test, self.source_test = self._placed(
                 self.y_test, self.w_test, self.source_test)
-            (self.x_test,) = self._whole(self.x_test)
         self.epoch_fn = jax.jit(self._epoch)
         self.evaluate_fn = jax.jit(self._evaluate_all)
         self.predict_fn = jax.jit(jax.vmap(self._predict))
@@ -821,14 +819,33 @@ class _Group:
 
         return tuple(None if v is None else jax.device_put(v, self.sharding) for v in values)
 
-    def _whole(self, *values):
-        """``values`` (shared rows) whole on every device: each member gathers its own."""
+    def _shared(self, arrays: list[np.ndarray], rows: int | None):
+        """``(stacked, source)``: each distinct array once, on the device; whose each is.
+
+        The arrays are zero-padded to ``rows`` and the group's width. Members of one fold
+        are handed the same rows (the same array): stacking them once per member would hold
+        as many copies as configurations. The stack is made on the device, each array
+        written into it in place, so no second copy is made on the host.
+        """
         import jax
 
-        if self.sharding is None:
-            return tuple(jax.device_put(v) for v in values)
-        whole = jax.sharding.NamedSharding(self.sharding.mesh, jax.sharding.PartitionSpec())
-        return tuple(jax.device_put(v, whole) for v in values)
+        distinct: dict[int, int] = {}
+        unique, source = [], []
+        for array in arrays:
+            if id(array) not in distinct:
+                distinct[id(array)] = len(unique)
+                unique.append(array)
+            source.append(distinct[id(array)])
+        rows = max(len(a) for a in unique) if rows is None else rows
+        width = self.width or max(np.shape(a)[1] for a in unique)
+        whole = None if self.sharding is None else jax.sharding.NamedSharding(
+            self.sharding.mesh, jax.sharding.PartitionSpec())
+        stacked = jax.numpy.zeros((len(unique), rows, width), dtype="float32")
+        if whole is not None:
+            stacked = jax.device_put(stacked, whole)
+        for k, array in enumerate(unique):
+            stacked = _write_rows(stacked, np.asarray(array, dtype="float32")[:rows], k)
+        return stacked, np.asarray(source, dtype="int32")
 
     @staticmethod
     def _parts(model):
@@ -1231,21 +1248,18 @@ def _stacked(arrays: list[np.ndarray], rows: int | None = None,
     return out
 
 
-def _shared(arrays: list[np.ndarray], rows: int | None = None, width: int | None = None,
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct array once, stacked (:func:`_stacked`), and which one each member reads.
+def _write_rows(stacked, array: np.ndarray, k: int):
+    """``array`` written into ``stacked[k]`` at its top-left corner, in place (donated)."""
+    global _WRITE
+    if _WRITE is None:
+        import jax
 
-    Members of one fold are handed the same rows (the same array): stacking them once per
-    member would hold as many copies as configurations.
-    """
-    distinct: dict[int, int] = {}
-    unique, source = [], []
-    for array in arrays:
-        if id(array) not in distinct:
-            distinct[id(array)] = len(unique)
-            unique.append(array)
-        source.append(distinct[id(array)])
-    return _stacked(unique, rows, width=width), np.asarray(source, dtype="int32")
+        _WRITE = jax.jit(lambda buffer, rows, at: jax.lax.dynamic_update_slice(
+            buffer, rows[None], (at, 0, 0)), donate_argnums=0)
+    return _WRITE(stacked, array, k)
+
+
+_WRITE = None
 
 
 def _chunked(rows: int) -> int:
