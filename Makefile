@@ -2,7 +2,8 @@
 #   make demo   set everything up in .venv and cross-validate a Keras model on the penguins table
 #   make test   set everything up in .venv and run the test suite (what .ci/run calls)
 # and, for a developer's loop, make test-fast: everything but the real pipeline runs and the
-# image build (tests marked local or image), in about two minutes.
+# image build (tests marked local or image), on both cores: about 4 minutes on a 2-core
+# machine once JAX's compilation cache is warm.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

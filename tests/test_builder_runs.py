@@ -218,6 +218,7 @@ def searched_with(tmp_path: Path, builder: str, grid_text: str) -> tuple[Path, l
     return output, [entry for folder in folders for entry in train_task_results(folder)]
 
 
+@pytest.mark.local
 def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
     """`from tensorflow import keras` is Keras: packed in the one engine, no TensorFlow."""
     output, entries = searched_with(tmp_path, "tf_keras_model",
@@ -229,6 +230,7 @@ def test_a_tensorflow_keras_builder_trains_packed_under_jax(tmp_path):
     assert json.loads((output / "summary.json").read_text())["tensorflow_operations"] == {}
 
 
+@pytest.mark.local
 def test_a_builder_running_tensorflow_operations_trains_through_tensorflow_named(tmp_path):
     output, entries = searched_with(tmp_path, "pinball_model", "units: [4, 8]\n")
     assert {e["devices"]["tensorflow_operation"] for e in entries} == {"tf.reduce_mean"}

@@ -12,6 +12,10 @@ import tempfile
 
 os.environ["KERAS_BACKEND"] = "jax"
 
+from foldwise.components.core.vmapped import select_backend  # noqa: E402
+
+select_backend()  # as a train task: TensorFlow kept out, JAX's compilation cache on
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
