@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from foldwise.pipelines import kinds
+
 
 def describe_plan(plan, workspace: Path, destination: str) -> None:
     """The plan on stderr: data, task, features, folds, what runs, where it goes."""
-    from foldwise.pipelines import kinds
-
     schema, folds = plan.schema, plan.schema["folds"]
     extra = kinds.get(plan.search.pipeline).describe(plan, destination)
     dropped = len(schema["rows_dropped_missing_target"])
@@ -30,8 +30,6 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
 
 def print_result(result) -> None:
     """A finished run's answer on stdout: scores or ranking, what was written where."""
-    from foldwise.pipelines import kinds
-
     kind, seconds = kinds.get(result.plan.search.pipeline), f"[{result.seconds:.1f} s]"
     if kind.promotes:
         decision = result.decision
@@ -167,8 +165,6 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
                     pod_start: float | None = None) -> None:
     """The packings side by side: tasks, models per task, time here and on the cluster."""
     from foldwise.components.core import costs, options
-    from foldwise.pipelines import kinds
-
     def seconds(value: float) -> str:
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 

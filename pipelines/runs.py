@@ -23,6 +23,7 @@ from pathlib import Path
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
+from foldwise.pipelines import kinds
 
 RUNS_FOLDER = Path("foldwise-runs")
 
@@ -89,8 +90,6 @@ class Search:
             (user,) = named("user")
             model = {"estimator": user, "builder": reference, **model}
         choice = {}
-        from foldwise.pipelines import kinds
-
         for name in kinds.get(pipeline).options:
             opt, value = options.option(name), values.get(name)
             if name == "min_resources" and isinstance(value, int) and not isinstance(value, bool):
@@ -132,8 +131,6 @@ class Result:
     @property
     def decision(self) -> dict | None:
         """A retrain's decision (promote, version, reason), else ``None``."""
-        from foldwise.pipelines import kinds
-
         if not kinds.get(self.plan.search.pipeline).promotes:
             return None
         return json.loads(self.outputs["decision"])
@@ -141,7 +138,6 @@ class Result:
 
 def pipeline_function(name: str, settings=None, rungs: int | None = None):
     """The ``@dsl.pipeline`` of ``name``, built for ``settings`` (default: this machine)."""
-    from foldwise.pipelines import kinds
     from foldwise.pipelines.cluster import LOCAL
 
     return kinds.get(name).build(settings or LOCAL, rungs)
@@ -165,8 +161,6 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     from foldwise.components.core.grid import candidates
     from foldwise.components.core.preprocess import preprocess, preprocess_options
     from foldwise.components.core.table import read_table
-    from foldwise.pipelines import kinds
-
     kind = kinds.get(search.pipeline)
     table_bytes = None
     if search.table is not None:
@@ -252,8 +246,6 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
         speedup = costs.node_speedup(accelerator)
     checked = plan(search, local=True, count_features=True)
     rows = int(checked.schema["rows_used"])
-    from foldwise.pipelines import kinds
-
     refit = kinds.get(search.pipeline).exports_model
     return [costs.estimate(checked.configs, checked.schema["folds"], rows,
                            checked.n_features, packing, refit=refit, nodes=int(nodes),
@@ -334,8 +326,6 @@ def run_local(search: Search, on_event: Callable | None = None,
         PipelineFailed: A step failed for another reason (its error and the log's path).
     """
     from foldwise.components import storage
-    from foldwise.pipelines import kinds
-
     started = time.perf_counter()
     checked = plan(search, local=True)
     if kinds.get(search.pipeline).promotes:
@@ -538,8 +528,6 @@ def submit(search: Search, service: dict, cluster: dict, cron: str | None = None
         raise FoldwiseError("--pipeline-root must be a gs:// prefix the cluster can write to")
     if search.table is not None or not storage.is_gcs(search.data):
         raise FoldwiseError("--data must be a gs:// URI the cluster can read")
-    from foldwise.pipelines import kinds
-
     kind = kinds.get(search.pipeline)
     if kind.promotes:
         if not storage.is_gcs(search.promote_to or ""):

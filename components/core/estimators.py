@@ -151,7 +151,7 @@ def keras_names() -> tuple[str, ...]:
 
 
 def role_of(spec: dict) -> str:
-    """The role of a configuration's estimator (``keras`` when it names none)."""
+    """The role of a configuration's estimator (foldwise's MLP's when it names none)."""
     return get_estimator(spec.get("estimator") or "keras").role
 
 

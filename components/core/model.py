@@ -123,7 +123,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
     full["hidden_units"] = _as_units(full["hidden_units"])
     _check_name("activation", full["activation"], ACTIVATIONS)
     for key in ("dropout", "l2", "validation_fraction"):
-        _check_bounded(key, full[key])
+        options.check_bounded(key, full[key])
     for key in ("epochs", "batch_size", "patience"):
         full[key] = _as_positive_int(key, full[key])
     for key in ("early_stopping", "mixed_precision"):
@@ -131,7 +131,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
             raise FoldwiseError(f"{key} must be true or false, got {full[key]!r}")
     _check_name("target_scaling", full["target_scaling"], TARGET_SCALINGS)
     for key in accepted:  # the optimizer's own: learning rate, moments, decay, ...
-        _check_bounded(key, full[key])
+        options.check_bounded(key, full[key])
     for key in ("dropout", "l2", "validation_fraction", *accepted):
         full[key] = float(full[key])
     full["loss"] = _check_loss(full["loss"], task, n_classes)
@@ -205,11 +205,6 @@ def _as_positive_int(key: str, value: Any, context: str = "") -> int:
     if isinstance(value, bool) or not whole or value <= 0:
         raise FoldwiseError(f"{key} must be a positive whole number, got {value!r}{context}")
     return int(value)
-
-
-def _check_bounded(key: str, value: Any) -> None:
-    """``value`` checked against the option table's bounds for ``key``."""
-    options.check_number(key, value, **options.option(key).bounds)
 
 
 def _check_loss(loss: Any, task: str, n_classes: int | None) -> str:

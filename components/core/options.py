@@ -284,6 +284,11 @@ def parse_text(opt: Option, text: str) -> Any:
     return text
 
 
+def check_bounded(name: str, value: Any) -> None:
+    """``value`` checked against option ``name``'s bounds in the table (:func:`check_number`)."""
+    check_number(name, value, **option(name).bounds)
+
+
 def check_number(key: str, value: Any, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False) -> None:
     """``value`` checked to be a number within the bounds (an option's :attr:`Option.bounds`).

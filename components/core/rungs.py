@@ -53,7 +53,7 @@ def check_halving(settings: dict, folds: int, epochs: int | None = None) -> dict
         raise FoldwiseError(f"elimination must be one of {', '.join(ELIMINATIONS)}, got "
                             f"{elimination!r}")
     confidence = float(settings.get("confidence") or options.option("confidence").default)
-    options.check_number("confidence", confidence, **options.option("confidence").bounds)
+    options.check_bounded("confidence", confidence)
     if resource == "folds":
         maximum = int(settings.get("max_resources") or folds)
         if not 1 <= maximum <= folds:

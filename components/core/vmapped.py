@@ -43,6 +43,7 @@ Compiled metrics are not tracked per epoch (the history holds ``loss``, ``val_lo
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -1250,16 +1251,15 @@ def _stacked(arrays: list[np.ndarray], rows: int | None = None,
 
 def _write_rows(stacked, array: np.ndarray, k: int):
     """``array`` written into ``stacked[k]`` at its top-left corner, in place (donated)."""
-    global _WRITE
-    if _WRITE is None:
-        import jax
-
-        _WRITE = jax.jit(lambda buffer, rows, at: jax.lax.dynamic_update_slice(
-            buffer, rows[None], (at, 0, 0)), donate_argnums=0)
-    return _WRITE(stacked, array, k)
+    return _row_writer()(stacked, array, k)
 
 
-_WRITE = None
+@functools.cache
+def _row_writer():
+    import jax
+
+    return jax.jit(lambda buffer, rows, at: jax.lax.dynamic_update_slice(
+        buffer, rows[None], (at, 0, 0)), donate_argnums=0)
 
 
 def _chunked(rows: int) -> int:
