@@ -75,7 +75,7 @@ def folds_of(name: str):
     import pandas as pd
 
     from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-    from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
 
     target, task = TABLES[name]
     raw = pd.read_csv(table_path(name))

@@ -65,10 +65,10 @@ def prepare(csv: Path, rows: int | None, folder: Path) -> dict:
     import numpy as np
 
     from foldwise.components.core.columns import FOLD_COLUMN
-    from foldwise.components.core.encoding import feature_matrix
-    from foldwise.components.core.fold_transforms import encode_fold, scale_fold
-    from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-    from foldwise.components.core.table import read_table
+    from foldwise.components.core.data.encoding import feature_matrix
+    from foldwise.components.core.data.fold_transforms import encode_fold, scale_fold
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+    from foldwise.components.core.data.table import read_table
 
     started = time.perf_counter()
     raw = read_table(str(csv))
@@ -103,11 +103,12 @@ def worker(args) -> None:
     import keras
     import numpy as np
 
-    from foldwise.components.core import metrics
-    from foldwise.components.core.estimators import seed_everything, standard_target_scaling
-    from foldwise.components.core.model import build_model, normalize_spec
-    from foldwise.components.core.targets import TargetForm
-    from foldwise.components.core.vmapped import Member, architecture_key, fit_members
+    from foldwise.components.core.models.estimators import standard_target_scaling
+    from foldwise.components.core.models.keras_model import build_model, seed_everything
+    from foldwise.components.core.models.spec import normalize_spec
+    from foldwise.components.core.models.targets import TargetForm
+    from foldwise.components.core.scoring import metrics
+    from foldwise.components.core.training.vmapped import Member, architecture_key, fit_members
 
     t_imports = time.time()
     devices = [str(d) for d in jax.devices()]  # initializes the backend

@@ -83,8 +83,7 @@ def worker(rows: int) -> dict:
                                    encoder_state=artifact(dsl.Artifact, "encoder"))
         seconds["one_hot_encode"] = time.perf_counter() - started
         started = time.perf_counter()
-        from foldwise.components.core.fold_data import read_fold_table
-        from foldwise.components.core.training import split_fold
+        from foldwise.components.core.data.fold_data import read_fold_table, split_fold
 
         frame, fold, features = read_fold_table(encoded.path)
         data = split_fold(frame, fold, "y", features)

@@ -93,7 +93,7 @@ def run_mlp(rows: int) -> dict:
     import pandas as pd
 
     from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-    from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
 
     raw = pd.read_parquet(table_path(rows))
     prepared, schema = preprocess(raw, PreprocessOptions(target="y", task="regression",

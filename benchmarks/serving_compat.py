@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.components.core.model import build_model, normalize_spec
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.serving import (
-    build_serving_model,
-    fit_preprocessing,
-    serving_inputs,
-)
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.whole_table import fit_preprocessing
+from foldwise.components.core.models.keras_model import build_model
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.serving.serving_model import build_serving_model, serving_inputs
 
 LOADER = """
 import json, sys

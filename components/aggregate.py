@@ -55,8 +55,8 @@ def aggregate(
             epoch at which its mean validation-fold loss over the folds is lowest.
     """
     from foldwise.components import storage
-    from foldwise.components.core.aggregate import aggregate_search, package_versions
     from foldwise.components.core.jsonio import read_json, write_json
+    from foldwise.components.core.results.aggregate import aggregate_search, package_versions
 
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
     out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),

@@ -15,6 +15,6 @@ def champion(promote_to: str) -> list:
         the configuration is cross-validated again beside the challengers.
     """
     from foldwise.components import storage
-    from foldwise.components.core.promotion import promoted_configuration
+    from foldwise.components.core.results.promotion import promoted_configuration
 
     return promoted_configuration(promote_to, storage.exists, storage.read_bytes)

@@ -18,7 +18,7 @@ def collect_folds(encoded: Input[List[Dataset]], fold_data: Output[Dataset]):
         encoded: The one_hot_encode step's tables, one per fold, in any order.
         fold_data: Folder of ``fold-<k>.parquet`` files.
     """
-    from foldwise.components.core.fold_data import collect_fold_tables
+    from foldwise.components.core.data.fold_data import collect_fold_tables
 
     folds = collect_fold_tables([table.path for table in encoded], fold_data.path)
     fold_data.metadata["folds"] = folds

@@ -42,14 +42,14 @@ def export(
     import yaml
 
     from foldwise.components import storage
-    from foldwise.components.core.deploy import (
+    from foldwise.components.core.jsonio import read_json
+    from foldwise.components.core.results.promotion import VERSIONS, new_version_name
+    from foldwise.components.core.serving.deploy import (
         MANIFEST_NAME,
         TFSERVING_FOLDER,
         inference_service,
         service_name,
     )
-    from foldwise.components.core.jsonio import read_json
-    from foldwise.components.core.promotion import VERSIONS, new_version_name
 
     def versioned(root: str) -> str:
         return storage.join(root, VERSIONS, new_version_name())

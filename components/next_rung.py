@@ -38,8 +38,8 @@ def next_rung(
     """
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json, write_json
-    from foldwise.components.core.metrics import default_scoring
-    from foldwise.components.core.rungs import next_rung as plan_next
+    from foldwise.components.core.scoring.metrics import default_scoring
+    from foldwise.components.core.search.rungs import next_rung as plan_next
 
     described = read_json(schema.path)
     planned = plan_next(read_json(previous.path), list(fold_results), storage.read_bytes,

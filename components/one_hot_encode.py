@@ -25,8 +25,8 @@ def one_hot_encode(
     """
     import pandas as pd
 
-    from foldwise.components.core.fold_data import write_fold_table
-    from foldwise.components.core.fold_transforms import encode_fold
+    from foldwise.components.core.data.fold_data import write_fold_table
+    from foldwise.components.core.data.fold_transforms import encode_fold
     from foldwise.components.core.jsonio import read_json, write_json
 
     table, features, state = encode_fold(pd.read_parquet(scaled.path), read_json(schema.path),

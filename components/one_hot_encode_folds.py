@@ -25,7 +25,7 @@ def one_hot_encode_folds(
             each file's metadata.
         encoder_state: JSON ``{"folds": [...]}``: per fold its categories and feature names.
     """
-    from foldwise.components.core.fold_transforms import encode_all_folds
+    from foldwise.components.core.data.fold_transforms import encode_all_folds
     from foldwise.components.core.jsonio import read_json, write_json
 
     states = encode_all_folds(scaled.path, read_json(schema.path), fold_data.path)

@@ -54,26 +54,27 @@ def plan_trials(
     Returns:
         ``[0, 1, ...]``: the train tasks' numbers in ``plan``, the items of the train loop.
     """
-    from foldwise.components.core.grid import candidates, plan_trials
     from foldwise.components.core.jsonio import class_count, read_json, write_json
-    from foldwise.components.core.vmapped import select_backend
+    from foldwise.components.core.search.grid import candidates
+    from foldwise.components.core.search.packing import plan_trials
+    from foldwise.components.core.training.vmapped import select_backend
 
     select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
     if halving and param_distributions and int(n_iter) < 1:
-        from foldwise.components.core.rungs import exhaust_candidates, fixed_epochs
+        from foldwise.components.core.search.rungs import exhaust_candidates, fixed_epochs
 
         n_iter = exhaust_candidates(halving, len(fold_ids), fixed_epochs(model_spec))
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline,
                          distributions=param_distributions, n_iter=n_iter, seed=seed)
-    from foldwise.components.core.builders import tensorflow_operations
+    from foldwise.components.core.models.builder_checks import tensorflow_operations
 
     needs = tensorflow_operations(configs, described, model_spec.get("builder"), int(seed))
     configs = [{**c, "tensorflow": needs[c["config_id"]]} if c["config_id"] in needs else c
                for c in configs]
     if halving:
-        from foldwise.components.core.rungs import first_rung
+        from foldwise.components.core.search.rungs import first_rung
 
         planned = first_rung(configs, fold_ids, halving, rungs, packing)
     else:

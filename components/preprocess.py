@@ -41,10 +41,10 @@ def preprocess(
         return value, not a named output: kfp.local cannot loop over named outputs.)
     """
     from foldwise.components import storage
+    from foldwise.components.core.data.preprocess import preprocess as run_preprocess
+    from foldwise.components.core.data.preprocess import preprocess_options
+    from foldwise.components.core.data.table import file_sha256, read_table
     from foldwise.components.core.jsonio import write_json
-    from foldwise.components.core.preprocess import preprocess as run_preprocess
-    from foldwise.components.core.preprocess import preprocess_options
-    from foldwise.components.core.table import file_sha256, read_table
 
     options = preprocess_options({"target": target, "task": task, "categorical": categorical,
                                   "numeric": numeric, "drop": drop,

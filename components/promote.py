@@ -33,8 +33,8 @@ def promote(schema: Input[Artifact], best_config: Input[Artifact], champion: lis
 
     from foldwise.components import storage
     from foldwise.components.core.jsonio import class_count, read_json, write_json
-    from foldwise.components.core.model import config_id, normalize_spec
-    from foldwise.components.core.promotion import POINTER, decide, pointer
+    from foldwise.components.core.models.spec import config_id, normalize_spec
+    from foldwise.components.core.results.promotion import POINTER, decide, pointer
 
     described = read_json(schema.path)
     current = None

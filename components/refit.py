@@ -49,10 +49,10 @@ def refit(
         os.environ["KERAS_BACKEND"] = "tensorflow"
     import pandas as pd
 
-    from foldwise.components.core import engine_process
-    from foldwise.components.core.builders import with_source
     from foldwise.components.core.jsonio import class_count, read_json, write_json
-    from foldwise.components.core.model import normalize_spec
+    from foldwise.components.core.models.builder_code import with_source
+    from foldwise.components.core.models.spec import normalize_spec
+    from foldwise.components.core.training import engine_process
 
     described, best = read_json(schema.path), read_json(best_config.path)
     best = {**best, "params": with_source(best["params"], model_spec.get("builder"))}
@@ -66,8 +66,9 @@ def refit(
         # and the same preprocessing, for the export.
         spec = normalize_spec(best["params"], described["task"], n_classes)
         job.spec = spec
-        from foldwise.components.core.serving import all_rows, build_serving_model
-        from foldwise.components.core.training import predictions_frame
+        from foldwise.components.core.data.whole_table import all_rows
+        from foldwise.components.core.serving.serving_model import build_serving_model
+        from foldwise.components.core.training.fit import predictions_frame
 
         everything, state = all_rows(pd.read_parquet(prepared.path), described, scaler)
         result = job.result(everything)

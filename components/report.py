@@ -27,7 +27,7 @@ def report(
     import pandas as pd
 
     from foldwise.components.core.jsonio import read_json
-    from foldwise.components.core.report import build_report
+    from foldwise.components.core.results.report import build_report
 
     text = build_report(read_json(schema.path), pd.read_csv(cv_results.path),
                         read_json(summary.path), pd.read_parquet(oof_predictions.path),

@@ -26,7 +26,7 @@ def scale(
     """
     import pandas as pd
 
-    from foldwise.components.core.fold_transforms import scale_fold
+    from foldwise.components.core.data.fold_transforms import scale_fold
     from foldwise.components.core.jsonio import read_json, write_json
 
     numeric = read_json(schema.path)["numeric"]

@@ -27,7 +27,7 @@ def scale_folds(
     """
     import pandas as pd
 
-    from foldwise.components.core.fold_transforms import scale_all_folds
+    from foldwise.components.core.data.fold_transforms import scale_all_folds
     from foldwise.components.core.jsonio import read_json, write_json
 
     numeric = read_json(schema.path)["numeric"]

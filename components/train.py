@@ -64,9 +64,9 @@ def train(
     import shutil
 
     from foldwise.components import storage
-    from foldwise.components.core import reuse
     from foldwise.components.core.jsonio import dumps, read_json, write_json
-    from foldwise.components.core.trials import checkpoint_dir, run_trials
+    from foldwise.components.core.training import resume
+    from foldwise.components.core.training.trials import checkpoint_dir, run_trials
 
     task = read_json(plan.path)["tasks"][int(trial)]
     out = run_trials(fold_data.path, read_json(schema.path), task["configs"], task["folds"],
@@ -78,7 +78,7 @@ def train(
                      tensorflow=task.get("backend") == "tensorflow")
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
-    reuse.write_record(model.path, out.records)  # last: it points at the files above
+    resume.write_record(model.path, out.records)  # last: it points at the files above
     shutil.rmtree(checkpoint_dir(model.path), ignore_errors=True)  # every output is written
     for name, value in out.metrics.items():
         metrics.log_metric(name, value)

@@ -238,7 +238,7 @@ class GridSearchCV(_PipelineEstimator):
 
     def _candidates(self) -> tuple[list, list]:
         """``(grid, space)``: the search's candidates, checked."""
-        from foldwise.components.core.grid import check_grid
+        from foldwise.components.core.search.grid import check_grid
 
         grid = (check_grid(self.param_grid, "param_grid", self.model is not None)
                 if self.param_grid else [])
@@ -322,7 +322,7 @@ class GridSearchCV(_PipelineEstimator):
 
     def score(self, X, y) -> float:
         """``scorer_`` (the metric that picked the best configuration) on these rows."""
-        from foldwise.components.core.metrics import score
+        from foldwise.components.core.scoring.metrics import score
 
         truth = np.asarray(y)
         if self.classes_ is None:
@@ -473,7 +473,7 @@ class RandomizedSearchCV(GridSearchCV):
         self._set(param_distributions, params)
 
     def _candidates(self) -> tuple[list, list]:
-        from foldwise.components.core.sampling import check_space, from_python
+        from foldwise.components.core.search.sampling import check_space, from_python
 
         if not self.param_distributions:
             raise FoldwiseError("param_distributions is empty: give a mapping of parameter → "
@@ -522,7 +522,7 @@ class HalvingGridSearchCV(GridSearchCV):
     def _load_search(self, result) -> None:
         import math
 
-        from foldwise.components.core.rungs import plan_schedule
+        from foldwise.components.core.search.rungs import plan_schedule
 
         settings, planned = plan_schedule(result.plan.arguments["halving"],
                                           self.summary_["folds"], result.plan.configs)

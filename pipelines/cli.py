@@ -238,8 +238,8 @@ def _unexpected(err: Exception) -> int:
 
 def search_from_args(args: argparse.Namespace):
     """The :class:`runs.Search` a parsed command line asks for."""
-    from foldwise.components.core.grid import load_grid, load_space
-    from foldwise.components.core.sampling import has_distributions
+    from foldwise.components.core.search.grid import load_grid, load_space
+    from foldwise.components.core.search.sampling import has_distributions
     from foldwise.pipelines.runs import Search
 
     kind = kinds.get(args.pipeline)
@@ -323,7 +323,7 @@ def submit_command(args: argparse.Namespace) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     """Predict a table's rows with an exported model; write a CSV (path or gs://)."""
     from foldwise.components import storage
-    from foldwise.components.core.table import read_table
+    from foldwise.components.core.data.table import read_table
     from foldwise.pipelines.models import load_model
 
     model = load_model(args.model)

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 
 from foldwise.components.core import options
+from foldwise.components.core.data.table import suggest
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.table import suggest
 
 # User name → (GKE node label value, Vertex AI accelerator type).
 GPUS = {

@@ -164,7 +164,10 @@ def _short(value) -> str:
 def print_estimates(search, estimates: list, nodes: int, accelerator: str,
                     pod_start: float | None = None) -> None:
     """The packings side by side: tasks, models per task, time here and on the cluster."""
-    from foldwise.components.core import costs, options
+    from foldwise.components.core import options
+    from foldwise.components.core.search.costs import POD_START_SECONDS
+    from foldwise.components.core.training.step_costs import MEASURED
+
     def seconds(value: float) -> str:
         return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
@@ -172,7 +175,7 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
     columns = [("packing", 9), ("tasks", 7), ("models/task", 14), ("here", 10),
                (cluster, max(12, len(cluster) + 2)), ("node-hours", 12)]
     print(f"{search.pipeline}: estimated from the per-step costs measured on "
-          f"{costs.MEASURED['machine']} ({costs.MEASURED['measured']})")
+          f"{MEASURED['machine']} ({MEASURED['measured']})")
     print("".join(name.ljust(size) if i == 0 else name.rjust(size)
                   for i, (name, size) in enumerate(columns)))
     chosen = search.run.get("packing") or options.LOCAL_DEFAULTS["packing"]
@@ -184,7 +187,7 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
                  seconds(found.cluster_seconds), f"{found.node_hours:.3f}"]
         print("".join(cell.ljust(size) if i == 0 else cell.rjust(size)
                       for i, (cell, (_, size)) in enumerate(zip(cells, columns, strict=True))))
-    start = costs.POD_START_SECONDS if pod_start is None else pod_start
+    start = POD_START_SECONDS if pod_start is None else pod_start
     print(f"* what 'run' would use here; a compiled pipeline defaults to "
           f"{options.option('packing').default}. Each pod is assumed to start in "
           f"{start:.0f} s (--pod-start).")
@@ -196,7 +199,7 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
     note = kinds.get(search.pipeline).estimate_note
     if note:
         print(f"{search.pipeline} is {note}.")
-    from foldwise.components.core.estimators import role_of
+    from foldwise.components.core.models.estimators import role_of
 
     if role_of(search.model) == "user":
         print("Your builder's layers are not known before it is built: its models are "

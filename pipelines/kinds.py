@@ -31,7 +31,7 @@ def _no_arguments(n_iter: int, settings: dict | None, space: list) -> dict:
 
 def _one_stage(settings, configs: list, folds: list, packing: str) -> tuple[None, dict]:
     """One loop of train tasks: ``(no rungs, {"trials": its tasks})``."""
-    from foldwise.components.core.grid import plan_trials
+    from foldwise.components.core.search.packing import plan_trials
 
     return None, {"trials": len(plan_trials(configs, folds, packing))}
 
@@ -162,7 +162,7 @@ def _describe_retrain(plan, destination: str) -> list[str]:
 
 def rung_line(plan) -> str:
     """A staged plan's rungs in words: ``24 × 1 fold → 8 × 3 folds (halving, factor 3)``."""
-    from foldwise.components.core.rungs import plan_schedule
+    from foldwise.components.core.search.rungs import plan_schedule
 
     settings, planned = plan_schedule(plan.arguments["halving"], plan.schema["folds"],
                                       plan.configs)
@@ -184,7 +184,11 @@ def _halving_size(search, grid: list, space: list, folds: int) -> tuple[int, dic
     Raises:
         FoldwiseError: Both or neither of a grid and a space, or bad halving settings.
     """
-    from foldwise.components.core.rungs import check_halving, exhaust_candidates, fixed_epochs
+    from foldwise.components.core.search.rungs import (
+        check_halving,
+        exhaust_candidates,
+        fixed_epochs,
+    )
 
     if bool(grid) == bool(space):
         raise FoldwiseError(f"{search.pipeline} needs its candidates: a grid (lists of "
@@ -203,8 +207,8 @@ def _halving_arguments(n_iter: int, settings: dict, space: list) -> dict:
 
 def _halving_stages(settings: dict, configs: list, folds: list, packing: str):
     """The rungs the DAG needs, and the most train tasks each rung's loop can have."""
-    from foldwise.components.core.grid import plan_trials
-    from foldwise.components.core.rungs import (
+    from foldwise.components.core.search.packing import plan_trials
+    from foldwise.components.core.search.rungs import (
         check_epochs_candidates,
         check_no_baseline,
         plan_schedule,

@@ -41,14 +41,14 @@ class ServingModel:
         with quiet_stderr():  # TensorFlow writes start-up chatter straight to descriptor 2
             import keras
 
-            import foldwise.components.core.serving  # noqa: F401 - registers its layers
+            import foldwise.components.core.serving.serving_model  # noqa: F401 - registers its layers
         config = folder / "config.json"
         params = (json.loads(config.read_text(encoding="utf-8"))["params"]
                   if config.is_file() else {})
-        from foldwise.components.core.estimators import role_of
+        from foldwise.components.core.models.estimators import role_of
 
         if role_of(params) == "user":  # its module registers custom layers
-            from foldwise.components.core.builders import load_builder
+            from foldwise.components.core.models.builder_code import load_builder
 
             load_builder(params["builder"])
         self.folder = folder
@@ -65,7 +65,7 @@ class ServingModel:
         self.classes_ = np.asarray(classes) if classes else None
 
     def _outputs(self, table) -> np.ndarray:
-        from foldwise.components.core.serving import serving_inputs
+        from foldwise.components.core.serving.serving_model import serving_inputs
 
         if len(table) == 0:  # Keras cannot run a model on no rows
             return np.zeros((0, len(self.classes_) if self.classes_ is not None else 1))
@@ -74,7 +74,7 @@ class ServingModel:
 
     def prediction_table(self, table):
         """One line per row: ``row``, then the prediction (and class probabilities)."""
-        from foldwise.components.core.serving import prediction_table
+        from foldwise.components.core.serving.serving_model import prediction_table
 
         outputs = self._outputs(table)
         values = np.asarray(outputs, dtype="float64")
@@ -96,7 +96,7 @@ class ServingModel:
         take the name; ``preprocessing.json`` lists them all), numbers as numbers (a missing
         one as ``NaN``), categories as text (a missing one as ``""``).
         """
-        from foldwise.components.core.serving import request_body
+        from foldwise.components.core.serving.serving_model import request_body
 
         return request_body(_frame(X), self.preprocessing)
 

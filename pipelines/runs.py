@@ -80,12 +80,12 @@ class Search:
             if value is not None:
                 model[opt.name] = value
         if values.get("model") is not None:  # a model of the user's own
-            from foldwise.components.core.builders import builder_reference
+            from foldwise.components.core.models.builder_code import builder_reference
             from foldwise.pipelines.models import quiet_stderr
 
             with quiet_stderr():  # its module may import TensorFlow, which chatters
                 reference = builder_reference(values["model"])
-            from foldwise.components.core.estimators import named
+            from foldwise.components.core.models.estimators import named
 
             (user,) = named("user")
             model = {"estimator": user, "builder": reference, **model}
@@ -157,10 +157,10 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
             scoring, the champion (the message names it).
     """
     from foldwise.components import storage
-    from foldwise.components.core import metrics
-    from foldwise.components.core.grid import candidates
-    from foldwise.components.core.preprocess import preprocess, preprocess_options
-    from foldwise.components.core.table import read_table
+    from foldwise.components.core.data.preprocess import preprocess, preprocess_options
+    from foldwise.components.core.data.table import read_table
+    from foldwise.components.core.scoring import metrics
+    from foldwise.components.core.search.grid import candidates
     kind = kinds.get(search.pipeline)
     table_bytes = None
     if search.table is not None:
@@ -186,10 +186,10 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     configs = candidates(grid, search.model, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
                          seed=search.run["seed"])
-    from foldwise.components.core.estimators import role_of
+    from foldwise.components.core.models.estimators import role_of
 
     if role_of(search.model) == "user":  # what only building it shows
-        from foldwise.components.core.builders import check_configs
+        from foldwise.components.core.models.builder_checks import check_configs
         from foldwise.pipelines.models import quiet_stderr
 
         with quiet_stderr():
@@ -226,15 +226,15 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
     """Check a search as :func:`plan` does and estimate it under every packing.
 
     Returns:
-        One :class:`~foldwise.components.core.costs.Estimate` per packing (``none``,
+        One :class:`~foldwise.components.core.search.costs.Estimate` per packing (``none``,
         ``folds``, ``configs``), from the measured costs in ``core.costs`` and the grid's
         arithmetic. A halving search is estimated as its full grid (an upper bound).
 
     Raises:
         FoldwiseError: What :func:`plan` raises; nodes below 1; an unknown accelerator.
     """
-    from foldwise.components.core import costs
-    from foldwise.components.core.grid import PACKINGS
+    from foldwise.components.core.search import costs
+    from foldwise.components.core.search.packing import PACKINGS
 
     if int(nodes) < 1:
         raise FoldwiseError(f"--nodes must be at least 1, got {nodes}")
@@ -273,7 +273,7 @@ def parquet_bytes(table) -> bytes:
 
 def read_table_bytes(content: bytes):
     """A Parquet table held in memory, read as :func:`core.table.read_table` reads files."""
-    from foldwise.components.core.table import read_table
+    from foldwise.components.core.data.table import read_table
 
     with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
         path = Path(folder) / "data.parquet"
@@ -284,7 +284,7 @@ def read_table_bytes(content: bytes):
 def champion(promote_to: str | None) -> list[dict]:
     """The promoted model's configuration under ``promote_to`` (``[]`` if none yet)."""
     from foldwise.components import storage
-    from foldwise.components.core.promotion import promoted_configuration
+    from foldwise.components.core.results.promotion import promoted_configuration
 
     if not promote_to:
         raise FoldwiseError("a retrain needs --promote-to: the folder or gs:// prefix holding "
@@ -346,7 +346,7 @@ def run_local(search: Search, on_event: Callable | None = None,
         if not search.resume and (search.output is None or storage.is_gcs(search.output)):
             shutil.rmtree(workspace, ignore_errors=True)  # made for this run
         raise
-    from foldwise.components.core.reuse import RESUME_ENV
+    from foldwise.components.core.training.resume import RESUME_ENV
 
     saved = os.environ.get(RESUME_ENV)
     if search.resume:  # the steps take over the trials the earlier run finished
@@ -575,7 +575,7 @@ def model_folder(uri: str) -> str:
         FoldwiseError: Nothing there is a foldwise model.
     """
     from foldwise.components import storage
-    from foldwise.components.core.promotion import POINTER
+    from foldwise.components.core.results.promotion import POINTER
 
     uri = str(uri).rstrip("/")
     pointer_uri = storage.join(uri, POINTER)

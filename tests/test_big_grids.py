@@ -14,12 +14,12 @@ import pytest
 from kfp import dsl
 
 from foldwise.components import plan_trials
-from foldwise.components.core.grid import candidates
+from foldwise.components.core.search.grid import candidates
 from foldwise.pipelines.cli import main
 
 
 def test_two_thousand_configurations_plan_into_an_artifact(tmp_path, penguins):
-    from foldwise.components.core.preprocess import PreprocessOptions, preprocess
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
 
     _, schema = preprocess(penguins, PreprocessOptions(target="species", folds=5))
     (tmp_path / "schema").write_text(json.dumps(schema))

@@ -22,8 +22,8 @@ from foldwise.components import (
     train,
 )
 from foldwise.components.core.columns import FOLD_COLUMN
-from foldwise.components.core.fold_data import fold_file, read_fold_table
-from foldwise.components.core.scaling import fit_scaler
+from foldwise.components.core.data.fold_data import fold_file, read_fold_table
+from foldwise.components.core.data.scaling import fit_scaler
 
 FOLDS = 3
 

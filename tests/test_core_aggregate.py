@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.components.core.aggregate import (
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import dumps, write_json
+from foldwise.components.core.results.aggregate import (
     aggregate_search,
     best_config_id,
     cv_results,
     read_fold_results,
     summary,
 )
-from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.jsonio import dumps, write_json
 
 
 def result(cid, fold, r2, params=None):

@@ -12,26 +12,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.components.core.builders import (
+from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
+from foldwise.components.core.data.encoding import raw_column_indices
+from foldwise.components.core.data.fold_data import (
+    FoldData,
+    fold_file,
+    split_fold,
+    write_fold_table,
+)
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.models.builder_code import builder_reference, load_builder
+from foldwise.components.core.models.builder_keras import (
     BuildContext,
     LossForm,
     build,
     builder_arguments,
-    builder_reference,
     check_builder_params,
-    load_builder,
     loss_form,
     output_units,
     route,
 )
-from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-from foldwise.components.core.encoding import raw_column_indices
-from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import get_estimator
-from foldwise.components.core.fold_data import fold_file, write_fold_table
-from foldwise.components.core.model import config_id, normalize_spec
-from foldwise.components.core.training import FoldData, split_fold, train_folds
-from foldwise.components.core.trials import run_trials
+from foldwise.components.core.models.estimators import get_estimator
+from foldwise.components.core.models.spec import config_id, normalize_spec
+from foldwise.components.core.training.fit import train_folds
+from foldwise.components.core.training.trials import run_trials
 
 # ----- the four builder forms of issue 11 -----------------------------------------------------
 input_dim = 3
@@ -313,7 +317,7 @@ def test_a_custom_registered_layer_reloads_safely_after_the_builder_loads(tmp_pa
     # A fresh process, as a serving step: the model loads once the builder's module does.
     script = textwrap.dedent(f"""
         import json, numpy as np, keras
-        from foldwise.components.core.builders import load_builder
+        from foldwise.components.core.models.builder_code import load_builder
         folder = {str(tmp_path)!r}
         try:
             keras.saving.load_model(folder + "/model.keras", safe_mode=True)
@@ -470,8 +474,8 @@ def test_outputs_come_back_as_user_values():
 
 def test_one_target_form_serves_foldwise_mlp_builders_and_the_serving_layer_alike():
     """The MLP's form equals a builder's of the same loss, and the serving layer answers it."""
-    from foldwise.components.core.serving import UserScale
-    from foldwise.components.core.targets import TargetForm
+    from foldwise.components.core.models.targets import TargetForm
+    from foldwise.components.core.serving.serving_model import UserScale
 
     raw = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], dtype="float32")
     mlp = TargetForm.of_mlp("multiclass", 3, None)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from foldwise.components.core.deploy import inference_service, service_name
+from foldwise.components.core.serving.deploy import inference_service, service_name
 
 RFC_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 

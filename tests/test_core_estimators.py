@@ -6,9 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from foldwise.components.core import estimators
+from foldwise.components.core.data.fold_data import FoldData
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import (
+from foldwise.components.core.models import estimators
+from foldwise.components.core.models.estimators import (
     Estimator,
     Fitted,
     estimator_names,
@@ -16,8 +17,9 @@ from foldwise.components.core.estimators import (
     register,
     standard_target_scaling,
 )
-from foldwise.components.core.model import ESTIMATORS, normalize_spec, output_kind
-from foldwise.components.core.training import FoldData, save_model, train_fold
+from foldwise.components.core.models.keras_model import output_kind
+from foldwise.components.core.models.spec import ESTIMATORS, normalize_spec
+from foldwise.components.core.training.fit import save_model, train_fold
 
 
 def fold(task):
@@ -146,7 +148,7 @@ def test_no_code_outside_the_registry_branches_on_an_estimators_name():
 
 
 def test_each_estimator_has_one_role_and_the_roles_are_the_ones_asked_for():
-    from foldwise.components.core.estimators import get_estimator, keras_names, named
+    from foldwise.components.core.models.estimators import get_estimator, keras_names, named
 
     assert named("mlp") == ("keras",) and named("user") == ("keras_builder",)
     assert named("baseline") == ("sklearn_mlp",)

@@ -1,13 +1,13 @@
 import pytest
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.grid import (
+from foldwise.components.core.search.grid import (
     expand_grid,
     load_grid,
-    plan_trials,
     single_config_grid,
     with_baseline,
 )
+from foldwise.components.core.search.packing import plan_trials
 
 
 def test_expands_like_sklearn_parameter_grid(tmp_path):
@@ -128,14 +128,14 @@ def test_baseline_errors():
 def test_parameter_grid_expands_in_scikit_learns_order():
     from sklearn.model_selection import ParameterGrid
 
-    from foldwise.components.core.grid import parameter_grid
+    from foldwise.components.core.search.grid import parameter_grid
 
     part = {"learning_rate": [0.1, 0.01], "hidden_units": [[8], [4, 4]], "epochs": [3, 5, 7]}
     assert parameter_grid(part) == list(ParameterGrid(part))
 
 
 def test_packed_tasks_are_cut_where_the_longest_task_is_shortest():
-    from foldwise.components.core.costs import pack_step_units
+    from foldwise.components.core.training.step_costs import pack_step_units
 
     grid = [{"hidden_units": [[32, 32], [64, 64], [128, 128]], "learning_rate": [1e-3, 1e-2]}]
     configs = expand_grid(grid, "regression", None)
@@ -152,8 +152,9 @@ def test_packed_tasks_are_cut_where_the_longest_task_is_shortest():
 
 
 def test_the_cut_is_the_best_of_every_cut_and_linear_in_the_grid(monkeypatch):
-    from foldwise.components.core import costs
-    from foldwise.components.core.costs import best_cut, pack_step_units
+    from foldwise.components.core.search.packing import best_cut
+    from foldwise.components.core.training import step_costs
+    from foldwise.components.core.training.step_costs import pack_step_units
 
     grid = [{"hidden_units": [[w, w] for w in (16, 256, 8, 8, 64, 32, 128)],
              "learning_rate": [1e-3, 1e-2]}]
@@ -166,14 +167,15 @@ def test_the_cut_is_the_best_of_every_cut_and_linear_in_the_grid(monkeypatch):
     wide = [{"hidden_units": [[w, w] for w in range(8, 1008)]}]  # 1,000 configurations
     many = expand_grid(wide, "regression", None)
     calls = []
-    counted = costs.layer_macs
-    monkeypatch.setattr(costs, "layer_macs", lambda *a, **k: calls.append(1) or counted(*a, **k))
+    counted = step_costs.layer_macs
+    monkeypatch.setattr(step_costs, "layer_macs",
+                        lambda *a, **k: calls.append(1) or counted(*a, **k))
     tasks = plan_trials(many, list(range(5)), packing="configs")
     assert len(tasks) == 2 and len(calls) == 2 * len(many)  # each side's running cost, once
 
 
 def test_longest_first_schedules_tasks_on_parallel_slots():
-    from foldwise.components.core.costs import longest_first
+    from foldwise.components.core.search.costs import longest_first
 
     assert longest_first([5, 4, 3, 3, 3], 2) == 10  # longest first: 5+3 | 4+3+3
     assert longest_first([5, 4, 3, 3, 3], 5) == 5 and longest_first([5, 4], 1) == 9

@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import (
+from foldwise.components.core.models.keras_model import (
     ACTIVATIONS,
     BINARY_LOSSES,
     MULTICLASS_LOSSES,
     OPTIMIZERS,
     REGRESSION_LOSSES,
     build_model,
-    config_id,
-    normalize_spec,
 )
+from foldwise.components.core.models.spec import config_id, normalize_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
 

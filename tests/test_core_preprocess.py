@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
+from foldwise.components.core.data.preprocess import PreprocessOptions, infer_task, preprocess
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.preprocess import PreprocessOptions, infer_task, preprocess
 
 
 def run(table, **options):

@@ -11,9 +11,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - scikit-learn's gate
 from sklearn.model_selection import HalvingGridSearchCV, ParameterSampler
 
-from foldwise.components.core import aggregate, rungs, sampling, selection
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.grid import candidates, load_space
+from foldwise.components.core.results import aggregate
+from foldwise.components.core.scoring import stats
+from foldwise.components.core.search import halving, rungs, sampling
+from foldwise.components.core.search.grid import candidates, load_space
 
 
 def _python(value):
@@ -122,7 +124,7 @@ def test_halving_schedule_is_scikit_learns(n_candidates, factor, min_resources, 
         _Budgeted(), {"a": list(range(n_candidates))}, factor=factor, resource="budget",
         min_resources=min_resources, max_resources=max_resources,
         aggressive_elimination=aggressive, cv=2, refit=False).fit(X, y)
-    ours = selection.halving_schedule(n_candidates, factor, min_resources, max_resources,
+    ours = halving.halving_schedule(n_candidates, factor, min_resources, max_resources,
                                       aggressive)
     assert ours.n_resources == theirs.n_resources_
     assert ours.n_candidates == theirs.n_candidates_
@@ -134,11 +136,11 @@ def test_halving_schedule_is_scikit_learns(n_candidates, factor, min_resources, 
 def test_corrected_ttest_matches_the_hand_computed_value():
     # d = [.02, .01, .03, 0, .02]: mean .016, sample variance 5.2e-4 / 4 = 1.3e-4;
     # corrected by 1/5 + 20/80 = .45: 5.85e-5; t = .016 / sqrt(5.85e-5) = 2.09191; df 4.
-    t, p = selection.corrected_ttest([0.02, 0.01, 0.03, 0.0, 0.02], n_train=80, n_test=20)
+    t, p = stats.corrected_ttest([0.02, 0.01, 0.03, 0.0, 0.02], n_train=80, n_test=20)
     assert t == pytest.approx(2.091905, rel=1e-6)
     assert p == pytest.approx(0.0523026, rel=1e-5)  # one-sided, Student's t with 4 df
-    assert math.isnan(selection.corrected_ttest([0.01], 80, 20)[1])
-    assert math.isnan(selection.corrected_ttest([0.01, 0.01, 0.01], 80, 20)[1])
+    assert math.isnan(stats.corrected_ttest([0.01], 80, 20)[1])
+    assert math.isnan(stats.corrected_ttest([0.01, 0.01, 0.01], 80, 20)[1])
 
 
 def test_one_standard_error_rule_on_a_literal_table():
@@ -147,22 +149,22 @@ def test_one_standard_error_rule_on_a_literal_table():
     means = [0.86, 0.88, 0.90, 0.89, 0.876]
     stds = [0.01, 0.02, 0.05, 0.01, 0.03]
     complexity = [(100, 10), (500, 10), (2000, 10), (300, 10), (200, 10)]
-    assert selection.one_standard_error(means, stds, 4, complexity) == 4
+    assert stats.one_standard_error(means, stds, 4, complexity) == 4
     # with 100 folds the standard error is 0.005: nothing else is close enough
-    assert selection.one_standard_error(means, stds, 100, complexity) == 2
-    assert selection.one_standard_error([np.nan, 0.5], [0, 0], 4, [(1,), (2,)]) == 1
+    assert stats.one_standard_error(means, stds, 100, complexity) == 2
+    assert stats.one_standard_error([np.nan, 0.5], [0, 0], 4, [(1,), (2,)]) == 1
     with pytest.raises(FoldwiseError, match="finite mean"):
-        selection.one_standard_error([np.nan], [0], 4, [(1,)])
+        stats.one_standard_error([np.nan], [0], 4, [(1,)])
 
 
 def test_halving_keeps_the_best_share_and_racing_only_drops_what_the_test_rejects():
     scores = {"a": [0.90, 0.91, 0.92, 0.90], "b": [0.50, 0.52, 0.49, 0.51],
               "c": [0.905, 0.90, 0.93, 0.89], "d": [np.nan, 0.9, 0.9, 0.9]}
-    assert selection.survivors(scores, 2) == ["a", "c"]
-    kept = selection.survivors(scores, 2, elimination="racing", confidence=0.95,
+    assert halving.survivors(scores, 2) == ["a", "c"]
+    kept = halving.survivors(scores, 2, elimination="racing", confidence=0.95,
                                n_train=300, n_test=100)
     assert kept == ["a", "c"]  # b is clearly worse, d failed; c is within the noise
-    assert selection.survivors({"a": [0.9, 0.9], "b": [0.9, 0.9]}, 1,
+    assert halving.survivors({"a": [0.9, 0.9], "b": [0.9, 0.9]}, 1,
                                elimination="racing") == ["a", "b"]
 
 

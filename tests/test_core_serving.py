@@ -5,15 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import build_model, normalize_spec
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.serving import (
-    build_serving_model,
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.whole_table import (
     encode,
     fit_preprocessing,
     input_name,
     input_names,
+)
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.models.keras_model import build_model
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.serving.serving_model import (
+    build_serving_model,
     prediction_table,
     serving_inputs,
 )
@@ -44,7 +47,7 @@ def test_unseen_and_missing_categories_and_missing_numbers(fitted):
     rows = pd.DataFrame({"island": ["Atlantis", None], "bill_length_mm": [np.nan, 40.0],
                          "bill_depth_mm": [18.0, 18.0], "flipper_length_mm": [200, 200],
                          "sex": [None, "male"], "year": [2008, 2008], "species": ["x", "y"]})
-    from foldwise.components.core.serving import RawFeatures
+    from foldwise.components.core.serving.serving_model import RawFeatures
 
     encoded = np.asarray(RawFeatures(state)(serving_inputs(rows, state)))
     features = state["features"]
@@ -128,7 +131,7 @@ def test_request_body_of_odd_column_names_is_answered_as_the_model_answers(pengu
     as text, missing values as NaN and ""; the SavedModel answers as the Keras model."""
     from helpers import tfserving
 
-    from foldwise.components.core.serving import request_body
+    from foldwise.components.core.serving.serving_model import request_body
 
     table = penguins.rename(columns={"bill_length_mm": "bill length (mm)", "island": "class"})
     table["year"] = table["year"].astype("category")  # numbers, read as categories
@@ -166,7 +169,7 @@ def test_columns_named_like_the_models_own_parts_serve(tmp_path):
     no input can have."""
     from helpers import tfserving
 
-    from foldwise.components.core.serving import request_body
+    from foldwise.components.core.serving.serving_model import request_body
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"prediction": rng.normal(size=40), "raw_features": rng.normal(size=40),

@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from foldwise.components.core.data.table import read_table
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.table import read_table
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from foldwise.components.core import metrics
+from foldwise.components.core.data.fold_data import FoldData
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.training import FoldData, train_fold
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.scoring import metrics
+from foldwise.components.core.training.fit import train_fold
 
 
 def regression_data(seed=0, rows=80):
@@ -98,7 +99,7 @@ def test_training_does_not_mutate_fold_arrays():
 def test_sklearn_mlp_baseline_trains_matching_settings_and_saves_json(task, tmp_path):
     import json
 
-    from foldwise.components.core.training import save_model
+    from foldwise.components.core.training.fit import save_model
 
     data = regression_data()
     n_classes = None
@@ -182,7 +183,7 @@ DIVERGING = {"hidden_units": [8], "epochs": 4, "optimizer": "sgd", "learning_rat
 @pytest.mark.parametrize("mixed_precision", [False, True])  # packed trainer; Keras' own fit
 def test_a_diverging_model_is_recorded_with_nan_scores_and_saved_as_it_ended(mixed_precision,
                                                                             tmp_path):
-    from foldwise.components.core.training import save_model
+    from foldwise.components.core.training.fit import save_model
 
     spec = normalize_spec({**DIVERGING, "mixed_precision": mixed_precision}, "regression")
     result = train_fold(regression_data(), task="regression", n_classes=None, spec=spec, seed=0,
@@ -203,7 +204,7 @@ def test_a_diverging_model_is_recorded_with_nan_scores_and_saved_as_it_ended(mix
 
 
 def test_a_training_error_is_recorded_or_raised_as_asked(tmp_path):
-    from foldwise.components.core.training import save_model
+    from foldwise.components.core.training.fit import save_model
 
     data = regression_data()
     data.x_train[3, 1] = np.nan  # scikit-learn refuses missing values

@@ -6,14 +6,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
 from foldwise.components.core.columns import FOLD_COLUMN
-from foldwise.components.core.encoding import (
+from foldwise.components.core.data.encoding import (
     apply_one_hot,
     encoded_feature_names,
     fit_one_hot,
 )
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.scaling import apply_scaler, fit_scaler
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.scaling import apply_scaler, fit_scaler
 
 SKLEARN_SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 

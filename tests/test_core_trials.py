@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-from foldwise.components.core.fold_data import fold_file, write_fold_table
+from foldwise.components.core.data.fold_data import fold_file, write_fold_table
 from foldwise.components.core.jsonio import dumps
-from foldwise.components.core.model import config_id, normalize_spec
-from foldwise.components.core.trials import checkpoint_dir, run_trials
+from foldwise.components.core.models.spec import config_id, normalize_spec
+from foldwise.components.core.training.trials import checkpoint_dir, run_trials
 
 SCHEMA = {"task": "classification", "target": "label", "classes": ["low", "mid", "high"]}
 FEATURES = ["a", "b"]
@@ -120,7 +120,7 @@ EPOCHS_RUNG = """
 import json, sys
 import keras
 import numpy as np
-from foldwise.components.core.trials import run_trials
+from foldwise.components.core.training.trials import run_trials
 folder, tmp, schema, configs = json.loads(sys.argv[1])
 first = run_trials(folder, schema, configs, [0, 1], seed=4, model_dir=tmp + "/rung0",
                    model_uri=tmp + "/rung0",
@@ -176,17 +176,17 @@ def test_an_epochs_rung_survivor_goes_on_to_the_weights_of_a_run_of_the_whole_bu
 
 def test_a_resumed_run_takes_over_only_tasks_that_wrote_every_output(tmp_path):
     """A task stopped between its reuse record and its history is trained again, not read."""
-    from foldwise.components.core import reuse
+    from foldwise.components.core.training import resume
 
     root = tmp_path / "pipeline"
     finished = root / "run-1" / "for-loop-1-iteration-0" / "train"
     stopped = root / "run-1" / "for-loop-1-iteration-1" / "train"
     for train_dir, key in ((finished, "a"), (stopped, "b")):
         (train_dir / "model").mkdir(parents=True)
-        reuse.write_record(train_dir / "model", {key: {"config_id": "cfg", "fold": 0}})
+        resume.write_record(train_dir / "model", {key: {"config_id": "cfg", "fold": 0}})
     (finished / "history").write_text("{}")
     (finished / "predictions").write_bytes(b"")
     here = root / "run-2" / "for-loop-1-iteration-0" / "train" / "model"
     here.mkdir(parents=True)
-    found = reuse.previous_trials(here)
+    found = resume.previous_trials(here)
     assert set(found) == {"a"} and found["a"].train_dir == finished

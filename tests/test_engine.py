@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from helpers.checks import measured
 
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.vmapped import pack_key, pack_split
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.training.vmapped import pack_key, pack_split
 
 CASES = ["regression_adam_default", "regression_sgd_default", "binary_adamw_default",
          "multiclass_rmsprop_default", "regression_sgd_huber"]
@@ -101,12 +101,13 @@ def test_what_splits_a_pack_is_named():
 
 SHARDED = """
 import json
-from foldwise.components.core.vmapped import select_backend
+from foldwise.components.core.training.vmapped import select_backend
 select_backend()
 import jax
 import numpy as np
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.training import FoldData, train_folds
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.data.fold_data import FoldData
+from foldwise.components.core.training.fit import train_folds
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(90, 4)).astype("float32")
@@ -153,7 +154,7 @@ def test_a_padded_group_is_cut_where_separate_programs_cost_less():
     """Narrow members pad to the widest only while that costs less than a program apart."""
     from types import SimpleNamespace
 
-    from foldwise.components.core.vmapped import _by_width
+    from foldwise.components.core.training.vmapped import _by_width
 
     def chain(units, features=26):
         return SimpleNamespace(units=[units, units, 1], features=features)
@@ -168,12 +169,13 @@ def test_a_padded_group_is_cut_where_separate_programs_cost_less():
 
 CHUNKED = """
 import json
-from foldwise.components.core.vmapped import select_backend
+from foldwise.components.core.training.vmapped import select_backend
 select_backend()
 import numpy as np
-from foldwise.components.core import vmapped
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.training import FoldData, train_folds
+from foldwise.components.core.training import vmapped
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.data.fold_data import FoldData
+from foldwise.components.core.training.fit import train_folds
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(400, 4)).astype("float32")

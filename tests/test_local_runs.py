@@ -15,9 +15,9 @@ import pytest
 from helpers.inprocess import in_process_scores
 
 from foldwise.components.core.columns import FOLD_COLUMN
-from foldwise.components.core.metrics import score
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.scaling import fit_scaler
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.scaling import fit_scaler
+from foldwise.components.core.scoring.metrics import score
 from foldwise.pipelines.cli import main
 from foldwise.pipelines.cross_validation import cross_validation
 from foldwise.pipelines.engine import PipelineFailed, run_local

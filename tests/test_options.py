@@ -10,8 +10,9 @@ import docstring_parser
 import pytest
 
 from foldwise.components.core import options
-from foldwise.components.core.model import MODEL_DEFAULTS, OPTIMIZER_PARAMS, SPEC_KEYS
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess_options
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess_options
+from foldwise.components.core.models.keras_model import OPTIMIZER_PARAMS
+from foldwise.components.core.models.spec import MODEL_DEFAULTS, SPEC_KEYS
 from foldwise.pipelines import kinds
 from foldwise.pipelines.cross_validation import cross_validation
 from foldwise.pipelines.grid_search import grid_search
@@ -90,15 +91,17 @@ def test_model_spec_keys_and_defaults_come_from_the_table():
 
 
 def test_choices_live_in_the_table_only():
-    from foldwise.components.core import grid, model, preprocess, scaling
+    from foldwise.components.core.data import preprocess, scaling
+    from foldwise.components.core.models import spec
+    from foldwise.components.core.search import grid, packing
     from foldwise.pipelines import cluster
 
     assert scaling.SCALERS is options.option("scaler").choices
     assert grid.BASELINES is options.option("baseline").choices
-    assert grid.PACKINGS is options.option("packing").choices
+    assert packing.PACKINGS is options.option("packing").choices
     assert preprocess.TASKS is options.option("task").choices
-    assert model.TARGET_SCALINGS is options.option("target_scaling").choices
-    assert model.ESTIMATORS is options.option("estimator").choices
+    assert spec.TARGET_SCALINGS is options.option("target_scaling").choices
+    assert spec.ESTIMATORS is options.option("estimator").choices
     assert cluster.PLATFORMS is options.option("platform").choices
 
 
@@ -178,7 +181,8 @@ def _outside(opt):
                          ids=lambda o: o.name)
 def test_a_model_options_bounds_are_the_tables_and_the_check_reads_them(opt):
     from foldwise.components.core.errors import FoldwiseError
-    from foldwise.components.core.model import OPTIMIZERS, normalize_spec
+    from foldwise.components.core.models.keras_model import OPTIMIZERS
+    from foldwise.components.core.models.spec import normalize_spec
 
     optimizer = next(name for name, taken in OPTIMIZERS.items()
                      if opt.name in taken or opt.name not in OPTIMIZER_PARAMS)

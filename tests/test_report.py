@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foldwise.components.core.aggregate import cv_results, summary
-from foldwise.components.core.report import build_report
+from foldwise.components.core.results.aggregate import cv_results, summary
+from foldwise.components.core.results.report import build_report
 
 CHROMIUM = shutil.which("chromium")
 

@@ -19,9 +19,8 @@ import pytest
 from helpers import in_jax
 from helpers.results import train_task_results
 
-from foldwise.components.core.fold_data import fold_file, read_fold_table
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.training import split_fold
+from foldwise.components.core.data.fold_data import fold_file, read_fold_table, split_fold
+from foldwise.components.core.models.spec import normalize_spec
 from foldwise.pipelines.cluster import ClusterSettings
 from foldwise.pipelines.cross_validation import build_cross_validation
 from foldwise.pipelines.engine import run_local

@@ -10,7 +10,7 @@ import yaml
 from kfp import compiler
 
 from foldwise.components import storage
-from foldwise.components.core.promotion import decide, new_version_name, pointer
+from foldwise.components.core.results.promotion import decide, new_version_name, pointer
 from foldwise.pipelines.cli import main
 from foldwise.pipelines.retrain import retrain
 

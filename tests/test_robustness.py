@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from foldwise.components import storage
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.table import read_table
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.table import read_table
 from foldwise.pipelines import cli, display
 from foldwise.pipelines.cli import main
 
@@ -204,7 +204,7 @@ def test_no_warning_for_plain_categories():
 
 
 def test_json_and_yaml_grids_still_load(tmp_path):
-    from foldwise.components.core.grid import load_grid
+    from foldwise.components.core.search.grid import load_grid
 
     for name, text in (("g.yaml", yaml.safe_dump({"learning_rate": [0.1]})),
                        ("g.json", json.dumps({"learning_rate": [0.1]}))):
@@ -281,7 +281,7 @@ def test_an_identifier_column_is_named_in_a_warning():
 
 
 def test_a_one_hot_encoding_too_large_to_hold_is_refused_with_the_columns(monkeypatch):
-    from foldwise.components.core import preprocess as module
+    from foldwise.components.core.data import preprocess as module
 
     monkeypatch.setattr(module, "MAX_ONE_HOT_CELLS", 60 * 50)
     table = pd.DataFrame({"city": [f"c{i % 55}" for i in range(60)], "kind": list("ab") * 30,

@@ -15,7 +15,7 @@ import pytest
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - scikit-learn's gate
 
 import foldwise
-from foldwise.components.core import sampling
+from foldwise.components.core.search import sampling
 from foldwise.pipelines.cli import main
 
 pytestmark = pytest.mark.local

@@ -14,17 +14,18 @@ import tempfile
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from foldwise.components.core.vmapped import select_backend  # noqa: E402
+from foldwise.components.core.training.vmapped import select_backend
 
 select_backend()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from foldwise.components.core.estimators import seed_everything  # noqa: E402
-from foldwise.components.core.model import build_model, normalize_spec  # noqa: E402
-from foldwise.components.core.training import FoldData, train_fold, train_folds  # noqa: E402
-from foldwise.components.core.vmapped import (  # noqa: E402
+from foldwise.components.core.data.fold_data import FoldData
+from foldwise.components.core.models.keras_model import build_model, seed_everything
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.training.fit import train_fold, train_folds
+from foldwise.components.core.training.vmapped import (
     Member,
     epoch_order,
     fit_members,
@@ -253,7 +254,7 @@ def create_model(meta):
 def tensorflow_builders():
     import hashlib
 
-    from foldwise.components.core.builders import tensorflow_operations
+    from foldwise.components.core.models.builder_checks import tensorflow_operations
 
     def reference(source, name):
         return {"function": "create_model", "file": name, "source": source,

@@ -30,7 +30,7 @@ def call(module: str, function: str, *args, **kwargs):
 
 def _main() -> None:
     sys.path.insert(0, str(TESTS))
-    from foldwise.components.core.vmapped import select_backend
+    from foldwise.components.core.training.vmapped import select_backend
 
     select_backend()
     import importlib

@@ -3,11 +3,16 @@
 import pandas as pd
 
 from foldwise.components.core.columns import FOLD_COLUMN
-from foldwise.components.core.encoding import apply_one_hot, encoded_feature_names, fit_one_hot
-from foldwise.components.core.model import normalize_spec
-from foldwise.components.core.preprocess import PreprocessOptions, preprocess
-from foldwise.components.core.scaling import apply_scaler, fit_scaler
-from foldwise.components.core.training import split_fold, train_fold
+from foldwise.components.core.data.encoding import (
+    apply_one_hot,
+    encoded_feature_names,
+    fit_one_hot,
+)
+from foldwise.components.core.data.fold_data import split_fold
+from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+from foldwise.components.core.data.scaling import apply_scaler, fit_scaler
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.training.fit import train_fold
 
 
 def in_process_scores(table: pd.DataFrame, target: str, spec: dict, seed: int, folds: int,
@@ -25,7 +30,7 @@ def in_process_scores(table: pd.DataFrame, target: str, spec: dict, seed: int, f
 def uninterrupted(datas: list, specs: list[dict], seeds: list[int], task: str,
                   n_classes: int | None) -> list[tuple]:
     """``(weights, epochs_run)`` of each model trained at once by ``train_folds``."""
-    from foldwise.components.core.training import train_folds
+    from foldwise.components.core.training.fit import train_folds
 
     return [(result.model.get_weights(), result.epochs_run) for result in train_folds(
         datas, task=task, n_classes=n_classes, specs=specs, seeds=seeds)]

@@ -12,15 +12,15 @@ import tempfile
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-from foldwise.components.core.vmapped import select_backend  # noqa: E402
+from foldwise.components.core.training.vmapped import select_backend
 
 select_backend()  # as a train task: TensorFlow kept out, JAX's compilation cache on
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from foldwise.components.core.estimators import seed_everything  # noqa: E402
-from foldwise.components.core.vmapped import (  # noqa: E402
+from foldwise.components.core.models.keras_model import seed_everything
+from foldwise.components.core.training.vmapped import (
     Member,
     architecture_key,
     epoch_order,

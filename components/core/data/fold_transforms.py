@@ -13,9 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-from foldwise.components.core.encoding import apply_one_hot, encoded_feature_names, fit_one_hot
-from foldwise.components.core.fold_data import fold_file, write_fold_table
-from foldwise.components.core.scaling import apply_scaler, fit_scaler
+from foldwise.components.core.data.encoding import (
+    apply_one_hot,
+    encoded_feature_names,
+    fit_one_hot,
+)
+from foldwise.components.core.data.fold_data import fold_file, write_fold_table
+from foldwise.components.core.data.scaling import apply_scaler, fit_scaler
 
 
 def scale_fold(table: pd.DataFrame, numeric: list[str], fold: int,
@@ -65,7 +69,7 @@ def encode_all_folds(scaled_folder: str | Path, described: dict,
                      folder: str | Path) -> list[dict]:
     """Encode each ``fold-<k>.parquet`` of ``scaled_folder`` into ``folder`` as a fold table.
 
-    ``folder`` then holds what :func:`~foldwise.components.core.fold_data.collect_fold_tables`
+    ``folder`` then holds what :func:`~foldwise.components.core.data.fold_data.collect_fold_tables`
     gathers from the per-fold steps: each fold's model-ready table, its fold inside.
     """
     Path(folder).mkdir(parents=True, exist_ok=True)

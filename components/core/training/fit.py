@@ -10,55 +10,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from foldwise.components.core import metrics
-from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
-from foldwise.components.core.encoding import feature_matrix, raw_column_indices
+from foldwise.components.core.data.fold_data import FoldData
+from foldwise.components.core.devices import training_devices
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import Fitted, get_estimator
+from foldwise.components.core.models.estimators import Fitted, get_estimator
+from foldwise.components.core.models.keras_model import output_kind
 
 # Re-exported: seeding belongs to the estimators now; callers still import it from here.
-from foldwise.components.core.estimators import seed_everything as seed_everything
-from foldwise.components.core.model import config_id, normalize_spec, output_kind
-from foldwise.components.core.vmapped import ENGINE
-
-
-@dataclass
-class FoldData:
-    """One fold's arrays: features in model input order and targets.
-
-    ``features``, ``raw_columns``, ``target`` and ``classes`` describe the columns for a
-    user's model builder (``core.builders``): model-ready column names, the indices of each
-    raw column's model-ready columns, the target's name and the class labels.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_validation: np.ndarray
-    y_validation: np.ndarray
-    rows_validation: np.ndarray
-    features: list[str] | None = None
-    raw_columns: dict[str, list[int]] | None = None
-    target: str = ""
-    classes: list | None = None
-
-
-def split_fold(encoded: pd.DataFrame, fold: int, target: str, features: list[str],
-               schema: dict | None = None) -> FoldData:
-    """Cut an encoded table into the fold's training rows (other folds) and validation rows.
-
-    With the preprocess step's ``schema``, the fold also knows its raw columns and classes.
-    """
-    validation = encoded[FOLD_COLUMN].to_numpy() == fold
-    x = feature_matrix(encoded, features)
-    y = encoded[target].to_numpy()
-    raw_columns, classes = None, None
-    if schema is not None:
-        raw_columns = raw_column_indices(features, schema.get("categorical", []),
-                                         schema.get("numeric", []))
-        classes = schema.get("classes")
-    return FoldData(x[~validation], y[~validation], x[validation], y[validation],
-                    encoded[ROW_COLUMN].to_numpy()[validation], list(features), raw_columns,
-                    target, classes)
+from foldwise.components.core.models.keras_model import seed_everything as seed_everything
+from foldwise.components.core.models.spec import config_id, normalize_spec
+from foldwise.components.core.scoring import metrics
+from foldwise.components.core.training.vmapped import (
+    ENGINE,
+    Member,
+    architecture_key,
+    fit_members,
+    ready,
+)
 
 
 def check_trial(expected_config_id: str, fold: int, params: dict, table_fold: int, task: str,
@@ -218,8 +186,6 @@ def engine_for(spec: dict) -> str:
     (``Estimator.prepare``) when Keras runs on JAX; otherwise the estimator's own ``fit``:
     ``"keras.fit"`` or ``"scikit-learn"``.
     """
-    from foldwise.components.core.vmapped import ready
-
     estimator = get_estimator(spec["estimator"])
     if estimator.prepare is None:
         return "scikit-learn"
@@ -287,8 +253,6 @@ def _train_vectorized(datas, specs, seeds, kind, task, n_classes, checkpoint_dir
     A model whose building fails is recorded as failed; when training them together
     raises, each is built and trained again on its own, its failure recorded alone.
     """
-    from foldwise.components.core.devices import training_devices
-
     results: list[FoldResult | None] = [None] * len(datas)
     with training_devices(mixed, distribute=False) as (_, plan):
         prepared = []
@@ -333,7 +297,6 @@ def _member(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: 
     """A fresh model and its rows for ``core.vmapped``, with what turns outputs to values."""
     import json
 
-    from foldwise.components.core.vmapped import Member, architecture_key
 
     estimator = get_estimator(spec["estimator"])
     target_state = estimator.target_scaling(data.y_train, kind, spec)
@@ -353,7 +316,6 @@ def _member(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: 
 
 def _fit_vectorized(prepared, datas, specs, task, n_classes, checkpoint_dir, error_score,
                     keep_state, plan) -> list[FoldResult]:
-    from foldwise.components.core.vmapped import ENGINE, fit_members
 
     trained = fit_members([member for member, _, _ in prepared],
                           predict=[np.asarray(data.x_validation, dtype="float32")
@@ -427,3 +389,4 @@ def save_model(result: FoldResult, folder: str) -> None:
     get_estimator(result.estimator).save(result.model, folder)
     with open(os.path.join(folder, "target_scaling.json"), "w", encoding="utf-8") as handle:
         json.dump(result.target_scaling, handle)
+

@@ -56,6 +56,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from foldwise.components.core.models.estimators import role_of
+from foldwise.components.core.training.step_costs import MEASURED, layer_macs
+
 ENGINE = "jax.vmap"
 CHECKPOINT_FILE = "checkpoint-vmapped.npz"
 PREDICT_ROWS = 4096  # rows per member per prediction call
@@ -78,8 +81,6 @@ def pack_key(spec: dict) -> tuple | None:
     user's builder: every configuration of one builder (the engine finds, once they are
     built, which of them compute one function). ``None``: not a Keras model.
     """
-    from foldwise.components.core.estimators import role_of
-
     role = role_of(spec)
     fit = tuple(spec.get(k) for k in ("epochs", "batch_size", "early_stopping", "patience",
                                       "mixed_precision"))
@@ -147,7 +148,7 @@ def block_tensorflow() -> None:
     Keras imports TensorFlow, when it is installed, to serialize a model (4-6 s per
     process): with the import refused, it does without. Users'
     builders written against ``tensorflow.keras`` still load: see
-    :func:`~foldwise.components.core.tensorflow_standin.keras_as_tensorflow`.
+    :func:`~foldwise.components.core.models.tensorflow_standin.keras_as_tensorflow`.
     """
     if sys.modules.get("tensorflow") is None:  # not imported: keep it out
         sys.modules["tensorflow"] = None  # Python's own way to make an import fail
@@ -593,7 +594,6 @@ def _by_width(members: list[Member], indices: list[int],
     their own cost and cut into contiguous runs with the least total cost (exactly, by
     dynamic programming over the distinct widths).
     """
-    from foldwise.components.core.costs import MEASURED, layer_macs
 
     def widths(i):
         chain = chains[i]

@@ -7,11 +7,16 @@ wrong fold's table refuses it instead of silently scoring on rows it was fitted 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from foldwise.components.core.columns import FOLD_COLUMN, ROW_COLUMN
+from foldwise.components.core.data.encoding import feature_matrix, raw_column_indices
 
 FOLD_KEY = b"foldwise.validation_fold"
 FEATURES_KEY = b"foldwise.features"
@@ -66,3 +71,43 @@ def collect_fold_tables(paths: list[str | Path], folder: str | Path) -> list[int
         folds.append(fold)
         shutil.copyfile(path, fold_file(folder, fold))
     return sorted(folds)
+
+
+@dataclass
+class FoldData:
+    """One fold's arrays: features in model input order and targets.
+
+    ``features``, ``raw_columns``, ``target`` and ``classes`` describe the columns for a
+    user's model builder (``core.builders``): model-ready column names, the indices of each
+    raw column's model-ready columns, the target's name and the class labels.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray
+    y_validation: np.ndarray
+    rows_validation: np.ndarray
+    features: list[str] | None = None
+    raw_columns: dict[str, list[int]] | None = None
+    target: str = ""
+    classes: list | None = None
+
+
+def split_fold(encoded: pd.DataFrame, fold: int, target: str, features: list[str],
+               schema: dict | None = None) -> FoldData:
+    """Cut an encoded table into the fold's training rows (other folds) and validation rows.
+
+    With the preprocess step's ``schema``, the fold also knows its raw columns and classes.
+    """
+    validation = encoded[FOLD_COLUMN].to_numpy() == fold
+    x = feature_matrix(encoded, features)
+    y = encoded[target].to_numpy()
+    raw_columns, classes = None, None
+    if schema is not None:
+        raw_columns = raw_column_indices(features, schema.get("categorical", []),
+                                         schema.get("numeric", []))
+        classes = schema.get("classes")
+    return FoldData(x[~validation], y[~validation], x[validation], y[validation],
+                    encoded[ROW_COLUMN].to_numpy()[validation], list(features), raw_columns,
+                    target, classes)
+

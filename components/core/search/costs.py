@@ -19,97 +19,10 @@ import math
 from dataclasses import dataclass
 
 from foldwise.components.core import options
-
-MEASURED = {
-    "machine": "2 cores (AMD EPYC), 24 GiB, no GPU",
-    "measured": "2026-12-03",
-    # seconds of one packed step (JAX, one compiled epoch): fixed, and per multiply-add of
-    # one row
-    "step_seconds": 2.0e-5,
-    "mac_seconds": 1.37e-10,
-    # a step process (start, imports, its artifacts), by step; "row_seconds" more per row
-    "steps": {"preprocess": 1.5, "scale": 0.6, "one-hot-encode": 0.7, "plan-trials": 0.5,
-              "aggregate": 0.9, "report": 1.4, "export": 0.1},
-    "row_seconds": 7.2e-6,
-    # a train step's start (Keras' and JAX's import, compiling its programs), and its
-    # building, checking and writing of each model (diamonds 10k: tasks of 10 and 20 models
-    # took 13 s beside each other, 6-7 s of it training)
-    "train_start_seconds": 5.0,
-    "model_save_seconds": 0.1,
-    # the refit's start: the engine's child process beside TensorFlow's import, and the
-    # SavedModel's export (diamonds 10k: 9.4 s, under a second of it training)
-    "refit_start_seconds": 8.5,
-    # the command before the first step (read, check and preprocess the table; the DAG)
-    "command_seconds": 2.0,
-}
-
-# Nominal model-ready input width where the table is not known (the first layer's fan-in).
-NOMINAL_FEATURES = 32
-
-
-def layer_macs(hidden_units: list[int], n_features: int = NOMINAL_FEATURES,
-               outputs: int = 1) -> int:
-    """Multiply-adds of one row through an MLP of these hidden widths (forward pass)."""
-    widths = [int(n_features), *[int(w) for w in hidden_units], int(outputs)]
-    return sum(a * b for a, b in zip(widths, widths[1:], strict=False))
-
-
-def step_macs(members: int, batch: int, widths: list[int],
-              n_features: int = NOMINAL_FEATURES) -> int:
-    """The multiply-adds of one stacked step: every member's batch through these widths."""
-    return members * batch * layer_macs(widths, n_features)
-
-
-def padded_widths(specs: list[dict]) -> list[int]:
-    """The widths a pack of these MLP specs trains at: each layer's widest (``core.vmapped``)."""
-    depth = max(len(s.get("hidden_units", [])) for s in specs)
-    return [max(int(s["hidden_units"][i]) for s in specs if i < len(s["hidden_units"]))
-            for i in range(depth)]
-
-
-def pack_step_units(specs: list[dict], members_per_spec: int,
-                    n_features: int = NOMINAL_FEATURES) -> float:
-    """One stacked step of these configurations (``members_per_spec`` models each), in MACs.
-
-    The fixed part is expressed in multiply-adds too (``step_seconds / mac_seconds``), so
-    packs can be compared without knowing the machine.
-    """
-    fixed = MEASURED["step_seconds"] / MEASURED["mac_seconds"]
-    if not specs or any("hidden_units" not in s for s in specs):
-        return fixed * max(1, len(specs))  # not foldwise's MLP: one unit per configuration
-    batch = max(int(s.get("batch_size", 32)) for s in specs)
-    return fixed + step_macs(len(specs) * members_per_spec, batch, padded_widths(specs),
-                             n_features)
-
-
-def best_cut(specs: list[dict], members_per_spec: int,
-             n_features: int = NOMINAL_FEATURES) -> int:
-    """Where to cut one pack's configurations into two tasks: the longer as short as can be.
-
-    Returns ``c``: the tasks are ``specs[:c]`` and ``specs[c:]`` (``c`` in ``1..n-1``), each
-    costing :func:`pack_step_units` per step; ``n`` itself for fewer than two specs. Cuts
-    keep the configurations' order (the order that breaks ties between equal scores).
-    Linear in the number of configurations: each side's widest widths are running maxima.
-    """
-    n = len(specs)
-    if n < 2:
-        return n
-    fixed = MEASURED["step_seconds"] / MEASURED["mac_seconds"]
-
-    def running(items):
-        widths, batch, costs = None, 0, []
-        for count, spec in enumerate(items, start=1):
-            units = [int(w) for w in spec["hidden_units"]]
-            widths = units if widths is None else [max(a, b) for a, b in zip(
-                widths, units, strict=True)]
-            batch = max(batch, int(spec.get("batch_size", 32)))
-            costs.append(fixed + step_macs(count * members_per_spec, batch, widths,
-                                           n_features))
-        return costs
-
-    heads, tails = running(specs), running(reversed(specs))[::-1]
-    # heads[i]: specs[:i + 1]; tails[i]: specs[i:]
-    return min(range(1, n), key=lambda cut: (max(heads[cut - 1], tails[cut]), cut))
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.search.packing import plan_trials
+from foldwise.components.core.training.step_costs import MEASURED, NOMINAL_FEATURES, pack_step_units
+from foldwise.components.core.training.vmapped import pack_groups, pack_key
 
 
 def train_seconds(specs: list[dict], members_per_spec: int, rows: int,
@@ -134,8 +47,6 @@ def node_speedup(accelerator: str) -> float:
     Raises:
         FoldwiseError: An accelerator with no measurement (name the speed-up instead).
     """
-    from foldwise.components.core.errors import FoldwiseError
-
     name = (accelerator or "cpu").split(":")[0]
     if name not in SPEEDUPS:
         raise FoldwiseError(f"no measured training speed for --accelerator {accelerator!r} "
@@ -148,8 +59,14 @@ def node_speedup(accelerator: str) -> float:
 # A pod's start on a cluster: scheduling, pulling the image (cached after a node's first),
 # starting the container. Not measured here (no cluster); an assumption the user can change.
 POD_START_SECONDS = 30.0
+
+
 LOCAL_SLOTS = 2  # kfp.local runs two loop iterations at a time
+
+
 STEPS_BEFORE_TRAINING = ("preprocess", "scale", "one-hot-encode", "plan-trials")
+
+
 STEPS_AFTER_TRAINING = ("aggregate", "report", "export")
 
 
@@ -182,8 +99,6 @@ class Estimate:
 
 def task_train_seconds(configs: list[dict], n_folds: int, rows: int, n_features: int) -> float:
     """One train task's training: its configurations' packs, one after another."""
-    from foldwise.components.core.vmapped import pack_key
-
     packs: dict = {}
     for config in configs:
         spec = config["params"]
@@ -219,14 +134,13 @@ def estimate(configs: list[dict], folds: int, rows: int, n_features: int, packin
         folds: K.
         rows: Rows of the prepared table.
         n_features: Model-ready columns (numeric plus one-hot indicators).
-        packing: How train tasks are formed (:func:`~foldwise.components.core.grid.plan_trials`).
+        packing: How train tasks are formed
+            (:func:`~foldwise.components.core.search.packing.plan_trials`).
         refit: Whether the best configuration is refitted on all rows after the search.
         nodes: Nodes of the cluster, each running one train pod at a time.
         pod_start: Seconds a pod takes to start on the cluster.
         speedup: How much faster a cluster node trains than the reference machine.
     """
-    from foldwise.components.core.grid import plan_trials
-
     planned = plan_trials(configs, list(range(folds)), packing)
     train_rows = max(1, rows * (folds - 1) // max(folds, 1))
     measured = MEASURED
@@ -249,9 +163,9 @@ def estimate(configs: list[dict], folds: int, rows: int, n_features: int, packin
     cluster_fixed = (sum(steps) + data_seconds + refit_seconds / speedup
                      + pod_start * (len(steps) + (1 if refit else 0)))
     cluster = cluster_fixed + longest_first(cluster_tasks, nodes)
-    from foldwise.components.core.vmapped import pack_groups
 
     return Estimate(packing, len(planned),
                     [len(t["configs"]) * len(t["folds"]) for t in planned], task_seconds,
                     local, cluster, (cluster_fixed + sum(cluster_tasks)) / 3600,
                     pack_groups([c["params"] for c in configs]))
+

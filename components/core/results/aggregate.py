@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from foldwise.components.core import metrics as scoring_metrics
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import keras_names, named
 from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.models.estimators import keras_names, named
+from foldwise.components.core.scoring import metrics as scoring_metrics
+from foldwise.components.core.scoring.stats import corrected_ttest, one_standard_error
 
 VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
                       "numpy")
@@ -298,8 +299,6 @@ def add_comparisons(table: pd.DataFrame, scoring: str, n_train: float, n_test: f
     better; NaN for the best itself, a failed row, or fewer than two shared folds). The
     best is the top mean among the rows the best is chosen from (:func:`eligible_rows`).
     """
-    from foldwise.components.core.selection import corrected_ttest
-
     split_columns = [c for c in table.columns
                      if c.startswith("split") and c.endswith(f"_test_{scoring}")]
     chosen = eligible_rows(table)
@@ -424,8 +423,6 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
     Raises:
         FoldwiseError: An unknown rule.
     """
-    from foldwise.components.core.selection import one_standard_error
-
     if refit not in REFIT_RULES:
         raise FoldwiseError(f"refit must be one of {', '.join(REFIT_RULES)}, got {refit!r}")
     if refit == "best":

@@ -21,13 +21,16 @@ import numpy as np
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.selection import (
+from foldwise.components.core.models.estimators import role_of
+from foldwise.components.core.models.spec import MODEL_DEFAULTS
+from foldwise.components.core.search.halving import (
     ELIMINATIONS,
     RESOURCES,
     Schedule,
     halving_schedule,
     survivors,
 )
+from foldwise.components.core.search.packing import plan_trials
 
 HALVING_KEYS = options.HALVING
 
@@ -140,8 +143,6 @@ def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
 
 def _with_tasks(plan: dict, packing: str) -> dict:
     """The plan with the train tasks of its rung (``[]`` after the last)."""
-    from foldwise.components.core.grid import plan_trials
-
     rung, resources = plan["rung"], plan["schedule"]["n_resources"]
     if rung >= len(resources):
         return {**plan, "tasks": []}
@@ -188,8 +189,6 @@ def check_no_baseline(configs: list[dict]) -> None:
     Raises:
         FoldwiseError: A scikit-learn MLP baseline among the candidates.
     """
-    from foldwise.components.core.estimators import role_of
-
     if any(role_of(c["params"]) == "baseline" for c in configs):
         raise FoldwiseError("halving-search races Keras configurations only: leave --baseline "
                             "out (grid-search and cross-validation score the baseline)")
@@ -252,8 +251,6 @@ def _scores(plan: dict, entries: list[dict], scoring: str) -> dict:
 
 def fixed_epochs(model_spec: dict) -> int:
     """The epochs every candidate has unless the grid varies them."""
-    from foldwise.components.core.model import MODEL_DEFAULTS
-
     return int(model_spec.get("epochs") or MODEL_DEFAULTS["epochs"])
 
 

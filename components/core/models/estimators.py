@@ -5,7 +5,7 @@ predict user-facing values with it (regression values with the target scaling un
 probability column per class), how to save it into a folder, and how its regression target is
 scaled while it learns. Training looks an estimator up here by name and never inspects a
 model to guess what it is. Adding one (a user's own Keras builder, say) is one
-:func:`register` call; :func:`~foldwise.components.core.model.normalize_spec` must accept its
+:func:`register` call; :func:`~foldwise.components.core.models.spec.normalize_spec` must accept its
 name too.
 
 - ``keras``: foldwise's Keras MLP (``core.model.build_model``).
@@ -25,21 +25,32 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from foldwise.components.core.data.fold_data import FoldData
+from foldwise.components.core.data.table import suggest
+from foldwise.components.core.devices import training_devices
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.model import MLP_ACTIVATIONS, build_model
-from foldwise.components.core.table import suggest
-from foldwise.components.core.targets import TargetForm
+from foldwise.components.core.models.builder_code import load_builder
+from foldwise.components.core.models.builder_keras import (
+    BuildContext,
+    build,
+    loss_form,
+    output_units,
+)
+from foldwise.components.core.models.keras_model import (
+    MLP_ACTIVATIONS,
+    build_model,
+    seed_everything,
+)
+from foldwise.components.core.models.targets import TargetForm
+from foldwise.components.core.models.tensorflow_standin import keras_as_tensorflow
 
 # Keras' fit runs this many training steps per graph call (a model compiled with its own
 # ``steps_per_execution`` keeps it): the same steps, without a Python round trip each.
 STEPS_PER_EXECUTION = 32
 
-if TYPE_CHECKING:
-    from foldwise.components.core.training import FoldData
 
 
 @dataclass(frozen=True)
@@ -168,32 +179,6 @@ def standard_target_scaling(y: np.ndarray, kind: str, spec: dict) -> dict | None
     return {"method": "standard", "mean": mean, "scale": std if std > 0 else 1.0}
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend, and ask TensorFlow for deterministic ops.
-
-    Under another backend, what ``keras.utils.set_random_seed`` does except seeding
-    TensorFlow, which it would import (seconds) only to seed it.
-    """
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        keras.utils.set_random_seed(seed)
-        tf.config.experimental.enable_op_determinism()
-        return
-    import random
-
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
-    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 # ----- keras ----------------------------------------------------------------------------------
 def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
                    target_state: dict | None):
@@ -246,7 +231,6 @@ def _fit_keras(data: FoldData, kind: str, n_classes: int | None, spec: dict, see
                target_state: dict | None, backup_dir: str | None = None) -> Fitted:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from foldwise.components.core.devices import training_devices
 
     seed_everything(seed)
     rows = keras_fit_rows(data, kind, n_classes, spec, seed, target_state)
@@ -396,8 +380,6 @@ def _save_sklearn_mlp(model, folder: str) -> None:
 def builder_context(data: FoldData, kind: str, n_classes: int | None,
                     target_state: dict | None):
     """The fold as a user's builder sees it (``core.builders.BuildContext``)."""
-    from foldwise.components.core.builders import BuildContext
-
     y = (data.y_train if kind != "regression"
          else TargetForm.of_mlp(kind, n_classes, target_state).scaled(data.y_train))
     return BuildContext(data.x_train, y, "regression" if kind == "regression" else
@@ -413,8 +395,6 @@ def prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict
     takes; the stop rows are ``None`` without early stopping. Call it inside the
     distribution strategy's scope where there is one.
     """
-    from foldwise.components.core.builders import build, load_builder, loss_form, output_units
-
     builder = load_builder(spec["builder"])
     seed_everything(seed)
     context = builder_context(data, kind, n_classes, target_state)
@@ -437,8 +417,6 @@ def _prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dic
     (``core.tensorflow_standin``): a builder that runs a TensorFlow operation raises
     ``NeedsTensorFlow`` here, naming it.
     """
-    from foldwise.components.core.tensorflow_standin import keras_as_tensorflow
-
     with keras_as_tensorflow():
         model, form, rows = prepare_builder(data, kind, n_classes, spec, seed, target_state)
         probe = rows[0][:2].astype("float32")
@@ -455,7 +433,6 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
                  target_state: dict | None, backup_dir: str | None = None) -> Fitted:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from foldwise.components.core.devices import training_devices
 
     with training_devices(spec["mixed_precision"]) as (strategy, plan):
         with strategy.scope():
@@ -471,7 +448,6 @@ def _fit_builder(data: FoldData, kind: str, n_classes: int | None, spec: dict, s
 
 def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
                      target_state: dict | None) -> np.ndarray:
-    from foldwise.components.core.builders import loss_form
 
     raw = model.predict(x, batch_size=1024, verbose=0)
     form = loss_form(model, kind, n_classes, int(np.shape(raw)[1]))
@@ -480,8 +456,13 @@ def _predict_builder(model, x: np.ndarray, kind: str, n_classes: int | None,
 
 KERAS = register(Estimator("keras", _fit_keras, _predict_keras, _save_keras,
                            standard_target_scaling, _prepare_keras))
+
+
 SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklearn_mlp,
                                  _save_sklearn_mlp, standard_target_scaling,
                                  role="baseline"))
+
+
 KERAS_BUILDER = register(Estimator("keras_builder", _fit_builder, _predict_builder, _save_keras,
                                    standard_target_scaling, _prepare_builder, role="user"))
+

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from foldwise.components.core.training.fit import FoldResult
+
 RECORD = "reuse.json"
 RESUME_ENV = "FOLDWISE_RESUME"
 
@@ -68,9 +70,7 @@ def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
 
 
 def taken_over(previous: Previous, rows_validation: np.ndarray, classes: list | None):
-    """The earlier trial as a :class:`~foldwise.components.core.training.FoldResult`."""
-    from foldwise.components.core.training import FoldResult
-
+    """The earlier trial as a :class:`~foldwise.components.core.training.fit.FoldResult`."""
     entry = previous.record
     histories = _histories(str(previous.train_dir))
     frame = _predictions(str(previous.train_dir))

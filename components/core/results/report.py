@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from foldwise.components.core import metrics as scoring_metrics
-from foldwise.components.core.aggregate import probability_columns
-from foldwise.components.core.estimators import role_of
+from foldwise.components.core.models.estimators import role_of
+from foldwise.components.core.results.aggregate import probability_columns
+from foldwise.components.core.scoring import metrics as scoring_metrics
 
 COLOURS = ["#1f6f8b", "#e07a24", "#4c9a2a", "#a23b72", "#6c5b7b", "#c0392b", "#2e86ab"]
 CSS = """

@@ -20,18 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foldwise.components.core import metrics as scoring
-from foldwise.components.core.builders import lean, with_source
-from foldwise.components.core.fold_data import fold_file, read_fold_table
+from foldwise.components.core.data.fold_data import fold_file, read_fold_table, split_fold
+from foldwise.components.core.data.table import file_sha256
 from foldwise.components.core.jsonio import class_count
-from foldwise.components.core.table import file_sha256
-from foldwise.components.core.training import (
+from foldwise.components.core.models.builder_code import lean, with_source
+from foldwise.components.core.scoring import metrics as scoring
+from foldwise.components.core.training import resume
+from foldwise.components.core.training.fit import (
     check_trial,
     predictions_frame,
     save_model,
-    split_fold,
     train_folds,
 )
+from foldwise.components.core.training.vmapped import load_state, save_state, select_backend
 
 CHECKPOINT_FOLDER = "checkpoint"
 STATE_FILE = "state.npz"  # a model's state to train on from (halving by epochs)
@@ -55,8 +56,8 @@ class TrialsOutput:
         class_labels: The classes as strings (classification), else ``None``.
         confusion_matrix: Over these folds, of the first configuration that trained on every
             one of them (classification); ``None`` otherwise.
-        records: This task's trials by reuse key (``core.reuse``): the caller writes them
-            with ``reuse.write_record`` only once the history and predictions are written,
+        records: This task's trials by reuse key (``core.training.resume``): the caller writes them
+            with ``resume.write_record`` only once the history and predictions are written,
             so a run stopped in between leaves no record pointing at missing files.
     """
 
@@ -90,7 +91,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             is checked against the fold recorded in its table.
         seed: Seed of weights, shuffling and dropout.
         model_dir: Folder receiving ``<config_id>/fold-<k>/`` per model (see
-            :func:`~foldwise.components.core.training.save_model`) and, while training, the
+            :func:`~foldwise.components.core.training.fit.save_model`) and, while training, the
             checkpoint (:func:`checkpoint_dir`; remove it once the outputs are written).
         predictions_uri: Where the predictions will be, recorded in each summary.
         history_uri: Where the histories will be, recorded in each summary.
@@ -111,8 +112,6 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     Raises:
         RuntimeError: A table of another fold, or parameters of another configuration.
     """
-    from foldwise.components.core.vmapped import select_backend
-
     # Before Keras is first imported: JAX, the one engine's, unless the plan found that a
     # user's builder runs TensorFlow operations (``core.tensorflow_standin``).
     select_backend(tensorflow=bool(tensorflow))
@@ -137,12 +136,11 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             trials.append((config["config_id"], fold))
     continue_from = [_state(tags.get("continue", {}).get(f"{cid}|{fold}"), read_bytes)
                      for cid, fold in trials] if by_epochs else None
-    from foldwise.components.core import reuse
 
     digests = {fold: file_sha256(fold_file(fold_data, fold)) for fold in folds}  # once each
-    keys = [reuse.trial_key(spec, seed, fold, digests[fold])
+    keys = [resume.trial_key(spec, seed, fold, digests[fold])
             for spec, (_, fold) in zip(specs, trials, strict=True)]
-    previous = reuse.previous_trials(model_dir) if reuse.resuming() else {}
+    previous = resume.previous_trials(model_dir) if resume.resuming() else {}
     todo = [index for index, key in enumerate(keys) if key not in previous]
     results: list = [None] * len(trials)
     for index, result in zip(todo, train_folds(
@@ -154,7 +152,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         results[index] = result
     for index, key in enumerate(keys):
         if results[index] is None:  # finished by an earlier run of this run folder
-            results[index] = reuse.taken_over(previous[key], datas[index].rows_validation,
+            results[index] = resume.taken_over(previous[key], datas[index].rows_validation,
                                               classes)
 
     histories: dict = {}
@@ -165,12 +163,11 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
                                                           strict=True):
         folder = os.path.join(model_dir, config_id, f"fold-{fold}")
         if key in previous and result.devices.get("resumed"):
-            shutil.copytree(reuse.model_folder(previous[key]), folder, dirs_exist_ok=True)
+            shutil.copytree(resume.model_folder(previous[key]), folder, dirs_exist_ok=True)
         else:
             save_model(result, folder)
         state_uri = ""
         if result.state is not None:
-            from foldwise.components.core.vmapped import save_state
 
             save_state(result.state, os.path.join(folder, STATE_FILE))
             state_uri = f"{model_uri.rstrip('/')}/{config_id}/fold-{fold}/{STATE_FILE}"
@@ -218,7 +215,6 @@ def _state(uri: str | None, read_bytes) -> dict | None:
         return None
     import io
 
-    from foldwise.components.core.vmapped import load_state
 
     return load_state(io.BytesIO(read_bytes(uri) if read_bytes else Path(uri).read_bytes()))
 

@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from foldwise.components.core import options
+from foldwise.components.core.data.table import suggest
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.estimators import keras_names, named, role_of
-from foldwise.components.core.model import (
-    SPEC_KEYS,
-    baseline_for,
-    config_id,
-    normalize_spec,
-)
-from foldwise.components.core.table import suggest
+from foldwise.components.core.models.builder_code import lean
+from foldwise.components.core.models.estimators import keras_names, named, role_of
+from foldwise.components.core.models.spec import SPEC_KEYS, baseline_for, config_id, normalize_spec
+from foldwise.components.core.search.sampling import check_space, points_as_grid, sample
 
 
 def parameter_grid(part: dict) -> list[dict]:
@@ -43,8 +40,6 @@ def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
 
 def load_space(path: str | Path) -> list[dict]:
     """Read a random search's space (lists and distributions: ``core.sampling``) from YAML."""
-    from foldwise.components.core.sampling import check_space
-
     return check_space(read_yaml(path), f"grid file {path}")
 
 
@@ -185,87 +180,6 @@ def with_baseline(configs: list[dict], baseline: str, task: str,
     return configs + twins
 
 
-PACKINGS = options.choices("packing")
-# kfp.local runs two loop iterations at a time: packed configurations are spread over two tasks.
-CONFIG_PACK_TASKS = 2
-
-
-def check_packing(packing: str) -> str:
-    """A known packing: ``none``, ``folds`` or ``configs`` (see :func:`plan_trials`)."""
-    if packing not in PACKINGS:
-        raise FoldwiseError(f"unknown packing {packing!r}{suggest(str(packing), list(PACKINGS))} "
-                            f"(known: {', '.join(PACKINGS)})")
-    return packing
-
-
-def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none") -> list[dict]:
-    """The train tasks: ``{"configs": [{"config_id", "params"}, ...], "folds": [...]}`` each.
-
-    Every task trains each of its configurations on each of its folds; models that share one
-    program (``core.vmapped``) are trained as one: the same models as separate runs, without
-    a process start-up each.
-
-    - ``none``: one task per (configuration, fold), the unit a cluster schedules as a pod;
-    - ``folds``: one task per configuration, all its folds;
-    - ``configs``: the configurations that share one program (``core.vmapped.pack_key``:
-      same depth, activation, loss, optimizer settings, epochs and batch size; widths,
-      learning rate, L2 and dropout rate are data) spread over :data:`CONFIG_PACK_TASKS`
-      tasks, all folds each; so are the configurations of one user's builder (the engine
-      finds which of them compute one function); any other configuration alone.
-    """
-    from foldwise.components.core.vmapped import pack_key
-
-    folds = [int(fold) for fold in fold_ids]
-    entries = [{"config_id": c["config_id"], "params": c["params"],
-                "searched": c.get("searched", {}),
-                **({"tensorflow": c["tensorflow"]} if c.get("tensorflow") else {})}
-               for c in configs]
-    if check_packing(packing) == "none":
-        return [_task([entry], [fold]) for entry in entries for fold in folds]
-    if packing == "folds":
-        return [_task([entry], folds) for entry in entries]
-    groups: dict[tuple, list[dict]] = {}
-    for entry in entries:
-        key = pack_key(entry["params"])
-        if key and entry.get("tensorflow"):  # trained through TensorFlow, apart
-            key = ("tensorflow", key)
-        groups.setdefault(("stack", key) if key else ("alone", entry["config_id"]),
-                          []).append(entry)
-    tasks = []
-    for members in groups.values():
-        tasks += [_task(members[start:end], folds)
-                  for start, end in _balanced(members, len(folds))]
-    return tasks
-
-
-def _task(entries: list[dict], folds: list[int]) -> dict:
-    """A train task; ``backend: tensorflow`` where a configuration needs TensorFlow."""
-    task = {"configs": entries, "folds": folds}
-    if any(entry.get("tensorflow") for entry in entries):
-        task["backend"] = "tensorflow"
-    return task
-
-
-def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:
-    """Where to cut one pack's configurations into :data:`CONFIG_PACK_TASKS` tasks.
-
-    Each task costs its steps (``core.costs``): a stacked step costs a fixed part plus every
-    member's multiply-adds at the task's widest widths, so wide configurations are kept
-    apart from narrow ones where that shortens the longest task. Cuts keep the
-    configurations' order. Users' builders (their cost unknown) are cut into equal counts.
-    """
-    from foldwise.components.core.costs import best_cut
-
-    specs = [m["params"] for m in members]
-    if (CONFIG_PACK_TASKS != 2 or len(members) < 2
-            or any(role_of(s) != "mlp" for s in specs)):
-        size = -(-len(members) // min(CONFIG_PACK_TASKS, len(members)))
-        return [(start, min(start + size, len(members)))
-                for start in range(0, len(members), size)]
-    cut = best_cut(specs, n_folds)
-    return [(0, cut), (cut, len(members))]
-
-
 def single_config_grid(model_spec: dict) -> list[dict]:
     """The grid holding exactly one configuration: ``model_spec``."""
     return [{key: [value] for key, value in model_spec.items()}]
@@ -279,7 +193,7 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
 
     The one function that turns a search into configurations, for the command line, the
     Python API and the plan step alike. Ties go to the configuration listed first
-    (:func:`~foldwise.components.core.aggregate.best_config_id`): the promoted champion
+    (:func:`~foldwise.components.core.results.aggregate.best_config_id`): the promoted champion
     (retrain), then the grid's in ``ParameterGrid`` order, then the baseline twins.
 
     Args:
@@ -305,7 +219,6 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
         FoldwiseError: A bad grid, configuration, champion or baseline (the message names it).
     """
     if distributions:
-        from foldwise.components.core.sampling import points_as_grid, sample
 
         grid = points_as_grid(sample(list(distributions), n_iter, seed))
     grid = check_grid(grid, builder=role_of(fixed) == "user") if grid else []
@@ -325,7 +238,7 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
             seen.add(config["config_id"])
             unique.append(config)
     _check_keras(unique)
-    from foldwise.components.core.builders import lean  # a builder's text travels once
 
     return [{**c, "params": lean(c["params"])}
             for c in with_baseline(unique, baseline, task, n_classes)]
+

@@ -7,65 +7,63 @@ so a command line can refuse a bad spec in milliseconds.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import numbers
 from typing import Any
 
 from foldwise.components.core import options
+from foldwise.components.core.data.table import suggest
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.table import suggest
-
-ACTIVATIONS = (
-    "celu", "elu", "exponential", "gelu", "glu", "hard_sigmoid", "hard_silu", "hard_swish",
-    "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "mish", "relu", "relu6", "selu",
-    "sigmoid", "silu", "softplus", "softsign", "sparse_plus", "squareplus", "swish", "tanh",
-    "tanh_shrink",
+from foldwise.components.core.models.builder_code import (
+    describe_value,
+    importable,
+    json_value,
+    load_builder,
 )
-REGRESSION_LOSSES = (
-    "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "log_cosh",
-    "mean_squared_logarithmic_error", "msle", "mean_absolute_percentage_error", "mape",
-    "poisson",
+from foldwise.components.core.models.builder_keras import (
+    COMPILE_KEYS,
+    ESTIMATOR,
+    FIT_KEYS,
+    RESERVED,
+    SPARSE_LOSSES,
+    TRAINING_KEYS,
+    check_builder_params,
 )
-BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge")
-MULTICLASS_LOSSES = (
-    "categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge",
-    "kl_divergence",
+from foldwise.components.core.models.estimators import estimator_names, named, role_of
+from foldwise.components.core.models.keras_model import (
+    ACTIVATIONS,
+    BINARY_LOSSES,
+    DEFAULT_LOSS,
+    MLP_ACTIVATIONS,
+    MULTICLASS_LOSSES,
+    OPTIMIZER_PARAMS,
+    OPTIMIZERS,
+    REGRESSION_LOSSES,
+    output_kind,
+    resolve_custom_loss,
 )
-DEFAULT_LOSS = {"regression": "mean_squared_error", "binary": "binary_crossentropy",
-                "multiclass": "categorical_crossentropy"}
-
-# Each optimizer's tunable hyperparameters with Keras' own defaults.
-OPTIMIZERS: dict[str, dict[str, float]] = {
-    "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-    "adamw": {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999,
-              "epsilon": 1e-7},
-    "sgd": {"learning_rate": 0.01, "momentum": 0.0},
-    "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
-}
-OPTIMIZER_PARAMS = sorted({name for params in OPTIMIZERS.values() for name in params})
 
 # Every model option's default, from the option table (optimizer hyperparameters: above).
 MODEL_DEFAULTS: dict[str, Any] = {
     name: default for name, default in options.defaults(options.MODEL).items()
     if name not in OPTIMIZER_PARAMS
 }
+
+
 TARGET_SCALINGS = options.choices("target_scaling")
+
+
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
+
+
 ESTIMATORS = options.choices("estimator")
+
+
 # The estimators whose best configuration is refitted and exported (Keras models).
 # The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
 MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",
             "beta_2", "epsilon", "epochs", "batch_size", "early_stopping", "patience",
             "validation_fraction", "target_scaling")
-MLP_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "linear": "identity"}
-
-
-def output_kind(task: str, n_classes: int | None) -> str:
-    """``regression``, ``binary`` or ``multiclass``."""
-    if task == "regression":
-        return "regression"
-    return "binary" if n_classes == 2 else "multiclass"
 
 
 def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
@@ -75,7 +73,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
         spec: Any subset of :data:`SPEC_KEYS`; optimizer hyperparameters must belong to the
             chosen optimizer. A ``keras_builder`` spec (a user's own model) holds its builder
             reference and parameters instead
-            (:func:`~foldwise.components.core.builders.normalize_builder_spec`).
+            (:func:`~foldwise.components.core.models.spec.normalize_builder_spec`).
         task: ``classification`` or ``regression``.
         n_classes: Number of classes (classification), to check the loss fits the output.
 
@@ -88,7 +86,6 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
     """
     role = _role(spec)
     if role == "user":  # a user's builder: core.builders checks it
-        from foldwise.components.core.builders import normalize_builder_spec
 
         return normalize_builder_spec(spec, task, n_classes)
     unknown = [k for k in spec if k not in SPEC_KEYS]
@@ -140,8 +137,6 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
 
 def _role(spec: dict) -> str:
     """The estimator's role (``core.estimators``); ``mlp`` for a name it does not know."""
-    from foldwise.components.core.estimators import estimator_names, role_of
-
     name = spec.get("estimator") or "keras"
     return role_of(spec) if name in estimator_names() else "mlp"
 
@@ -176,8 +171,6 @@ def baseline_for(params: dict) -> dict:
 
 def _baseline_name() -> str:
     """The registered baseline estimator's name (``core.estimators``)."""
-    from foldwise.components.core.estimators import named
-
     (name,) = named("baseline")
     return name
 
@@ -231,27 +224,6 @@ def _check_loss(loss: Any, task: str, n_classes: int | None) -> str:
     return loss
 
 
-def resolve_custom_loss(reference: str):
-    """Import a custom loss given as ``module:function`` (e.g. ``my_losses:pinball``).
-
-    The module must be importable where the step runs (installed in the image).
-    """
-    module_name, _, attribute = reference.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise FoldwiseError(
-            f"custom loss {reference!r}: cannot import module {module_name!r} ({err}); install "
-            "it where the pipeline runs"
-        ) from err
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise FoldwiseError(
-            f"custom loss {reference!r}: module {module_name!r} has no function {attribute!r}"
-        )
-    return function
-
-
 def config_id(params: dict) -> str:
     """A stable identifier of a configuration: a hash of its canonical JSON.
 
@@ -265,45 +237,61 @@ def config_id(params: dict) -> str:
     return "cfg-" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
-def build_model(spec: dict, n_features: int, task: str, n_classes: int | None):
-    """Build and compile a fresh Keras model from a normalized spec.
+# ----- a keras_builder spec -------------------------------------------------------------------
+def normalize_builder_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
+    """Check and complete a ``keras_builder`` configuration.
 
-    Output layer and loss follow the task: linear + MSE for regression, sigmoid + binary
-    cross-entropy for two classes, softmax + categorical cross-entropy (one-hot labels) for
-    more, unless the spec names another loss.
+    The training options foldwise knows are normalized as for its own model: the fit options
+    (:data:`FIT_KEYS`) filled with their defaults, the compile options (optimizer, its
+    hyperparameters, loss) kept only when given, so a builder's own defaults and compilation
+    stand. Builder parameters stay as given (JSON values). When the builder can be loaded
+    here, the parameters are checked against its arguments (:func:`check_builder_params`).
+
+    Raises:
+        FoldwiseError: No builder reference, a bad training option, a value that is not JSON,
+            or a parameter the builder cannot take.
     """
-    import keras
+    reference = spec.get("builder")
+    if not isinstance(reference, dict) or not isinstance(reference.get("function"), str) \
+            or "sha256" not in reference:
+        raise FoldwiseError("a keras_builder configuration needs its builder: the reference "
+                            "builder_reference(model) gives, under 'builder'")
+    training = {key: spec[key] for key in TRAINING_KEYS if key in spec}
+    checked = normalize_spec({k: v for k, v in training.items() if k != "loss"}, task,
+                             n_classes)
+    full: dict = {"estimator": ESTIMATOR, "builder": dict(reference)}
+    full.update({key: checked[key] for key in FIT_KEYS})
+    full.update({key: checked[key] for key in COMPILE_KEYS if key in training and key != "loss"})
+    if "loss" in training:
+        loss = training["loss"]
+        sparse = loss in SPARSE_LOSSES and task == "classification"
+        binary_as_two = loss in MULTICLASS_LOSSES and output_kind(task, n_classes) == "binary"
+        full["loss"] = loss if sparse or binary_as_two else _check_loss(loss, task, n_classes)
+    for key, value in spec.items():
+        if key in TRAINING_KEYS or key in RESERVED:
+            continue
+        if not json_value(list(value) if isinstance(value, tuple) else value):
+            raise FoldwiseError(f"model builder parameter {key!r} must be a JSON value "
+                                f"(number, text, true/false, list, mapping), got "
+                                f"{describe_value(value)}")
+        full[key] = _whole_numbers(list(value) if isinstance(value, tuple) else value)
+    if reference.get("source") is not None or importable(reference.get("module") or ""):
+        check_builder_params(load_builder(reference), full)
+    return full
 
-    kind = output_kind(task, n_classes)
-    regularizer = keras.regularizers.L2(spec["l2"]) if spec["l2"] > 0 else None
-    inputs = keras.Input(shape=(n_features,), name="features")
-    x = inputs
-    for units in spec["hidden_units"]:
-        x = keras.layers.Dense(units, activation=spec["activation"],
-                               kernel_regularizer=regularizer)(x)
-        if spec["dropout"] > 0:
-            x = keras.layers.Dropout(spec["dropout"])(x)
-    # The output layer computes in float32 also under mixed precision, for stable losses.
-    if kind == "regression":
-        outputs = keras.layers.Dense(1, name="prediction", dtype="float32")(x)
-    elif kind == "binary":
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability",
-                                     dtype="float32")(x)
-    else:
-        outputs = keras.layers.Dense(n_classes, activation="softmax", name="probability",
-                                     dtype="float32")(x)
-    model = keras.Model(inputs, outputs)
-    loss = spec["loss"]
-    model.compile(optimizer=make_optimizer(spec),
-                  loss=resolve_custom_loss(loss) if ":" in loss else loss)
-    return model
 
+def _whole_numbers(value: Any) -> Any:
+    """Whole floats as ints, inside lists and mappings too.
 
-def make_optimizer(spec: dict):
-    """The Keras optimizer named in the spec, with the spec's hyperparameters."""
-    import keras
+    KFP hands every number of a parameter over as a float (protobuf values): a builder's
+    ``units=32`` must not arrive as ``32.0``. Normalizing in every process alike keeps a
+    configuration's id the same before and after it travels.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    name = spec["optimizer"]
-    return classes[name](**{key: spec[key] for key in OPTIMIZERS[name]})

@@ -14,8 +14,8 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 
 from foldwise.components.core import options
 from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
+from foldwise.components.core.data.table import suggest
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.table import suggest
 
 TASKS = options.choices("task")
 # A numeric target with at most this many distinct integer values is taken for class labels.

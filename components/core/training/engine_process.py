@@ -9,7 +9,7 @@ and then loads the trained model (``model.keras``, ``safe_mode``). A user's buil
 that runs TensorFlow operations (``core.tensorflow_standin``) is trained by the caller
 itself, through Keras' ``fit``.
 
-    python -m foldwise.components.core.engine_process FOLDER
+    python -m foldwise.components.core.training.engine_process FOLDER
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+
+from foldwise.components.core.data.whole_table import all_rows
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.models.builder_code import load_builder
+from foldwise.components.core.models.estimators import role_of
+from foldwise.components.core.models.spec import normalize_spec
+from foldwise.components.core.models.tensorflow_standin import operation_needed
+from foldwise.components.core.training.fit import FoldResult, save_model, train_fold
+from foldwise.components.core.training.vmapped import select_backend
 
 REQUEST = "request.json"
 ANSWER = "answer.json"
@@ -48,9 +57,6 @@ class Job:
             FoldwiseError: Training failed for a reason the user can fix (as the engine says).
             RuntimeError: The child failed otherwise (its output is in the message).
         """
-        from foldwise.components.core.errors import FoldwiseError
-        from foldwise.components.core.training import FoldResult, train_fold
-
         output, _ = self.process.communicate()
         if self.process.returncode == NEEDS_TENSORFLOW:  # TensorFlow's fit, here
             return train_fold(data, task=self.task, n_classes=self.n_classes,
@@ -75,10 +81,8 @@ class Job:
 def _load(path: str, spec: dict):
     import keras
 
-    from foldwise.components.core.estimators import role_of
 
     if role_of(spec) == "user":  # registers the builder's own objects
-        from foldwise.components.core.builders import load_builder
 
         load_builder(spec["builder"])
     try:
@@ -102,23 +106,16 @@ def start(rows: dict, *, task: str, n_classes: int | None, spec: dict, seed: int
         json.dump(described, handle)
     environment = {**os.environ, "KERAS_BACKEND": "jax"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "foldwise.components.core.engine_process", folder],
+        [sys.executable, "-m", "foldwise.components.core.training.engine_process", folder],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     return Job(process, folder, task, n_classes, spec, seed)
 
 
 def main(folder: str) -> int:
     """The child: train the request in ``folder``, save the model and the answer there."""
-    from foldwise.components.core.vmapped import select_backend
-
     select_backend()
     import pandas as pd
 
-    from foldwise.components.core.errors import FoldwiseError
-    from foldwise.components.core.model import normalize_spec
-    from foldwise.components.core.serving import all_rows
-    from foldwise.components.core.tensorflow_standin import operation_needed
-    from foldwise.components.core.training import save_model, train_fold
 
     with open(os.path.join(folder, REQUEST), encoding="utf-8") as handle:
         described = json.load(handle)
