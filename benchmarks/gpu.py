@@ -6,11 +6,11 @@
 The grid: two hidden ReLU layers of 32, 64 or 128 units × Adam learning rate 0.001 or 0.01
 (6 configurations), 5 folds, 20 epochs, batch size 32, per-fold target standardization; the
 features imputed, scaled and one-hot encoded per fold on the fold's training rows only
-(foldwise's own ``core.preprocess``, ``core.scaling`` and ``core.encoding``).
+(foldwise's own ``core.data.preprocess``, ``core.data.scaling`` and ``core.data.encoding``).
 
 1. The fold matrices are prepared once and written to .npz files (what the pipeline's per-fold
    transform steps hand its train tasks); not counted in either time.
-2. Packed: ONE process trains all 30 models with ``core.vmapped.fit_members`` (Keras' own
+2. Packed: ONE process trains all 30 models with ``core.training.vmapped.fit_members`` (Keras' own
    train step under ``jax.vmap``; members of one width vectorize: 3 groups of 10) and
    predicts each model's validation rows.
 3. Unpacked: one process per (configuration, fold), run one after another as one GPU would,
@@ -310,7 +310,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(args.work)
     report: dict = {"grid": [label(c) for c in CONFIGS], "folds": FOLDS, "epochs": args.epochs,
-                    "batch_size": 32, "engine": "core.vmapped.fit_members (both modes)",
+                    "batch_size": 32, "engine": "core.training.vmapped.fit_members (both modes)",
                     "host": {"cpus": os.cpu_count(), "python": platform.python_version()}}
 
     def save() -> None:

@@ -20,7 +20,7 @@ def next_rung(
 
     Halving keeps the best ``ceil(n / factor)`` by mean score over the folds scored so far;
     racing keeps every candidate that a corrected paired t-test does not find worse than the
-    leader (``core.rungs``). The survivors are trained on the next folds only: what the
+    leader (``core.search.rungs``). The survivors are trained on the next folds only: what the
     earlier rungs scored is kept.
 
     Args:
@@ -29,7 +29,7 @@ def next_rung(
         fold_results: The URIs of that rung's train results.
         plan: JSON: the next rung's plan (``{"tasks": [], ...}`` after the last rung).
         scoring: The metric that ranks candidates; empty for ``r2`` / ``accuracy``.
-        packing: How trials are grouped into tasks (``core.grid.plan_trials``).
+        packing: How trials are grouped into tasks (``core.search.packing.plan_trials``).
 
     Returns:
         The next rung's train tasks' numbers (the items of its loop); after the last rung,

@@ -32,7 +32,7 @@ def plan_trials(
         fold_ids: The folds.
         plan: JSON ``{"tasks": [{"configs": [{"config_id", "params", "searched"}],
             "folds": [...]}, ...]}``: each train task's configurations and folds (a halving
-            search's plan carries its schedule and candidates too: ``core.rungs``).
+            search's plan carries its schedule and candidates too: ``core.search.rungs``).
         param_grid: Mappings of parameter → values, expanded like scikit-learn's
             ``ParameterGrid``; empty to train ``model_spec`` alone.
         model_spec: Model options fixed for every configuration the grid does not vary
@@ -42,12 +42,12 @@ def plan_trials(
             cross-validated on the same folds and wins ties.
         packing: ``none``: one task per (configuration, fold); ``folds``: one task per
             configuration, its folds trained at once as one packed program; ``configs``:
-            configurations that pack share tasks too (see ``core.grid.plan_trials``).
+            configurations that pack share tasks too (see ``core.search.packing.plan_trials``).
         param_distributions: A random search's space instead of ``param_grid``
-            (``core.sampling``): ``n_iter`` points are sampled here, at run time.
+            (``core.search.sampling``): ``n_iter`` points are sampled here, at run time.
         n_iter: How many points a random search samples.
         seed: The sampler's seed (the run's).
-        halving: Successive-halving settings (``core.rungs.HALVING_KEYS``); empty for a
+        halving: Successive-halving settings (``core.search.rungs.HALVING_KEYS``); empty for a
             search that scores every candidate on every fold. Then this is rung 0.
         rungs: How many rungs the pipeline was built with (halving).
 

@@ -44,7 +44,7 @@ def refit(
     import tempfile
 
     # The export is TensorFlow's (string lookups, SavedModel); the model trains like every
-    # other, in the one engine on JAX, in a process of its own (core.engine_process).
+    # other, in the one engine on JAX, in a process of its own (core.training.engine_process).
     if "keras" not in __import__("sys").modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
     import pandas as pd

@@ -22,7 +22,7 @@ def train(
 ) -> str:
     """Fit a fresh model per (configuration, fold) on the other folds' rows; score the fold.
 
-    Every Keras model trains in the one engine (``core.vmapped``, Keras on JAX): models of one
+    Every Keras model trains in the one engine (``training.vmapped``, Keras on JAX): models of one
     program are trained at once as one vectorized computation, the same models as one task
     each; TensorFlow is not imported, unless the plan found that a user's builder runs
     TensorFlow operations (the task's ``backend``). The state after each finished epoch is

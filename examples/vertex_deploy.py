@@ -20,9 +20,9 @@ from google_cloud_pipeline_components.v1.model import ModelUploadOp
 from kfp import compiler, dsl
 
 from foldwise.components.core.options import SERVING_IMAGE
-from foldwise.pipelines.cluster import ClusterSettings
-from foldwise.pipelines.grid_search import build_grid_search
-from foldwise.pipelines.retrain import build_retrain
+from foldwise.pipelines.dags.cluster import ClusterSettings
+from foldwise.pipelines.dags.grid_search import build_grid_search
+from foldwise.pipelines.dags.retrain import build_retrain
 
 MACHINE_TYPE = "n1-standard-2"
 

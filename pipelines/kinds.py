@@ -4,7 +4,7 @@ The command line (its subcommands, help and ``--grid`` handling), the applicatio
 (:mod:`foldwise.pipelines.runs`: what a plan checks and hands the pipeline), the display and
 the compiler all read a kind from here; none of them branches on a kind's name. A new kind
 is one :class:`Kind` passed to :func:`register` and its DAG file (a function building the
-``@dsl.pipeline`` from :class:`~foldwise.pipelines.cluster.ClusterSettings`).
+``@dsl.pipeline`` from :class:`~foldwise.pipelines.dags.cluster.ClusterSettings`).
 """
 
 from __future__ import annotations
@@ -241,14 +241,14 @@ register(Kind(
     "cross-validation", "K-fold cross-validation of one Keras model",
     "Leakage-free K-fold cross-validation of a Keras model, run as a KFP pipeline on the "
     "embedded engine; results and a report are published with a manifest.",
-    "foldwise.pipelines.cross_validation:build_cross_validation",
+    "foldwise.pipelines.dags.cross_validation:build_cross_validation",
     sklearn="cross_validate", exports_model=False, describe=_describe_one))
 register(Kind(
     "grid-search", "grid search with refit and a model that serves raw rows",
     "Grid search of Keras models with leakage-free K-fold cross-validation, run as a KFP "
     "pipeline on the embedded engine; the best configuration is refitted on all rows and "
     "exported with its preprocessing, cv_results, a report and a manifest.",
-    "foldwise.pipelines.grid_search:build_grid_search", candidates=(GRID,),
+    "foldwise.pipelines.dags.grid_search:build_grid_search", candidates=(GRID,),
     needs_candidates=True, options=REFIT, sklearn="GridSearchCV", describe=_describe_grid))
 register(Kind(
     "random-search", "random search (RandomizedSearchCV) with refit and export",
@@ -256,7 +256,7 @@ register(Kind(
     "lists and distributions ({loguniform|uniform|randint|choice: ...}), cross-validated "
     "without leakage on the embedded engine; the best is refitted and exported like a grid "
     "search's.",
-    "foldwise.pipelines.random_search:build_random_search", candidates=(SPACE,),
+    "foldwise.pipelines.dags.random_search:build_random_search", candidates=(SPACE,),
     needs_candidates=True, options=("n_iter", *REFIT), sklearn="RandomizedSearchCV",
     describe=_describe_sampled, arguments=_random_arguments))
 register(Kind(
@@ -266,7 +266,7 @@ register(Kind(
     "folds, keeping the folds already scored; --elimination racing drops only candidates a "
     "corrected paired t-test finds worse than the leader. The winner is refitted and "
     "exported.",
-    "foldwise.pipelines.halving_search:build_halving_search", candidates=(GRID, SPACE),
+    "foldwise.pipelines.dags.halving_search:build_halving_search", candidates=(GRID, SPACE),
     needs_candidates=True, options=("n_candidates", *options.HALVING, *REFIT),
     sklearn="HalvingGridSearchCV", staged=True, describe=_describe_rungs, size=_halving_size,
     arguments=_halving_arguments, stages=_halving_stages,
@@ -276,5 +276,5 @@ register(Kind(
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "
     "version under --promote-to and promoted (current.json) only if it beats the promoted "
     "model's configuration cross-validated on the same folds.",
-    "foldwise.pipelines.retrain:build_retrain", candidates=(GRID,), options=("serving_image",),
+    "foldwise.pipelines.dags.retrain:build_retrain", candidates=(GRID,), options=("serving_image",),
     sklearn="GridSearchCV", promotes=True, describe=_describe_retrain))

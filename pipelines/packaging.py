@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.pipelines.cluster import ClusterSettings
+from foldwise.pipelines.dags.cluster import ClusterSettings
 
 
 def build_pipeline(name: str, settings: ClusterSettings, rungs: int | None = None):

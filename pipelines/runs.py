@@ -46,8 +46,8 @@ class Search:
         table: The table itself (a DataFrame, from Python) instead of ``data``: it is
             written into the run folder as ``data.parquet`` for the steps to read.
         resume: The folder of an earlier run of the same search that did not finish: the
-            run continues there, taking over every trial it finished (``core.reuse``).
-        distributions: A random (or halving-random) search's space (``core.sampling``).
+            run continues there, taking over every trial it finished (``core.training.resume``).
+        distributions: A random (or halving-random) search's space (``core.search.sampling``).
         choice: The kind's search options (``Kind.options``) by name.
     """
 
@@ -138,7 +138,7 @@ class Result:
 
 def pipeline_function(name: str, settings=None, rungs: int | None = None):
     """The ``@dsl.pipeline`` of ``name``, built for ``settings`` (default: this machine)."""
-    from foldwise.pipelines.cluster import LOCAL
+    from foldwise.pipelines.dags.cluster import LOCAL
 
     return kinds.get(name).build(settings or LOCAL, rungs)
 
@@ -227,7 +227,7 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
 
     Returns:
         One :class:`~foldwise.components.core.search.costs.Estimate` per packing (``none``,
-        ``folds``, ``configs``), from the measured costs in ``core.costs`` and the grid's
+        ``folds``, ``configs``), from the measured costs in ``core.search.costs`` and the grid's
         arithmetic. A halving search is estimated as its full grid (an upper bound).
 
     Raises:
@@ -272,7 +272,7 @@ def parquet_bytes(table) -> bytes:
 
 
 def read_table_bytes(content: bytes):
-    """A Parquet table held in memory, read as :func:`core.table.read_table` reads files."""
+    """A Parquet table held in memory, read as :func:`core.data.table.read_table` reads files."""
     from foldwise.components.core.data.table import read_table
 
     with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
@@ -479,7 +479,7 @@ def prepare_folder(output: str | Path | None, pipeline: str) -> Path:
 
 def cluster_settings(values: dict):
     """The :class:`ClusterSettings` of the cluster options in ``values`` (by name)."""
-    from foldwise.pipelines.cluster import ClusterSettings, parse_accelerator
+    from foldwise.pipelines.dags.cluster import ClusterSettings, parse_accelerator
 
     given = {name: values.get(name) for name in options.names(options.CLUSTER)}
     given = {name: options.option(name).default if value is None else value

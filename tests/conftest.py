@@ -14,7 +14,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
 PENGUINS = ROOT / "examples" / "penguins.csv"
 
 # The test process itself runs Keras on TensorFlow, whatever a test calls first; pipeline
-# steps, each a process of its own, choose theirs (core.vmapped.select_backend), and
+# steps, each a process of its own, choose theirs (core.training.vmapped.select_backend), and
 # tests/helpers/vmapped_checks.py runs the JAX engine in a process of its own.
 import keras  # noqa: E402, F401
 

@@ -181,7 +181,7 @@ def test_a_grid_key_neither_the_builder_nor_training_takes_is_refused(penguins_t
 
 
 def test_compiled_yaml_carries_the_builder_to_train_and_refit(tmp_path):
-    from foldwise.pipelines.grid_search import grid_search
+    from foldwise.pipelines.dags.grid_search import grid_search
 
     compiler.Compiler().compile(grid_search, str(tmp_path / "p.yaml"))
     ir = yaml.safe_load((tmp_path / "p.yaml").read_text())

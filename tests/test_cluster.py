@@ -5,7 +5,7 @@ import yaml
 
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.pipelines.cli import main
-from foldwise.pipelines.cluster import GPUS, TPUS, parse_accelerator
+from foldwise.pipelines.dags.cluster import GPUS, TPUS, parse_accelerator
 
 IMAGE = "europe-docker.pkg.dev/acme/ml/foldwise:0.1.0-gpu"
 

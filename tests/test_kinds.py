@@ -17,8 +17,8 @@ from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.pipelines import kinds
 from foldwise.pipelines.cli import build_parser, main
-from foldwise.pipelines.cluster import LOCAL
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
+from foldwise.pipelines.dags.cluster import LOCAL
+from foldwise.pipelines.dags.search import publish_steps, run_values, search_steps
 
 PACKAGE = Path(kinds.__file__).resolve().parent
 

@@ -19,7 +19,7 @@ from foldwise.components.core.data.preprocess import PreprocessOptions, preproce
 from foldwise.components.core.data.scaling import fit_scaler
 from foldwise.components.core.scoring.metrics import score
 from foldwise.pipelines.cli import main
-from foldwise.pipelines.cross_validation import cross_validation
+from foldwise.pipelines.dags.cross_validation import cross_validation
 from foldwise.pipelines.engine import PipelineFailed, run_local
 
 pytestmark = pytest.mark.local

@@ -14,11 +14,11 @@ from foldwise.components.core.data.preprocess import PreprocessOptions, preproce
 from foldwise.components.core.models.keras_model import OPTIMIZER_PARAMS
 from foldwise.components.core.models.spec import MODEL_DEFAULTS, SPEC_KEYS
 from foldwise.pipelines import kinds
-from foldwise.pipelines.cross_validation import cross_validation
-from foldwise.pipelines.grid_search import grid_search
-from foldwise.pipelines.halving_search import halving_search
-from foldwise.pipelines.random_search import random_search
-from foldwise.pipelines.retrain import retrain
+from foldwise.pipelines.dags.cross_validation import cross_validation
+from foldwise.pipelines.dags.grid_search import grid_search
+from foldwise.pipelines.dags.halving_search import halving_search
+from foldwise.pipelines.dags.random_search import random_search
+from foldwise.pipelines.dags.retrain import retrain
 
 BIN = Path(sys.executable).parent
 PIPELINES = {"cross_validation": cross_validation, "grid_search": grid_search,
@@ -94,7 +94,7 @@ def test_choices_live_in_the_table_only():
     from foldwise.components.core.data import preprocess, scaling
     from foldwise.components.core.models import spec
     from foldwise.components.core.search import grid, packing
-    from foldwise.pipelines import cluster
+    from foldwise.pipelines.dags import cluster
 
     assert scaling.SCALERS is options.option("scaler").choices
     assert grid.BASELINES is options.option("baseline").choices

@@ -5,8 +5,8 @@ import yaml
 from kfp import compiler
 
 from foldwise.components.image import IMAGE
-from foldwise.pipelines.cross_validation import cross_validation
-from foldwise.pipelines.grid_search import grid_search
+from foldwise.pipelines.dags.cross_validation import cross_validation
+from foldwise.pipelines.dags.grid_search import grid_search
 
 PIPELINES = {"cross_validation": cross_validation, "grid_search": grid_search}
 
@@ -155,7 +155,7 @@ def test_halving_rungs_are_stages_of_one_static_dag(platform, tmp_path):
 
 
 def test_random_search_samples_in_its_plan_step(tmp_path):
-    from foldwise.pipelines.random_search import random_search
+    from foldwise.pipelines.dags.random_search import random_search
 
     ir = compile_ir(random_search, tmp_path)
     plan = ir["root"]["dag"]["tasks"]["plan-trials"]["inputs"]["parameters"]

@@ -7,19 +7,19 @@ that a version bump fails here, by name, rather than somewhere in a run:
 - kfp ``kfp.local.task_dispatcher.run_single_task_implementation``, replaced during a run
   (pipelines/engine.py): one progress line per task, and no new task after Ctrl-C.
 - kfp ``kfp.dsl.pipeline_task.inspect``, replaced while a step is set up
-  (pipelines/cluster.py): kfp's ``inspect.stack()`` reads every frame's source, 2.5 s per
+  (pipelines/dags/cluster.py): kfp's ``inspect.stack()`` reads every frame's source, 2.5 s per
   pipeline built.
 - kfp ``kfp.Client._uihost`` (pipelines/submit.py): the link to a submitted run.
 - keras ``keras.src.backend.common.global_state``, ``keras.src.utils.rng_utils`` and
-  ``keras.src.random.seed_generator``'s global names (components/core/estimators.py): seeding
+  ``keras.src.random.seed_generator``'s global names (components/core/models/estimators.py): seeding
   Keras under JAX without importing TensorFlow, which ``keras.utils.set_random_seed`` does.
-- keras ``keras.src.backend.jax.random.jax_draw_seed`` (components/core/vmapped.py): the
+- keras ``keras.src.backend.jax.random.jax_draw_seed`` (components/core/training/vmapped.py): the
   data-valued dropout draws its masks as Keras' own ``Dropout`` does.
-- keras ``keras.src.utils.module_utils.tensorflow`` (components/core/tensorflow_standin.py):
+- keras ``keras.src.utils.module_utils.tensorflow`` (components/core/models/tensorflow_standin.py):
   Keras must find TensorFlow absent before the stand-in answers ``tensorflow.keras``.
-- keras ``Model._flatten_layers`` and ``Model._symbolic_build`` (components/core/vmapped.py):
+- keras ``Model._flatten_layers`` and ``Model._symbolic_build`` (core/training/vmapped.py):
   a model's layers in order; its metrics, loss and optimizer state built as ``fit`` builds them.
-- keras ``JAXTrainer.compute_loss_and_updates`` (components/core/vmapped.py): one step's loss
+- keras ``JAXTrainer.compute_loss_and_updates`` (core/training/vmapped.py): one step's loss
   and gradients, exactly as Keras' ``fit`` computes them.
 """
 

@@ -21,8 +21,8 @@ from helpers.results import train_task_results
 
 from foldwise.components.core.data.fold_data import fold_file, read_fold_table, split_fold
 from foldwise.components.core.models.spec import normalize_spec
-from foldwise.pipelines.cluster import ClusterSettings
-from foldwise.pipelines.cross_validation import build_cross_validation
+from foldwise.pipelines.dags.cluster import ClusterSettings
+from foldwise.pipelines.dags.cross_validation import build_cross_validation
 from foldwise.pipelines.engine import run_local
 
 pytestmark = pytest.mark.local

@@ -12,7 +12,7 @@ from kfp import compiler
 from foldwise.components import storage
 from foldwise.components.core.results.promotion import decide, new_version_name, pointer
 from foldwise.pipelines.cli import main
-from foldwise.pipelines.retrain import retrain
+from foldwise.pipelines.dags.retrain import retrain
 
 
 def test_decide_promotes_only_a_strictly_better_challenger():

@@ -169,8 +169,8 @@ def test_unforeseen_errors_are_one_line_with_a_log(monkeypatch, capsys, tmp_path
 def test_the_local_engine_does_not_retry_a_failed_step(tmp_path):
     from kfp import compiler
 
-    from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-    from foldwise.pipelines.cross_validation import build_cross_validation
+    from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+    from foldwise.pipelines.dags.cross_validation import build_cross_validation
 
     for settings, retried in ((LOCAL, False), (ClusterSettings(), True)):
         out = tmp_path / f"{retried}.yaml"

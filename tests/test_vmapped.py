@@ -1,4 +1,4 @@
-"""core.vmapped: any Keras model, packed with jax.vmap, equals lone runs and Keras' own fit.
+"""training.vmapped: any Keras model, packed with jax.vmap, equals lone runs and Keras' own fit.
 
 The engine needs Keras' JAX backend, which is chosen once per process: the checks run in a
 process of their own (tests/helpers/vmapped_checks.py) and these tests read what it measured.

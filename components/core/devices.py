@@ -1,11 +1,11 @@
 """Where training runs: the devices a step finds, and the precision it trains in.
 
-The one engine (``core.vmapped``) trains under Keras' JAX backend on the devices JAX finds
+The one engine (``core.training.vmapped``) trains under Keras' JAX backend on the devices JAX finds
 (:func:`plan_jax_devices`): the CPU, one or several GPUs (the GPU image's ``jax[cuda12]``),
 or a TPU (``libtpu``). Over several devices a pack spreads by member, or, where its members
 do not divide among them (one large model), each batch's rows are cut among the devices
-(data parallelism; ``core.vmapped._placement``). Mixed precision uses float16 on GPUs and bfloat16
-elsewhere.
+(data parallelism; ``training.vmapped._placement``). Mixed precision uses float16 on GPUs and
+bfloat16 elsewhere.
 
 Keras' own ``fit`` under TensorFlow (a user's builder that runs TensorFlow operations)
 picks a TensorFlow strategy (:func:`plan_devices`): TPU → ``TPUStrategy``; several GPUs →

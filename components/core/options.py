@@ -7,7 +7,7 @@ component signatures must stay literal for KFP; tests hold each one against this
 
 Model options default to ``None`` on the command line and in Python: "not given", so that a
 grid may vary them; :data:`OPTIONS`' ``default`` is the value a model then gets
-(``core.model.MODEL_DEFAULTS`` is built from it).
+(``core.models.spec.MODEL_DEFAULTS`` is built from it).
 """
 
 from __future__ import annotations
@@ -126,11 +126,12 @@ OPTIONS: tuple[Option, ...] = (
            "fold), a pod each on a cluster. Same models either way (default: configs on this "
            "machine, none on a cluster)",
            default="none", choices=("configs", "folds", "none")),
-    # A model of the user's own (core.builders): its builder travels in each configuration.
+    # A model of the user's own (core.models.builder_code): its builder travels in each
+    # configuration.
     Option("model", BUILDER, "your own Keras model: the function that builds it, as "
            "file.py:function or package.module:function (a callable in Python); default: "
            "foldwise's MLP (the model options below)", metavar="FILE.py:FUNCTION"),
-    # The model: the JSON spec of core.model (dashes for underscores on the command line).
+    # The model: the JSON spec of core.models.spec (dashes for underscores on the command line).
     Option("estimator", MODEL, "keras, sklearn_mlp for scikit-learn's MLP, or keras_builder for "
            "a user's own Keras model", default="keras",
            choices=("keras", "sklearn_mlp", "keras_builder"), on_command_line=False),
@@ -163,7 +164,7 @@ OPTIONS: tuple[Option, ...] = (
            default="standard", choices=("standard", "none")),
     Option("mixed_precision", MODEL, "train in mixed float16/bfloat16 on accelerators",
            default=False, kind="flag"),
-    # How a search chooses (core.sampling, core.rungs, core.selection): which a search kind
+    # How a search chooses (core.search: sampling, rungs, halving): which a search kind
     # takes is its entry's (pipelines.kinds).
     Option("n_iter", SEARCH, "random search: how many configurations to sample", default=10,
            kind="int"),

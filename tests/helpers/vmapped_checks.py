@@ -1,4 +1,4 @@
-"""Checks of core.vmapped that need Keras' JAX backend: run in a process of their own.
+"""Checks of core.training.vmapped that need Keras' JAX backend: run in a process of their own.
 
     python tests/helpers/vmapped_checks.py RESULT.json
 

@@ -78,7 +78,7 @@ class FoldData:
     """One fold's arrays: features in model input order and targets.
 
     ``features``, ``raw_columns``, ``target`` and ``classes`` describe the columns for a
-    user's model builder (``core.builders``): model-ready column names, the indices of each
+    user's model builder (``models.builder_keras``): model-ready column names, the indices of each
     raw column's model-ready columns, the target's name and the class labels.
     """
 

@@ -8,12 +8,12 @@ model to guess what it is. Adding one (a user's own Keras builder, say) is one
 :func:`register` call; :func:`~foldwise.components.core.models.spec.normalize_spec` must accept its
 name too.
 
-- ``keras``: foldwise's Keras MLP (``core.model.build_model``).
+- ``keras``: foldwise's Keras MLP (``core.models.keras_model.build_model``).
 - ``sklearn_mlp``: scikit-learn's ``MLPRegressor``/``MLPClassifier``, the baseline twin.
 - ``keras_builder``: a user's own Keras model from the builder function its spec references
-  (``core.builders``).
+  (``core.models.builder_keras``).
 
-The Keras ones (those with ``prepare``) train in the one engine, ``core.vmapped``, under
+The Keras ones (those with ``prepare``) train in the one engine, ``core.training.vmapped``, under
 Keras' JAX backend; ``fit`` (Keras' own, under TensorFlow's distribution strategy) trains
 them only in a TensorFlow process: a user's builder that runs TensorFlow operations.
 """
@@ -104,7 +104,7 @@ class Estimator:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A fresh Keras model with its rows, ready for the one training engine (``core.vmapped``).
+    """A fresh Keras model with its rows, ready for the one engine (``core.training.vmapped``).
 
     Attributes:
         model: The compiled model, built from its seed.
@@ -185,7 +185,7 @@ def keras_fit_rows(data: FoldData, kind: str, n_classes: int | None, spec: dict,
     """``(x_fit, y_fit, x_stop, y_stop)`` for a Keras model, early-stopping rows held out.
 
     Targets are in the loss' form: scaled, one column; or one-hot. Without early stopping the
-    stop rows are ``None``. The one engine (``core.vmapped``) takes the same rows.
+    stop rows are ``None``. The one engine (``core.training.vmapped``) takes the same rows.
     """
     y = TargetForm.of_mlp(kind, n_classes, target_state).loss_targets(data.y_train)
     if not spec["early_stopping"]:
@@ -379,7 +379,7 @@ def _save_sklearn_mlp(model, folder: str) -> None:
 # ----- a user's Keras builder -----------------------------------------------------------------
 def builder_context(data: FoldData, kind: str, n_classes: int | None,
                     target_state: dict | None):
-    """The fold as a user's builder sees it (``core.builders.BuildContext``)."""
+    """The fold as a user's builder sees it (``core.models.builder_keras.BuildContext``)."""
     y = (data.y_train if kind != "regression"
          else TargetForm.of_mlp(kind, n_classes, target_state).scaled(data.y_train))
     return BuildContext(data.x_train, y, "regression" if kind == "regression" else
@@ -414,7 +414,7 @@ def _prepare_builder(data: FoldData, kind: str, n_classes: int | None, spec: dic
     """A user's builder's model for the engine, ``tensorflow.keras`` answered by Keras.
 
     Built, and its loss computed once on a few rows, with the TensorFlow stand-in active
-    (``core.tensorflow_standin``): a builder that runs a TensorFlow operation raises
+    (``core.models.tensorflow_standin``): a builder that runs a TensorFlow operation raises
     ``NeedsTensorFlow`` here, naming it.
     """
     with keras_as_tensorflow():

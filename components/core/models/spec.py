@@ -85,7 +85,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
             hyperparameter that does not apply to the chosen optimizer.
     """
     role = _role(spec)
-    if role == "user":  # a user's builder: core.builders checks it
+    if role == "user":  # a user's builder: core.models.builder_keras checks it
 
         return normalize_builder_spec(spec, task, n_classes)
     unknown = [k for k in spec if k not in SPEC_KEYS]
@@ -136,7 +136,7 @@ def normalize_spec(spec: dict, task: str, n_classes: int | None = None) -> dict:
 
 
 def _role(spec: dict) -> str:
-    """The estimator's role (``core.estimators``); ``mlp`` for a name it does not know."""
+    """The estimator's role (``core.models.estimators``); ``mlp`` for a name it does not know."""
     name = spec.get("estimator") or "keras"
     return role_of(spec) if name in estimator_names() else "mlp"
 
@@ -170,7 +170,7 @@ def baseline_for(params: dict) -> dict:
 
 
 def _baseline_name() -> str:
-    """The registered baseline estimator's name (``core.estimators``)."""
+    """The registered baseline estimator's name (``core.models.estimators``)."""
     (name,) = named("baseline")
     return name
 

@@ -2,7 +2,8 @@
 
 Every model foldwise trains or serves goes through a :class:`TargetForm`: foldwise's MLP and
 users' builders (in the engine or through Keras' ``fit``), scikit-learn's MLP baseline, and
-the serving model's last layer (``core.serving.UserScale``, given :meth:`TargetForm.serving`).
+the serving model's last layer (``serving.serving_model.UserScale``, given
+:meth:`TargetForm.serving`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# What a loss takes as its target, by the kind of output (``core.model.output_kind``) of
+# What a loss takes as its target, by the kind of output (``keras_model.output_kind``) of
 # foldwise's own MLP: scaled values, one sigmoid probability, one probability per class.
 MLP_TARGETS = {"regression": "values", "binary": "binary", "multiclass": "one_hot"}
 
@@ -81,7 +82,7 @@ class TargetForm:
             return raw / raw.sum(axis=1, keepdims=True)
 
     def serving(self, kind: str) -> dict:
-        """The serving model's last layer's settings (``core.serving.UserScale``)."""
+        """The serving model's last layer's settings (``core.serving.serving_model.UserScale``)."""
         scaling = self.scaling or {"mean": 0.0, "scale": 1.0}
         return {"kind": kind, "mean": scaling["mean"], "scale": scaling["scale"],
                 "logits": self.logits}

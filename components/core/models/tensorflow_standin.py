@@ -78,7 +78,7 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def keras_as_tensorflow():
     """While active, ``tensorflow`` is the stand-in (see the module docstring).
 
-    Only where TensorFlow is kept out (a JAX step: ``core.vmapped.block_tensorflow``);
+    Only where TensorFlow is kept out (a JAX step: ``core.training.vmapped.block_tensorflow``);
     elsewhere a no-op. What
     the stand-in answered stays with the code that imported it (a builder's module keeps
     its ``tf``), so a TensorFlow operation reached later still raises

@@ -1,7 +1,7 @@
 """What training and running steps cost: the model behind balanced packing and ``foldwise plan``.
 
 A packed train task runs, per epoch, as many steps as its largest member has batches; one
-step of the one engine (``core.vmapped``: Keras' train step under ``jax.vmap``, an epoch per
+step of the one engine (``training.vmapped``: Keras' train step under ``jax.vmap``, an epoch per
 compiled call) costs a small fixed part plus a part proportional to the multiply-adds of
 every member's batch, widths padded to the program's widest. Steps outside training cost a
 process start each; a train step's start is Keras' and JAX's import and compiling its
@@ -84,7 +84,7 @@ class Estimate:
             time, every pod paying ``pod_start`` seconds.
         node_hours: Node time the run occupies on the cluster (every pod's, summed).
         programs: How many programs the one engine compiles for the configurations (the
-            packs of ``core.vmapped.pack_key``), and what keeps them apart.
+            packs of ``core.training.vmapped.pack_key``), and what keeps them apart.
     """
 
     packing: str

@@ -1,7 +1,7 @@
 """Hyperparameter grids written like scikit-learn's ``param_grid``, validated before any run.
 
 A grid is a mapping of parameter → list of values, or a list of such mappings; it expands like
-``sklearn.model_selection.ParameterGrid``. Every parameter of :mod:`core.model` may appear.
+``sklearn.model_selection.ParameterGrid``. Every parameter of :mod:`core.models.spec` may appear.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def load_grid(path: str | Path, builder: bool = False) -> list[dict]:
 
 
 def load_space(path: str | Path) -> list[dict]:
-    """Read a random search's space (lists and distributions: ``core.sampling``) from YAML."""
+    """Read a random search's space (lists and distributions: ``search.sampling``) from YAML."""
     return check_space(read_yaml(path), f"grid file {path}")
 
 
@@ -204,7 +204,7 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
         n_classes: Number of classes (classification).
         champion: ``[{"config_id", "params", ...}]`` of the promoted model, or ``[]``.
         baseline: ``mlp`` to add each Keras configuration's scikit-learn MLP twin.
-        distributions: A random search's space (``core.sampling``): ``n_iter`` points of
+        distributions: A random search's space (``core.search.sampling``): ``n_iter`` points of
             it, sampled with ``seed`` as scikit-learn's ``ParameterSampler`` does, take the
             grid's place.
         n_iter: How many points a random search samples.

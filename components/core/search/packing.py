@@ -67,12 +67,12 @@ def plan_trials(configs: list[dict], fold_ids: list[int], packing: str = "none")
     """The train tasks: ``{"configs": [{"config_id", "params"}, ...], "folds": [...]}`` each.
 
     Every task trains each of its configurations on each of its folds; models that share one
-    program (``core.vmapped``) are trained as one: the same models as separate runs, without
+    program (``training.vmapped``) are trained as one: the same models as separate runs, without
     a process start-up each.
 
     - ``none``: one task per (configuration, fold), the unit a cluster schedules as a pod;
     - ``folds``: one task per configuration, all its folds;
-    - ``configs``: the configurations that share one program (``core.vmapped.pack_key``:
+    - ``configs``: the configurations that share one program (``core.training.vmapped.pack_key``:
       same depth, activation, loss, optimizer settings, epochs and batch size; widths,
       learning rate, L2 and dropout rate are data) spread over :data:`CONFIG_PACK_TASKS`
       tasks, all folds each; so are the configurations of one user's builder (the engine
@@ -112,7 +112,7 @@ def _task(entries: list[dict], folds: list[int]) -> dict:
 def _balanced(members: list[dict], n_folds: int) -> list[tuple[int, int]]:
     """Where to cut one pack's configurations into :data:`CONFIG_PACK_TASKS` tasks.
 
-    Each task costs its steps (``core.costs``): a stacked step costs a fixed part plus every
+    Each task costs its steps (``core.search.costs``): a stacked step costs a fixed part plus every
     member's multiply-adds at the task's widest widths, so wide configurations are kept
     apart from narrow ones where that shortens the longest task. Cuts keep the
     configurations' order. Users' builders (their cost unknown) are cut into equal counts.

@@ -9,7 +9,7 @@ forward: the schedule, the candidates still in, and the URIs of every result so 
   trained again.
 - ``resource="epochs"``: rung ``r`` trains its survivors on every fold to ``n_resources[r]``
   epochs, each model going on from the state the previous rung left it in
-  (``core.vmapped``), so it ends as a run of all those epochs does.
+  (``core.training.vmapped``), so it ends as a run of all those epochs does.
 """
 
 from __future__ import annotations
@@ -113,11 +113,11 @@ def first_rung(configs: list[dict], fold_ids: list, settings: dict, rungs: int,
     By folds: the first folds only; by epochs: every fold, for that many epochs.
 
     Args:
-        configs: The candidates (``core.grid.candidates``), in tie-breaking order.
+        configs: The candidates (``core.search.grid.candidates``), in tie-breaking order.
         fold_ids: The run's folds.
         settings: The halving settings (:func:`check_halving`).
         rungs: How many rungs the pipeline was built with.
-        packing: How trials are grouped into tasks (``core.grid.plan_trials``).
+        packing: How trials are grouped into tasks (``core.search.packing.plan_trials``).
 
     Raises:
         FoldwiseError: The search needs another number of rungs than the pipeline has, or

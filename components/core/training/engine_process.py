@@ -6,7 +6,7 @@ backend, and one process has one backend. So the refit trains its model like any
 member, in a child process on JAX (:func:`start`: the child reads and preprocesses the
 table itself), while it imports TensorFlow and preprocesses the same rows for the export,
 and then loads the trained model (``model.keras``, ``safe_mode``). A user's builder
-that runs TensorFlow operations (``core.tensorflow_standin``) is trained by the caller
+that runs TensorFlow operations (``core.models.tensorflow_standin``) is trained by the caller
 itself, through Keras' ``fit``.
 
     python -m foldwise.components.core.training.engine_process FOLDER
@@ -48,7 +48,7 @@ class Job:
     seed: int
 
     def result(self, data):
-        """The trained model's ``core.training.FoldResult``, its model loaded here.
+        """The trained model's ``core.training.fit.FoldResult``, its model loaded here.
 
         ``data`` is what the child trained on (a ``FoldData``): a builder that runs
         TensorFlow operations is trained on it here, through TensorFlow's ``fit``.
@@ -97,7 +97,7 @@ def start(rows: dict, *, task: str, n_classes: int | None, spec: dict, seed: int
 
     ``rows`` says what it trains on: ``{"prepared", "schema", "scaler"}``, every row of the
     preprocessed table at that path, preprocessed there as the served model will
-    (``core.serving.all_rows``): the caller does the same meanwhile, with TensorFlow.
+    (``core.data.whole_table.all_rows``): the caller does the same meanwhile, with TensorFlow.
     """
     os.makedirs(folder, exist_ok=True)
     described = {"task": task, "n_classes": n_classes, "spec": spec, "seed": seed,

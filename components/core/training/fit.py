@@ -88,9 +88,9 @@ class FoldResult:
     epochs_run: int
     target_scaling: dict | None
     devices: dict  # device, strategy, replicas and precision the model was trained with
-    estimator: str = "keras"  # the spec's estimator (``core.estimators``)
+    estimator: str = "keras"  # the spec's estimator (``core.models.estimators``)
     fit_error: str = ""  # why the trial failed; empty when it did not
-    state: dict | None = None  # to continue training from (``core.vmapped.save_state``)
+    state: dict | None = None  # to continue training from (``core.training.vmapped.save_state``)
 
     @property
     def failed(self) -> bool:
@@ -103,7 +103,7 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
                error_score: str | float = "raise") -> FoldResult:
     """Fit a fresh model on ``data``'s training rows and score it on its validation rows.
 
-    The spec's ``estimator`` (``core.estimators``) says what is trained: foldwise's Keras MLP
+    The spec's ``estimator`` (``core.models.estimators``) says what is trained: foldwise's Keras MLP
     or scikit-learn's MLP baseline. Regression targets are standardized with the training
     rows' mean and standard deviation and predictions mapped back before scoring, like
     scikit-learn's ``TransformedTargetRegressor`` (``spec["target_scaling"] == "none"`` turns
@@ -116,7 +116,7 @@ def train_fold(data: FoldData, *, task: str, n_classes: int | None, spec: dict,
         data: The fold's rows.
         task: ``classification`` or ``regression``.
         n_classes: Number of classes (classification).
-        spec: A normalized model spec (``core.model.normalize_spec``).
+        spec: A normalized model spec (``core.models.spec.normalize_spec``).
         seed: Seed of weights, row order and dropout.
         checkpoint_dir: Where to keep state to resume from, or ``None``.
         error_score: ``"raise"``: a training error propagates, and a diverged model raises
@@ -135,7 +135,7 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
     """Train one fresh model per ``(data, spec, seed)``, each as :func:`train_fold` would.
 
     How each model trains is decided in one place, :func:`engine_for`: every Keras model
-    (foldwise's MLP and users' builders) in the one engine, ``core.vmapped``, under Keras'
+    (foldwise's MLP and users' builders) in the one engine, ``core.training.vmapped``, under Keras'
     JAX backend, packed with ``jax.vmap``: members of one program train as one computation,
     the same models as separate runs at a fraction of the per-step cost. scikit-learn's MLP
     trains through its own ``fit``; so does a Keras model in a TensorFlow process (a user's
@@ -182,7 +182,7 @@ def train_folds(datas: list[FoldData], *, task: str, n_classes: int | None, spec
 def engine_for(spec: dict) -> str:
     """How a model of ``spec`` trains in this process: the one place that decides.
 
-    ``"jax.vmap"`` (``core.vmapped``) for an estimator the engine trains
+    ``"jax.vmap"`` (``core.training.vmapped``) for an estimator the engine trains
     (``Estimator.prepare``) when Keras runs on JAX; otherwise the estimator's own ``fit``:
     ``"keras.fit"`` or ``"scikit-learn"``.
     """
@@ -248,7 +248,7 @@ def _recorded(train, data: FoldData, task: str, n_classes: int | None, spec: dic
 
 def _train_vectorized(datas, specs, seeds, kind, task, n_classes, checkpoint_dir,
                       error_score, initial, keep_state, mixed) -> list[FoldResult]:
-    """Keras models in the one engine (``core.vmapped``), failures kept apart.
+    """Keras models in the one engine (``core.training.vmapped``), failures kept apart.
 
     A model whose building fails is recorded as failed; when training them together
     raises, each is built and trained again on its own, its failure recorded alone.
@@ -294,7 +294,7 @@ def _train_vectorized(datas, specs, seeds, kind, task, n_classes, checkpoint_dir
 
 def _member(data: FoldData, kind: str, n_classes: int | None, spec: dict, seed: int,
             initial: dict | None):
-    """A fresh model and its rows for ``core.vmapped``, with what turns outputs to values."""
+    """A fresh model and its rows for the one engine, with what turns outputs to values."""
     import json
 
 

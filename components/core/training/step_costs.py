@@ -48,7 +48,7 @@ def step_macs(members: int, batch: int, widths: list[int],
 
 
 def padded_widths(specs: list[dict]) -> list[int]:
-    """The widths a pack of these MLP specs trains at: each layer's widest (``core.vmapped``)."""
+    """The widths a pack of these MLP specs trains at: each layer's widest (``vmapped``)."""
     depth = max(len(s.get("hidden_units", [])) for s in specs)
     return [max(int(s["hidden_units"][i]) for s in specs if i < len(s["hidden_units"]))
             for i in range(depth)]

@@ -96,7 +96,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         predictions_uri: Where the predictions will be, recorded in each summary.
         history_uri: Where the histories will be, recorded in each summary.
         builder: A user's builder with its source (the run's fixed model options carry it;
-            configurations carry its reference only: ``core.builders.with_source``).
+            configurations carry its reference only: ``core.models.builder_code.with_source``).
         tags: A halving rung's: ``rung``, ``n_resources`` and ``resource`` are added to every
             summary; with ``resource="epochs"``, ``epochs`` replaces each configuration's,
             ``continue`` maps ``"<config_id>|<fold>"`` to the URI of the state to train on
@@ -113,7 +113,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
         RuntimeError: A table of another fold, or parameters of another configuration.
     """
     # Before Keras is first imported: JAX, the one engine's, unless the plan found that a
-    # user's builder runs TensorFlow operations (``core.tensorflow_standin``).
+    # user's builder runs TensorFlow operations (``core.models.tensorflow_standin``).
     select_backend(tensorflow=bool(tensorflow))
     task, target, classes = schema["task"], schema["target"], schema["classes"]
     n_classes = class_count(schema)
@@ -210,7 +210,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
 
 
 def _state(uri: str | None, read_bytes) -> dict | None:
-    """The model state at ``uri`` (``core.vmapped.load_state``), or ``None``."""
+    """The model state at ``uri`` (``core.training.vmapped.load_state``), or ``None``."""
     if not uri:
         return None
     import io

@@ -590,7 +590,7 @@ def _by_width(members: list[Member], indices: list[int],
     """A padded group cut where one program per width range costs fewer steps' time.
 
     Padding every member to the widest costs each narrow one the wide one's arithmetic;
-    a program of its own costs a fixed part per step (``core.costs``). Members are sorted by
+    a program of its own costs a fixed part per step (``core.search.costs``). Members are sorted by
     their own cost and cut into contiguous runs with the least total cost (exactly, by
     dynamic programming over the distinct widths).
     """

@@ -11,8 +11,8 @@ from kfp import dsl
 
 from foldwise.components import champion, promote
 from foldwise.components.artifacts import UnmanagedContainerModel
-from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
+from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.dags.search import publish_steps, run_values, search_steps
 
 RetrainOutputs = NamedTuple("RetrainOutputs", decision=str, promoted=bool,
                             serving_model=UnmanagedContainerModel)

@@ -38,7 +38,7 @@ TRAINING_STEPS = ("train", "refit")
 # Steps that read something outside the pipeline (the data, the promoted model) or write
 # outside it are never served from cache: a scheduled retrain on changed data recomputes.
 UNCACHED_STEPS = ("preprocess", "export", "champion", "promote")
-# A retried train task resumes from its last finished epoch (core.vmapped checkpoints).
+# A retried train task resumes from its last finished epoch (core.training.vmapped checkpoints).
 RETRY = {"num_retries": 3, "backoff_factor": 2.0, "backoff_max_duration": "600s"}
 
 

@@ -33,7 +33,7 @@ from foldwise.components import (
 )
 from foldwise.components.artifacts import UnmanagedContainerModel
 from foldwise.components.core import options
-from foldwise.pipelines.cluster import ClusterSettings
+from foldwise.pipelines.dags.cluster import ClusterSettings
 
 GridSearchOutputs = NamedTuple(
     "GridSearchOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, model=Model,

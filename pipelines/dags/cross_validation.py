@@ -1,4 +1,4 @@
-"""Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.search`).
+"""Cross-validation of one Keras model configuration (see :mod:`foldwise.pipelines.dags.search`).
 
 preprocess → scale → one_hot_encode (every fold in each) → plan_trials → train →
 aggregate → report → export (results, report and, last, the manifest; no model).
@@ -9,8 +9,8 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset
 
-from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import publish_steps, run_values, search_steps
+from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.dags.search import publish_steps, run_values, search_steps
 
 CrossValidationOutputs = NamedTuple(
     "CrossValidationOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, report=HTML,

@@ -8,8 +8,8 @@ next folds] × (rungs − 1) → next_rung (gathers every result) → aggregate 
 
 from kfp import dsl
 
-from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import (
+from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.dags.search import (
     GridSearchOutputs,
     run_values,
     search_outputs,
@@ -65,7 +65,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
             n_candidates: How many to sample; 0: ``max_resources // min_resources``.
             halving: ``factor``, ``resource`` (``folds``), ``min_resources``,
                 ``max_resources``, ``aggressive_elimination``, ``elimination`` (``halving``
-                or ``racing``) and ``confidence`` (racing), as ``core.rungs.check_halving``
+                or ``racing``) and ``confidence`` (racing), as ``core.search.rungs.check_halving``
                 reads them.
             model_spec: Model options fixed for every configuration the search does not vary.
             task: ``classification``, ``regression`` or empty to infer it.

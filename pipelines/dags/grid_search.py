@@ -6,8 +6,8 @@ per (config, fold) train → aggregate → refit (best config, all rows) → rep
 
 from kfp import dsl
 
-from foldwise.pipelines.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.search import (
+from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.dags.search import (
     GridSearchOutputs,
     run_values,
     search_outputs,
