@@ -201,6 +201,6 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
         print(f"{search.pipeline} is {note}.")
     from foldwise.components.core.models.estimators import role_of
 
-    if role_of(search.model) == "user":
+    if role_of(search.model_spec) == "user":
         print("Your builder's layers are not known before it is built: its models are "
               "estimated by their steps' fixed cost only, a lower bound.")

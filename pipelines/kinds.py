@@ -194,10 +194,10 @@ def _halving_size(search, grid: list, space: list, folds: int) -> tuple[int, dic
         raise FoldwiseError(f"{search.pipeline} needs its candidates: a grid (lists of "
                             "values) or a space with distributions, not both")
     halving = {name: search.choice[name] for name in options.HALVING}
-    check_halving(halving, folds, fixed_epochs(search.model))
+    check_halving(halving, folds, fixed_epochs(search.model_spec))
     n_candidates = int(search.choice.get("n_candidates") or 0)
     if space and n_candidates < 1:
-        n_candidates = exhaust_candidates(halving, folds, fixed_epochs(search.model))
+        n_candidates = exhaust_candidates(halving, folds, fixed_epochs(search.model_spec))
     return n_candidates, halving
 
 

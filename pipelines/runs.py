@@ -37,7 +37,8 @@ class Search:
         data: Path or ``gs://`` URI of the CSV or Parquet table.
         run: The run options of :data:`options.RUN` (``target`` required; missing ones take
             the table's default; ``packing`` ``None`` lets the engine decide).
-        model: Model options fixed for every configuration (only those given).
+        model_spec: Model options fixed for every configuration (only those given; a
+            user's builder travels here).
         grid: The ``param_grid`` (mappings of parameter → list of values), ``[]`` for one
             configuration.
         output: Results folder or ``gs://`` prefix (default: a new folder under
@@ -54,7 +55,7 @@ class Search:
     pipeline: str
     data: str
     run: dict
-    model: dict = field(default_factory=dict)
+    model_spec: dict = field(default_factory=dict)
     grid: list = field(default_factory=list)
     output: str | None = None
     promote_to: str | None = None
@@ -74,11 +75,11 @@ class Search:
             opt = options.option(name)
             value = options.check_value(opt, values.get(name))
             run[name] = opt.given_default if value is None else value
-        model = {}
+        model_spec = {}
         for opt in options.group(options.MODEL):
             value = options.check_value(opt, values.get(opt.name))
             if value is not None:
-                model[opt.name] = value
+                model_spec[opt.name] = value
         if values.get("model") is not None:  # a model of the user's own
             from foldwise.components.core.models.builder_code import builder_reference
             from foldwise.pipelines.models import quiet_stderr
@@ -88,7 +89,7 @@ class Search:
             from foldwise.components.core.models.estimators import named
 
             (user,) = named("user")
-            model = {"estimator": user, "builder": reference, **model}
+            model_spec = {"estimator": user, "builder": reference, **model_spec}
         choice = {}
         for name in kinds.get(pipeline).options:
             opt, value = options.option(name), values.get(name)
@@ -96,7 +97,7 @@ class Search:
                 value = str(value)  # a number of folds, or 'smallest' / 'exhaust'
             value = options.check_value(opt, value)
             choice[name] = opt.default if value is None else value
-        return cls(pipeline, str(data), run, model, choice=choice, **kwargs)
+        return cls(pipeline, str(data), run, model_spec, choice=choice, **kwargs)
 
 
 @dataclass
@@ -183,18 +184,18 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
                                         "[1.0e-4, 1.0e-1]}" if kinds.SPACE in kind.candidates
                                         else ""))
     n_iter, settings = kind.size(search, grid, space, schema["folds"])
-    configs = candidates(grid, search.model, task, n_classes, champion=promoted,
+    configs = candidates(grid, search.model_spec, task, n_classes, champion=promoted,
                          baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
                          seed=search.run["seed"])
     from foldwise.components.core.models.estimators import role_of
 
-    if role_of(search.model) == "user":  # what only building it shows
+    if role_of(search.model_spec) == "user":  # what only building it shows
         from foldwise.components.core.models.builder_checks import check_configs
         from foldwise.pipelines.models import quiet_stderr
 
         with quiet_stderr():
             check_configs(configs, prepared, schema, search.run["scaler"],
-                          search.run["seed"], search.model["builder"])
+                          search.run["seed"], search.model_spec["builder"])
     scoring = search.run["scoring"]
     names = metrics.metric_names(task, n_classes)
     if scoring and scoring not in names:
@@ -202,7 +203,7 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
                             f"{', '.join(names)}")
     packing = search.run["packing"] or (options.LOCAL_DEFAULTS["packing"] if local
                                         else options.option("packing").default)
-    arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model}
+    arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model_spec}
     if kinds.GRID in kind.candidates:
         arguments["param_grid"] = grid
     if kinds.SPACE in kind.candidates:

@@ -138,9 +138,9 @@ def test_sklearn_mlp_baseline_trains_matching_settings_and_saves_json(task, tmp_
      (2, True, False, {"device": "tpu", "strategy": "tpu"})],
 )
 def test_strategy_follows_the_devices_found(gpus, tpu, mixed, expected):
-    from foldwise.components.core.devices import plan_devices
+    from foldwise.components.core.devices import tensorflow_placement
 
-    plan = plan_devices(gpus, tpu, mixed)
+    plan = tensorflow_placement(gpus, tpu, mixed)
     assert {k: plan[k] for k in expected} == expected
 
 
@@ -154,9 +154,9 @@ def test_strategy_follows_the_devices_found(gpus, tpu, mixed, expected):
 )
 def test_under_the_jax_backend_the_plan_follows_jax_devices(platforms, mixed, expected):
     """The TPU image's path (Keras on JAX); verified here as a plan only: no JAX, no TPU."""
-    from foldwise.components.core.devices import plan_jax_devices
+    from foldwise.components.core.devices import jax_placement
 
-    plan = plan_jax_devices(platforms, mixed)
+    plan = jax_placement(platforms, mixed)
     assert {k: plan[k] for k in expected} == expected
 
 

@@ -16,7 +16,7 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.models.builder_code import lean
 from foldwise.components.core.models.estimators import keras_names, named, role_of
 from foldwise.components.core.models.spec import SPEC_KEYS, baseline_for, config_id, normalize_spec
-from foldwise.components.core.search.sampling import check_space, points_as_grid, sample
+from foldwise.components.core.search.sampling import check_space, mappings, points_as_grid, sample
 
 
 def parameter_grid(part: dict) -> list[dict]:
@@ -79,15 +79,9 @@ def check_grid(grid: Any, where: str = "the grid", builder: bool = False) -> lis
     With ``builder`` (a model of the user's own) any key may appear: the builder's arguments
     are checked against its signature when the configurations are normalized.
     """
-    if isinstance(grid, dict):
-        grid = [grid]
-    if not isinstance(grid, list) or not grid:
-        raise FoldwiseError(
-            f"{where} must be a mapping of parameter → list of values (or a list of such "
-            "mappings), e.g. {learning_rate: [0.001, 0.01]}")
+    grid = mappings(grid, where, "list of values (or a list of such mappings)",
+                    "{learning_rate: [0.001, 0.01]}")
     for part in grid:
-        if not isinstance(part, dict):
-            raise FoldwiseError(f"{where}: each entry must be a mapping, got {part!r}")
         open_keys = builder or any(name in named("user")
                                    for name in part.get("estimator") or [])
         for key, values in part.items():
@@ -185,7 +179,7 @@ def single_config_grid(model_spec: dict) -> list[dict]:
     return [{key: [value] for key, value in model_spec.items()}]
 
 
-def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, *,
+def candidates(grid: list[dict], model_spec: dict, task: str, n_classes: int | None, *,
                champion: list[dict] = (), baseline: str = "none",
                distributions: list[dict] = (), n_iter: int = 10, seed: int = 0,
                ) -> list[dict]:
@@ -198,8 +192,8 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
 
     Args:
         grid: The user's ``param_grid`` (mappings of parameter → list of values), or ``[]``
-            for the one configuration ``fixed`` describes.
-        fixed: Model options set for every configuration that the grid does not vary.
+            for the one configuration ``model_spec`` describes.
+        model_spec: Model options set for every configuration that the grid does not vary.
         task: ``classification`` or ``regression``.
         n_classes: Number of classes (classification).
         champion: ``[{"config_id", "params", ...}]`` of the promoted model, or ``[]``.
@@ -221,9 +215,9 @@ def candidates(grid: list[dict], fixed: dict, task: str, n_classes: int | None, 
     if distributions:
 
         grid = points_as_grid(sample(list(distributions), n_iter, seed))
-    grid = check_grid(grid, builder=role_of(fixed) == "user") if grid else []
+    grid = check_grid(grid, builder=role_of(model_spec) == "user") if grid else []
     searched = sorted({key for part in grid for key in part})
-    fixed_grid = [{key: [value] for key, value in fixed.items()}]
+    fixed_grid = [{key: [value] for key, value in model_spec.items()}]
     configs = [{**config, "searched": {k: entry["params"][k] for k in searched
                                        if k in entry["params"]}}
                for entry in champion

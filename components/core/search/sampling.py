@@ -81,18 +81,27 @@ def check_space(space: Any, where: str = "the search space") -> list[dict]:
     Raises:
         FoldwiseError: Naming the parameter and what a distribution takes.
     """
-    if isinstance(space, dict):
-        space = [space]
-    if not isinstance(space, list) or not space:
-        raise FoldwiseError(
-            f"{where} must be a mapping of parameter → list of values or distribution, e.g. "
-            "{learning_rate: {loguniform: [1.0e-4, 1.0e-1]}, hidden_units: [[64], [128, 64]]}")
-    checked = []
-    for part in space:
-        if not isinstance(part, dict) or not part:
-            raise FoldwiseError(f"{where}: each entry must be a non-empty mapping, got {part!r}")
-        checked.append({key: _checked(where, key, value) for key, value in part.items()})
-    return checked
+    parts = mappings(space, where, "list of values or distribution",
+                     "{learning_rate: {loguniform: [1.0e-4, 1.0e-1]}, "
+                     "hidden_units: [[64], [128, 64]]}", nonempty=True)
+    return [{key: _checked(where, key, value) for key, value in part.items()} for part in parts]
+
+
+def mappings(value: Any, where: str, takes: str, example: str,
+             nonempty: bool = False) -> list[dict]:
+    """A grid's or a space's entries: one mapping, or a non-empty list of mappings.
+
+    Raises:
+        FoldwiseError: Neither, saying what each parameter takes (``takes``) with an example.
+    """
+    parts = [value] if isinstance(value, dict) else value
+    if not isinstance(parts, list) or not parts:
+        raise FoldwiseError(f"{where} must be a mapping of parameter → {takes}, e.g. {example}")
+    for part in parts:
+        if not isinstance(part, dict) or (nonempty and not part):
+            raise FoldwiseError(f"{where}: each entry must be a {'non-empty ' * nonempty}"
+                                f"mapping, got {part!r}")
+    return parts
 
 
 def _checked(where: str, key: str, value):
