@@ -1,8 +1,9 @@
 # The two commands of the README:
 #   make demo   set everything up in .venv and cross-validate a Keras model on the penguins table
-#   make test   set everything up in .venv and run the test suite (what .ci/run calls)
+#   make test   set everything up in .venv and run the test suite (what .ci/run calls), a test
+#               file per worker on two cores (pytest-xdist), then its 15 slowest tests
 # and, for a developer's loop, make test-fast: everything but the real pipeline runs and the
-# image build (tests marked local or image), on both cores: about 4 minutes on a 2-core
+# image build (tests marked local or image), the same way: about 4.5 minutes on a 2-core
 # machine once JAX's compilation cache is warm.
 PYTHON ?= python3
 VENV := .venv
@@ -35,7 +36,7 @@ demo: setup
 	$(BIN)/foldwise run cross-validation --data examples/penguins.csv --target species
 
 test: setup system-packages
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 test-fast: setup
 	$(BIN)/pytest -m "not local and not image" -n 2 --dist loadfile --durations=15
