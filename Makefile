@@ -3,8 +3,8 @@
 #   make test   set everything up in .venv and run the test suite (what .ci/run calls), a test
 #               file per worker on two cores (pytest-xdist), then its 15 slowest tests
 # and, for a developer's loop, make test-fast: everything but the real pipeline runs and the
-# image build (tests marked local or image), the same way: about 4.5 minutes on a 2-core
-# machine once JAX's compilation cache is warm.
+# image build (tests marked local or image), a file per worker on every core: about 4.5
+# minutes on a 2-core machine once JAX's compilation cache is warm (about 560 core-seconds).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -39,7 +39,7 @@ test: setup system-packages
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 test-fast: setup
-	$(BIN)/pytest -m "not local and not image" -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -m "not local and not image" -n auto --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check .

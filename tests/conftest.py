@@ -8,9 +8,6 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-# foldwise is imported from its installation, never from the source tree's root: there the
-# repository's docker/ folder would pass for the `docker` module that kfp.local probes for.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
 PENGUINS = ROOT / "examples" / "penguins.csv"
 
 # The test process itself runs Keras on TensorFlow, whatever a test calls first; pipeline

@@ -335,3 +335,34 @@ def test_an_output_that_cannot_be_a_folder_is_refused_before_any_step(make, mess
     with pytest.raises(foldwise.FoldwiseError, match=message):
         search.fit(X, pd.Series(np.linspace(0, 1, 20), name="y"))
     assert (tmp_path / "afile.txt").read_text() == "keep"
+
+
+def test_kfp_local_finds_the_docker_client_from_the_clone_root():
+    """In the repository's root, `docker` is the Docker API client, not the docker/ folder."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", "from kfp.local import task_dispatcher\n"
+                           "import docker\nprint(docker.DockerClient.__name__)"],
+                          cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "DockerClient"
+
+
+@pytest.mark.local
+def test_the_python_api_runs_from_the_clone_root(tmp_path):
+    """Where a user who just ran `make demo` opens a notebook."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import foldwise, pandas as pd\n"
+            "t = pd.read_csv('examples/penguins.csv')\n"
+            "r = foldwise.cross_validate(t.drop(columns=['species']), t['species'], cv=2,\n"
+            f"    epochs=1, verbose=False, output={str(tmp_path / 'run')!r})\n"
+            "print(len(r['test_accuracy']))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "2"
