@@ -25,8 +25,6 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.models.tensorflow_standin import keras_as_tensorflow
 
 _MODULE_PREFIX = "foldwise_builder_"
-
-
 # ----- the reference that travels -------------------------------------------------------------
 def builder_reference(model: Any) -> dict:
     """A JSON description of a model builder that a pipeline step can load.

@@ -1,4 +1,4 @@
-"""A user's own Keras model: the function that builds it, found, shipped, called and checked.
+"""A user's own Keras model, adapted to Keras: what it takes, how it is called, its loss.
 
 A builder is any function that returns a Keras model, written as users write them for
 scikeras, Keras 3's ``SKLearnRegressor`` or by hand::
@@ -8,13 +8,13 @@ scikeras, Keras 3's ``SKLearnRegressor`` or by hand::
     def dynamic_model(X, y, loss, layers=[10]): ... # Keras 3 wrapper convention
     def create_model(meta, units=64, dropout=0.2): ...  # scikeras convention
 
-:func:`builder_reference` turns a callable, ``path/to/file.py:function`` or
-``package.module:function`` into a JSON description that travels with a configuration (its
-``builder`` key); :func:`load_builder` turns it back into the function where a step runs.
-:func:`route` passes the builder, by name, what it asks for (see :data:`SUPPLIED`) and
-:func:`build` calls it for one fold: seeded, always a fresh model, compiled from the spec when
-the builder leaves it uncompiled, its output checked against the task. :func:`loss_form` says
-in which form targets go in and how outputs come back as user values.
+Its code travels with the configurations (``models.builder_code``: ``builder_reference``,
+``load_builder``). Here :func:`check_builder_params` holds a configuration against the
+builder's arguments, :func:`route` passes the builder, by name, what it asks for (see
+:data:`SUPPLIED`) and :func:`build` calls it for one fold: seeded, always a fresh model,
+compiled from the spec when the builder leaves it uncompiled, its output checked against the
+task. :func:`loss_form` says in which form targets go in and how outputs come back as user
+values. ``models.builder_checks`` tries every configuration before a search.
 """
 
 from __future__ import annotations
@@ -49,43 +49,23 @@ from foldwise.components.core.models.keras_model import (
 from foldwise.components.core.models.targets import TargetForm
 
 ESTIMATOR = "keras_builder"
-
-
 # Training options: they go to Keras' fit (FIT_KEYS) or to compiling an uncompiled model
 # (COMPILE_KEYS), unless the builder names them as arguments; then it gets them.
 FIT_KEYS = ("epochs", "batch_size", "early_stopping", "patience", "validation_fraction",
             "target_scaling", "mixed_precision")
-
-
 COMPILE_KEYS = ("optimizer", *OPTIMIZER_PARAMS, "loss")
-
-
 TRAINING_KEYS = (*FIT_KEYS, *COMPILE_KEYS)
-
-
 # What foldwise supplies from the fold's data to a builder argument of that name.
 SUPPLIED = ("meta", "X", "y", "input_shape", "input_dim", "n_features", "n_features_in",
             "n_classes", "n_outputs")
-
-
 RESERVED = ("estimator", "builder")
-
-
 MODEL_PREFIX = "model__"  # scikeras' spelling of a builder argument in a grid
-
-
 SPARSE_LOSSES = ("sparse_categorical_crossentropy",)
-
-
 HINGE_LOSSES = ("hinge", "squared_hinge", "categorical_hinge")  # outputs are scores
-
-
 LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
                 "msle": "mean_squared_logarithmic_error",
                 "mape": "mean_absolute_percentage_error", "kld": "kl_divergence",
                 "kullback_leibler_divergence": "kl_divergence", "logcosh": "log_cosh"}
-
-
 # ----- what a builder takes -------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuilderArguments:

@@ -20,27 +20,20 @@ ACTIVATIONS = (
     "tanh_shrink",
 )
 
-
 REGRESSION_LOSSES = (
     "mean_squared_error", "mse", "mean_absolute_error", "mae", "huber", "log_cosh",
     "mean_squared_logarithmic_error", "msle", "mean_absolute_percentage_error", "mape",
     "poisson",
 )
 
-
 BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy", "hinge", "squared_hinge")
-
-
 MULTICLASS_LOSSES = (
     "categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge",
     "kl_divergence",
 )
 
-
 DEFAULT_LOSS = {"regression": "mean_squared_error", "binary": "binary_crossentropy",
                 "multiclass": "categorical_crossentropy"}
-
-
 # Each optimizer's tunable hyperparameters with Keras' own defaults.
 OPTIMIZERS: dict[str, dict[str, float]] = {
     "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
@@ -50,10 +43,7 @@ OPTIMIZERS: dict[str, dict[str, float]] = {
     "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
 }
 
-
 OPTIMIZER_PARAMS = sorted({name for params in OPTIMIZERS.values() for name in params})
-
-
 MLP_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "linear": "identity"}
 
 

@@ -1,7 +1,11 @@
-"""A Keras model from a JSON-serialisable spec, validated before anything is trained.
+"""A configuration's checks and normal form, for every estimator, before anything trains.
 
-Validation needs no TensorFlow import (the names below are checked against Keras by a test),
-so a command line can refuse a bad spec in milliseconds.
+:func:`normalize_spec` checks a JSON spec and fills its defaults from the option table: for
+foldwise's Keras MLP, the scikit-learn MLP baseline and a user's builder
+(:func:`normalize_builder_spec`) alike; :func:`config_id` names a configuration. Validation
+needs no TensorFlow or Keras import (the Keras names it checks against live in
+``models.keras_model``, checked against Keras by a test), so a command line can refuse a bad
+spec in milliseconds.
 """
 
 from __future__ import annotations
@@ -49,16 +53,9 @@ MODEL_DEFAULTS: dict[str, Any] = {
     if name not in OPTIMIZER_PARAMS
 }
 
-
 TARGET_SCALINGS = options.choices("target_scaling")
-
-
 SPEC_KEYS = sorted([*MODEL_DEFAULTS, *OPTIMIZER_PARAMS])
-
-
 ESTIMATORS = options.choices("estimator")
-
-
 # The estimators whose best configuration is refitted and exported (Keras models).
 # The scikit-learn MLP baseline: its parameters, and Keras activations it has a twin for.
 MLP_KEYS = ("estimator", "hidden_units", "activation", "l2", "learning_rate", "beta_1",

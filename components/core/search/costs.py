@@ -59,14 +59,8 @@ def node_speedup(accelerator: str) -> float:
 # A pod's start on a cluster: scheduling, pulling the image (cached after a node's first),
 # starting the container. Not measured here (no cluster); an assumption the user can change.
 POD_START_SECONDS = 30.0
-
-
 LOCAL_SLOTS = 2  # kfp.local runs two loop iterations at a time
-
-
 STEPS_BEFORE_TRAINING = ("preprocess", "scale", "one-hot-encode", "plan-trials")
-
-
 STEPS_AFTER_TRAINING = ("aggregate", "report", "export")
 
 

@@ -24,8 +24,6 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.scoring.stats import _mean, corrected_ttest
 
 RESOURCES = options.choices("resource")
-
-
 ELIMINATIONS = options.choices("elimination")
 
 

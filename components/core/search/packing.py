@@ -49,8 +49,6 @@ def best_cut(specs: list[dict], members_per_spec: int,
 
 
 PACKINGS = options.choices("packing")
-
-
 # kfp.local runs two loop iterations at a time: packed configurations are spread over two tasks.
 CONFIG_PACK_TASKS = 2
 

@@ -29,7 +29,6 @@ MEASURED = {
     "command_seconds": 2.0,
 }
 
-
 # Nominal model-ready input width where the table is not known (the first layer's fan-in).
 NOMINAL_FEATURES = 32
 
