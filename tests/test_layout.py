@@ -115,3 +115,17 @@ def test_the_readme_map_matches_the_tree():
     assert set(re.findall(r"`(\w+)`", ground.group(1))) == GROUND
     dags = {p.stem for p in (ROOT / "pipelines" / "dags").glob("*.py")} - {"__init__"}
     assert dags <= set(re.findall(r"`(\w+)`", readme[readme.index("**Pipelines**"):]))
+
+
+def test_every_package_of_the_tree_is_installed():
+    """A room left out of pyproject.toml's packages would be missing from the wheel and image."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {"foldwise"}
+    for top, name in (("components", "foldwise.components"), ("pipelines", "foldwise.pipelines")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *parts)))
+    assert found == listed
