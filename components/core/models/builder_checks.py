@@ -10,9 +10,8 @@ import json
 
 import numpy as np
 
-from foldwise.components.core.data.encoding import raw_column_indices
 from foldwise.components.core.data.fold_data import FoldData
-from foldwise.components.core.data.whole_table import encode, fit_preprocessing
+from foldwise.components.core.data.whole_table import all_rows
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.models.builder_code import load_builder, with_source
@@ -23,9 +22,7 @@ from foldwise.components.core.models.builder_keras import (
     builder_params,
 )
 from foldwise.components.core.models.estimators import KERAS_BUILDER, standard_target_scaling
-from foldwise.components.core.models.keras_model import (
-    output_kind,
-)
+from foldwise.components.core.models.keras_model import output_kind
 from foldwise.components.core.models.spec import normalize_spec
 from foldwise.components.core.models.targets import TargetForm
 from foldwise.components.core.models.tensorflow_standin import operation_needed
@@ -53,23 +50,20 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
     ours = [c for c in configs if c["params"].get("estimator") == ESTIMATOR]
     if not ours:
         return
-    state = fit_preprocessing(prepared, schema, scaler)
-    x = encode(prepared, state)
-    y = prepared[schema["target"]].to_numpy()
+    rows, _ = all_rows(prepared, schema, scaler)
+    y = rows.y_train
     n_classes = class_count(schema)
     kind = output_kind(schema["task"], n_classes)
     for config in ours:
         params = with_source(config["params"], reference)
         if kind == "regression":
-
             y_seen = TargetForm.of_mlp(kind, None, standard_target_scaling(
                 y, kind, params)).scaled(y)
         else:
             y_seen = y
-        context = BuildContext(x, y_seen, schema["task"], n_classes, schema["target"],
-                               schema["classes"], list(state["features"]),
-                               raw_column_indices(state["features"], schema["categorical"],
-                                                  schema["numeric"]))
+        context = BuildContext(rows.x_train, y_seen, schema["task"], n_classes,
+                               schema["target"], schema["classes"], rows.features,
+                               rows.raw_columns)
         try:
             build(load_builder(params["builder"]), params, context, seed)
         except FoldwiseError as err:

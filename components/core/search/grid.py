@@ -213,7 +213,6 @@ def candidates(grid: list[dict], model_spec: dict, task: str, n_classes: int | N
         FoldwiseError: A bad grid, configuration, champion or baseline (the message names it).
     """
     if distributions:
-
         grid = points_as_grid(sample(list(distributions), n_iter, seed))
     grid = check_grid(grid, builder=role_of(model_spec) == "user") if grid else []
     searched = sorted({key for part in grid for key in part})

@@ -125,7 +125,6 @@ def build_serving_model(inner, state: dict, schema: dict, target_scaling: dict |
     form = TargetForm.of_mlp(kind, class_count(schema), target_scaling)
 
     if get_estimator(estimator).role == "user" and kind != "regression":
-
         units = output_units(inner, np.zeros((1, len(state["features"])), dtype="float32"))
         form = loss_form(inner, kind, class_count(schema), units).targets(
             class_count(schema), target_scaling)

@@ -168,7 +168,6 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             save_model(result, folder)
         state_uri = ""
         if result.state is not None:
-
             save_state(result.state, os.path.join(folder, STATE_FILE))
             state_uri = f"{model_uri.rstrip('/')}/{config_id}/fold-{fold}/{STATE_FILE}"
         histories.setdefault(config_id, {})[str(fold)] = result.history
