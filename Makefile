@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test test-fast lint images bench
+.PHONY: setup system-packages demo test test-fast lint image images bench
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?=
 
@@ -20,15 +20,16 @@ $(INSTALLED): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
 	touch $(INSTALLED)
 
-# Debian packages only the tests use (needs root or sudo): headless Chromium renders the HTML
-# report; buildah and debootstrap build the CPU image without a Docker engine or a registry.
-# `make demo` needs none of them.
+# Debian packages only the tests and `make image` use (needs root or sudo): headless Chromium
+# renders the HTML report; debootstrap makes the image's local Debian base, podman (with runc)
+# builds the image and runs every step of a pipeline in it, serving the Docker API that
+# kfp.local speaks. `make demo` needs none of them.
 system-packages:
-	@command -v chromium >/dev/null && command -v buildah >/dev/null && \
-	  command -v debootstrap >/dev/null || { \
+	@command -v chromium >/dev/null && command -v podman >/dev/null && \
+	  command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    chromium buildah debootstrap >/dev/null; }
+	    chromium podman runc debootstrap >/dev/null; }
 
 setup: $(INSTALLED)
 
@@ -51,7 +52,15 @@ bench: setup
 	$(BIN)/python benchmarks/compare.py --write-readme
 	$(BIN)/python benchmarks/builder.py --write-readme
 
-# The step images, tagged with the package version (needs a Docker engine).
+# The CPU image on this machine, with no registry: foldwise:<version>-cpu, the image that
+# `foldwise run ... --runner container` runs by default (podman or docker; a local Debian base).
+image:
+	@command -v debootstrap >/dev/null && { command -v podman >/dev/null || \
+	  command -v docker >/dev/null; } || $(MAKE) system-packages
+	docker/build-image.sh
+
+# The step images for a cluster, tagged with the package version (needs a Docker engine and
+# Docker Hub's python image).
 images:
 	for variant in cpu gpu tpu; do \
 	  docker build -f docker/Dockerfile --build-arg VARIANT=$$variant \

@@ -36,13 +36,17 @@ def _keyword(name: str, default) -> inspect.Parameter:
 
 def _signature(first: list[inspect.Parameter], search: tuple[str, ...] = ()
                ) -> inspect.Signature:
-    """``(self, *first, *, <search options>, <every run option>, output=None, verbose=True)``."""
+    """``(self, *first, *, <search options>, <every run option>, <engine keywords>)``.
+
+    The engine keywords: ``output=None, verbose=True, runner="subprocess", image=None``.
+    """
     return inspect.Signature([
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *first,
         *[_keyword(name, _SEARCH_DEFAULTS.get(name, options.option(name).default))
           for name in search],
         *[_keyword(opt.python_name, opt.given_default) for opt in RUN_KEYWORDS],
-        _keyword("output", None), _keyword("verbose", True)])
+        _keyword("output", None), _keyword("verbose", True), _keyword("runner", "subprocess"),
+        _keyword("image", None)])
 
 
 # scikit-learn's defaults where it spells them differently from the command line's.
@@ -130,12 +134,14 @@ class _PipelineEstimator(BaseEstimator):
                                     "column's name")
             values["target"], self._labels = y, {}
             return Search.from_values(self._pipeline, str(X), values, grid=grid,
-                                      distributions=list(space), output=params["output"])
+                                      distributions=list(space), output=params["output"],
+                                      runner=params["runner"], image=params["image"])
         table, values["target"] = table_from_xy(X, y)
         # class labels as y gave them (the steps read them back as text or numbers)
         self._labels = {str(v): v for v in table[values["target"]].dropna().unique()}
         search = Search.from_values(self._pipeline, "", values, grid=grid,
-                                    distributions=list(space), output=params["output"])
+                                    distributions=list(space), output=params["output"],
+                                    runner=params["runner"], image=params["image"])
         search.table = table
         return search
 
@@ -201,6 +207,11 @@ class GridSearchCV(_PipelineEstimator):
         output: Results folder or ``gs://`` prefix (default: a new folder under
             ``./foldwise-runs/``).
         verbose: Show a progress bar (terminal or notebook).
+        runner: ``"subprocess"`` (each step a process of this Python) or ``"container"``
+            (each step in a container of foldwise's image, as a cluster runs it, through a
+            Docker-API engine that ``DOCKER_HOST`` names).
+        image: The container runner's image (default ``foldwise:<version>-cpu``, what
+            ``make image`` builds).
         **model_and_data_options: Every other option of the command line, by its name with
             underscores: ``task``, ``categorical``, ``numeric``, ``drop``, ``group_column``,
             ``scaler``, ``baseline``, ``packing`` and the model options (``hidden_units``,
@@ -580,7 +591,8 @@ def cross_validate(X, y=None, **params) -> dict:
         X: DataFrame of raw columns, a 2-d array, or a table file's path / ``gs://`` URI.
         y: The targets, or the target column's name when ``X`` is a table file.
         **params: The keywords of :class:`GridSearchCV` (``cv``, ``scoring``,
-            ``random_state``, ``output``, ``verbose`` and every data, fold and model option),
+            ``random_state``, ``output``, ``verbose``, ``runner``, ``image`` and every data,
+            fold and model option),
             the model options describing the one configuration.
 
     Returns:

@@ -17,6 +17,7 @@ from pathlib import Path
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.pipelines import kinds
+from foldwise.pipelines.containers import RUNNERS
 
 EXIT_USER_ERROR = 2
 EXIT_STEP_FAILED = 1
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="continue an interrupted or failed run of the same search "
                                  "in its folder DIR: trials it finished are taken over, not "
                                  "trained again")
+        command.add_argument("--runner", choices=RUNNERS, default="subprocess",
+                             help="subprocess: each step a process of this Python (default); "
+                             "container: each step in a container of foldwise's image, as a "
+                             "cluster runs it, through the Docker-API engine DOCKER_HOST names")
+        command.add_argument("--image", dest="container_image", metavar="IMAGE",
+                             help="--runner container: the image (default: what 'make image' "
+                             "builds, foldwise:VERSION-cpu)")
 
     searches = ", ".join(n for n in kinds.names() if kinds.get(n).candidates)
     staged = [n for n in kinds.names() if kinds.get(n).staged]
@@ -255,7 +263,9 @@ def search_from_args(args: argparse.Namespace):
     return Search.from_values(args.pipeline, args.data, vars(args), grid=grid,
                               distributions=space, output=output,
                               promote_to=getattr(args, "promote_to", None),
-                              resume=getattr(args, "resume", None))
+                              resume=getattr(args, "resume", None),
+                              runner=getattr(args, "runner", "subprocess"),
+                              image=getattr(args, "container_image", None))
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
-"""Run a foldwise pipeline on KFP's embedded engine (kfp.local): no cluster, no Docker.
+"""Run a foldwise pipeline on KFP's embedded engine (kfp.local): no cluster.
 
 Every task runs as a subprocess of this interpreter, which therefore must have foldwise
-installed. The engine's own chatter (and every task's output) goes to a log file; callers get
-one event per task start and end for progress display.
+installed; or, with ``--runner container``, in a container of foldwise's image
+(:mod:`foldwise.pipelines.containers`). The engine's own chatter (and every task's output)
+goes to a log file; callers get one event per task start and end for progress display.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")
 
 
 def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Path,
-              on_event: Callable[[TaskEvent], None] | None = None) -> dict:
+              on_event: Callable[[TaskEvent], None] | None = None, steps=None) -> dict:
     """Run ``pipeline_func`` with ``arguments`` on kfp.local and return its outputs.
 
     Args:
@@ -73,6 +74,8 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
         pipeline_root: Local folder for the run's artifacts.
         log_path: File that receives the engine's and the tasks' output.
         on_event: Called from the engine's threads at each task's start and end.
+        steps: A :class:`containers.Steps` to run every step in a container of foldwise's
+            image (``--runner container``); ``None`` runs them as subprocesses.
 
     Returns:
         The pipeline's outputs by name (artifacts have a local ``.path``).
@@ -85,8 +88,8 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
+    runner = local.SubprocessRunner(use_venv=False) if steps is None else local.DockerRunner()
+    local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
 
     original_task_runner = task_dispatcher.run_single_task_implementation
     lock = threading.Lock()
@@ -141,10 +144,11 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     task_dispatcher.run_single_task_implementation = observed_task_runner
-    previous_handler = _on_interrupt(stopping)
+    previous_handler = _on_interrupt(stopping, steps)
     try:
         # Appended: a resumed run keeps the earlier run's log above its own.
-        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+                steps.installed() if steps else contextlib.nullcontext():
             try:
                 task = pipeline_func(**arguments)
             except RuntimeError as err:
@@ -160,7 +164,7 @@ def run_local(pipeline_func, arguments: dict, pipeline_root: Path, log_path: Pat
         root.setLevel(saved_level)
 
 
-def _on_interrupt(stopping: threading.Event):
+def _on_interrupt(stopping: threading.Event, steps=None):
     """On Ctrl-C: start no more steps, stop the running ones, then raise :class:`Interrupted`.
 
     kfp.local waits for its running steps before an interrupt reaches its caller; stopping
@@ -172,6 +176,8 @@ def _on_interrupt(stopping: threading.Event):
 
     def handler(signum, frame):
         stopping.set()
+        if steps is not None:
+            steps.stop()
         stop_descendants(os.getpid())
         raise Interrupted()
 

@@ -10,6 +10,7 @@ pipeline itself publishes the results; :func:`submit` sends the same pipeline to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
-from foldwise.pipelines import kinds
+from foldwise.pipelines import containers, kinds
 
 RUNS_FOLDER = Path("foldwise-runs")
 
@@ -50,6 +51,10 @@ class Search:
             run continues there, taking over every trial it finished (``core.training.resume``).
         distributions: A random (or halving-random) search's space (``core.search.sampling``).
         choice: The kind's search options (``Kind.options``) by name.
+        runner: ``subprocess`` (each step a process of this interpreter) or ``container``
+            (each step in a container of ``image``, as a cluster runs it:
+            :mod:`foldwise.pipelines.containers`).
+        image: The container runner's image (default: the one the components name).
     """
 
     pipeline: str
@@ -63,6 +68,8 @@ class Search:
     resume: str | None = None
     distributions: list = field(default_factory=list)
     choice: dict = field(default_factory=dict)
+    runner: str = "subprocess"
+    image: str | None = None
 
     @classmethod
     def from_values(cls, pipeline: str, data: str, values: dict, **kwargs) -> Search:
@@ -114,6 +121,8 @@ class Plan:
     table_bytes: bytes | None = None  # the in-memory table, as the steps will read it
     rungs: int | None = None  # a halving search's rungs (its pipeline is built with them)
     n_features: int = 0  # with count_features: numeric columns plus one-hot indicators
+    image_user: str | None = None  # the container runner's image's user (as its config says)
+    table_sha256: str = ""  # the table's bytes, as the run reads them
 
 
 @dataclass
@@ -159,13 +168,14 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     """
     from foldwise.components import storage
     from foldwise.components.core.data.preprocess import preprocess, preprocess_options
-    from foldwise.components.core.data.table import read_table
+    from foldwise.components.core.data.table import file_sha256, read_table
     from foldwise.components.core.scoring import metrics
     from foldwise.components.core.search.grid import candidates
     kind = kinds.get(search.pipeline)
     table_bytes = None
     if search.table is not None:
         data, table_bytes = "", parquet_bytes(search.table)
+        table_sha256 = hashlib.sha256(table_bytes).hexdigest()
         prepared, schema = preprocess(read_table_bytes(table_bytes),
                                       preprocess_options(search.run))
     else:
@@ -174,6 +184,7 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
         with storage.local_copy(data) as local_data:
             prepared, schema = preprocess(read_table(local_data),
                                           preprocess_options(search.run))
+            table_sha256 = file_sha256(local_data)  # once it is known to be a table
     task, n_classes = schema["task"], class_count(schema)
     promoted = champion(search.promote_to) if kind.promotes else []
     grid = search.grid if kinds.GRID in kind.candidates else []
@@ -219,7 +230,7 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
         int(prepared[column].nunique()) for column in schema["categorical"]
     ) if count_features else 0
     return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs,
-                n_features)
+                n_features, table_sha256=table_sha256)
 
 
 def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
@@ -328,7 +339,14 @@ def run_local(search: Search, on_event: Callable | None = None,
     """
     from foldwise.components import storage
     started = time.perf_counter()
+    if search.runner not in containers.RUNNERS:
+        raise FoldwiseError(f"runner {search.runner!r} is not one of "
+                            f"{', '.join(containers.RUNNERS)}")
+    image_user = None
+    if search.runner == "container":  # the engine and the image, before anything is made
+        search.image, image_user = containers.check_image(search.image)
     checked = plan(search, local=True)
+    checked.image_user = image_user
     if kinds.get(search.pipeline).promotes:
         workspace = prepare_folder(search.output, search.pipeline)
         destination = search.promote_to.rstrip("/")
@@ -337,6 +355,7 @@ def run_local(search: Search, on_event: Callable | None = None,
                             started)
     if search.resume:
         workspace = resumable(search.resume)
+        check_same_search(workspace, search_record(checked))
         destination = search.output.rstrip("/") if search.output else str(workspace)
     else:
         workspace, destination = workspace_and_destination(search.output, search.pipeline)
@@ -363,6 +382,63 @@ def run_local(search: Search, on_event: Callable | None = None,
             os.environ[RESUME_ENV] = saved
 
 
+SEARCH_RECORD = ".foldwise-search.json"
+# What each part of a search is called in a refused resume's message.
+_RECORD_PARTS = {"pipeline": "the pipeline", "table_sha256": "the table",
+                 "model_spec": "the model options", "grid": "the grid",
+                 "distributions": "the space", "choice": "the search options"}
+
+
+def search_record(checked: Plan) -> dict:
+    """What a resumed run must share with the run it continues: table, target and options.
+
+    Kept in the run folder (:data:`SEARCH_RECORD`) when a run starts; a builder is recorded
+    by its reference and digest, not its source.
+    """
+    search = checked.search
+    model_spec = dict(search.model_spec)
+    if isinstance(model_spec.get("builder"), dict):
+        model_spec["builder"] = {k: v for k, v in model_spec["builder"].items()
+                                 if k != "source"}
+    record = {"pipeline": search.pipeline, "table_sha256": checked.table_sha256,
+              "options": search.run, "model_spec": model_spec, "grid": search.grid,
+              "distributions": search.distributions, "choice": search.choice}
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
+def check_same_search(workspace: Path, record: dict) -> None:
+    """Refuse to resume ``workspace`` with another search than the one it holds.
+
+    A folder from before the record was kept is taken as it is (its trials are still matched
+    one by one). Nothing in the folder is touched.
+
+    Raises:
+        FoldwiseError: The table, an option, the grid or the model options differ (named).
+    """
+    path = workspace / SEARCH_RECORD
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise FoldwiseError(f"--resume {workspace}: the record of its search ({SEARCH_RECORD}) "
+                            "cannot be read: start a new run without --resume") from None
+    differ = []
+    for part, value in record.items():
+        if part == "options":
+            before = earlier.get("options") or {}
+            differ += [options.BY_NAME[name].flag if name in options.BY_NAME else name
+                       for name in sorted(set(value) | set(before))
+                       if value.get(name) != before.get(name)]
+        elif value != earlier.get(part):
+            differ.append(_RECORD_PARTS.get(part, part))
+    if differ:
+        raise FoldwiseError(
+            f"--resume {workspace} holds a run of another search ({', '.join(differ)} "
+            f"{'differs' if len(differ) == 1 else 'differ'} from that run's): resume with the "
+            "same table and options, or start a new run without --resume")
+
+
 def resumable(folder: str) -> Path:
     """An earlier run's folder that a run may continue in (``--resume``).
 
@@ -387,6 +463,16 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
     from foldwise.pipelines.engine import Interrupted, PipelineFailed
     from foldwise.pipelines.engine import run_local as run_on_engine
 
+    if search.resume:  # what a refused resume takes away again: only what it added
+        added_to = workspace / "pipeline"
+        earlier_runs = set(added_to.iterdir()) if added_to.is_dir() else set()
+        log_size = (workspace / "pipeline.log").stat().st_size if (
+            workspace / "pipeline.log").exists() else 0
+    else:
+        record = workspace / SEARCH_RECORD
+        partial = record.with_name(f".{SEARCH_RECORD}.partial")
+        partial.write_text(json.dumps(search_record(checked), indent=1) + "\n", encoding="utf-8")
+        partial.replace(record)
     if checked.table_bytes is not None:  # the steps read the table from the run folder
         data = workspace / "data.parquet"
         partial = data.with_name(".data.parquet.partial")
@@ -403,9 +489,24 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
         if on_event:
             on_event(event)
 
+    steps = None
+    if search.runner == "container":
+        from foldwise.components import storage
+
+        readable = [] if storage.is_gcs(checked.data) or not checked.data else [
+            Path(checked.data).parent]
+        writable = [workspace] + [Path(folder) for folder in (destination, search.promote_to)
+                                  if folder and not storage.is_gcs(folder)]
+        credentials = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if credentials and Path(credentials).is_file():
+            readable.append(Path(credentials))
+        for folder in writable:  # a bind mount's folder must exist (a first promotion's)
+            folder.mkdir(parents=True, exist_ok=True)
+        steps = containers.Steps(search.image, [p.resolve() for p in writable],
+                                 [p.resolve() for p in readable], checked.image_user)
     try:
-        outputs = run_on_engine(checked.pipeline, checked.arguments,
-                                workspace / "pipeline", workspace / "pipeline.log", observe)
+        outputs = run_on_engine(checked.pipeline, checked.arguments, workspace / "pipeline",
+                                workspace / "pipeline.log", observe, steps)
     except KeyboardInterrupt:
         raise Interrupted(workspace) from None
     except PipelineFailed as err:
@@ -417,9 +518,15 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
 
         if token is not None:
             storage.release(destination, token)
+        if search.resume:  # the earlier run's folder, as it was: its finished trials stay
+            for entry in set(added_to.iterdir()) - earlier_runs:
+                shutil.rmtree(entry, ignore_errors=True)
+            with open(workspace / "pipeline.log", "r+b") as log:
+                log.truncate(log_size)
+            raise FoldwiseError(str(err)) from None
         for entry in workspace.iterdir():
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        if (search.output is None or search.output.startswith("gs://")) and not search.resume:
+        if search.output is None or search.output.startswith("gs://"):
             workspace.rmdir()  # made for this run
         raise FoldwiseError(str(err)) from None
     summary = cv_results = None

@@ -46,6 +46,17 @@ def test_cv_results_has_sklearn_columns_and_values():
     assert table["fit_error"].tolist() == ["", ""]
 
 
+def test_a_mapping_parameter_is_written_the_same_whatever_its_keys_order():
+    """A builder's reference comes back from a pipeline parameter with its keys in any order
+    (seen: a container's step and a subprocess step disagreeing); the table must not."""
+    builder = {"function": "create_model", "file": "<notebook>", "sha256": "ab"}
+    shuffled = {"sha256": "ab", "function": "create_model", "file": "<notebook>"}
+    tables = [cv_results([result("a", 0, 0.5, {"builder": b, "lr": 0.1})], ["r2"])
+              for b in (builder, shuffled)]
+    assert tables[0]["param_builder"].tolist() == tables[1]["param_builder"].tolist()
+    assert tables[0]["params"].tolist() == tables[1]["params"].tolist()
+
+
 def test_rank_ties_share_the_best_rank_and_nan_ranks_last():
     results = [result(c, 0, v) for c, v in [("a", 0.5), ("b", 0.5), ("c", float("nan"))]]
     table = cv_results(results, ["r2"])

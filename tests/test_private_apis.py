@@ -6,6 +6,9 @@ that a version bump fails here, by name, rather than somewhere in a run:
 
 - kfp ``kfp.local.task_dispatcher.run_single_task_implementation``, replaced during a run
   (pipelines/engine.py): one progress line per task, and no new task after Ctrl-C.
+- kfp ``kfp.local.docker_task_handler.run_docker_container``, replaced during a container run
+  (pipelines/containers.py): kfp's auto-removes each container and counts one that vanished
+  before its status was read as a success; foldwise's keeps the step's exit status.
 - kfp ``kfp.dsl.pipeline_task.inspect``, replaced while a step is set up
   (pipelines/dags/cluster.py): kfp's ``inspect.stack()`` reads every frame's source, 2.5 s per
   pipeline built.
@@ -39,6 +42,19 @@ def test_kfp_local_runs_each_task_through_one_replaceable_function():
     # found through the module at call time, so replacing the attribute reaches every task
     assert "task_dispatcher.run_single_task_implementation(" in inspect.getsource(
         task_executor)
+
+
+def test_kfp_local_starts_each_container_through_one_replaceable_function():
+    from kfp.local import docker_task_handler
+
+    parameters = inspect.signature(docker_task_handler.run_docker_container).parameters
+    assert list(parameters)[:4] == ["client", "image", "command", "volumes"]
+    source = inspect.getsource(docker_task_handler.DockerTaskHandler.run)
+    # called by its module-level name, with the task's environment among the run arguments,
+    # and its return value taken as the exit status
+    assert source.count("return_code = run_docker_container(") == 2
+    assert "container_run_args['environment'] = self.env_vars" in source
+    assert "status.Status.SUCCESS if return_code == 0" in source
 
 
 def test_kfp_pipeline_task_looks_up_its_caller_through_the_inspect_module():

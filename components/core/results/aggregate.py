@@ -249,7 +249,9 @@ def _row(cid: str, results: list[dict], folds: list, param_names: list[str],
     row: dict = {"config_id": cid, "params": json.dumps(params, sort_keys=True)}
     for name in param_names:
         value = params.get(name)
-        row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        # canonical JSON: a mapping's keys come back from a pipeline parameter in any order
+        row[f"param_{name}"] = (json.dumps(value, sort_keys=True)
+                                if isinstance(value, (list, dict)) else value)
     for metric in metric_names:
         values = np.array([np.nan if errors[k] else by_fold[k]["scores"][metric]
                            for k in scored], dtype="float64")
