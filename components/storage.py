@@ -141,8 +141,11 @@ def upload(source: Path, uri: str) -> None:
         target = Path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
+        try:
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)  # nothing half-written left behind
         return
     with _gcs_errors(uri):
         _blob(uri).upload_from_filename(str(source), retry=_retry())

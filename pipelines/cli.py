@@ -173,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "folder (path or gs://), or a retrain's --promote-to folder (its "
                          "current version is used)")
     predict.add_argument("--data", required=True, help="CSV or Parquet table (path or gs://)")
-    predict.add_argument("--output", required=True, help="CSV to write (path or gs://)")
+    predict.add_argument("--output", required=True, help="file to write (path or gs://): "
+                         "CSV for .csv (or .csv.gz), Parquet for .parquet or .pq")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace --output if it exists (it is never replaced otherwise)")
     return parser
 
 
@@ -230,7 +233,11 @@ def _unexpected(err: Exception) -> int:
     except OSError:
         where = "no log could be written"
     text = " ".join(str(err).split())[:300]
-    if isinstance(err, OSError):
+    from foldwise.pipelines.submit import ServiceUnreachable
+
+    if isinstance(err, ServiceUnreachable):  # names the service, not the bucket
+        print(f"error: {err}; {where}", file=sys.stderr)
+    elif isinstance(err, OSError):
         name = f" ({err.filename})" if getattr(err, "filename", None) else ""
         print(f"error: the system refused an operation{name}: {err.strerror or text}; check "
               f"permissions and free space; {where}", file=sys.stderr)
@@ -331,18 +338,37 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """Predict a table's rows with an exported model; write a CSV (path or gs://)."""
+    """Predict a table's rows with an exported model; write CSV or Parquet (path or gs://).
+
+    The output's name says its format; an existing output is replaced only with --overwrite.
+    """
     from foldwise.components import storage
     from foldwise.components.core.data.table import read_table
     from foldwise.pipelines.models import load_model
 
+    name = args.output.rstrip("/").rsplit("/", 1)[-1].lower()
+    formats = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+    written = next((kind for suffix, kind in formats.items() if name.endswith(suffix)), None)
+    if args.output.endswith("/") or (not storage.is_gcs(args.output)
+                                      and Path(args.output).is_dir()):
+        raise FoldwiseError(f"--output {args.output} is a folder: give the file to write, "
+                            f"such as {args.output.rstrip('/')}/predictions.csv")
+    if written is None:
+        raise FoldwiseError(f"--output {args.output} names no format foldwise writes: end it "
+                            "in .csv (or .csv.gz) or .parquet")
+    if not args.overwrite and storage.exists(args.output):
+        raise FoldwiseError(f"--output {args.output} exists: choose another name, or pass "
+                            "--overwrite to replace it")
     model = load_model(args.model)
     with storage.local_copy(args.data) as local:
         table = read_table(local)
     result = model.prediction_table(table)
     with tempfile.TemporaryDirectory(prefix="foldwise-") as folder:
-        target = Path(folder) / "predictions.csv"
-        result.to_csv(target, index=False)
+        target = Path(folder) / name
+        if written == "parquet":
+            result.to_parquet(target, index=False)
+        else:
+            result.to_csv(target, index=False)
         storage.upload(target, args.output)
     print(f"wrote {len(result)} predictions to {args.output}")
     return 0

@@ -16,6 +16,25 @@ from foldwise.components.core.errors import FoldwiseError
 MODEL_FILES = ("model.keras", "preprocessing.json", "schema.json")
 
 
+def _model_file(path: Path, keys: tuple[str, ...]) -> dict:
+    """One of an export's JSON files, checked to hold what a prediction reads from it.
+
+    Raises:
+        FoldwiseError: It is not readable UTF-8 JSON, or not a mapping with ``keys``.
+    """
+    again = ("export the model again, or restore the file (manifest.json beside the model "
+             "holds every file's SHA-256)")
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FoldwiseError(f"{path} is damaged ({reason}): {again}") from None
+    missing = [key for key in keys if not isinstance(found, dict) or key not in found]
+    if missing:
+        raise FoldwiseError(f"{path} is damaged (it lacks {', '.join(missing)}): {again}")
+    return found
+
+
 class ServingModel:
     """A foldwise model folder: the network with its preprocessing folded in.
 
@@ -43,8 +62,7 @@ class ServingModel:
 
             import foldwise.components.core.serving.serving_model  # noqa: F401 - registers its layers
         config = folder / "config.json"
-        params = (json.loads(config.read_text(encoding="utf-8"))["params"]
-                  if config.is_file() else {})
+        params = _model_file(config, ("params",))["params"] if config.is_file() else {}
         from foldwise.components.core.models.estimators import role_of
 
         if role_of(params) == "user":  # its module registers custom layers
@@ -52,9 +70,8 @@ class ServingModel:
 
             load_builder(params["builder"])
         self.folder = folder
-        self.schema = json.loads((folder / "schema.json").read_text(encoding="utf-8"))
-        self.preprocessing = json.loads((folder / "preprocessing.json").read_text(
-            encoding="utf-8"))
+        self.schema = _model_file(folder / "schema.json", ("task", "target"))
+        self.preprocessing = _model_file(folder / "preprocessing.json", ("inputs",))
         try:
             with quiet_stderr():  # the first device use prints CUDA probing on CPU machines
                 self.keras_model = keras.saving.load_model(folder / "model.keras",

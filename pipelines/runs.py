@@ -466,8 +466,8 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
     if search.resume:  # what a refused resume takes away again: only what it added
         added_to = workspace / "pipeline"
         earlier_runs = set(added_to.iterdir()) if added_to.is_dir() else set()
-        log_size = (workspace / "pipeline.log").stat().st_size if (
-            workspace / "pipeline.log").exists() else 0
+        log_stat = (workspace / "pipeline.log").stat() if (
+            workspace / "pipeline.log").exists() else None
     else:
         record = workspace / SEARCH_RECORD
         partial = record.with_name(f".{SEARCH_RECORD}.partial")
@@ -521,8 +521,11 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
         if search.resume:  # the earlier run's folder, as it was: its finished trials stay
             for entry in set(added_to.iterdir()) - earlier_runs:
                 shutil.rmtree(entry, ignore_errors=True)
-            with open(workspace / "pipeline.log", "r+b") as log:
-                log.truncate(log_size)
+            if log_stat is not None:  # its log as it was, to the byte and the time
+                with open(workspace / "pipeline.log", "r+b") as log:
+                    log.truncate(log_stat.st_size)
+                os.utime(workspace / "pipeline.log",
+                         ns=(log_stat.st_atime_ns, log_stat.st_mtime_ns))
             raise FoldwiseError(str(err)) from None
         for entry in workspace.iterdir():
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -658,19 +661,24 @@ def submit(search: Search, service: dict, cluster: dict, cron: str | None = None
         package = packaging.compile_pipeline(search.pipeline, settings,
                                              Path(folder) / "pipeline.yaml", checked.rungs)
         if on_vertex:
-            job = service_api.vertex_job(package, arguments, name, service["vertex_project"],
-                                         service["vertex_region"], service["pipeline_root"])
+            with service_api.reaching("Vertex AI", f"project {service['vertex_project']}, "
+                                      f"region {service['vertex_region']}"):
+                job = service_api.vertex_job(package, arguments, name,
+                                             service["vertex_project"],
+                                             service["vertex_region"], service["pipeline_root"])
+                if cron is not None:
+                    return service_api.schedule_vertex(job, name, cron,
+                                                       service["service_account"])
+                return service_api.submit_vertex(job, service["service_account"])
+        with service_api.reaching("Kubeflow Pipelines", service["host"]):
+            client = service_api.kfp_client(service["host"], service["namespace"])
             if cron is not None:
-                return service_api.schedule_vertex(job, name, cron, service["service_account"])
-            return service_api.submit_vertex(job, service["service_account"])
-        client = service_api.kfp_client(service["host"], service["namespace"])
-        if cron is not None:
-            return service_api.schedule_kfp(client, package, arguments, name,
-                                            service["experiment"], cron, service["namespace"],
-                                            service["service_account"])
-        return service_api.submit_kfp(client, package, arguments, name, service["experiment"],
-                                      service["pipeline_root"], service["namespace"],
-                                      service["service_account"])
+                return service_api.schedule_kfp(client, package, arguments, name,
+                                                service["experiment"], cron,
+                                                service["namespace"], service["service_account"])
+            return service_api.submit_kfp(client, package, arguments, name,
+                                          service["experiment"], service["pipeline_root"],
+                                          service["namespace"], service["service_account"])
 
 
 def model_folder(uri: str) -> str:

@@ -6,6 +6,7 @@ Both go through the services' own client libraries (``kfp.Client``,
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,36 @@ def vertex_cron(cron: str) -> str:
         raise FoldwiseError(f"--cron {cron!r}: Vertex AI schedules run on whole minutes; "
                             "use 0 seconds")
     return " ".join(fields[1:])
+
+
+class ServiceUnreachable(RuntimeError):
+    """A pipeline service did not answer (an environment error: exit 1, its name in the line)."""
+
+
+@contextlib.contextmanager
+def reaching(service: str, where: str):
+    """Within: a connection that fails is :class:`ServiceUnreachable`, naming ``service``.
+
+    The client libraries raise their transport's errors (urllib3's, requests', gRPC's through
+    google.api_core); a message about a bucket would send the user to the wrong place.
+    """
+    try:
+        yield
+    except FoldwiseError:
+        raise
+    except Exception as err:
+        names = {cls.__name__ for cls in type(err).__mro__}
+        module = type(err).__module__
+        transport = (names & {"ConnectionError", "MaxRetryError", "NewConnectionError",
+                              "ProtocolError", "TimeoutError", "ServiceUnavailable",
+                              "RetryError", "DeadlineExceeded"}
+                     or module.startswith(("urllib3", "requests")))
+        if not transport:
+            raise
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ServiceUnreachable(
+            f"the {service} service at {where} could not be reached ({type(err).__name__}: "
+            f"{reason}); check its address, the network and the credentials") from err
 
 
 def _quiet_client():

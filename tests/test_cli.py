@@ -250,3 +250,27 @@ def test_plan_prints_every_packing_and_trains_nothing(tmp_path, capsys):
     starred = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:5]]
     assert starred == ["configs", "folds*", "none"]  # the packing this run would use
     assert not [path for path in tmp_path.iterdir() if path.is_dir()]  # no run folder
+
+
+def test_predict_refuses_an_output_it_would_write_wrongly_before_loading_anything(tmp_path,
+                                                                                   capsys):
+    """Checked before the model is read: no model is needed to be refused."""
+    existing = tmp_path / "predictions.csv"
+    existing.write_text("kept")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    cases = [
+        (str(existing), f"--output {existing} exists: choose another name, or pass "
+                        "--overwrite to replace it"),
+        (str(folder), f"--output {folder} is a folder: give the file to write, such as "
+                      f"{folder}/predictions.csv"),
+        (str(tmp_path / "p.json"), f"--output {tmp_path}/p.json names no format foldwise "
+                                   "writes: end it in .csv (or .csv.gz) or .parquet"),
+    ]
+    for output, message in cases:
+        assert main(["predict", "--model", str(tmp_path / "no-model"), "--data",
+                     str(tmp_path / "no.csv"), "--output", output]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    assert existing.read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "predictions.csv"]
+    assert list(folder.iterdir()) == []

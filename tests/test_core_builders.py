@@ -632,6 +632,10 @@ def test_a_keras_builder_spec_fills_training_keys_and_keeps_builder_keys():
         normalize_spec({"estimator": "keras_builder", "units": 3}, "regression")
     with pytest.raises(FoldwiseError, match="must be a JSON value"):
         spec(scikeras_style, units=np.float64)
+    for value in (float("inf"), [1.0, float("-inf")], {"scale": float("nan")}):
+        with pytest.raises(FoldwiseError, match=r"parameter 'model__units' must be a JSON "
+                                                r"value \(finite number"):
+            spec(scikeras_style, model__units=value)
     with pytest.raises(FoldwiseError, match="momentum does not apply to optimizer 'adam'"):
         spec(scikeras_style, momentum=0.9)
 

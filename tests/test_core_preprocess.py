@@ -140,6 +140,14 @@ def test_non_ascii_columns_work():
          r"column 'x' has 1 infinite values"),
         (pd.DataFrame({"x": range(9), "y": [1.5, np.inf] + [2.0] * 7}), {"target": "y"},
          r"column 'y' has 1 infinite values"),
+        # beyond float32, which the models compute in and prediction refuses: rows named as
+        # the table has them (the row without a target is not counted out)
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0, 1e39] + [1.0] * 5 + [1e39] * 2,
+                       "y": [1.0, None] + list(np.arange(9.0))}), {"target": "y"},
+         r"column 'x' has 3 values beyond float32's range, which the models compute in \(such "
+         r"as 1e\+39 in data row 4\): check them for unit or entry errors, or rescale"),
+        (pd.DataFrame({"x": range(9), "y": [1.5, -4e38] + [2.0] * 7}), {"target": "y"},
+         r"column 'y' has 1 values beyond float32's range, .*-4e\+38 in data row 2"),
         (pd.DataFrame({"x": range(9), "y": np.arange(9.0)}), {"target": "y", "folds": 1},
          r"--folds must be at least 2, got 1"),
         (pd.DataFrame({"x": ["1", "zwei"] * 5, "y": np.arange(10.0)}),

@@ -120,6 +120,43 @@ def test_predict_equals_the_pipelines_path_on_the_same_rows(local_run, tmp_path)
     assert served["row"].tolist() == list(range(72)) == pipeline["row"].tolist()
     np.testing.assert_allclose(served["prediction"], pipeline["prediction"], rtol=1e-4,
                                atol=1e-3)
+    # The output's name says its format; an existing output is replaced only when asked.
+    as_parquet = tmp_path / "preds.parquet"
+    assert main(["predict", "--model", str(output), "--data", str(data), "--output",
+                 str(as_parquet)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(as_parquet), served, check_dtype=False)
+    preds.write_text("kept")
+    assert main(["predict", "--model", str(output), "--data", str(data), "--output",
+                 str(preds)]) == 2
+    assert preds.read_text() == "kept"
+    assert main(["predict", "--model", str(output), "--data", str(data), "--output",
+                 str(preds), "--overwrite"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(preds), served)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv", "preds.parquet"]
+
+
+def test_a_damaged_export_is_named_in_one_line(local_run, tmp_path, capsys):
+    import shutil
+
+    data, output = local_run
+    for name, damage, reason in [
+            ("schema.json", lambda text: text[: len(text) // 2], r"damaged \(Unterminated"),
+            ("schema.json", lambda text: b"[1, 2]", r"damaged \(it lacks task, target\)"),
+            ("preprocessing.json", lambda text: text.replace(b'"inputs"', b'"inputz"'),
+             r"damaged \(it lacks inputs\)"),
+            ("config.json", lambda text: b"\xff\xfe" + text, r"damaged \('utf-8' codec")]:
+        model = tmp_path / "model"
+        shutil.rmtree(model, ignore_errors=True)
+        shutil.copytree(output / "model", model)
+        target = model / name
+        target.write_bytes(damage(target.read_bytes()))
+        assert main(["predict", "--model", str(model), "--data", str(data), "--output",
+                     str(tmp_path / "p.csv")]) == 2, name
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert re.match(rf"error: {re.escape(str(target))} is {reason}", line), line
+        assert line.endswith("export the model again, or restore the file (manifest.json "
+                             "beside the model holds every file's SHA-256)")
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_export_is_complete_and_the_manifest_checks_out(local_run):

@@ -293,7 +293,8 @@ def test_a_one_hot_encoding_too_large_to_hold_is_refused_with_the_columns(monkey
 
 
 @pytest.mark.local
-def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path, penguins):
+def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path, penguins,
+                                                                        monkeypatch):
     import subprocess
     import sys
     from pathlib import Path
@@ -315,9 +316,47 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
         finished.update(json.loads(record.read_text()))
     assert 1 <= len(finished) < 4
 
-    done = subprocess.run([str(Path(sys.executable).parent / "foldwise"), *command[:-2],
-                           "--resume", str(output)], capture_output=True, text=True,
-                          timeout=600)
+    foldwise = str(Path(sys.executable).parent / "foldwise")
+
+    def snapshot() -> dict:
+        return {str(p.relative_to(output)): (p.stat().st_size, p.stat().st_mtime_ns)
+                if p.is_file() else "folder" for p in output.rglob("*")}
+
+    # Resuming with another search (a user error of the resumed command: another loss, other
+    # epochs, another table) is refused before anything in the folder is touched.
+    before = snapshot()
+    other = tmp_path / "other.csv"
+    penguins.sample(150, random_state=5).to_csv(other, index=False)
+    for changed, named in [(["--loss", "kl_divergence"], "the model options"),
+                           (["--epochs", "7"], "the model options"),
+                           (["--data", str(other)], "the table")]:
+        given = [*command[:-2], "--resume", str(output), *changed]
+        refused = subprocess.run([foldwise, *given], capture_output=True, text=True,
+                                 timeout=120)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+        assert f"holds a run of another search ({named}" in refused.stderr, refused.stderr
+        assert snapshot() == before
+
+    # A user error that only a step finds, in a resumed run: what that run added is taken
+    # away again, and the earlier run's folder (its finished trials) stays as it was.
+    from foldwise.pipelines import cli as command_line
+    from foldwise.pipelines import engine
+
+    def failing_step(pipeline, arguments, root, log_path, *rest):
+        (root / "foldwise-grid-search-resumed").mkdir()
+        with open(log_path, "a") as log:
+            log.write("FoldwiseError: a step's own complaint\n")
+        raise engine.PipelineFailed("Task 'train' failed: a step's own complaint", log_path,
+                                    True)
+
+    monkeypatch.setattr(engine, "run_local", failing_step)
+    assert command_line.main([*command[:-2], "--resume", str(output)]) == 2
+    assert snapshot() == before
+    monkeypatch.undo()
+
+    done = subprocess.run([foldwise, *command[:-2], "--resume", str(output)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (output / "manifest.json").exists() and (output / "model" / "model.keras").exists()
     cv = pd.read_csv(output / "cv_results.csv").set_index("config_id")
@@ -335,6 +374,42 @@ def test_an_interrupted_search_resumes_taking_over_its_finished_trials(tmp_path,
         assert entry["scores"] == record["scores"] and entry["devices"]["resumed"]
         assert cv.loc[record["config_id"], f"split{record['fold']}_test_accuracy"] == \
             pytest.approx(record["scores"]["accuracy"])
+
+
+@pytest.mark.local
+def test_a_pack_stopped_mid_training_resumes_from_its_last_finished_epoch(tmp_path, penguins):
+    """The resumed run's train task starts from the checkpoint its twin left, not epoch 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    data = tmp_path / "p.csv"
+    penguins.sample(120, random_state=1).to_csv(data, index=False)
+    output = tmp_path / "run"
+    command = ["run", "cross-validation", "--data", str(data), "--target", "species",
+               "--folds", "3", "--epochs", "1200", "--seed", "4"]
+    process, _ = interrupt_when([*command, "--output", str(output)], output,
+                                "pipeline/*/*/train/model/checkpoint/**/*.npz", settle=2)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    (saved,) = output.glob("pipeline/*/*/train/model/checkpoint/**/*.npz")
+    with np.load(saved) as arrays:
+        stopped_at = int(arrays["epochs"])
+    assert 0 < stopped_at < 1200
+
+    done = subprocess.run([str(Path(sys.executable).parent / "foldwise"), *command,
+                           "--resume", str(output)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted({p.parts[-4] for p in output.glob("pipeline/*/*/train/results")})
+    assert len(runs) == 1  # only the resumed run's train task finished
+    (results,) = output.glob("pipeline/*/*/train/results")
+    entries = json.loads(results.read_text())
+    assert len(entries) == 3
+    assert all(e["devices"].get("resumed_from_epoch", 0) >= stopped_at for e in entries)
+    assert pd.read_csv(output / "cv_results.csv")["mean_test_accuracy"].notna().all()
 
 
 def test_an_unreachable_bucket_is_an_environment_error_in_one_line(tmp_path, capsys,

@@ -147,6 +147,25 @@ def test_submit_to_kubeflow_pipelines(kfp_server, inputs, capsys):
         "cloud.google.com/gke-accelerator": "nvidia-l4"}
 
 
+def test_an_unreachable_kubeflow_host_is_named_not_the_bucket(inputs, capsys, tmp_path,
+                                                               monkeypatch):
+    import socket
+
+    from foldwise.pipelines import cli
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(cli.tempfile, "gettempdir", lambda: str(tmp_path))
+    host = f"http://127.0.0.1:{port}"
+    assert main(["submit", "grid-search", "--host", host, *grid_args(inputs)]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: the Kubeflow Pipelines service at {host} could not be "
+                           "reached (")
+    assert "check its address, the network and the credentials; full log: " in line
+    assert "storage" not in line and "bucket" not in line
+
+
 def test_schedule_on_kubeflow_pipelines(kfp_server, inputs, capsys):
     code = main(["schedule", "grid-search", "--host", "https://kfp.example.com",
                  *grid_args(inputs), "--cron", "0 3 * * *", "--name", "retrain-nightly"])

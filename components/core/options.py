@@ -299,6 +299,8 @@ def check_number(key: str, value: Any, low: float | None = None, high: float | N
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise FoldwiseError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value):  # a grid's .inf, or a number YAML reads beyond float64
+        raise FoldwiseError(f"{key} must be a finite number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

@@ -104,7 +104,7 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
                 for note in [text_column_note(used[name], name)] if note]
     warnings += check_cardinality(used, categorical)
     # Built at once: one column at a time fragments a wide table (pandas warns per column).
-    features = {name: _as_numeric(used[name], name) for name in numeric}
+    features = {name: _as_numeric(used[name], name, rows) for name in numeric}
     features.update({name: _as_category_strings(used[name]) for name in categorical})
     prepared = pd.DataFrame(features, index=used.index)
 
@@ -113,7 +113,7 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         codes, classes = encode_labels(used[target], target, options.folds)
         prepared[target] = codes
     else:
-        y = _as_numeric(used[target], target)
+        y = _as_numeric(used[target], target, rows)
         if y.nunique() < 2:
             raise FoldwiseError(
                 f"target column {target!r} is constant ({float(y.iloc[0])!r}) on all {len(y)} "
@@ -243,9 +243,12 @@ def infer_roles(table: pd.DataFrame, options: PreprocessOptions) -> tuple[list, 
             categorical.append(name)
         elif pd.api.types.is_numeric_dtype(column):
             numeric.append(name)
-        elif pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(
-            column
-        ):
+        elif pd.api.types.is_timedelta64_dtype(column):
+            raise FoldwiseError(
+                f"column {name!r} holds durations: turn them into numbers (e.g. seconds) "
+                f"before running, or leave it out with --drop {name}"
+            )
+        elif pd.api.types.is_datetime64_any_dtype(column):
             raise FoldwiseError(
                 f"column {name!r} holds dates or times: turn it into numbers (e.g. year, day of "
                 f"week) before running, or leave it out with --drop {name}"
@@ -325,7 +328,11 @@ def text_column_note(column: pd.Series, name: str) -> str:
     return ""
 
 
-def _as_numeric(column: pd.Series, name: str) -> pd.Series:
+def _as_numeric(column: pd.Series, name: str, rows: np.ndarray | None = None) -> pd.Series:
+    """The column as float64, refused in one line when it cannot be.
+
+    ``rows``: each value's position in the table as read, for messages.
+    """
     if pd.api.types.is_bool_dtype(column):
         values = column.astype("float64")
     elif pd.api.types.is_numeric_dtype(column):
@@ -344,6 +351,17 @@ def _as_numeric(column: pd.Series, name: str) -> pd.Series:
         raise FoldwiseError(
             f"column {name!r} has {int(infinite.sum())} infinite values: replace them with "
             "finite numbers or leave the cells empty (missing values are imputed)"
+        )
+    # The models compute in float32, and the exported model refuses such values at
+    # prediction: training must not accept them either (scaled, they flatten the column).
+    beyond = np.abs(values.to_numpy()) > np.finfo("float32").max  # NaN compares False
+    if beyond.any():
+        first = int(np.flatnonzero(beyond)[0])
+        row = int(rows[first] if rows is not None else first) + 1
+        raise FoldwiseError(
+            f"column {name!r} has {int(beyond.sum())} values beyond float32's range, which the "
+            f"models compute in (such as {values.iloc[first]:g} in data row {row}): check them "
+            "for unit or entry errors, or rescale the column"
         )
     return values
 

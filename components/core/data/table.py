@@ -132,11 +132,40 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             raise FoldwiseError(
                 f"data file {path} has nested (list, struct or map) columns {nested}: a table "
                 "for foldwise has one value per cell; flatten them or leave them out")
-        return pq.read_table(path).to_pandas()
+        return _plain_columns(pq.read_table(path)).to_pandas()
     except FoldwiseError:
         raise
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise FoldwiseError(f"data file {path} is not a readable Parquet file: {err}") from err
+
+
+def _plain_columns(table):
+    """Parquet's typed columns as foldwise reads a CSV's: decimals as numbers, bytes as text.
+
+    A decimal column would otherwise arrive as Python ``Decimal`` objects and be taken for
+    categories; a binary column as ``bytes``, which is text where it is UTF-8 and otherwise
+    its bytes escaped (a backslash and the byte in hex): the same category at training and
+    at prediction, and a column ``--drop`` can leave out.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        kind = field.type
+        if pa.types.is_decimal(kind):
+            converted = pc.cast(table.column(index), pa.float64())
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or \
+                pa.types.is_fixed_size_binary(kind):
+            try:
+                converted = pc.cast(table.column(index), pa.string())
+            except pa.ArrowInvalid:  # not UTF-8: each value's bytes, escaped, as its category
+                converted = pa.array(
+                    [None if value is None else value.decode("utf-8", "backslashreplace")
+                     for value in table.column(index).to_pylist()], pa.string())
+        else:
+            continue
+        table = table.set_column(index, pa.field(field.name, converted.type), converted)
+    return table
 
 
 def _check_columns(columns: list, path: Path) -> None:

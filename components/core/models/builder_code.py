@@ -185,9 +185,9 @@ def _literal(value: Any) -> bool:
 
 
 def json_value(value: Any) -> bool:
-    """Whether ``value`` survives a JSON round trip unchanged."""
+    """Whether ``value`` survives a JSON round trip unchanged (no infinity or NaN in it)."""
     try:
-        return json.loads(json.dumps(value)) == value
+        return json.loads(json.dumps(value, allow_nan=False)) == value
     except (TypeError, ValueError):
         return False
 

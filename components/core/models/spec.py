@@ -188,12 +188,21 @@ def _check_name(key: str, value: Any, known: tuple[str, ...]) -> None:
         )
 
 
+# The largest whole numbers a configuration may hold: beyond them a model cannot be built or
+# a run cannot end (a width of 1e30 from a grid, epochs of 1e12), however the numbers are
+# written.
+MOST = {"hidden_units": 65_536, "epochs": 1_000_000, "batch_size": 2**31 - 1,
+        "patience": 1_000_000}
+
+
 def _as_positive_int(key: str, value: Any, context: str = "") -> int:
     """A positive whole number; whole floats (``32.0``, as KFP's JSON hands them) are accepted."""
     whole = isinstance(value, numbers.Integral) or (
         isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not whole or value <= 0:
         raise FoldwiseError(f"{key} must be a positive whole number, got {value!r}{context}")
+    if key in MOST and value > MOST[key]:
+        raise FoldwiseError(f"{key} must be at most {MOST[key]:,}, got {value:g}{context}")
     return int(value)
 
 
@@ -269,7 +278,7 @@ def normalize_builder_spec(spec: dict, task: str, n_classes: int | None = None) 
             continue
         if not json_value(list(value) if isinstance(value, tuple) else value):
             raise FoldwiseError(f"model builder parameter {key!r} must be a JSON value "
-                                f"(number, text, true/false, list, mapping), got "
+                                f"(finite number, text, true/false, list, mapping), got "
                                 f"{describe_value(value)}")
         full[key] = _whole_numbers(list(value) if isinstance(value, tuple) else value)
     if reference.get("source") is not None or importable(reference.get("module") or ""):

@@ -7,6 +7,11 @@ the same run folder (``foldwise run --resume DIR``, which sets :data:`RESUME_ENV
 steps) finds those records in the earlier runs' train folders; a trial whose key matches is
 taken over, its model files, history, predictions and scores, instead of being trained again:
 the same inputs, the same trial. Anything else (another grid, seed, table or fold) trains.
+
+A train task that was stopped mid-training leaves its last finished epoch's checkpoint; the
+same task of the resumed run starts from a copy of it (:func:`take_over_checkpoint`), so a
+pack interrupted at 90% of its epochs trains only the rest. The checkpoint holds a
+fingerprint of its members' settings and data; one of other members is ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +73,31 @@ def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
         for key, entry in entries.items():
             found[key] = Previous(train_dir, entry)
     return found
+
+
+def take_over_checkpoint(model_dir: str | os.PathLike, folder: str) -> bool:
+    """Start this task from the checkpoint its twin in an earlier run left, if any.
+
+    ``model_dir`` is ``<root>/<run>/<task>/train/model``; the newest
+    ``<root>/<other run>/<task>/train/model/<folder>`` is copied into this task's own
+    ``folder`` (when it has none). Returns whether one was copied.
+    """
+    model_dir = Path(model_dir).resolve()
+    run, root = model_dir.parents[2], model_dir.parents[3]
+    here = model_dir / folder
+    if here.exists():
+        return False
+    task = model_dir.relative_to(run)
+    found = [path for path in root.glob(f"*/{task}/{folder}")
+             if path.is_dir() and run not in path.parents]
+    if not found:
+        return False
+    newest = max(found, key=lambda path: path.stat().st_mtime)
+    partial = here.with_name(f".{folder}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(newest, partial)
+    partial.replace(here)
+    return True
 
 
 def taken_over(previous: Previous, rows_validation: np.ndarray, classes: list | None):

@@ -141,6 +141,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     keys = [resume.trial_key(spec, seed, fold, digests[fold])
             for spec, (_, fold) in zip(specs, trials, strict=True)]
     previous = resume.previous_trials(model_dir) if resume.resuming() else {}
+    if resume.resuming():  # a pack stopped mid-training goes on from its last epoch
+        resume.take_over_checkpoint(model_dir, CHECKPOINT_FOLDER)
     todo = [index for index, key in enumerate(keys) if key not in previous]
     results: list = [None] * len(trials)
     for index, result in zip(todo, train_folds(
