@@ -81,3 +81,40 @@ def test_reading_does_not_change_values(tmp_path):
     back = read_table(path)
     assert back["x"].isna().tolist() == [False, True, False]
     assert back["c"].isna().tolist() == [False, True, False]
+
+
+def test_parquet_decimals_are_numbers_and_bytes_are_text(tmp_path):
+    """As a CSV of the same values reads: a decimal column is numeric (not categories), a
+    binary one is text, its bytes escaped where they are not UTF-8 (never a decode error)."""
+    import decimal
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({
+        "price": pa.array([decimal.Decimal(f"{i}.25") for i in range(8)] + [None],
+                          pa.decimal128(10, 2)),
+        "code": pa.array([b"ab", b"cd"] * 4 + [None], pa.binary()),
+        "raw": pa.array([b"\xff\x01", b"\xfe"] * 4 + [b"ok"], pa.binary()),
+        "y": np.arange(9.0)}), path)
+    table = read_table(path)
+    assert table["price"].dtype == "float64" and table["price"].iloc[1] == 1.25
+    assert np.isnan(table["price"].iloc[8])
+    assert table["code"].tolist()[:2] == ["ab", "cd"] and table["code"].isna().iloc[8]
+    assert table["raw"].tolist()[:2] == ["\\xff\x01", "\\xfe"] and table["raw"].iloc[8] == "ok"
+    _, schema = preprocess(table, PreprocessOptions(target="y", folds=2))
+    assert schema["numeric"] == ["price"] and schema["categorical"] == ["code", "raw"]
+
+
+def test_parquet_durations_are_refused_by_name(tmp_path):
+    from foldwise.components.core.data.preprocess import PreprocessOptions, preprocess
+
+    path = tmp_path / "durations.parquet"
+    pd.DataFrame({"wait": pd.to_timedelta(range(9), unit="h"), "y": range(9)}).to_parquet(path)
+    with pytest.raises(FoldwiseError, match=r"column 'wait' holds durations: turn them into "
+                                            r"numbers \(e.g. seconds\)"):
+        preprocess(read_table(path), PreprocessOptions(target="y", folds=2))
