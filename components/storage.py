@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,17 +59,44 @@ def _client():
 RETRY_SECONDS_ENV = "FOLDWISE_STORAGE_RETRY_SECONDS"
 
 
-def _retry():
+# When this process first saw the storage service fail (time.monotonic()), or None: every
+# later call's retries share what is left of one budget, so an outage costs the budget once,
+# not once per call (an export's upload, then the claim's release, ...).
+_outage_started: float | None = None
+# A claim's release is cleanup after the run: it tries briefly, never a second full budget.
+RELEASE_SECONDS = 15.0
+
+
+def retry_budget() -> float:
+    """Seconds of retrying a storage call may still take in this process."""
+    seconds = float(os.environ.get(RETRY_SECONDS_ENV) or 300.0)
+    if _outage_started is None:
+        return seconds
+    return max(0.0, seconds - (time.monotonic() - _outage_started))
+
+
+def _retry(most: float | None = None):
     """The library's retry on 429, 5xx and connection errors, with backoff up to 5 minutes.
 
     Passed to every call, uploads included (the library retries those only when asked).
-    ``FOLDWISE_STORAGE_RETRY_SECONDS`` sets how long to keep trying (default 300).
+    ``FOLDWISE_STORAGE_RETRY_SECONDS`` sets how long to keep trying (default 300), counted
+    once per process from the first failure (:func:`retry_budget`); ``most`` caps it.
     """
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    seconds = float(os.environ.get(RETRY_SECONDS_ENV) or 300.0)
-    return DEFAULT_RETRY.with_delay(initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(
-        seconds)
+    library_predicate = DEFAULT_RETRY._predicate  # which errors the library retries
+
+    def retried(error: Exception) -> bool:
+        global _outage_started
+        if not library_predicate(error):
+            return False
+        if _outage_started is None:  # the outage's clock starts at its first failure
+            _outage_started = time.monotonic()
+        return True
+
+    seconds = retry_budget() if most is None else min(most, retry_budget())
+    return DEFAULT_RETRY.with_predicate(retried).with_delay(
+        initial=0.5, maximum=16.0, multiplier=2.0).with_timeout(seconds)
 
 
 def _blob(uri: str):
@@ -219,7 +247,7 @@ def release(destination: str, token: str) -> None:
         if read_bytes(uri).decode("utf-8", "replace") != token:
             return
         if is_gcs(uri):
-            _blob(uri).delete(retry=_retry())
+            _blob(uri).delete(retry=_retry(most=RELEASE_SECONDS))
         else:
             Path(uri).unlink()
     except Exception:  # gone already, or unreachable: nothing more to do here

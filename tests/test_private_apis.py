@@ -9,6 +9,8 @@ that a version bump fails here, by name, rather than somewhere in a run:
 - kfp ``kfp.local.docker_task_handler.run_docker_container``, replaced during a container run
   (pipelines/containers.py): kfp's auto-removes each container and counts one that vanished
   before its status was read as a success; foldwise's keeps the step's exit status.
+- google-cloud-storage's ``DEFAULT_RETRY._predicate`` (components/storage.py): which errors
+  the library retries, wrapped so that the first one starts the outage's shared deadline.
 - kfp ``kfp.dsl.pipeline_task.inspect``, replaced while a step is set up
   (pipelines/dags/cluster.py): kfp's ``inspect.stack()`` reads every frame's source, 2.5 s per
   pipeline built.
@@ -115,3 +117,13 @@ def test_keras_jax_trainer_computes_a_steps_loss_and_updates_statelessly():
     assert list(inspect.signature(JAXTrainer.compute_loss_and_updates).parameters) == [
         "self", "trainable_variables", "non_trainable_variables", "metrics_variables", "x",
         "y", "sample_weight", "training", "optimizer_variables"]
+
+
+def test_google_cloud_storage_keeps_its_retry_predicate():
+    from google.api_core import exceptions
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    predicate = DEFAULT_RETRY._predicate
+    assert predicate(exceptions.ServiceUnavailable("x")) and predicate(ConnectionError())
+    assert not predicate(exceptions.NotFound("x"))
+    assert DEFAULT_RETRY.with_predicate(predicate)._predicate is predicate

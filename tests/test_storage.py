@@ -97,3 +97,25 @@ def test_local_upload_never_leaves_a_partial_file(tmp_path):
     source.write_text("1")
     storage.upload(source, str(tmp_path / "out" / "a.csv"))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv"]
+
+
+def test_an_outage_costs_the_retry_budget_once_not_once_per_call(monkeypatch):
+    """An export's upload, then the claim's release: one budget from the first failure."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "6")
+    monkeypatch.setattr(storage, "_outage_started", None)
+    started = time.monotonic()
+    for name in ("a", "b", "c"):  # each alone would retry for about 3.5 s of backoff
+        with pytest.raises(Exception):  # noqa: B017 - the library's transport error
+            storage.exists(f"gs://gone/{name}")
+    assert time.monotonic() - started < 7.5  # one budget of 6 s for the three of them
+    assert storage.retry_budget() < 1.0
+    started = time.monotonic()
+    storage.release("gs://gone/out", "token")  # cleanup: never raises, never waits long
+    assert time.monotonic() - started < 2.0
