@@ -672,3 +672,26 @@ def test_run_trials_trains_a_keras_builder_configuration_on_every_fold(tmp_path)
         assert (tmp_path / "models" / configs[0]["config_id"] / f"fold-{k}" /
                 "model.keras").is_file()
     assert list(out.predictions.columns[-3:]) == ["proba_low", "proba_mid", "proba_high"]
+
+
+def test_a_builder_that_never_returns_is_stopped_with_a_message(tmp_path, penguins):
+    """The check before a run builds each configuration under a time limit."""
+    import os
+    import time
+    from pathlib import Path
+
+    models = tmp_path / "models.py"
+    models.write_text("def spins(meta):\n    while True:\n        pass\n")
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "foldwise"), "plan", "cross-validation", "--data",
+         str(data), "--target", "species", "--model", f"{models}:spins"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FOLDWISE_BUILDER_CHECK_SECONDS": "3"})
+    assert done.returncode == 2 and time.monotonic() - started < 60
+    assert done.stderr.strip().splitlines() == [
+        "error: the model builder did not return within 3 s (a loop that never ends, a "
+        "download or a lock it waits for?): fix it, or give it longer with "
+        "FOLDWISE_BUILDER_CHECK_SECONDS"]

@@ -6,7 +6,12 @@ run TensorFlow operations (:func:`tensorflow_operations`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -65,11 +70,49 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
                                schema["target"], schema["classes"], rows.features,
                                rows.raw_columns)
         try:
-            build(load_builder(params["builder"]), params, context, seed)
+            with time_limit(check_seconds()):
+                build(load_builder(params["builder"]), params, context, seed)
         except FoldwiseError as err:
             shown = builder_params(params)
             raise FoldwiseError(f"configuration {json.dumps(shown)}: {err}" if shown
                                 else str(err)) from None
+
+
+CHECK_SECONDS_ENV = "FOLDWISE_BUILDER_CHECK_SECONDS"
+
+
+def check_seconds() -> float:
+    """How long building one configuration may take in the check (default 120 s)."""
+    try:
+        return max(1.0, float(os.environ.get(CHECK_SECONDS_ENV) or 120.0))
+    except ValueError:
+        return 120.0
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Within: a builder that has not returned after ``seconds`` is a :class:`FoldwiseError`.
+
+    A timer signal interrupts it (Python code, sleeps, waits); on a thread other than the main
+    one, where no signal can be delivered, there is no limit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise FoldwiseError(
+            f"the model builder did not return within {seconds:g} s (a loop that never ends, "
+            f"a download or a lock it waits for?): fix it, or give it longer with "
+            f"{CHECK_SECONDS_ENV}")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def tensorflow_operations(configs: list[dict], schema: dict, reference: dict | None,
