@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from foldwise.components.core import options
-from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.errors import FoldwiseError, one_line
 from foldwise.pipelines import kinds
 from foldwise.pipelines.containers import RUNNERS
 
@@ -69,7 +69,10 @@ def _add_options(parser: argparse.ArgumentParser, *groups: str, required=(),
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser."""
-    parser = _Parser(prog="foldwise", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="foldwise", description=(
+        "Leakage-free K-fold cross-validation and hyperparameter search of Keras models on "
+        "tables, as Kubeflow Pipelines: run here, compile, submit or schedule on a cluster, "
+        "predict with the exported model."))
     parser.add_argument("--version", action="version", version=f"foldwise {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
@@ -192,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                    "plan": plan_command}[args.command]
         return command(args)
     except FoldwiseError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except PipelineFailed as err:
-        print(f"error: {err}; full log: {err.log_path}", file=sys.stderr)
+        print(f"error: {one_line(err)}; full log: {err.log_path}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except KeyboardInterrupt as err:
         workspace = getattr(err, "workspace", None)
@@ -232,7 +235,7 @@ def _unexpected(err: Exception) -> int:
         where = f"full log: {log}"
     except OSError:
         where = "no log could be written"
-    text = " ".join(str(err).split())[:300]
+    text = one_line(err)[:300]
     from foldwise.pipelines.submit import ServiceUnreachable
 
     if isinstance(err, ServiceUnreachable):  # names the service, not the bucket

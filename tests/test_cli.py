@@ -274,3 +274,21 @@ def test_predict_refuses_an_output_it_would_write_wrongly_before_loading_anythin
     assert existing.read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "predictions.csv"]
     assert list(folder.iterdir()) == []
+
+
+def test_no_help_text_shows_source_markup():
+    """Every --help is for a terminal: no reStructuredText roles or literals from docstrings."""
+    import re
+
+    from foldwise.pipelines.cli import build_parser
+
+    texts, pending = [], [build_parser()]
+    while pending:
+        parser = pending.pop()
+        texts.append(parser.format_help())
+        for action in parser._actions:
+            if isinstance(getattr(action, "choices", None), dict):
+                pending.extend(action.choices.values())
+    assert len(texts) > 10  # the top, run and each pipeline under it, and every other verb
+    for text in texts:
+        assert not re.search(r"``|:(mod|func|class|data|attr|meth):`", text), text[:400]

@@ -695,3 +695,30 @@ def test_a_builder_that_never_returns_is_stopped_with_a_message(tmp_path, pengui
         "error: the model builder did not return within 3 s (a loop that never ends, a "
         "download or a lock it waits for?): fix it, or give it longer with "
         "FOLDWISE_BUILDER_CHECK_SECONDS"]
+
+
+def test_a_keras_layer_error_is_one_line_without_escape_codes(tmp_path, penguins):
+    """A hard-coded input shape: Keras' bold, multi-line block becomes its one message."""
+    import os
+    from pathlib import Path
+
+    models = tmp_path / "models.py"
+    models.write_text(
+        "import keras\n\n\ndef fixed(meta):\n"
+        "    model = keras.Sequential([keras.Input(shape=(2,)),\n"
+        "                              keras.layers.Dense(3, activation='softmax')])\n"
+        "    model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')\n"
+        "    return model\n")
+    data = tmp_path / "p.csv"
+    penguins.to_csv(data, index=False)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "foldwise"), "plan", "cross-validation", "--data",
+         str(data), "--target", "species", "--model", f"{models}:fixed"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "FORCE_COLOR": "1"})
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "\x1b" not in line and "Arguments received" not in line
+    assert line.startswith("error: the model cannot take the fold's 11 model-ready input "
+                           "columns: ValueError: Input 0 with name")
+    assert "expected axis -1 of input shape to have value 2, but received input with shape " \
+           "(1, 11)" in line

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import linecache
+import re
 import sys
 import textwrap
 import traceback
@@ -298,9 +299,23 @@ def describe_value(value: Any) -> str:
     return f"a {type(value).__name__} ({text})"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def error_text(err: BaseException) -> str:
-    """An exception as ``Type: message``."""
-    message = str(err)
+    """An exception as ``Type: message``, on one line and without terminal escape codes.
+
+    Keras wraps a layer's error in a block (``Exception encountered when calling ...``, the
+    message in bold, then ``Arguments received by ...``): only the message is kept.
+    """
+    lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines()]
+    if lines and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    for index, line in enumerate(lines):
+        if line.startswith("Arguments received by"):
+            lines = lines[:index]
+            break
+    message = " ".join(line for line in lines if line)
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
