@@ -58,6 +58,41 @@ def _option_values(params: dict) -> dict:
     return {opt.name: params[opt.python_name] for opt in RUN_KEYWORDS}
 
 
+def target_column(y) -> np.ndarray:
+    """``y`` as one column of targets.
+
+    A column vector (``(n, 1)``) is that column. A one-hot ``y`` (``(n, k)`` of 0 and 1, one 1
+    per row, as Keras' ``to_categorical`` makes) is each row's class: its column's name for a
+    DataFrame, else its position ``0 .. k-1``, as scikeras takes it.
+
+    Raises:
+        FoldwiseError: Anything else two-dimensional, multi-label rows (several 1s) named.
+    """
+    import pandas as pd
+
+    values = np.asarray(y)
+    if values.ndim == 2 and values.shape[1] == 1:
+        return values[:, 0]
+    if values.ndim == 2 and values.shape[1] > 1:
+        indicator = np.isin(values, (0, 1)).all() if values.dtype != object else False
+        if not indicator:
+            raise FoldwiseError(f"y must be one column of targets (or one-hot rows of 0 and "
+                                f"1), got shape {values.shape}")
+        ones = values.sum(axis=1)
+        if (ones != 1).any():
+            row = int(np.flatnonzero(ones != 1)[0])
+            kind = ("several classes (multi-label targets, which foldwise does not fit: one "
+                    "class per row)" if ones[row] > 1 else "no class")
+            raise FoldwiseError(f"y is one-hot but row {row} has {int(ones[row])} ones, "
+                                f"{kind}: give each row exactly one class")
+        labels = (np.asarray([str(c) for c in y.columns]) if isinstance(y, pd.DataFrame)
+                  else np.arange(values.shape[1]))
+        return labels[values.argmax(axis=1)]
+    if values.ndim != 1:
+        raise FoldwiseError(f"y must be one column of targets, got shape {values.shape}")
+    return values
+
+
 def table_from_xy(X, y) -> tuple[object, str]:
     """One table of features and target from ``X`` and ``y``, and the target's name.
 
@@ -72,9 +107,7 @@ def table_from_xy(X, y) -> tuple[object, str]:
     table = feature_frame(X)
     if len(table) == 0:
         raise FoldwiseError("X has no rows: give at least one row per fold")
-    values = np.asarray(y)
-    if values.ndim != 1:
-        raise FoldwiseError(f"y must be one column of targets, got shape {values.shape}")
+    values = target_column(y)
     if len(values) != len(table):
         raise FoldwiseError(f"X has {len(table)} rows but y has {len(values)}: give one target "
                             "per row")
@@ -335,7 +368,7 @@ class GridSearchCV(_PipelineEstimator):
         """``scorer_`` (the metric that picked the best configuration) on these rows."""
         from foldwise.components.core.scoring.metrics import score
 
-        truth = np.asarray(y)
+        truth = target_column(y)
         if self.classes_ is None:
             values = self.predict(X)
             return float(score("regression", truth.astype("float64"), values, None)[

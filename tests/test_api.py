@@ -366,3 +366,36 @@ def test_the_python_api_runs_from_the_clone_root(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_a_one_hot_y_is_taken_as_its_classes_as_scikeras_takes_it(penguins):
+    """``to_categorical(y)``, as Keras tutorials make it: each row's class; multi-label named."""
+    import keras
+    import pandas as pd
+
+    from foldwise.components.core.errors import FoldwiseError
+    from foldwise.pipelines.api import table_from_xy, target_column
+
+    table = penguins.dropna(subset=["species"]).reset_index(drop=True)
+    codes = table["species"].astype("category").cat.codes.to_numpy()
+    one_hot = keras.utils.to_categorical(codes, 3)
+    assert target_column(one_hot).tolist() == codes.tolist()
+    named = pd.DataFrame(one_hot, columns=["Adelie", "Chinstrap", "Gentoo"])
+    assert target_column(named).tolist() == table["species"].tolist()
+    assert target_column(codes.reshape(-1, 1)).tolist() == codes.tolist()  # a column vector
+    built, target = table_from_xy(table.drop(columns="species"), one_hot)
+    assert built[target].tolist() == codes.tolist()
+    twice = one_hot.copy()
+    twice[4, :] = 1
+    with pytest.raises(FoldwiseError, match=r"y is one-hot but row 4 has 3 ones, several "
+                                            r"classes \(multi-label targets"):
+        target_column(twice)
+    none = one_hot.copy()
+    none[7, :] = 0
+    with pytest.raises(FoldwiseError, match=r"row 7 has 0 ones, no class"):
+        target_column(none)
+    with pytest.raises(FoldwiseError, match=r"y must be one column of targets \(or one-hot"):
+        target_column(np.full((5, 2), 0.5))
+    plan = foldwise.GridSearchCV({"learning_rate": [0.01]}, cv=3, verbose=False).plan(
+        table.drop(columns="species"), named)
+    assert plan["tasks"].min() >= 1
