@@ -146,6 +146,9 @@ def test_non_ascii_columns_work():
                        "y": [1.0, None] + list(np.arange(9.0))}), {"target": "y"},
          r"column 'x' has 3 values beyond float32's range, which the models compute in \(such "
          r"as 1e\+39 in data row 4\): check them for unit or entry errors, or rescale"),
+        (pd.DataFrame({"x": [True, False] * 4 + [True], "y": np.arange(9.0)}),
+         {"target": "y", "numeric": ("x",)},
+         r"column 'x' holds true/false values, which foldwise reads as categories"),
         (pd.DataFrame({"x": range(9), "y": [1.5, -4e38] + [2.0] * 7}), {"target": "y"},
          r"column 'y' has 1 values beyond float32's range, .*-4e\+38 in data row 2"),
         (pd.DataFrame({"x": range(9), "y": np.arange(9.0)}), {"target": "y", "folds": 1},

@@ -81,6 +81,12 @@ def test_inputs_are_checked(fitted):
         serving_inputs(table.drop(columns="island"), state)
     with pytest.raises(FoldwiseError, match="'bill_depth_mm' must be numeric but holds 'deep'"):
         serving_inputs(table.head(2).assign(bill_depth_mm=["deep", 1.0]), state)
+    # true/false are not read as 1 and 0 (training reads them as a category, or refuses them)
+    for flags in ([True, False], pd.Series([1.5, True], dtype=object)):
+        with pytest.raises(FoldwiseError, match=r"'bill_depth_mm' must be numeric but holds "
+                                                r"True \(row \d\): the model was trained on "
+                                                r"numbers there"):
+            serving_inputs(table.head(2).assign(bill_depth_mm=flags), state)
 
 
 def test_input_names_are_signature_safe():

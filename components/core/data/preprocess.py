@@ -333,9 +333,13 @@ def _as_numeric(column: pd.Series, name: str, rows: np.ndarray | None = None) ->
 
     ``rows``: each value's position in the table as read, for messages.
     """
-    if pd.api.types.is_bool_dtype(column):
-        values = column.astype("float64")
-    elif pd.api.types.is_numeric_dtype(column):
+    if pd.api.types.is_bool_dtype(column) or column.map(
+            lambda v: isinstance(v, (bool, np.bool_))).any():
+        raise FoldwiseError(
+            f"column {name!r} holds true/false values, which foldwise reads as categories (and "
+            f"an exported model refuses as numbers): leave out --numeric {name}, or write them "
+            "as 1 and 0")
+    if pd.api.types.is_numeric_dtype(column):
         values = column.astype("float64")
     else:
         values = pd.to_numeric(column, errors="coerce").astype("float64")

@@ -151,6 +151,15 @@ def raw_columns(table: pd.DataFrame, state: dict) -> dict:
     for spec in state["inputs"]:
         column = table[spec["column"]]
         if spec["dtype"] == "float32":
+            # true/false are not numbers here: training reads them as a category (or refuses
+            # them in a numeric column), so prediction must not read them as 1 and 0
+            flags = column.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool)
+            if flags.any():
+                first = int(np.flatnonzero(flags)[0])
+                raise FoldwiseError(
+                    f"column {spec['column']!r} must be numeric but holds "
+                    f"{bool(column.iloc[first])} (row {first}): the model was trained on "
+                    "numbers there")
             values = pd.to_numeric(column, errors="coerce")
             bad = column.notna() & values.isna()
             if bad.any():
