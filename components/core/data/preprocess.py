@@ -328,13 +328,21 @@ def text_column_note(column: pd.Series, name: str) -> str:
     return ""
 
 
+def true_false(column: pd.Series) -> pd.Series:
+    """Which cells hold true/false (a boolean column, or booleans among an object column's)."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.notna().astype(bool)
+    if column.dtype != object:
+        return pd.Series(False, index=column.index)
+    return column.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool)
+
+
 def _as_numeric(column: pd.Series, name: str, rows: np.ndarray | None = None) -> pd.Series:
     """The column as float64, refused in one line when it cannot be.
 
     ``rows``: each value's position in the table as read, for messages.
     """
-    if pd.api.types.is_bool_dtype(column) or column.map(
-            lambda v: isinstance(v, (bool, np.bool_))).any():
+    if true_false(column).any():
         raise FoldwiseError(
             f"column {name!r} holds true/false values, which foldwise reads as categories (and "
             f"an exported model refuses as numbers): leave out --numeric {name}, or write them "

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from foldwise.components.core.data.preprocess import true_false
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.models.builder_keras import loss_form, output_units
@@ -153,7 +154,7 @@ def raw_columns(table: pd.DataFrame, state: dict) -> dict:
         if spec["dtype"] == "float32":
             # true/false are not numbers here: training reads them as a category (or refuses
             # them in a numeric column), so prediction must not read them as 1 and 0
-            flags = column.map(lambda v: isinstance(v, (bool, np.bool_))).astype(bool)
+            flags = true_false(column)
             if flags.any():
                 first = int(np.flatnonzero(flags)[0])
                 raise FoldwiseError(
