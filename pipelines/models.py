@@ -11,9 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.errors import FoldwiseError, one_line
 
 MODEL_FILES = ("model.keras", "preprocessing.json", "schema.json")
+
+
+AGAIN = ("export the model again, or restore the file (manifest.json beside the model holds "
+         "every file's SHA-256)")
 
 
 def _model_file(path: Path, keys: tuple[str, ...]) -> dict:
@@ -22,16 +26,14 @@ def _model_file(path: Path, keys: tuple[str, ...]) -> dict:
     Raises:
         FoldwiseError: It is not readable UTF-8 JSON, or not a mapping with ``keys``.
     """
-    again = ("export the model again, or restore the file (manifest.json beside the model "
-             "holds every file's SHA-256)")
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FoldwiseError(f"{path} is damaged ({reason}): {again}") from None
+        raise FoldwiseError(f"{path} is damaged ({reason}): {AGAIN}") from None
     missing = [key for key in keys if not isinstance(found, dict) or key not in found]
     if missing:
-        raise FoldwiseError(f"{path} is damaged (it lacks {', '.join(missing)}): {again}")
+        raise FoldwiseError(f"{path} is damaged (it lacks {', '.join(missing)}): {AGAIN}")
     return found
 
 
@@ -77,7 +79,9 @@ class ServingModel:
                 self.keras_model = keras.saving.load_model(folder / "model.keras",
                                                            safe_mode=True)
         except Exception as err:  # Keras raises ValueError, OSError, zipfile errors, ...
-            raise FoldwiseError(f"cannot load {folder / 'model.keras'}: {err}") from None
+            reason = one_line(err)[:200] or type(err).__name__
+            raise FoldwiseError(f"{folder / 'model.keras'} is damaged ({reason}): "
+                                f"{AGAIN}") from None
         classes = self.schema.get("classes")
         self.classes_ = np.asarray(classes) if classes else None
 

@@ -9,6 +9,7 @@ CI runs a small seed set; ``FOLDWISE_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/t
 runs a larger one (about 10 minutes).
 """
 
+import decimal
 import json
 import os
 import string
@@ -16,6 +17,7 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +43,15 @@ TEXT = st.one_of(st.text(max_size=6), st.sampled_from(["a", "b", "1,234.5", "202
 @st.composite
 def columns(draw, rows: int):
     kind = draw(st.sampled_from(["float", "int", "text", "bool", "mixed", "constant",
-                                 "empty", "category"]))
+                                 "empty", "category", "decimal", "bytes", "duration"]))
+    if kind == "decimal":  # Parquet keeps them as decimals, a CSV as text
+        return [None if draw(st.booleans()) and rows > 3 else
+                decimal.Decimal(draw(st.integers(-10**6, 10**6))) / 100 for _ in range(rows)]
+    if kind == "bytes":  # UTF-8 text or not
+        return [draw(st.one_of(st.binary(max_size=4), st.just(b"ok"), st.none()))
+                for _ in range(rows)]
+    if kind == "duration":
+        return [pd.Timedelta(seconds=draw(st.integers(0, 10**6))) for _ in range(rows)]
     if kind == "float":
         return [draw(NUMBERS) for _ in range(rows)]
     if kind == "int":
@@ -76,6 +86,8 @@ GRIDS = st.one_of(
     st.dictionaries(st.sampled_from(["learning_rate", "hidden_units", "epochs", "dropout",
                                      "optimizer", "batch_size", "units", "l2", "activation"]),
                     st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                                       st.sampled_from([1e30, 1e300, 2**40, 10**12,
+                                                        float("inf"), -float("inf")]),
                                        st.integers(-3, 300), st.text(max_size=4),
                                        st.lists(st.integers(-2, 64), max_size=3), st.none()),
                              max_size=3),
@@ -106,7 +118,8 @@ def argv_for(tmp_path, table: pd.DataFrame, target: str, grid, options: list,
     argv = ["run", "grid-search" if grid is not None else "cross-validation",
             "--data", str(data), "--target", target, "--output", str(tmp_path / "out")]
     if grid is not None:
-        (tmp_path / "grid.yaml").write_text(json.dumps(grid))
+        # YAML, as a user writes it: .inf and .nan are YAML's, which JSON text would not be
+        (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
         argv += ["--grid", str(tmp_path / "grid.yaml")]
     return argv + [word for option in options for word in option]
 
@@ -180,3 +193,40 @@ def test_tiny_tables_are_refused_in_one_line(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert not (tmp_path / "out").exists()
+
+
+RECORD_PARTS = st.sampled_from(["pipeline", "table_sha256", "options", "model_spec", "grid",
+                                "distributions", "choice"])
+
+
+@FUZZ
+@given(part=RECORD_PARTS, value=st.one_of(st.integers(), st.text(max_size=5), st.none(),
+                                          st.floats(allow_nan=False)),
+       option=st.sampled_from(["target", "folds", "seed", "scaler", "packing", "novel"]))
+def test_a_resume_of_another_search_is_refused_and_touches_nothing(tmp_path_factory, part,
+                                                                   value, option):
+    """Any difference from the record a run folder holds refuses the resume, naming it."""
+    folder = tmp_path_factory.mktemp("resume")
+    record = {"pipeline": "grid-search", "table_sha256": "ab" * 32,
+              "options": {"target": "y", "folds": 5, "seed": 0, "scaler": "standard",
+                          "packing": "configs"},
+              "model_spec": {"epochs": 5}, "grid": [{"learning_rate": [0.01]}],
+              "distributions": [], "choice": {}}
+    (folder / runs.SEARCH_RECORD).write_text(json.dumps(record))
+    changed = json.loads(json.dumps(record))
+    if part == "options":
+        changed["options"][option] = value
+    else:
+        changed[part] = value
+    changed = json.loads(json.dumps(changed))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    if changed == record:
+        runs.check_same_search(folder, changed)  # the same search: taken
+    else:
+        with pytest.raises(FoldwiseError, match=r"holds a run of another search \((.+)\): "
+                                                r"resume with the same table and options"):
+            runs.check_same_search(folder, changed)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
+    (folder / runs.SEARCH_RECORD).write_text("{not json")
+    with pytest.raises(FoldwiseError, match="cannot be read: start a new run without"):
+        runs.check_same_search(folder, record)

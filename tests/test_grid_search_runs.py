@@ -144,7 +144,9 @@ def test_a_damaged_export_is_named_in_one_line(local_run, tmp_path, capsys):
             ("schema.json", lambda text: b"[1, 2]", r"damaged \(it lacks task, target\)"),
             ("preprocessing.json", lambda text: text.replace(b'"inputs"', b'"inputz"'),
              r"damaged \(it lacks inputs\)"),
-            ("config.json", lambda text: b"\xff\xfe" + text, r"damaged \('utf-8' codec")]:
+            ("config.json", lambda text: b"\xff\xfe" + text, r"damaged \('utf-8' codec"),
+            ("model.keras", lambda data: data[: len(data) // 2], r"damaged \("),
+            ("model.keras", lambda data: b"", r"damaged \(")]:
         model = tmp_path / "model"
         shutil.rmtree(model, ignore_errors=True)
         shutil.copytree(output / "model", model)
