@@ -61,7 +61,8 @@ RETRY_SECONDS_ENV = "FOLDWISE_STORAGE_RETRY_SECONDS"
 
 # When this process first saw the storage service fail (time.monotonic()), or None: every
 # later call's retries share what is left of one budget, so an outage costs the budget once,
-# not once per call (an export's upload, then the claim's release, ...).
+# not once per call (an export's upload, then the claim's release, ...); a call that ends well
+# ends the outage.
 _outage_started: float | None = None
 # A claim's release is cleanup after the run: it tries briefly, never a second full budget.
 RELEASE_SECONDS = 15.0
@@ -106,10 +107,16 @@ def _blob(uri: str):
 
 @contextlib.contextmanager
 def _gcs_errors(uri: str) -> Iterator[None]:
+    """Within: the service's answers a user can act on are :class:`FoldwiseError`.
+
+    A call that ends well also ends an outage: the next failure starts a new budget.
+    """
+    global _outage_started
     from google.api_core import exceptions
 
     try:
         yield
+        _outage_started = None
     except exceptions.NotFound as err:
         raise FoldwiseError(f"{uri} does not exist (bucket or object not found)") from err
     except exceptions.Forbidden as err:

@@ -35,8 +35,10 @@ def test_missing_objects_and_buckets_are_clear_errors(bucket, tmp_path):
         storage.read_bytes("gs:///x.csv")
 
 
-def test_transient_errors_are_retried_with_backoff():
+def test_transient_errors_are_retried_with_backoff(monkeypatch):
     from google.api_core import exceptions
+
+    monkeypatch.setattr(storage, "_outage_started", None)  # no outage in this process yet
 
     retry = storage._retry()
     assert retry._predicate(exceptions.TooManyRequests("429"))
@@ -119,3 +121,14 @@ def test_an_outage_costs_the_retry_budget_once_not_once_per_call(monkeypatch):
     started = time.monotonic()
     storage.release("gs://gone/out", "token")  # cleanup: never raises, never waits long
     assert time.monotonic() - started < 2.0
+
+
+def test_a_call_that_ends_well_ends_the_outage(bucket, monkeypatch):
+    """A long-lived process (a notebook) is not left with a spent budget after a hiccup."""
+    import time
+
+    monkeypatch.setenv(storage.RETRY_SECONDS_ENV, "300")
+    monkeypatch.setattr(storage, "_outage_started", time.monotonic() - 250)
+    assert storage.retry_budget() < 60
+    assert not storage.exists(f"gs://{bucket.name}/nothing-here")
+    assert storage._outage_started is None and storage.retry_budget() == 300
