@@ -351,6 +351,20 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def record(script: str, marker: str, results, table: str, started: float,
+           write_readme: bool) -> None:
+    """A benchmark's end: its results as ``<script>.json``, its table printed.
+
+    With ``write_readme``, the table goes into benchmarks/README.md's ``marker`` section with
+    the minutes the benchmark took since ``started`` (``time.perf_counter()``).
+    """
+    (HERE / f"{script}.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(table)
+    if write_readme:
+        minutes = (time.perf_counter() - started) / 60
+        replace_section(marker, f"`benchmarks/{script}.py` ({minutes:.0f} min)", table)
+
+
 def replace_section(marker: str, how: str, body: str) -> None:
     """Replace the ``<!-- marker:start -->`` section of benchmarks/README.md (temp, rename).
 

@@ -16,7 +16,6 @@ Through the Docker-API engine ``DOCKER_HOST`` names, as ``--runner container`` u
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from compare import replace_section  # noqa: E402
+from compare import record  # noqa: E402
 
 FOLDWISE = str(Path(sys.executable).parent / "foldwise")
 SITE = "python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'"
@@ -107,11 +106,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     result = measure(args.image)
-    (HERE / "image.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(report(result))
-    if args.write_readme:
-        minutes = (time.perf_counter() - started) / 60
-        replace_section("image", f"`benchmarks/image.py` ({minutes:.0f} min)", report(result))
+    record("image", "image", result, report(result), started, args.write_readme)
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import replace_section, table_path  # noqa: E402
+from compare import record, table_path  # noqa: E402
 
 FOLDWISE = str(Path(sys.executable).parent / "foldwise")
 SEARCHES = {
@@ -90,12 +90,7 @@ def main() -> int:
         for name, (table, target, search, grid) in SEARCHES.items():
             results.append(one(name, table, target, search, grid, Path(work)))
             print(json.dumps(results[-1]), flush=True)
-    (HERE / "plan_estimate.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(report(results))
-    if args.write_readme:
-        minutes = (time.perf_counter() - started) / 60
-        replace_section("plan-estimate", f"`benchmarks/plan_estimate.py` ({minutes:.0f} min)",
-                        report(results))
+    record("plan_estimate", "plan-estimate", results, report(results), started, args.write_readme)
     return 0
 
 

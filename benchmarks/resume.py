@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import replace_section, table_path  # noqa: E402
+from compare import record, table_path  # noqa: E402
 
 FOLDWISE = str(Path(sys.executable).parent / "foldwise")
 GRID = {"hidden_units": [[16], [64], [64, 32]], "learning_rate": [0.001, 0.01],
@@ -127,12 +127,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     results = measure()
-    (HERE / "resume.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(report(results))
-    if args.write_readme:
-        minutes = (time.perf_counter() - started) / 60
-        replace_section("resume", f"`benchmarks/resume.py` ({minutes:.0f} min)",
-                        report(results))
+    record("resume", "resume", results, report(results), started, args.write_readme)
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 from helpers import tfserving
 from helpers.inprocess import in_process_scores
 from helpers.results import train_task_results
+from helpers.tables import regression_table
 
 from foldwise.components import storage
 from foldwise.components.core import options
@@ -25,16 +26,6 @@ from foldwise.pipelines.models import load_model
 pytestmark = pytest.mark.local
 FOLDS = 3
 GRID = "hidden_units: [[4], [16, 8]]\nlearning_rate: [0.0005, 0.05]\n"
-
-
-def regression_table() -> pd.DataFrame:
-    rng = np.random.default_rng(5)
-    rows = 72
-    x = rng.normal(size=rows)
-    colour = rng.choice(["red", "green", "blue"], size=rows)
-    y = 20 + 8 * x + np.where(colour == "red", 6.0, 0.0) + rng.normal(scale=0.5, size=rows)
-    x[[4, 9]] = np.nan
-    return pd.DataFrame({"x": x, "colour": colour, "noise": rng.normal(size=rows), "y": y})
 
 
 @pytest.fixture(scope="module")

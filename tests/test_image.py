@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.tables import regression_table
 
 pytestmark = [pytest.mark.image, pytest.mark.local]
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,15 @@ def podman(*command: str) -> str:
 
 def foldwise(engine: dict, *arguments, runner: str = "subprocess") -> None:
     run([FOLDWISE, "run", *arguments, "--runner", runner], env=engine, cwd=ROOT)
+
+
+def both_runners(engine: dict, folder: Path, *arguments) -> dict[str, Path]:
+    """The same run as subprocesses, then in containers: each runner's output folder."""
+    outputs = {}
+    for runner in ("subprocess", "container"):
+        outputs[runner] = folder / runner
+        foldwise(engine, *arguments, "--output", outputs[runner], runner=runner)
+    return outputs
 
 
 def assert_same_results(subprocess_run: Path, container_run: Path) -> pd.DataFrame:
@@ -155,14 +165,9 @@ def test_a_missing_image_is_refused_before_anything_is_made(engine, tmp_path):
 
 @pytest.fixture(scope="module")
 def cross_validation(engine, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cv")
-    outputs = {}
-    for runner in ("subprocess", "container"):
-        outputs[runner] = tmp / runner
-        foldwise(engine, "cross-validation", "--data", "examples/penguins.csv", "--target",
-                 "species", "--folds", "3", "--epochs", "4", "--seed", "3", "--output",
-                 outputs[runner], runner=runner)
-    return outputs
+    return both_runners(engine, tmp_path_factory.mktemp("cv"), "cross-validation", "--data",
+                        "examples/penguins.csv", "--target", "species", "--folds", "3",
+                        "--epochs", "4", "--seed", "3")
 
 
 def test_cross_validation_in_containers_answers_as_subprocesses(cross_validation):
@@ -174,16 +179,6 @@ def test_cross_validation_in_containers_answers_as_subprocesses(cross_validation
 GRID = "hidden_units: [[8], [16, 8]]\nlearning_rate: [0.001, 0.03]\n"
 
 
-def regression_table() -> pd.DataFrame:
-    rng = np.random.default_rng(11)
-    rows = 90
-    x = rng.normal(size=rows)
-    colour = rng.choice(["red", "green", "blue"], size=rows)
-    y = 10 + 5 * x + np.where(colour == "red", 4.0, 0.0) + rng.normal(scale=0.5, size=rows)
-    x[[3, 7]] = np.nan
-    return pd.DataFrame({"x": x, "colour": colour, "noise": rng.normal(size=rows), "y": y})
-
-
 @pytest.fixture(scope="module")
 def grid_search(engine, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grid")
@@ -192,13 +187,9 @@ def grid_search(engine, tmp_path_factory):
     data.parent.mkdir()
     regression_table().to_parquet(data, index=False)
     grid.write_text(GRID)
-    outputs = {}
-    for runner in ("subprocess", "container"):
-        outputs[runner] = tmp / runner
-        foldwise(engine, "grid-search", "--data", data, "--target", "y", "--grid", grid,
-                 "--folds", "3", "--epochs", "5", "--batch-size", "16", "--seed", "2",
-                 "--output", outputs[runner], runner=runner)
-    return data, outputs
+    return data, both_runners(engine, tmp, "grid-search", "--data", data, "--target", "y",
+                              "--grid", grid, "--folds", "3", "--epochs", "5", "--batch-size",
+                              "16", "--seed", "2")
 
 
 def test_a_grid_search_in_containers_refits_and_exports_as_subprocesses(grid_search):
@@ -223,14 +214,9 @@ def halving_search(engine, tmp_path_factory):
     space = tmp / "space.yaml"
     space.write_text(json.dumps({"hidden_units": [[4], [8], [16, 8]],
                                  "learning_rate": {"loguniform": [0.001, 0.05]}}))
-    outputs = {}
-    for runner in ("subprocess", "container"):
-        outputs[runner] = tmp / runner
-        foldwise(engine, "halving-search", "--data", "examples/penguins.csv", "--target",
-                 "species", "--grid", space, "--n-candidates", "3", "--factor", "2",
-                 "--folds", "2", "--epochs", "3", "--seed", "5", "--output", outputs[runner],
-                 runner=runner)
-    return outputs
+    return both_runners(engine, tmp, "halving-search", "--data", "examples/penguins.csv",
+                        "--target", "species", "--grid", space, "--n-candidates", "3",
+                        "--factor", "2", "--folds", "2", "--epochs", "3", "--seed", "5")
 
 
 def test_a_halving_search_in_containers_answers_as_subprocesses(halving_search):
@@ -321,3 +307,47 @@ def test_a_containerized_grid_search_reads_and_exports_through_a_bucket(engine, 
     np.testing.assert_allclose(exported.predict(rows),
                                load_model(outputs["subprocess"]).predict(rows),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def random_search(engine, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("random")
+    space = tmp / "space.yaml"
+    space.write_text(json.dumps({"hidden_units": [[4], [8], [16, 8]],
+                                 "learning_rate": {"loguniform": [0.001, 0.05]}}))
+    return both_runners(engine, tmp, "random-search", "--data", "examples/penguins.csv",
+                        "--target", "species", "--grid", space, "--n-iter", "3", "--folds",
+                        "2", "--epochs", "3", "--seed", "9")
+
+
+def test_a_random_search_in_containers_answers_as_subprocesses(random_search):
+    cv = assert_same_results(random_search["subprocess"], random_search["container"])
+    assert len(cv) == 3
+    assert_ran_in_containers(random_search["container"], 8)
+
+
+def test_a_retrain_in_containers_promotes_into_its_local_folder(engine, tmp_path):
+    """The promotion folder outside the run folder is mounted, written and given back."""
+    data = tmp_path / "table.parquet"
+    regression_table().to_parquet(data, index=False)
+    grids = {"first": "hidden_units: [[8]]\nlearning_rate: [0.01]\nepochs: [8]\n",
+             "worse": "hidden_units: [[2]]\nlearning_rate: [0.000001]\nepochs: [1]\n"}
+    for name, text in grids.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+
+    def retrain(runner: str, grid: str, promote_to: Path) -> dict:
+        foldwise(engine, "retrain", "--data", data, "--target", "y", "--grid",
+                 tmp_path / f"{grid}.yaml", "--folds", "2", "--batch-size", "16", "--seed",
+                 "1", "--promote-to", promote_to, "--workspace",
+                 tmp_path / f"{runner}-{grid}-{promote_to.name}", runner=runner)
+        return json.loads((promote_to / "current.json").read_text())
+
+    ours = retrain("container", "first", tmp_path / "promoted-here")
+    theirs = retrain("subprocess", "first", tmp_path / "promoted-there")
+    assert ours["config_id"] == theirs["config_id"]
+    assert ours["reason"] == "nothing was promoted yet"
+    kept = retrain("container", "worse", tmp_path / "promoted-here")
+    assert kept == ours  # the champion stays served
+    promoted = tmp_path / "promoted-here"
+    assert {entry.stat().st_uid for entry in [promoted, *promoted.rglob("*")]} == {os.getuid()}
+    assert len(list((promoted / "versions").iterdir())) == 2  # the challenger, not promoted
