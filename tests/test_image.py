@@ -6,9 +6,9 @@ the root filesystem is kept in ``~/.cache/foldwise``), under the default tag tha
 ``--runner container`` runs. ``docker/podman-service.sh`` serves the Docker Engine API that
 kfp.local's DockerRunner speaks, on a socket of this session's own.
 
-Each pipeline (cross-validation, grid search with refit and export, halving search, a
-notebook's builder, a bucket's table and export) runs twice, as subprocesses and with every
-step in a container, and the two answer the same. About 12 minutes cold, build included.
+Each pipeline (cross-validation, grid search with refit and export, random search, halving
+search, a notebook's builder, retrain into a local promotion folder, a bucket's table and
+export) runs with every step in a container, and answers as the subprocess runner does.
 """
 
 import json
