@@ -351,3 +351,34 @@ def test_a_retrain_in_containers_promotes_into_its_local_folder(engine, tmp_path
     promoted = tmp_path / "promoted-here"
     assert {entry.stat().st_uid for entry in [promoted, *promoted.rglob("*")]} == {os.getuid()}
     assert len(list((promoted / "versions").iterdir())) == 2  # the challenger, not promoted
+
+
+def test_ctrl_c_stops_every_running_container_and_publishes_nothing(engine, tmp_path):
+    import signal
+
+    import docker
+
+    output = tmp_path / "interrupted"
+    client = docker.DockerClient(base_url=engine["DOCKER_HOST"])
+    before = {c.id for c in client.containers.list(all=True)}
+    process = subprocess.Popen(
+        [str(FOLDWISE), "run", "cross-validation", "--data", "examples/penguins.csv",
+         "--target", "species", "--epochs", "3000", "--runner", "container", "--output",
+         str(output)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=engine,
+        cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not list(output.glob("pipeline/*/*/train")):  # the train step's container runs
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(3)
+    os.kill(process.pid, signal.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and time.monotonic() - started < 30, err[-2000:]
+    assert "Traceback" not in err
+    assert not (output / "manifest.json").exists()
+    try:  # every container the run started is stopped and removed
+        assert {c.id for c in client.containers.list(all=True)} - before == set()
+    finally:
+        client.close()
+    assert {entry.stat().st_uid for entry in [output, *output.rglob("*")]} == {os.getuid()}
