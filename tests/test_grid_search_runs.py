@@ -131,7 +131,8 @@ def test_a_damaged_export_is_named_in_one_line(local_run, tmp_path, capsys):
 
     data, output = local_run
     for name, damage, reason in [
-            ("schema.json", lambda text: text[: len(text) // 2], r"damaged \(Unterminated"),
+            ("schema.json", lambda text: text[: len(text) // 2], r"damaged \((Unterminated|"
+                                                                   r"Expecting)"),
             ("schema.json", lambda text: b"[1, 2]", r"damaged \(it lacks task, target\)"),
             ("preprocessing.json", lambda text: text.replace(b'"inputs"', b'"inputz"'),
              r"damaged \(it lacks inputs\)"),
