@@ -11,13 +11,14 @@ What a step sees in its container is what it sees in a pod:
 
 - the image's own Python, foldwise and pins (the user's interpreter plays no part);
 - the run folder, mounted at its own path (artifact paths read the same inside and out), the
-  table's folder read-only, and a retrain's local promotion folder; nothing else of the host;
+  table file read-only, and a retrain's local promotion folder; nothing else of the host;
 - the settings a step reads from the environment (:data:`PASSED_ENVIRONMENT`);
 - the host's network, so a storage emulator on loopback answers as it does for the host.
 
-The image runs as its own unprivileged user. Run as root here, the mounted folders are lent to
-that user for the run (their owners are put back afterwards); run as another user, the step
-runs with that user's ids, so what it writes is the user's own.
+The image runs as its own unprivileged user. Run as root here, the mounted folders (and a
+table file only root may read) are lent to that user for the run, their owners put back
+afterwards; run as another user, the step runs with that user's ids, so what it writes is the
+user's own.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Steps:
     writable: list[Path]
     readable: list[Path]
     user: str | None = None  # the image's user, as its config names it
+    borrowed: list[Path] = field(default_factory=list)  # readable only once lent, as root
     _running: dict[str, object] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -127,7 +129,7 @@ class Steps:
         original = docker_task_handler.run_docker_container
         docker_task_handler.run_docker_container = self.run_container
         try:
-            with lent(self.writable, self.user):
+            with lent(self.writable + self.borrowed, self.user):
                 yield
         finally:
             docker_task_handler.run_docker_container = original

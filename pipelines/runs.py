@@ -493,8 +493,12 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
     if search.runner == "container":
         from foldwise.components import storage
 
+        # the table file itself, not its folder: a folder the image's user may not enter
+        # (a home, a 0700 temporary folder) would hide whatever is mounted beneath it
         readable = [] if storage.is_gcs(checked.data) or not checked.data else [
-            Path(checked.data).parent]
+            Path(checked.data)]
+        borrowed = [path for path in readable if os.getuid() == 0 and path.is_file()
+                    and not path.stat().st_mode & 0o004]  # not readable by others
         writable = [workspace] + [Path(folder) for folder in (destination, search.promote_to)
                                   if folder and not storage.is_gcs(folder)]
         credentials = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
@@ -503,7 +507,8 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
         for folder in writable:  # a bind mount's folder must exist (a first promotion's)
             folder.mkdir(parents=True, exist_ok=True)
         steps = containers.Steps(search.image, [p.resolve() for p in writable],
-                                 [p.resolve() for p in readable], checked.image_user)
+                                 [p.resolve() for p in readable], checked.image_user,
+                                 borrowed=[p.resolve() for p in borrowed])
     try:
         outputs = run_on_engine(checked.pipeline, checked.arguments, workspace / "pipeline",
                                 workspace / "pipeline.log", observe, steps)

@@ -173,7 +173,9 @@ def test_aggregate_search_reads_the_best_predictions_through_their_uris(tmp_path
         if error:
             scores = dict.fromkeys(scores)
         return {**entry, "scores": scores, "predictions": str(folder / "predictions"),
-                "history": str(folder / "history")}
+                "history": str(folder / "history"),
+                # as a pipeline parameter hands them back: in no particular order
+                "searched": {"lr": 0.1, "hidden_units": [8]}}
 
     tasks = []
     for folder, cid, error in ((tmp_path / "t0", "bad", "diverged: non-finite loss at epoch 1"),
@@ -196,6 +198,7 @@ def test_aggregate_search_reads_the_best_predictions_through_their_uris(tmp_path
 
     out = aggregate_search(SCHEMA, tasks, "", {"foldwise": "0"}, read_bytes)
     assert out.best_config["config_id"] == "good"
+    assert list(out.best_params) == ["hidden_units", "lr"]  # sorted, as scikit-learn's
     assert sorted(read) == [str(tmp_path / "t1" / "history"),
                             str(tmp_path / "t1" / "predictions")]  # the best's files, once each
     assert out.oof_predictions["row"].tolist() == [0, 1, 2, 3]

@@ -327,9 +327,14 @@ def test_a_random_search_in_containers_answers_as_subprocesses(random_search):
 
 
 def test_a_retrain_in_containers_promotes_into_its_local_folder(engine, tmp_path):
-    """The promotion folder outside the run folder is mounted, written and given back."""
+    """The promotion folder outside the run folder is mounted, written and given back.
+
+    Everything sits in pytest's 0700 folder, and the table only root may read: the table
+    file is mounted by itself and lent to the image's user for the run.
+    """
     data = tmp_path / "table.parquet"
     regression_table().to_parquet(data, index=False)
+    data.chmod(0o600)
     grids = {"first": "hidden_units: [[8]]\nlearning_rate: [0.01]\nepochs: [8]\n",
              "worse": "hidden_units: [[2]]\nlearning_rate: [0.000001]\nepochs: [1]\n"}
     for name, text in grids.items():
@@ -351,6 +356,7 @@ def test_a_retrain_in_containers_promotes_into_its_local_folder(engine, tmp_path
     promoted = tmp_path / "promoted-here"
     assert {entry.stat().st_uid for entry in [promoted, *promoted.rglob("*")]} == {os.getuid()}
     assert len(list((promoted / "versions").iterdir())) == 2  # the challenger, not promoted
+    assert data.stat().st_uid == os.getuid() and data.stat().st_mode & 0o777 == 0o600
 
 
 def test_ctrl_c_stops_every_running_container_and_publishes_nothing(engine, tmp_path):

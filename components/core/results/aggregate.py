@@ -112,8 +112,9 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         matrix = scoring_metrics.confusion_matrix(y_true, proba, n_classes)
         if n_classes == 2:
             roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
+    searched = best[0].get("searched", {})  # keys sorted, as scikit-learn's grid sorts them
     return Aggregated(table, {"config_id": best_id, "params": refitted},
-                      best[0].get("searched", {}), pooled, histories, described, logged, labels,
+                      {key: searched[key] for key in sorted(searched)}, pooled, histories, described, logged, labels,
                       matrix, roc)
 
 
