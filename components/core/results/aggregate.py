@@ -114,8 +114,8 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
             roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
     searched = best[0].get("searched", {})  # keys sorted, as scikit-learn's grid sorts them
     return Aggregated(table, {"config_id": best_id, "params": refitted},
-                      {key: searched[key] for key in sorted(searched)}, pooled, histories, described, logged, labels,
-                      matrix, roc)
+                      {key: searched[key] for key in sorted(searched)}, pooled, histories,
+                      described, logged, labels, matrix, roc)
 
 
 def read_fold_results(task_results: list[str]) -> list[dict]:
