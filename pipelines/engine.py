@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.errors import FoldwiseError, without_escapes
 
 
 @dataclass
@@ -60,7 +60,6 @@ warnings.filterwarnings("ignore", message=".*non-Python base image", category=Ru
 warnings.filterwarnings("ignore", message=r"Task .*: settings \[.*\] have no effect in the "
                         r"current local runner")
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.*)$")
 
 
@@ -222,10 +221,10 @@ def _zombie(pid: int) -> bool:
 
 def _failure(engine_message: str, log_path: Path) -> PipelineFailed:
     """The failing task's own last error line, found in the log."""
-    engine_message = _ANSI.sub("", engine_message)
+    engine_message = without_escapes(engine_message)
     last_error, user_error = None, False
     for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _ERROR_LINE.match(_ANSI.sub("", line))
+        match = _ERROR_LINE.match(without_escapes(line))
         if match:
             last_error = match.group(2).strip()
             user_error = match.group(1) == FoldwiseError.__name__

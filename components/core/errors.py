@@ -11,6 +11,14 @@ class FoldwiseError(ValueError):
     """
 
 
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a terminal's colours, bold, cursor moves
+
+
+def without_escapes(text: str) -> str:
+    """``text`` without terminal escape codes (what Keras and kfp put in their messages)."""
+    return _ESCAPES.sub("", str(text))
+
+
 def one_line(text: str) -> str:
     """A message as the terminal shows it: one line, no terminal escape codes."""
-    return " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text)).split())
+    return " ".join(without_escapes(text).split())

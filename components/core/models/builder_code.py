@@ -13,7 +13,6 @@ import importlib.util
 import inspect
 import json
 import linecache
-import re
 import sys
 import textwrap
 import traceback
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from foldwise.components.core.data.table import suggest
-from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.errors import FoldwiseError, without_escapes
 from foldwise.components.core.models.tensorflow_standin import keras_as_tensorflow
 
 _MODULE_PREFIX = "foldwise_builder_"
@@ -299,16 +298,13 @@ def describe_value(value: Any) -> str:
     return f"a {type(value).__name__} ({text})"
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
 def error_text(err: BaseException) -> str:
     """An exception as ``Type: message``, on one line and without terminal escape codes.
 
     Keras wraps a layer's error in a block (``Exception encountered when calling ...``, the
     message in bold, then ``Arguments received by ...``): only the message is kept.
     """
-    lines = [line.strip() for line in _ANSI.sub("", str(err)).splitlines()]
+    lines = [line.strip() for line in without_escapes(err).splitlines()]
     if lines and lines[0].startswith("Exception encountered when calling"):
         lines = lines[1:]
     for index, line in enumerate(lines):
