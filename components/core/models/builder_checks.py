@@ -107,7 +107,9 @@ def time_limit(seconds: float) -> Iterator[None]:
             f"{CHECK_SECONDS_ENV}")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # then again every second: code that catches every exception (an import's fallback, a
+    # retry) may swallow one alarm, never all of them
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:
