@@ -20,6 +20,7 @@ def plan_trials(
     seed: int = 0,
     halving: dict = {},  # noqa: B006
     rungs: int = 0,
+    bayes: dict = {},  # noqa: B006
 ) -> list:
     """Plan the train tasks: every configuration of the grid on every fold.
 
@@ -49,7 +50,10 @@ def plan_trials(
         seed: The sampler's seed (the run's).
         halving: Successive-halving settings (``core.search.rungs.HALVING_KEYS``); empty for a
             search that scores every candidate on every fold. Then this is rung 0.
-        rungs: How many rungs the pipeline was built with (halving).
+        rungs: How many rungs (halving) or stages (Bayesian search) the pipeline was built
+            with.
+        bayes: A Bayesian search's settings (``core.search.rounds.BAYES_KEYS``): the study of
+            ``param_distributions`` asks its first round here (``core.search.rounds``).
 
     Returns:
         ``[0, 1, ...]``: the train tasks' numbers in ``plan``, the items of the train loop.
@@ -61,6 +65,15 @@ def plan_trials(
 
     select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
+    if bayes:
+        from foldwise.components.core.search import rounds
+
+        planned = rounds.first_round(param_distributions, seed, fold_ids, bayes, rungs, packing,
+                                     rounds.configurations(model_spec, described, seed))
+        write_json(plan.path, planned)
+        plan.metadata.update({"tasks": len(planned["tasks"]),
+                              "configurations": len(planned["candidates"])})
+        return list(range(len(planned["tasks"])))
     if halving and param_distributions and int(n_iter) < 1:
         from foldwise.components.core.search.rungs import exhaust_candidates, fixed_epochs
 

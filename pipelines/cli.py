@@ -256,7 +256,7 @@ def _unexpected(err: Exception) -> int:
 
 def search_from_args(args: argparse.Namespace):
     """The :class:`runs.Search` a parsed command line asks for."""
-    from foldwise.components.core.search.grid import load_grid, load_space
+    from foldwise.components.core.search.grid import load_grid, read_yaml
     from foldwise.components.core.search.sampling import has_distributions
     from foldwise.pipelines.runs import Search
 
@@ -264,7 +264,7 @@ def search_from_args(args: argparse.Namespace):
     path = getattr(args, "grid", None)
     grid, space = [], []
     if path and kinds.SPACE in kind.candidates:
-        space = load_space(path)
+        space = kind.read_space(read_yaml(path), f"grid file {path}")
         if kinds.GRID in kind.candidates and not has_distributions(space):
             grid, space = load_grid(path, builder=args.model is not None), []
     elif path:

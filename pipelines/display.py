@@ -125,11 +125,14 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
     params = [json.loads(p) for p in table["params"]]
     varying = sorted({k for p in params for k in p if any(q.get(k) != p.get(k) for q in params)})
     compared = f"pvalue_vs_best_{scoring}" in table.columns
-    by_folds = halving and summary.get("halving", {}).get("resource", "folds") == "folds"
+    in_rounds = "round" in table.columns  # Bayesian search: the round, folds if raced out
+    by_folds = in_rounds or (halving and summary.get("halving", {}).get("resource",
+                                                                         "folds") == "folds")
     if halving:  # ranked as shown: the last rung's first (cv_results ranks every row)
         table = table.assign(**{f"rank_test_{scoring}": range(1, len(table) + 1)})
     lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}"
-             + (f"{'p':>7}" if compared else "") + (f"{'folds':>6}" if by_folds else "")
+             + (f"{'p':>7}" if compared else "") + (f"{'round':>6}" if in_rounds else "")
+             + (f"{'folds':>6}" if by_folds else "")
              + "  " + "  ".join(varying)]
     failed = []
     for (_, row), values in zip(table.iterrows(), params, strict=True):
@@ -141,6 +144,7 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
             score = f"{row[f'mean_test_{scoring}']:.4f} ± {row[f'std_test_{scoring}']:.4f}"
         p = row.get(f"pvalue_vs_best_{scoring}")
         shown = (f"{p:7.3f}" if isinstance(p, float) and p == p else " " * 7) if compared else ""
+        shown += f"{int(row['round']):>6}" if in_rounds else ""
         shown += f"{int(row['n_resources']):>6}" if by_folds else ""
         lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}"
                      f"{shown}  " + "  ".join(_short(values.get(k)) for k in varying))

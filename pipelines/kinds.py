@@ -61,6 +61,10 @@ class Kind:
         arguments: ``(n_iter, settings, space) -> dict``: the pipeline arguments of its own.
         stages: ``(settings, configs, folds, packing) -> (rungs, {loop: tasks})``.
         estimate_note: What ``foldwise plan`` adds to its estimates.
+        check_space: ``(space, where) -> space``: reads a :data:`SPACE` kind's space
+            (default: random search's, ``core.search.sampling.check_space``).
+        first_points: ``(settings, space, seed) -> points``: the configurations the run asks
+            first, which the plan checks and shows; ``None``: ``n_iter`` sampled points.
     """
 
     name: str
@@ -79,6 +83,16 @@ class Kind:
     arguments: Callable = field(default=_no_arguments, repr=False)
     stages: Callable = field(default=_one_stage, repr=False)
     estimate_note: str = ""
+    check_space: Callable | None = field(default=None, repr=False)
+    first_points: Callable | None = field(default=None, repr=False)
+
+    def read_space(self, space, where: str) -> list[dict]:
+        """The kind's space, checked (``check_space``'s, or random search's)."""
+        if self.check_space is not None:
+            return self.check_space(space, where)
+        from foldwise.components.core.search.sampling import check_space
+
+        return check_space(space, where)
 
     def build(self, settings, rungs: int | None = None):
         """The ``@dsl.pipeline`` for ``settings`` (``rungs``: a staged kind's, else ignored).
@@ -229,6 +243,75 @@ def _halving_stages(settings: dict, configs: list, folds: list, packing: str):
     return planned.n_iterations, loops
 
 
+# ----- Bayesian search's own settings -----------------------------------------------------------
+def _bayes_size(search, grid: list, space: list, folds: int) -> tuple[int, dict]:
+    """A Bayesian search's settings, checked; its space's parameters and conditions too.
+
+    Raises:
+        FoldwiseError: Bad settings or space, a baseline, or fewer than two folds.
+    """
+    from foldwise.components.core.search import bayes
+    from foldwise.components.core.search.rounds import check_bayes
+
+    if search.run["baseline"] != "none":
+        raise FoldwiseError("bayes-search searches Keras configurations only: leave --baseline "
+                            "out (grid-search and cross-validation score the baseline)")
+    bayes.parameters(space)
+    settings = check_bayes({name: search.choice[name] for name in options.BAYES}, folds)
+    return settings["n_iter"], settings
+
+
+def _bayes_arguments(n_iter: int, settings: dict, space: list) -> dict:
+    return {"bayes": settings}
+
+
+def _bayes_first(settings: dict, space: list, seed: int) -> list[dict]:
+    """The first round's configurations: what the pipeline's study asks first."""
+    from foldwise.components.core.search import bayes
+    from foldwise.components.core.search.rounds import round_sizes
+
+    return bayes.ask(bayes.new_study(space, seed), round_sizes(settings)[0], 0)
+
+
+def _bayes_stages(settings: dict, configs: list, folds: list, packing: str):
+    """The stages the DAG needs, and the most train tasks each stage's loop can have."""
+    from foldwise.components.core.search.packing import plan_trials
+    from foldwise.components.core.search.rounds import stage_count, stage_folds
+
+    resources = stage_folds(settings, len(folds))
+    stages = stage_count(settings, len(folds))
+    loops = {}
+    for slot in range(stages):
+        stage = slot % len(resources)
+        start = resources[stage - 1] if stage else 0
+        loops["trials" if slot == 0 else f"trials-stage-{slot}"] = len(plan_trials(
+            configs, folds[start:resources[stage]], packing))
+    return stages, loops
+
+
+def _describe_rounds(plan, destination: str) -> list[str]:
+    return [f"rounds   {round_line(plan)}", f"export   {destination}"]
+
+
+def round_line(plan) -> str:
+    """A Bayesian plan's rounds in words: ``60 configurations in 5 rounds of 12, ...``."""
+    from foldwise.components.core.search.rounds import round_sizes, stage_folds
+
+    settings = plan.arguments["bayes"]
+    sizes = round_sizes(settings)
+    resources = stage_folds(settings, plan.schema["folds"])
+    racing = (f"raced over {' → '.join(map(str, resources))} folds (confidence "
+              f"{settings['confidence']})" if len(resources) > 1 else "every fold each")
+    return (f"{settings['n_iter']} configurations in {len(sizes)} rounds of {sizes[0]} "
+            f"(seed {plan.schema['seed']}), {racing}")
+
+
+def _bayes_space(space, where: str) -> list[dict]:
+    from foldwise.components.core.search.bayes import checked_space
+
+    return checked_space(space, where)
+
+
 def _random_arguments(n_iter: int, settings, space: list) -> dict:
     return {"n_iter": n_iter}
 
@@ -271,6 +354,19 @@ register(Kind(
     sklearn="HalvingGridSearchCV", staged=True, describe=_describe_rungs, size=_halving_size,
     arguments=_halving_arguments, stages=_halving_stages,
     estimate_note="estimated as its full grid: an upper bound"))
+register(Kind(
+    "bayes-search", "Bayesian search in rounds, racing inside each, with refit and export",
+    "Bayesian search (scikit-optimize's BayesSearchCV): Optuna's TPE asks --batch "
+    "configurations of the --grid file's space per round, up to --n-iter; inside each round "
+    "a configuration that a corrected paired t-test over the folds scored so far finds worse "
+    "than the incumbent takes no more folds (--racing off: every fold). A parameter may exist "
+    "only for some values of an earlier one (dropout: {uniform: [0, 0.5], when: {layers: "
+    "[2, 3]}}). The best is refitted and exported like a grid search's.",
+    "foldwise.pipelines.dags.bayes_search:build_bayes_search", candidates=(SPACE,),
+    needs_candidates=True, options=(*options.BAYES, *REFIT), sklearn="BayesSearchCV",
+    staged=True, describe=_describe_rounds, size=_bayes_size, arguments=_bayes_arguments,
+    stages=_bayes_stages, check_space=_bayes_space, first_points=_bayes_first,
+    estimate_note="estimated as every configuration on every fold: an upper bound"))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "

@@ -195,8 +195,13 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
                                         "[1.0e-4, 1.0e-1]}" if kinds.SPACE in kind.candidates
                                         else ""))
     n_iter, settings = kind.size(search, grid, space, schema["folds"])
+    if kind.first_points is not None:  # the configurations its run asks first
+        from foldwise.components.core.search.sampling import points_as_grid
+
+        grid = points_as_grid(kind.first_points(settings, space, search.run["seed"]))
     configs = candidates(grid, search.model_spec, task, n_classes, champion=promoted,
-                         baseline=search.run["baseline"], distributions=space, n_iter=n_iter,
+                         baseline=search.run["baseline"],
+                         distributions=[] if kind.first_points else space, n_iter=n_iter,
                          seed=search.run["seed"])
     from foldwise.components.core.models.estimators import role_of
 

@@ -3,10 +3,11 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.search import bayes, sampling
+from foldwise.components.core.search import bayes, rounds, sampling
 
 SPACE = {"learning_rate": {"loguniform": [1e-4, 1e-1]}, "units": {"randint": [8, 257]},
          "dropout": {"uniform": [0.0, 0.5]}, "activation": ["relu", "tanh", "gelu"]}
@@ -113,3 +114,124 @@ def test_a_raced_configuration_is_never_taken_for_a_finished_score():
         bayes.tell(study, 0, 1.0, state="done")
     with pytest.raises(FoldwiseError, match="no trial 9"):
         bayes.tell(study, 9, 1.0)
+
+
+# ----- rounds and racing inside them (core.search.rounds) --------------------------------------
+def _make_configs(points):
+    """Each point as the configuration a plan trains (its id: the point's canonical JSON)."""
+    return [{"config_id": "cfg-" + json.dumps(p, sort_keys=True), "params": dict(p),
+             "searched": dict(p)} for p in points]
+
+
+def _run_stages(settings, seed=0, folds=5, noise=0.02, landscape=None):
+    """Every stage of a search, its train tasks answered from ``landscape`` plus fold noise.
+
+    Returns the last plan and ``{(config_id, fold): times trained}``.
+    """
+    landscape = landscape or score
+    stages = rounds.stage_count(settings, folds)
+    plan = rounds.first_round(SPACE, seed, list(range(folds)), settings, stages, "folds",
+                              _make_configs)
+    trained, files = {}, {}
+    while not rounds.finished(plan):
+        uris = []
+        for index, task in enumerate(plan["tasks"]):
+            entries = []
+            for config in task["configs"]:
+                for fold in task["folds"]:
+                    key = (config["config_id"], fold)
+                    trained[key] = trained.get(key, 0) + 1
+                    value = landscape(config["params"]) + noise * math.sin(7 * fold + 1)
+                    entries.append({"config_id": config["config_id"], "fold": fold,
+                                    "scores": {"r2": value}, "fit_error": "",
+                                    "n_train": 800, "n_validation": 200})
+            uri = f"mem://{plan['slot']}/{index}"
+            files[uri] = json.dumps(entries)
+            uris.append(uri)
+        plan = json.loads(json.dumps(rounds.next_stage(plan, uris, files.__getitem__, "r2",
+                                                       "folds", _make_configs)))
+    return plan, trained
+
+
+def test_rounds_race_inside_each_round_and_tell_the_raced_as_pruned():
+    settings = {"n_iter": 24, "batch": 8, "confidence": 0.9}
+    assert rounds.stage_folds(rounds.check_bayes(settings, 5), 5) == [2, 5]
+    assert rounds.stage_count(settings, 5) == 6
+    plan, trained = _run_stages(settings)
+    trials = plan["study"]["trials"]
+    assert len(trials) == 24 and [t["round"] for t in trials] == [r for r in range(3)
+                                                                  for _ in range(8)]
+    assert all(t["state"] in (bayes.FINISHED, bayes.PRUNED) for t in trials)
+    pruned = [t for t in trials if t["state"] == bayes.PRUNED]
+    assert pruned, "nothing raced out on a landscape with clear losers"
+    for trial in trials:  # a raced configuration took the first two folds only
+        cid = "cfg-" + json.dumps(trial["params"], sort_keys=True)
+        folds = sorted(f for (c, f) in trained if c == cid)
+        assert folds == ([0, 1] if trial["state"] == bayes.PRUNED else [0, 1, 2, 3, 4])
+        # told its score on the folds it had, never a finished score
+        expected = np.mean([score(trial["params"]) + 0.02 * math.sin(7 * f + 1) for f in folds])
+        assert trial["value"] == pytest.approx(expected)
+    assert all(count == 1 for count in trained.values())  # no (configuration, fold) twice
+    assert sorted(plan["results"]) == sorted(f"mem://{s}/{i}" for s in range(6)
+                                            for i in range(len(
+                                                [h for h in plan["history"]
+                                                 if h["round"] * 2 + h["stage"] == s][0]
+                                                ["candidates"])))
+    best = bayes.best(plan["study"])
+    assert best["state"] == bayes.FINISHED
+
+
+def test_without_racing_every_configuration_takes_every_fold():
+    plan, trained = _run_stages({"n_iter": 9, "batch": 4, "racing": "off"})
+    assert [h["n_resources"] for h in plan["history"]] == [5, 5, 5]
+    assert {t["state"] for t in plan["study"]["trials"]} == {bayes.FINISHED}
+    assert len(trained) == 9 * 5
+
+
+def test_a_round_that_races_out_entirely_trains_nothing_more_and_the_next_round_asks():
+    # After the first round, every new configuration is far worse on its first two folds.
+    def landscape(point):
+        return 1.0 if point["learning_rate"] > 0.01 else -5.0 * point["units"]
+
+    plan, trained = _run_stages({"n_iter": 12, "batch": 4, "confidence": 0.8}, seed=3,
+                                landscape=landscape, noise=0.001)
+    assert len(plan["study"]["trials"]) == 12
+    assert all(t["state"] is not None for t in plan["study"]["trials"])
+    assert rounds.finished(plan)
+
+
+def test_a_configuration_asked_twice_trains_once_and_both_trials_are_told():
+    def one_config(points):  # every point makes the same configuration
+        return [{"config_id": "cfg-same", "params": {"estimator": "keras"}, "searched": {}}
+                for _ in points]
+
+    settings = {"n_iter": 6, "batch": 3, "racing": "off"}
+    plan = rounds.first_round(SPACE, 0, [0, 1, 2], settings,
+                              rounds.stage_count(settings, 3), "folds", one_config)
+    assert [c["config_id"] for c in plan["candidates"]] == ["cfg-same"]
+    files = {"mem://a": json.dumps([{"config_id": "cfg-same", "fold": f,
+                                     "scores": {"r2": 0.5}, "fit_error": ""}
+                                    for f in range(3)])}
+    plan = rounds.next_stage(plan, ["mem://a"], files.__getitem__, "r2", "folds", one_config)
+    assert plan["tasks"] == []  # round 1 asks the same configuration again: nothing to train
+    assert [t["state"] for t in plan["study"]["trials"]] == [bayes.FINISHED] * 6
+    plan = rounds.next_stage(plan, [], files.__getitem__, "r2", "folds", one_config)
+    assert rounds.finished(plan)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"n_iter": 0}, "n_iter must be a whole number of at least 1"),
+    ({"batch": 2.5}, "batch must be a whole number"),
+    ({"racing": "maybe"}, "racing is on or off"),
+    ({"confidence": 1.5}, "confidence"),
+    ({"factor": 3}, "unknown Bayesian search setting 'factor'"),
+])
+def test_bad_bayesian_settings_are_named(settings, message):
+    with pytest.raises(FoldwiseError, match=message):
+        rounds.check_bayes(settings, 5)
+
+
+def test_a_pipeline_built_with_other_stages_is_refused_with_the_number_it_needs():
+    with pytest.raises(FoldwiseError, match="compile it with --rungs 4"):
+        rounds.first_round(SPACE, 0, list(range(5)), {"n_iter": 8, "batch": 4}, 3, "folds",
+                           _make_configs)

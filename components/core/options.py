@@ -185,6 +185,10 @@ OPTIONS: tuple[Option, ...] = (
            default="halving", choices=("halving", "racing")),
     Option("confidence", SEARCH, "racing: confidence that a dropped candidate is worse",
            default=0.95, kind="float", low=0.5, high=1, high_open=True),
+    Option("batch", SEARCH, "Bayesian search: configurations asked per round (0: a fifth of "
+           "n_iter, at least 4)", default=0, kind="int", low=0),
+    Option("racing", SEARCH, "Bayesian search: a configuration a corrected paired t-test finds "
+           "worse than the incumbent takes no more folds", default="on", choices=("on", "off")),
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
            "configuration within one standard error of it", default="best",
            choices=("best", "one_standard_error")),
@@ -252,6 +256,7 @@ RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
 # The search options each pipeline takes (the others take none).
 HALVING = ("factor", "resource", "min_resources", "max_resources", "aggressive_elimination",
            "elimination", "confidence")
+BAYES = ("n_iter", "batch", "racing", "confidence")
 def defaults(*groups: str) -> dict[str, Any]:
     """``{name: default}`` of the options of ``groups`` (lists copied)."""
     return {o.name: list(o.default) if isinstance(o.default, list) else o.default

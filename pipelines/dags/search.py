@@ -22,6 +22,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Model
 from foldwise.components import (
     aggregate,
     export,
+    next_round,
     next_rung,
     one_hot_encode_folds,
     plan_trials,
@@ -53,7 +54,7 @@ def run_values(namespace: dict) -> dict:
 
 def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec,
                  champion=None, *, distributions=None, n_iter=None, halving=None,
-                 rungs: int = 0, refit="best", refit_epochs="fixed"):
+                 bayes=None, rungs: int = 0, refit="best", refit_epochs="fixed"):
     """Add the search steps to the pipeline being defined, each set up by ``settings``.
 
     Args:
@@ -68,7 +69,10 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
         n_iter: How many points the plan step samples.
         halving: Successive-halving settings (a pipeline parameter): the search runs in
             ``rungs`` rungs, each a ``next_rung`` plan step and a loop of train tasks.
-        rungs: How many rungs (fixed when the pipeline is built).
+        bayes: A Bayesian search's settings (a pipeline parameter): the search runs in
+            ``rungs`` stages, each a ``next_round`` plan step and a loop of train tasks
+            (``core.search.rounds``).
+        rungs: How many rungs or stages (fixed when the pipeline is built).
         refit: The refit rule (a pipeline parameter or ``"best"``).
         refit_epochs: The refit's epochs (a pipeline parameter or ``"fixed"``).
 
@@ -91,26 +95,37 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                               champion=[] if champion is None else champion,
                               packing=values["packing"],
                               **({} if distributions is None else {
-                                  "param_distributions": distributions, "n_iter": n_iter,
+                                  "param_distributions": distributions,
                                   "seed": values["seed"]}),
+                              **({} if n_iter is None else {"n_iter": n_iter}),
                               **({} if halving is None else {"halving": halving,
-                                                             "rungs": rungs})),
+                                                             "rungs": rungs}),
+                              **({} if bayes is None else {"bayes": bayes, "rungs": rungs})),
                   "plan-trials")
     with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
         trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
                              plan=trials.outputs["plan"], trial=trial,
                              seed=values["seed"], model_spec=model_spec), "train")
     collected = dsl.Collected(trained.outputs["Output"])
-    for rung in range(1, rungs + 1 if halving is not None else 1):
-        # After each rung, the survivors' next folds (after the last: every result's URI).
-        planned = step(next_rung(schema=schema, previous=trials.outputs["plan"],
-                                 fold_results=collected, scoring=values["scoring"],
-                                 packing=values["packing"]), f"rung-{rung}")
+    staged = halving is not None or bayes is not None
+    stage = "stage" if bayes is not None else "rung"
+    for rung in range(1, rungs + 1 if staged else 1):
+        # After each rung or stage, the next one's tasks (after the last: every result's URI).
+        if bayes is not None:
+            planned = step(next_round(schema=schema, previous=trials.outputs["plan"],
+                                      fold_results=collected, model_spec=model_spec,
+                                      seed=values["seed"], scoring=values["scoring"],
+                                      packing=values["packing"]), f"{stage}-{rung}")
+        else:
+            planned = step(next_rung(schema=schema, previous=trials.outputs["plan"],
+                                     fold_results=collected, scoring=values["scoring"],
+                                     packing=values["packing"]), f"{stage}-{rung}")
         if rung == rungs:
-            collected = planned.outputs["Output"]  # after the last rung: every result's URI
+            collected = planned.outputs["Output"]  # after the last: every result's URI
             break
         trials = planned
-        with dsl.ParallelFor(items=planned.outputs["Output"], name=f"trials-rung-{rung}") as trial:
+        with dsl.ParallelFor(items=planned.outputs["Output"],
+                             name=f"trials-{stage}-{rung}") as trial:
             trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
                                  plan=planned.outputs["plan"], trial=trial,
                                  seed=values["seed"], model_spec=model_spec), "train")

@@ -183,7 +183,10 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         ``mean_fit_time``, ``std_fit_time``, ``mean_score_time``, ``std_score_time`` and
         ``fit_error`` (the first failed fold's error, empty when none failed); rows in order
         of first appearance of each config. A failed fold scores NaN, so its configuration's
-        mean is NaN and it ranks last.
+        mean is NaN and it ranks last. A Bayesian search's rows (results tagged with their
+        ``round``) start with ``round`` (the round that asked the configuration) and
+        ``n_resources`` (the folds it was scored on: fewer when it was raced out, its other
+        folds NaN); a raced-out configuration ranks after every one scored on every fold.
     """
     if not fold_results:
         raise FoldwiseError("no fold results to aggregate")
@@ -193,17 +196,23 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
     folds = sorted({r["fold"] for r in fold_results})
     param_names = sorted({name for r in fold_results for name in r["params"]})
     halving = any("rung" in r for r in fold_results)
+    in_rounds = any("round" in r for r in fold_results)
 
     rows = []
     for cid, results in by_config.items():
         by_fold = {(r["fold"], r.get("rung") if r.get("resource") == "epochs" else None): r
                    for r in results}
-        if len(by_fold) != len(results) or (not halving and sorted(
+        if len(by_fold) != len(results) or (not (halving or in_rounds) and sorted(
                 fold for fold, _ in by_fold) != folds):
             raise FoldwiseError(
                 f"config {cid} has results for folds {sorted(r['fold'] for r in results)}, "
                 f"expected each of {folds} once"
             )
+        if in_rounds:
+            rows.append({"round": min(int(r["round"]) for r in results),
+                         "n_resources": len(results),
+                         **_row(cid, results, folds, param_names, metric_names)})
+            continue
         if not halving:
             rows.append(_row(cid, results, folds, param_names, metric_names))
             continue
@@ -223,11 +232,18 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         means = table[f"mean_test_{metric}"].to_numpy()
         # Like scikit-learn: best is 1, ties share the lowest rank, NaN ranks last.
         filled = np.where(np.isnan(means), -np.inf, means)
-        table[f"rank_test_{metric}"] = pd.Series(-filled).rank(method="min").to_numpy(
-            dtype="int64")
+        if in_rounds:  # a raced-out configuration after every fully scored one
+            partial = (table["n_resources"].to_numpy() < len(folds)).astype(int)
+            order = pd.DataFrame({"partial": partial + 2 * np.isnan(means), "score": -filled})
+            ranks = order.apply(tuple, axis=1).rank(method="min")
+        else:
+            ranks = pd.Series(-filled).rank(method="min")
+        table[f"rank_test_{metric}"] = ranks.to_numpy(dtype="int64")
     ordered = ["config_id", "params", *[f"param_{n}" for n in param_names]]
     if halving:
         ordered = ["iter", "n_resources", *ordered]
+    if in_rounds:
+        ordered = ["round", "n_resources", *ordered]
     for metric in metric_names:
         ordered += [f"split{k}_test_{metric}" for k in folds]
         ordered += [f"mean_test_{metric}", f"std_test_{metric}", f"rank_test_{metric}"]
@@ -287,7 +303,10 @@ def final_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def eligible_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows the best is chosen from: the last rung's (halving), else all."""
+    """The rows the best is chosen from: the last rung's (halving), those scored on every
+    fold (Bayesian search), else all."""
+    if "round" in table.columns:
+        return table[table["n_resources"] == table["n_resources"].max()]
     if "iter" not in table.columns:
         return table
     return table[table["iter"] == table["iter"].max()]

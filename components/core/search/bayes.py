@@ -84,14 +84,13 @@ class Parameter:
         return int(value) if self.family == "randint" else float(value)
 
 
-def parameters(space: Any) -> list[Parameter]:
+def parameters(space: Any, where: str = "the Bayesian search space") -> list[Parameter]:
     """The space's parameters, in order, conditions checked against the ones before them.
 
     Raises:
         FoldwiseError: A bad distribution or list, a condition on an unknown or later
             parameter, or a condition value the parameter cannot take.
     """
-    where = "the Bayesian search space"
     if isinstance(space, list):
         if len(space) != 1:
             raise FoldwiseError(f"{where} must be one mapping of parameter → list of values or "
@@ -124,6 +123,34 @@ def parameters(space: Any) -> list[Parameter]:
                              _condition(where, name, when, found))
         found.append(head)
     return found
+
+
+def checked_space(space: Any, where: str = "the Bayesian search space") -> list[dict]:
+    """The space as one mapping in a list (what a pipeline parameter holds), checked.
+
+    Distributions are written as :func:`~foldwise.components.core.search.sampling.check_space`
+    writes them; a conditional parameter keeps its ``when``.
+
+    Raises:
+        FoldwiseError: What :func:`parameters` raises.
+    """
+    found = parameters(space, where)
+    mapping = space[0] if isinstance(space, list) else space
+    checked = {}
+    for parameter in found:
+        if parameter.family == "choice":
+            value: Any = [json.loads(c) for c in parameter.choices]
+        else:
+            bounds = [parameter.low, parameter.high]
+            if parameter.family == "randint":
+                bounds = [int(parameter.low), int(parameter.high)]
+            value = {parameter.family: bounds}
+        if parameter.when:
+            when = mapping[parameter.name][CONDITION]
+            value = {**(value if isinstance(value, dict) else {"choice": value}),
+                     CONDITION: when}
+        checked[parameter.name] = value
+    return [checked]
 
 
 def _condition(where: str, name: str, when: Any, earlier: list[Parameter]) -> tuple:

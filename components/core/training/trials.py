@@ -36,7 +36,7 @@ from foldwise.components.core.training.vmapped import load_state, save_state, se
 
 CHECKPOINT_FOLDER = "checkpoint"
 STATE_FILE = "state.npz"  # a model's state to train on from (halving by epochs)
-SUMMARY_TAGS = ("rung", "n_resources", "resource")
+SUMMARY_TAGS = ("rung", "round", "n_resources", "resource")
 
 
 @dataclass

@@ -1,0 +1,297 @@
+"""Model-based search in rounds, racing inside each round, planned stage by stage.
+
+A Bayesian search is one static DAG, like a halving search: ``rounds × stages`` stages, each
+a plan step followed by a loop of train tasks. The plan is a JSON artifact that carries the
+search forward: the optimizer's study (:mod:`~foldwise.components.core.search.bayes`), every
+candidate asked so far, what each scored on which fold, and the URIs of every result.
+
+- A round asks the study for a batch of configurations and trains them on the folds.
+- With racing (the default), a round's folds come in stages (``2`` folds, then the rest, as
+  halving's racing schedule gives them): after each stage but the last, a configuration that
+  the corrected paired t-test over the folds scored so far finds worse than the incumbent
+  (the best configuration scored on every fold, or the round's leader before there is one) at
+  ``confidence`` takes no more folds. The study is told it was *pruned*, with its score on
+  the folds it had: never a finished score.
+- After a round's last stage its survivors are told their mean score over every fold, the
+  study asks the next round's batch, and that round's first stage is planned.
+
+A configuration the study asks again (two points that make one configuration) is not trained
+again: its trial is told what the configuration came to.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from foldwise.components.core import options
+from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.search import bayes
+from foldwise.components.core.search.halving import survivors
+from foldwise.components.core.search.packing import plan_trials
+
+BAYES_KEYS = options.BAYES
+AUTO_BATCH = 4  # the least a round asks when the batch is left to the search
+FACTOR = 3  # racing's stages grow the folds as halving's racing schedule does
+
+
+def check_bayes(settings: dict, folds: int) -> dict:
+    """The Bayesian search's settings, checked and completed.
+
+    Raises:
+        FoldwiseError: An unknown setting or a bad value (the message names it).
+    """
+    unknown = sorted(set(settings) - set(BAYES_KEYS))
+    if unknown:
+        raise FoldwiseError(f"unknown Bayesian search setting {unknown[0]!r} (known: "
+                            f"{', '.join(BAYES_KEYS)})")
+    n_iter = settings.get("n_iter")
+    n_iter = _whole(options.option("n_iter").default if n_iter is None else n_iter, "n_iter")
+    batch = settings.get("batch") or 0
+    batch = _whole(batch, "batch") if batch else max(AUTO_BATCH, math.ceil(n_iter / 5))
+    batch = min(batch, n_iter)
+    racing = settings.get("racing")
+    racing = "on" if racing is None or racing == "" else racing
+    if isinstance(racing, str):
+        if racing not in options.choices("racing"):
+            raise FoldwiseError(f"racing is on or off, got {racing!r}")
+        racing = racing == "on"
+    confidence = float(settings.get("confidence") or options.option("confidence").default)
+    options.check_bounded("confidence", confidence)
+    if folds < 2:
+        raise FoldwiseError(f"a Bayesian search needs at least 2 folds, got {folds}")
+    return {"n_iter": n_iter, "batch": batch, "racing": bool(racing) and folds > 2,
+            "confidence": confidence}
+
+
+def _whole(value, name: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FoldwiseError(f"{name} must be a whole number, got {value!r}") from None
+    if not number.is_integer() or number < 1:
+        raise FoldwiseError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(number)
+
+
+def stage_folds(settings: dict, folds: int) -> list[int]:
+    """How many folds each stage of a round has scored by its end: ``[2, 5]`` for 5 folds."""
+    if not settings["racing"]:
+        return [folds]
+    resources, size = [], 2
+    while size < folds:
+        resources.append(size)
+        size = max(size + 1, int(size * FACTOR))
+    return [*resources, folds]
+
+
+def round_count(settings: dict) -> int:
+    """How many rounds ask the ``n_iter`` configurations, ``batch`` at a time."""
+    return math.ceil(settings["n_iter"] / settings["batch"])
+
+
+def stage_count(settings: dict, folds: int) -> int:
+    """How many stages (plan step and train loop) the search's DAG needs."""
+    checked = check_bayes(settings, folds)
+    return round_count(checked) * len(stage_folds(checked, folds))
+
+
+def round_sizes(settings: dict) -> list[int]:
+    """How many configurations each round asks."""
+    sizes, left = [], settings["n_iter"]
+    while left > 0:
+        sizes.append(min(settings["batch"], left))
+        left -= sizes[-1]
+    return sizes
+
+
+def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, packing: str,
+                make_configs) -> dict:
+    """The plan of the first stage: the study's first batch on the first folds.
+
+    Args:
+        space: The search space (:func:`bayes.parameters`).
+        seed: The study's seed (the run's).
+        fold_ids: The run's folds.
+        settings: The Bayesian search's settings (:func:`check_bayes` reads them).
+        stages: How many stages the pipeline was built with.
+        packing: How trials are grouped into tasks (``core.search.packing.plan_trials``).
+        make_configs: ``points -> configurations``, one each, in order (``core.search.grid``).
+
+    Raises:
+        FoldwiseError: A bad space or setting, or a pipeline built with another number of
+            stages than the search needs.
+    """
+    folds = sorted(int(f) for f in fold_ids)
+    settings = check_bayes(settings, len(folds))
+    resources = stage_folds(settings, len(folds))
+    needed = round_count(settings) * len(resources)
+    if needed != int(stages):
+        raise FoldwiseError(
+            f"this search needs {needed} stages ({round_count(settings)} rounds of "
+            f"{len(resources)}) but the pipeline was built with {stages}: compile it with "
+            f"--rungs {needed}")
+    plan = {"bayes": settings, "study": bayes.new_study(space, seed), "folds": folds,
+            "resources": resources, "stages": int(stages), "slot": 0, "round": -1,
+            "stage": 0, "candidates": [], "trials": {}, "alive": [], "told": [],
+            "scores": {}, "fold_sizes": [], "results": [], "history": []}
+    return _ask(plan, make_configs, packing)
+
+
+def finished(plan: dict) -> bool:
+    """Whether every stage has run (the plan then holds every result's URI)."""
+    return plan["slot"] >= plan["stages"]
+
+
+def _ask(plan: dict, make_configs, packing: str) -> dict:
+    """The plan with the next round's batch asked and its first stage's tasks."""
+    round_ = plan["round"] + 1
+    study = plan["study"]
+    points = bayes.ask(study, round_sizes(plan["bayes"])[round_], round_)
+    numbers = range(len(study["trials"]) - len(points), len(study["trials"]))
+    known = {c["config_id"] for c in plan["candidates"]}
+    trials, fresh = dict(plan["trials"]), []
+    for number, config in zip(numbers, make_configs(points), strict=True):
+        trials[str(number)] = config["config_id"]
+        if config["config_id"] not in known:
+            known.add(config["config_id"])
+            fresh.append({**config, "round": round_})
+    planned = {**plan, "round": round_, "stage": 0, "trials": trials,
+               "candidates": [*plan["candidates"], *fresh],
+               "alive": [c["config_id"] for c in fresh]}
+    return _with_tasks(_tell(planned), packing)
+
+
+def _tell(plan: dict) -> dict:
+    """Tell the study every pending trial whose configuration has an outcome now.
+
+    A configuration asked twice (two points that make one configuration) is trained once;
+    each of its trials is told what it came to.
+    """
+    outcome = {h["config_id"]: h for h in plan["told"]}
+    for number, cid in plan["trials"].items():
+        trial = plan["study"]["trials"][int(number)]
+        if trial["state"] is None and cid in outcome:
+            bayes.tell(plan["study"], int(number), outcome[cid]["value"], outcome[cid]["state"])
+    return plan
+
+
+def _with_tasks(plan: dict, packing: str) -> dict:
+    """The plan with its stage's train tasks (none once every stage has run)."""
+    if finished(plan) or not plan["alive"]:
+        return {**plan, "tasks": []}
+    stage, resources = plan["stage"], plan["resources"]
+    alive = set(plan["alive"])
+    configs = [c for c in plan["candidates"] if c["config_id"] in alive]
+    start = resources[stage - 1] if stage else 0
+    tags = {"round": plan["round"], "stage": stage, "n_resources": resources[stage]}
+    tasks = plan_trials(configs, plan["folds"][start:resources[stage]], packing)
+    return {**plan, "tasks": [{**task, "tags": tags} for task in tasks]}
+
+
+def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, packing: str,
+               make_configs) -> dict:
+    """The plan of the stage after ``plan``'s, once its tasks' results are in.
+
+    A stage whose round raced out entirely has no tasks; the stages after it in the round
+    have none either, and the next round is asked as usual.
+
+    Args:
+        plan: The stage that just ran.
+        result_uris: The URIs of its train results.
+        read_bytes: Reads the file a URI names.
+        scoring: The metric the study optimizes (greater is better).
+        packing: How trials are grouped into tasks.
+        make_configs: ``points -> configurations`` for the next round's batch.
+
+    Returns:
+        The new plan, with every result URI so far under ``results`` (:func:`finished`
+        once every stage has run).
+    """
+    entries = [entry for uri in result_uris for entry in json.loads(read_bytes(uri))]
+    scores = dict(plan["scores"])
+    for entry in entries:
+        value = entry["scores"].get(scoring)
+        failed = entry.get("fit_error") or value is None or not math.isfinite(float(value))
+        scores[f"{entry['config_id']}|{int(entry['fold'])}"] = None if failed else float(value)
+    sizes = [*plan["fold_sizes"], *[[float(e["n_train"]), float(e["n_validation"])]
+                                    for e in entries if e.get("n_train")
+                                    and e.get("n_validation")]][-100:]
+    stage, resources = plan["stage"], plan["resources"]
+    scored = plan["folds"][:resources[stage]]
+    table = {cid: [_score(scores, cid, fold) for fold in scored] for cid in plan["alive"]}
+    following = {**plan, "scores": scores, "fold_sizes": sizes, "slot": plan["slot"] + 1,
+                 "results": [*plan["results"], *result_uris]}
+    last_stage = stage + 1 >= len(resources)
+    kept = list(plan["alive"]) if last_stage else _race(following, table, scored)
+    state = bayes.FINISHED if last_stage else bayes.PRUNED
+    told = [*plan["told"], *[_outcome(cid, table[cid], state) for cid in plan["alive"]
+                             if cid not in kept or last_stage]]
+    history = {"round": plan["round"], "stage": stage, "n_resources": resources[stage],
+               "candidates": plan["alive"], "kept": kept}
+    following = _tell({**following, "told": told, "history": [*plan["history"], history],
+                       "alive": [] if last_stage else kept})
+    if finished(following):
+        return {**following, "tasks": []}
+    if not last_stage:
+        return _with_tasks({**following, "stage": stage + 1}, packing)
+    return _ask(following, make_configs, packing)
+
+
+def configurations(model_spec: dict, schema: dict, seed: int):
+    """``points -> configurations`` for a run: each point completed by ``model_spec``.
+
+    Each configuration is normalized as a grid's is (``core.search.grid.candidates``) and,
+    for a user's builder, marked when it trains through TensorFlow.
+    """
+    from foldwise.components.core.jsonio import class_count
+    from foldwise.components.core.models.builder_checks import tensorflow_operations
+    from foldwise.components.core.search.grid import candidates
+    from foldwise.components.core.search.sampling import points_as_grid
+
+    def make(points: list[dict]) -> list[dict]:
+        configs = [candidates(points_as_grid([point]), model_spec, schema["task"],
+                              class_count(schema))[0] for point in points]
+        needs = tensorflow_operations(configs, schema, model_spec.get("builder"), int(seed))
+        return [{**c, "tensorflow": needs[c["config_id"]]} if c["config_id"] in needs else c
+                for c in configs]
+
+    return make
+
+
+def _score(scores: dict, cid: str, fold: int) -> float:
+    value = scores.get(f"{cid}|{fold}")
+    return math.nan if value is None else float(value)
+
+
+def _outcome(cid: str, values: list[float], state: str) -> dict:
+    mean = float(np.mean(values)) if values else math.nan
+    if not math.isfinite(mean):
+        state = bayes.FAILED
+    return {"config_id": cid, "state": state, "value": mean if math.isfinite(mean) else None,
+            "n_resources": len(values)}
+
+
+def incumbent(plan: dict) -> str | None:
+    """The best configuration scored on every fold so far (``None`` before one is)."""
+    done = [h for h in plan["told"] if h["state"] == bayes.FINISHED]
+    return max(done, key=lambda h: h["value"])["config_id"] if done else None
+
+
+def _race(plan: dict, table: dict, scored: list[int]) -> list[str]:
+    """The round's configurations that go on: not worse than the incumbent at confidence.
+
+    Before any configuration has every fold, the round's leader plays the incumbent.
+    """
+    sizes = plan["fold_sizes"] or [[1.0, 1.0]]
+    n_train = float(np.mean([s[0] for s in sizes]))
+    n_test = float(np.mean([s[1] for s in sizes]))
+    best = incumbent(plan)
+    race = dict(table)
+    if best is not None and best not in race:
+        race = {best: [_score(plan["scores"], best, fold) for fold in scored], **race}
+    kept = survivors(race, len(race), elimination="racing",
+                     confidence=plan["bayes"]["confidence"], n_train=n_train, n_test=n_test)
+    return [cid for cid in table if cid in kept]
