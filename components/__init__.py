@@ -8,8 +8,8 @@ exports nothing and a step imports only ``foldwise.components.core``.
 import os
 
 __all__ = ["aggregate", "champion", "collect_folds", "export", "next_round", "next_rung",
-           "one_hot_encode", "one_hot_encode_folds", "plan_trials", "preprocess", "promote", "refit", "report",
-           "scale", "scale_folds", "train"]
+           "one_hot_encode", "one_hot_encode_folds", "plan_trials", "preprocess", "promote",
+           "refit", "report", "scale", "scale_folds", "train"]
 
 if os.environ.get("_KFP_RUNTIME", "false") != "true":
     from foldwise.components.aggregate import aggregate

@@ -303,8 +303,10 @@ def final_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def eligible_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows the best is chosen from: the last rung's (halving), those scored on every
-    fold (Bayesian search), else all."""
+    """The rows the best is chosen from.
+
+    The last rung's (halving), those scored on every fold (Bayesian search), else all.
+    """
     if "round" in table.columns:
         return table[table["n_resources"] == table["n_resources"].max()]
     if "iter" not in table.columns:
