@@ -23,6 +23,7 @@ _API = {
     "RandomizedSearchCV": "foldwise.pipelines.api",
     "HalvingGridSearchCV": "foldwise.pipelines.api",
     "HalvingRandomSearchCV": "foldwise.pipelines.api",
+    "BayesSearchCV": "foldwise.pipelines.api",
     "cross_validate": "foldwise.pipelines.api",
     "load_model": "foldwise.pipelines.models",
     "ServingModel": "foldwise.pipelines.models",

@@ -1,7 +1,8 @@
 """foldwise from Python, in scikit-learn's words: searches ``*SearchCV`` and ``cross_validate``.
 
 ``GridSearchCV``, ``RandomizedSearchCV``, ``HalvingGridSearchCV`` and
-``HalvingRandomSearchCV`` take scikit-learn's keywords for the search itself.
+``HalvingRandomSearchCV`` take scikit-learn's keywords for the search itself;
+``BayesSearchCV`` scikit-optimize's.
 
 Each ``fit`` runs the same KFP pipeline as the command line, on the embedded engine, through
 the same application layer (:mod:`foldwise.pipelines.runs`); a user's mistake raises
@@ -34,16 +35,17 @@ def _keyword(name: str, default) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
 
 
-def _signature(first: list[inspect.Parameter], search: tuple[str, ...] = ()
-               ) -> inspect.Signature:
+def _signature(first: list[inspect.Parameter], search: tuple[str, ...] = (),
+               defaults: dict | None = None) -> inspect.Signature:
     """``(self, *first, *, <search options>, <every run option>, <engine keywords>)``.
 
     The engine keywords: ``output=None, verbose=True, runner="subprocess", image=None``.
     """
     return inspect.Signature([
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *first,
-        *[_keyword(name, _SEARCH_DEFAULTS.get(name, options.option(name).default))
-          for name in search],
+        *[_keyword(options.option(name).python_name,
+                   {**_SEARCH_DEFAULTS, **(defaults or {})}.get(
+                       name, options.option(name).default)) for name in search],
         *[_keyword(opt.python_name, opt.given_default) for opt in RUN_KEYWORDS],
         _keyword("output", None), _keyword("verbose", True), _keyword("runner", "subprocess"),
         _keyword("image", None)])
@@ -212,7 +214,9 @@ class _PipelineEstimator(BaseEstimator):
 
 def _search_values(params: dict, pipeline: str) -> dict:
     """The search keywords as the option table takes them (scikit-learn's words undone)."""
-    values = {name: params[name] for name in kinds.get(pipeline).options if name in params}
+    values = {name: params[options.option(name).python_name]
+              for name in kinds.get(pipeline).options
+              if options.option(name).python_name in params}
     if values.get("n_candidates") == "exhaust":
         values["n_candidates"] = 0
     if values.get("max_resources") == "auto":
@@ -598,15 +602,67 @@ class HalvingRandomSearchCV(HalvingGridSearchCV):
     _candidates = RandomizedSearchCV._candidates
 
 
+class BayesSearchCV(GridSearchCV):
+    """Bayesian search of Keras models in rounds, racing inside each round, as a KFP pipeline.
+
+    Like scikit-optimize's ``BayesSearchCV``: ``n_iter`` configurations of ``search_spaces``,
+    asked ``n_points`` at a time of a model-based optimizer (Optuna's TPE) that learns from
+    every round before. Inside each round, a configuration that the corrected paired t-test
+    over the folds scored so far finds worse than the incumbent at ``confidence`` takes no
+    more folds (``racing="off"``: every fold); the optimizer is told it was pruned, never a
+    score it did not earn. ``cv_results_`` has a row per configuration with the ``round``
+    that asked it and ``n_resources``, the folds it was scored on. Every other keyword,
+    attribute and method is :class:`GridSearchCV`'s.
+
+    Args:
+        search_spaces: Mapping of parameter → scikit-optimize's ``Real``/``Integer``/
+            ``Categorical`` or tuple ``(low, high[, "log-uniform"])``, a list of values, a
+            scipy.stats distribution as :class:`RandomizedSearchCV` takes it, or the data
+            form, which may make a parameter conditional: ``{"uniform": [0.0, 0.5],
+            "when": {"hidden_units": [[64, 32]]}}``.
+        n_iter: How many configurations in all.
+        n_points: How many configurations each round asks (``0``: a fifth of ``n_iter``,
+            at least 4).
+        racing: ``"on"`` or ``"off"``.
+        confidence: Racing's confidence that a dropped configuration is worse.
+        refit: ``best``, or ``one_standard_error`` (see :class:`GridSearchCV`).
+
+    Attributes:
+        n_rounds_: How many rounds ran.
+        n_pruned_: How many configurations were raced out before their last folds.
+    """
+
+    _pipeline = "bayes-search"
+    _first = "search_spaces"
+    _defaults = {"n_iter": 50}
+
+    def __init__(self, search_spaces=None, **params) -> None:
+        self._set(search_spaces, params)
+
+    def _candidates(self) -> tuple[list, list]:
+        from foldwise.components.core.search.bayes import checked_space, from_python
+
+        if not self.search_spaces:
+            raise FoldwiseError("search_spaces is empty: give a mapping of parameter → values "
+                                "or range, e.g. {'learning_rate': (1e-4, 1e-1, 'log-uniform')}")
+        return [], checked_space(from_python(self.search_spaces), "search_spaces")
+
+    def _load_search(self, result) -> None:
+        rounds = self.cv_results_["round"]
+        self.n_rounds_ = int(max(rounds)) + 1 if len(rounds) else 0
+        self.n_pruned_ = int(np.sum(self.cv_results_["n_resources"] < self.n_splits_))
+
+
 def _init_signature(cls) -> inspect.Signature:
     taken = kinds.get(cls._pipeline).options
     if cls._first == "param_grid":  # a grid's candidates are all of it
         taken = tuple(name for name in taken if name != "n_candidates")
     return _signature([inspect.Parameter(cls._first, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                         default=None)], taken)
+                                         default=None)], taken, getattr(cls, "_defaults", {}))
 
 
-for _class in (GridSearchCV, RandomizedSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV):
+for _class in (GridSearchCV, RandomizedSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV,
+               BayesSearchCV):
     _class.__init__.__signature__ = _init_signature(_class)
 _SIGNATURE = _signature([])
 _PARAMETERS = [p for p in _SIGNATURE.parameters if p != "self"]

@@ -186,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("confidence", SEARCH, "racing: confidence that a dropped candidate is worse",
            default=0.95, kind="float", low=0.5, high=1, high_open=True),
     Option("batch", SEARCH, "Bayesian search: configurations asked per round (0: a fifth of "
-           "n_iter, at least 4)", default=0, kind="int", low=0),
+           "n_iter, at least 4)", default=0, kind="int", low=0, keyword="n_points"),
     Option("racing", SEARCH, "Bayesian search: a configuration a corrected paired t-test finds "
            "worse than the incumbent takes no more folds", default="on", choices=("on", "off")),
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "

@@ -29,6 +29,7 @@ from typing import Any
 
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.search.sampling import check_space
+from foldwise.components.core.search.sampling import from_python as scipy_space
 
 DIRECTIONS = ("maximize", "minimize")
 FINISHED, PRUNED, FAILED = "finished", "pruned", "failed"
@@ -151,6 +152,61 @@ def checked_space(space: Any, where: str = "the Bayesian search space") -> list[
                      CONDITION: when}
         checked[parameter.name] = value
     return [checked]
+
+
+def from_python(space: Any, where: str = "search_spaces") -> list[dict]:
+    """A Python space as data, read as scikit-optimize's ``BayesSearchCV`` reads one.
+
+    scikit-optimize's ``Real(low, high, prior)``, ``Integer(low, high)`` (high included) and
+    ``Categorical(categories)`` (recognized by their attributes; scikit-optimize itself is
+    not needed), its tuples ``(low, high)`` and ``(low, high, "log-uniform")`` (whole numbers:
+    integers, high included), lists of values, scipy.stats distributions as
+    :class:`~foldwise.pipelines.api.RandomizedSearchCV` takes them, and the data form
+    (``{"uniform": [0.0, 0.5], "when": {"layers": [2, 3]}}``) as they are.
+
+    Raises:
+        FoldwiseError: Anything else, named.
+    """
+    if isinstance(space, list) and len(space) == 1:
+        space = space[0]
+    if not isinstance(space, dict) or not space:
+        raise FoldwiseError(f"{where} must be one mapping of parameter → values, range or "
+                            "distribution, e.g. {'learning_rate': (1e-4, 1e-1, 'log-uniform'), "
+                            "'units': (16, 256)}")
+    converted = {}
+    for name, value in space.items():
+        kind = type(value).__name__
+        if kind == "Categorical" and hasattr(value, "categories"):
+            value = list(value.categories)
+        elif kind in ("Real", "Integer") and hasattr(value, "low") and hasattr(value, "high"):
+            value = _range(where, name, (value.low, value.high, getattr(value, "prior", None)),
+                           whole=kind == "Integer")
+        elif isinstance(value, tuple):
+            whole = all(isinstance(v, int) and not isinstance(v, bool) for v in value[:2])
+            value = _range(where, name, value, whole)
+        elif hasattr(value, "rvs"):
+            value = scipy_space({name: value}, where)[0][name]
+        converted[name] = value
+    return [converted]
+
+
+def _range(where: str, name: str, value: tuple, whole: bool) -> dict:
+    """scikit-optimize's ``(low, high[, prior])`` as a distribution."""
+    if not 2 <= len(value) <= 3 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value[:2]):
+        raise FoldwiseError(f"{where}: {name} is a range written (low, high) or (low, high, "
+                            f"'log-uniform'), got {value!r}")
+    prior = value[2] if len(value) == 3 else None
+    if prior not in (None, "uniform", "log-uniform"):
+        raise FoldwiseError(f"{where}: {name}: the prior is 'uniform' or 'log-uniform', got "
+                            f"{prior!r}")
+    low, high = value[0], value[1]
+    if whole:
+        if prior == "log-uniform":
+            raise FoldwiseError(f"{where}: {name}: a log-uniform range of whole numbers is not "
+                                "supported: give a list of values or a float range")
+        return {"randint": [int(low), int(high) + 1]}  # scikit-optimize's high is included
+    return {"loguniform" if prior == "log-uniform" else "uniform": [float(low), float(high)]}
 
 
 def _condition(where: str, name: str, when: Any, earlier: list[Parameter]) -> tuple:

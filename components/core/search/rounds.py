@@ -28,9 +28,13 @@ import numpy as np
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.models.builder_checks import tensorflow_operations
 from foldwise.components.core.search import bayes
+from foldwise.components.core.search.grid import candidates
 from foldwise.components.core.search.halving import survivors
 from foldwise.components.core.search.packing import plan_trials
+from foldwise.components.core.search.sampling import points_as_grid
 
 BAYES_KEYS = options.BAYES
 AUTO_BATCH = 4  # the least a round asks when the batch is left to the search
@@ -246,11 +250,6 @@ def configurations(model_spec: dict, schema: dict, seed: int):
     Each configuration is normalized as a grid's is (``core.search.grid.candidates``) and,
     for a user's builder, marked when it trains through TensorFlow.
     """
-    from foldwise.components.core.jsonio import class_count
-    from foldwise.components.core.models.builder_checks import tensorflow_operations
-    from foldwise.components.core.search.grid import candidates
-    from foldwise.components.core.search.sampling import points_as_grid
-
     def make(points: list[dict]) -> list[dict]:
         configs = [candidates(points_as_grid([point]), model_spec, schema["task"],
                               class_count(schema))[0] for point in points]
