@@ -274,18 +274,26 @@ def _bayes_first(settings: dict, space: list, seed: int) -> list[dict]:
 
 
 def _bayes_stages(settings: dict, configs: list, folds: list, packing: str):
-    """The stages the DAG needs, and the most train tasks each stage's loop can have."""
+    """The stages the DAG needs, and the most train tasks each stage's loop can have.
+
+    The first stage's are its configurations' (those the plan asked); a later round's
+    configurations are not known yet: at most one task per configuration (and fold, when
+    nothing is packed).
+    """
     from foldwise.components.core.search.packing import plan_trials
-    from foldwise.components.core.search.rounds import stage_count, stage_folds
+    from foldwise.components.core.search.rounds import round_sizes, stage_count, stage_folds
 
     resources = stage_folds(settings, len(folds))
     stages = stage_count(settings, len(folds))
+    sizes = round_sizes(settings)
     loops = {}
     for slot in range(stages):
         stage = slot % len(resources)
         start = resources[stage - 1] if stage else 0
-        loops["trials" if slot == 0 else f"trials-stage-{slot}"] = len(plan_trials(
-            configs, folds[start:resources[stage]], packing))
+        count = resources[stage] - start
+        loops["trials" if slot == 0 else f"trials-stage-{slot}"] = (
+            len(plan_trials(configs, folds[:count], packing)) if slot == 0
+            else sizes[slot // len(resources)] * (count if packing == "none" else 1))
     return stages, loops
 
 

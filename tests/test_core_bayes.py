@@ -79,21 +79,33 @@ def test_a_conditional_parameter_exists_only_where_its_condition_holds():
 
 
 @pytest.mark.parametrize(("space", "match"), [
-    ({"dropout": {"uniform": [0, 0.5], "when": {"layers": [2]}}, "layers": [1, 2]},
-     r"dropout: when names 'layers', which is not a parameter listed before dropout"),
+    ({"dropout": {"uniform": [0, 0.5], "when": {"layer": [2]}}, "layers": [1, 2]},
+     r"dropout: when names 'layer', which is not another parameter of the space"),
+    ({"a": {"choice": [1, 2], "when": {"b": [1]}}, "b": {"choice": [1, 2], "when": {"a": [1]}}},
+     r"the conditions of a, b name each other in a cycle"),
     ({"layers": [1, 2], "dropout": {"uniform": [0, 0.5], "when": {"layers": [4]}}},
      r"dropout: layers never takes \[4\]"),
     ({"lr": {"loguniform": [1e-4, 1e-1]}, "x": {"uniform": [0, 1], "when": {"lr": [0.01]}}},
      r"x: when needs 'lr' to be a list of values"),
     ({"layers": [1, 2], "dropout": {"uniform": [0, 0.5], "when": [2]}},
-     r"dropout: when must map earlier parameters"),
+     r"dropout: when must map other parameters"),
     ([{"a": [1]}, {"b": [2]}], r"must be one mapping .* \(a list of spaces is for random "
                                r"search\)"),
     ({"lr": {"loguniform": [0, 1]}}, r"loguniform needs 0 < low < high"),
 ])
 def test_a_bad_space_is_refused_by_name(space, match):
+    """(A condition may name a parameter written after it: a pipeline parameter's mapping
+    comes back in any order, and the study asks the same points either way.)"""
     with pytest.raises(FoldwiseError, match=match):
         bayes.new_study(space, seed=0)
+
+
+def test_the_study_asks_the_same_points_whatever_order_the_space_is_written_in():
+    written = {"layers": [1, 2], "dropout": {"uniform": [0.0, 0.5], "when": {"layers": [2]}},
+               "lr": {"loguniform": [1e-4, 1e-1]}}
+    backwards = dict(reversed(list(written.items())))
+    assert bayes.ask(bayes.new_study(written, 3), 5, 0) == bayes.ask(
+        bayes.new_study(backwards, 3), 5, 0)
 
 
 def test_a_raced_configuration_is_never_taken_for_a_finished_score():

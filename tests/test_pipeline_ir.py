@@ -162,3 +162,34 @@ def test_random_search_samples_in_its_plan_step(tmp_path):
     assert plan["param_distributions"]["componentInputParameter"] == "param_distributions"
     assert plan["n_iter"]["componentInputParameter"] == "n_iter"
     assert plan["seed"]["componentInputParameter"] == "seed"
+
+
+@pytest.mark.parametrize("platform", ["kfp", "vertex"])
+def test_bayes_rounds_are_stages_of_one_static_dag(platform, tmp_path):
+    """Each stage: a next_round plan step (the study travels as its plan artifact) and a loop."""
+    from foldwise.pipelines.cli import main
+
+    out = tmp_path / "bayes.yaml"
+    assert main(["compile", "bayes-search", "--rungs", "4", "--accelerator", "nvidia-l4:1",
+                 "--platform", platform, "--out", str(out)]) == 0
+    ir = yaml.safe_load(out.read_text().split("\n---\n")[0])
+    found = loops(ir)
+    assert set(found) == {"trials", "trials-stage-1", "trials-stage-2", "trials-stage-3"}
+    tasks = ir["root"]["dag"]["tasks"]
+    named = {task["taskInfo"]["name"]: key for key, task in tasks.items()}
+    assert set(named) >= {"stage-1", "stage-2", "stage-3", "stage-4", "aggregate"}
+    for stage in (1, 2, 3):
+        task, component = found[f"trials-stage-{stage}"]
+        assert task["parameterIterator"]["items"]["inputParameter"].endswith(
+            f"{named[f'stage-{stage}']}-Output")
+        planned = tasks[named[f"stage-{stage}"]]
+        assert planned["componentRef"]["name"].startswith("comp-next-round")
+        previous = "plan-trials" if stage == 1 else named[f"stage-{stage - 1}"]
+        assert planned["inputs"]["artifacts"]["previous"]["taskOutputArtifact"] == {
+            "producerTask": previous, "outputArtifactKey": "plan"}
+    collected = tasks["aggregate"]["inputs"]["parameters"]["fold_results"]
+    assert collected["taskOutputParameter"]["producerTask"] == named["stage-4"]
+    parameters = ir["root"]["inputDefinitions"]["parameters"]
+    assert parameters["bayes"]["parameterType"] == "STRUCT"
+    assert tasks["plan-trials"]["inputs"]["parameters"]["bayes"] == {
+        "componentInputParameter": "bayes"}

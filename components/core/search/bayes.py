@@ -86,7 +86,11 @@ class Parameter:
 
 
 def parameters(space: Any, where: str = "the Bayesian search space") -> list[Parameter]:
-    """The space's parameters, in order, conditions checked against the ones before them.
+    """The space's parameters in one order whatever the mapping's, conditions checked.
+
+    By name, except that a conditional parameter comes after those its condition names (a
+    pipeline parameter's mapping comes back with its keys in any order: the study asks the
+    same points either way).
 
     Raises:
         FoldwiseError: A bad distribution or list, a condition on an unknown or later
@@ -111,7 +115,8 @@ def parameters(space: Any, where: str = "the Bayesian search space") -> list[Par
         plain[name] = value
     (checked,) = check_space(plain, where)
     found: list[Parameter] = []
-    for name, value in checked.items():
+    for name in _order(where, sorted(checked), conditions):
+        value = checked[name]
         if isinstance(value, list):
             head = Parameter(name, "choice", choices=tuple(
                 json.dumps(v, sort_keys=True) for v in value))
@@ -124,6 +129,33 @@ def parameters(space: Any, where: str = "the Bayesian search space") -> list[Par
                              _condition(where, name, when, found))
         found.append(head)
     return found
+
+
+def _order(where: str, names: list[str], conditions: dict) -> list[str]:
+    """``names`` with each conditional one after the parameters its condition names.
+
+    Raises:
+        FoldwiseError: A condition names an unknown parameter, or conditions form a cycle.
+    """
+    placed: list[str] = []
+    waiting = list(names)
+    while waiting:
+        for name in waiting:
+            when = conditions.get(name)
+            parents = list(when) if isinstance(when, dict) else []
+            unknown = [p for p in parents if p not in names or p == name]
+            if unknown:
+                raise FoldwiseError(f"{where}: {name}: {CONDITION} names {unknown[0]!r}, which "
+                                    "is not another parameter of the space")
+            if all(p in placed for p in parents):
+                placed.append(name)
+                waiting.remove(name)
+                break
+        else:
+            raise FoldwiseError(f"{where}: the conditions of {', '.join(waiting)} name each "
+                                "other in a cycle: a parameter's condition may name only "
+                                "parameters that exist without it")
+    return placed
 
 
 def checked_space(space: Any, where: str = "the Bayesian search space") -> list[dict]:
@@ -212,14 +244,11 @@ def _range(where: str, name: str, value: tuple, whole: bool) -> dict:
 def _condition(where: str, name: str, when: Any, earlier: list[Parameter]) -> tuple:
     by_name = {p.name: p for p in earlier}
     if not isinstance(when, dict) or not when:
-        raise FoldwiseError(f"{where}: {name}: {CONDITION} must map earlier parameters to the "
+        raise FoldwiseError(f"{where}: {name}: {CONDITION} must map other parameters to the "
                             f"values they take for {name} to exist, e.g. {{layers: [2, 3]}}, "
                             f"got {when!r}")
     result = []
     for other, allowed in when.items():
-        if other not in by_name:
-            raise FoldwiseError(f"{where}: {name}: {CONDITION} names {other!r}, which is not a "
-                                f"parameter listed before {name}")
         parent = by_name[other]
         if parent.family != "choice":
             raise FoldwiseError(f"{where}: {name}: {CONDITION} needs {other!r} to be a list "
