@@ -69,6 +69,19 @@ def train(
     from foldwise.components.core.training.trials import checkpoint_dir, run_trials
 
     task = read_json(plan.path)["tasks"][int(trial)]
+    if not task["configs"]:  # a stage with nothing to train (a loop may not be empty)
+        import os
+
+        import pandas as pd
+
+        write_json(history.path, {})
+        pd.DataFrame({"config_id": [], "row": [], "fold": []}).to_parquet(predictions.path,
+                                                                         index=False)
+        os.makedirs(model.path, exist_ok=True)
+        resume.write_record(model.path, {})
+        with open(results.path, "w", encoding="utf-8") as handle:
+            handle.write("[]")
+        return results.uri
     out = run_trials(fold_data.path, read_json(schema.path), task["configs"], task["folds"],
                      seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,

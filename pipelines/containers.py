@@ -34,8 +34,9 @@ from foldwise.components.core.errors import FoldwiseError
 
 RUNNERS = ("subprocess", "container")
 # What a step reads from the environment, passed into its container when set here.
-PASSED_ENVIRONMENT = ("FOLDWISE_RESUME", "FOLDWISE_STORAGE_RETRY_SECONDS",
-                      "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT",
+PASSED_ENVIRONMENT = ("FOLDWISE_RESUME", "FOLDWISE_WARM_START",
+                      "FOLDWISE_STORAGE_RETRY_SECONDS", "STORAGE_EMULATOR_HOST",
+                      "GOOGLE_CLOUD_PROJECT",
                       "GOOGLE_APPLICATION_CREDENTIALS", "TF_CPP_MIN_LOG_LEVEL")
 START_ENGINE = ("start Docker, or podman's Docker-API service (eval "
                 "\"$(docker/podman-service.sh)\" in foldwise's clone), and set DOCKER_HOST to "

@@ -65,6 +65,9 @@ class Kind:
             (default: random search's, ``core.search.sampling.check_space``).
         first_points: ``(settings, space, seed) -> points``: the configurations the run asks
             first, which the plan checks and shows; ``None``: ``n_iter`` sampled points.
+        warm_arguments: ``(arguments, told, take_over) -> None``: hands a warm start's
+            earlier configurations (``core.search.warm.told``) to the pipeline, if the kind
+            learns from them (others take finished trials over in their train steps only).
     """
 
     name: str
@@ -85,6 +88,7 @@ class Kind:
     estimate_note: str = ""
     check_space: Callable | None = field(default=None, repr=False)
     first_points: Callable | None = field(default=None, repr=False)
+    warm_arguments: Callable | None = field(default=None, repr=False)
 
     def read_space(self, space, where: str) -> list[dict]:
         """The kind's space, checked (``check_space``'s, or random search's)."""
@@ -286,13 +290,16 @@ def _bayes_stages(settings: dict, configs: list, folds: list, packing: str):
     resources = stage_folds(settings, len(folds))
     stages = stage_count(settings, len(folds))
     sizes = round_sizes(settings)
+    earlier = sum(row["state"] == "finished" for row in settings.get("warm", [])
+                  ) if settings.get("take_over") else 0
     loops = {}
     for slot in range(stages):
         stage = slot % len(resources)
         start = resources[stage - 1] if stage else 0
         count = resources[stage] - start
         loops["trials" if slot == 0 else f"trials-stage-{slot}"] = (
-            len(plan_trials(configs, folds[:count], packing)) if slot == 0
+            len(plan_trials(configs, folds[:count], packing))
+            + earlier * (len(folds) if packing == "none" else 1) if slot == 0
             else sizes[slot // len(resources)] * (count if packing == "none" else 1))
     return stages, loops
 
@@ -314,6 +321,11 @@ def round_line(plan) -> str:
             f"(seed {plan.schema['seed']}), {racing}")
 
 
+def _bayes_warm(arguments: dict, told: list[dict], take_over: bool) -> None:
+    """A warm start's configurations, told to the study before its first round."""
+    arguments["bayes"].update(warm=told, take_over=take_over)  # the stages count them too
+
+
 def _bayes_space(space, where: str) -> list[dict]:
     from foldwise.components.core.search.bayes import checked_space
 
@@ -325,6 +337,7 @@ def _random_arguments(n_iter: int, settings, space: list) -> dict:
 
 
 REFIT = ("refit", "refit_epochs", "serving_image")
+WARM = ("warm_start",)
 DISTRIBUTIONS = ("; a value may be a distribution: {loguniform|uniform: [low, high]}, "
                  "{randint: [low, high]} (high excluded) or {choice: [...]}")
 
@@ -340,7 +353,8 @@ register(Kind(
     "pipeline on the embedded engine; the best configuration is refitted on all rows and "
     "exported with its preprocessing, cv_results, a report and a manifest.",
     "foldwise.pipelines.dags.grid_search:build_grid_search", candidates=(GRID,),
-    needs_candidates=True, options=REFIT, sklearn="GridSearchCV", describe=_describe_grid))
+    needs_candidates=True, options=(*WARM, *REFIT), sklearn="GridSearchCV",
+    describe=_describe_grid))
 register(Kind(
     "random-search", "random search (RandomizedSearchCV) with refit and export",
     "Random search of Keras models: --n-iter configurations sampled from the --grid file's "
@@ -348,7 +362,7 @@ register(Kind(
     "without leakage on the embedded engine; the best is refitted and exported like a grid "
     "search's.",
     "foldwise.pipelines.dags.random_search:build_random_search", candidates=(SPACE,),
-    needs_candidates=True, options=("n_iter", *REFIT), sklearn="RandomizedSearchCV",
+    needs_candidates=True, options=("n_iter", *WARM, *REFIT), sklearn="RandomizedSearchCV",
     describe=_describe_sampled, arguments=_random_arguments))
 register(Kind(
     "halving-search", "successive halving or racing by folds, with refit and export",
@@ -358,7 +372,7 @@ register(Kind(
     "corrected paired t-test finds worse than the leader. The winner is refitted and "
     "exported.",
     "foldwise.pipelines.dags.halving_search:build_halving_search", candidates=(GRID, SPACE),
-    needs_candidates=True, options=("n_candidates", *options.HALVING, *REFIT),
+    needs_candidates=True, options=("n_candidates", *options.HALVING, *WARM, *REFIT),
     sklearn="HalvingGridSearchCV", staged=True, describe=_describe_rungs, size=_halving_size,
     arguments=_halving_arguments, stages=_halving_stages,
     estimate_note="estimated as its full grid: an upper bound"))
@@ -371,9 +385,10 @@ register(Kind(
     "only for some values of an earlier one (dropout: {uniform: [0, 0.5], when: {layers: "
     "[2, 3]}}). The best is refitted and exported like a grid search's.",
     "foldwise.pipelines.dags.bayes_search:build_bayes_search", candidates=(SPACE,),
-    needs_candidates=True, options=(*options.BAYES, *REFIT), sklearn="BayesSearchCV",
+    needs_candidates=True, options=(*options.BAYES, *WARM, *REFIT), sklearn="BayesSearchCV",
     staged=True, describe=_describe_rounds, size=_bayes_size, arguments=_bayes_arguments,
     stages=_bayes_stages, check_space=_bayes_space, first_points=_bayes_first,
+    warm_arguments=_bayes_warm,
     estimate_note="estimated as every configuration on every fold: an upper bound"))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",

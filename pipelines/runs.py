@@ -123,6 +123,7 @@ class Plan:
     n_features: int = 0  # with count_features: numeric columns plus one-hot indicators
     image_user: str | None = None  # the container runner's image's user (as its config says)
     table_sha256: str = ""  # the table's bytes, as the run reads them
+    warm_root: Path | None = None  # a warm start's earlier pipeline folder, its trials there
 
 
 @dataclass
@@ -228,6 +229,10 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     for name in kinds.REFIT:
         if name in search.choice:
             arguments[name] = search.choice[name]
+    warm_root = None
+    if search.choice.get("warm_start"):
+        warm_root = warm_start(kind, str(search.choice["warm_start"]), arguments, prepared,
+                               schema, table_sha256, scoring or metrics.default_scoring(task))
     rungs, loops = kind.stages(settings, configs, list(range(schema["folds"])), packing)
     pipeline = pipeline_function(search.pipeline, rungs=rungs)
     tasks = task_count(pipeline, schema["folds"], loops)
@@ -235,7 +240,38 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
         int(prepared[column].nunique()) for column in schema["categorical"]
     ) if count_features else 0
     return Plan(search, data, schema, configs, arguments, tasks, pipeline, table_bytes, rungs,
-                n_features, table_sha256=table_sha256)
+                n_features, table_sha256=table_sha256, warm_root=warm_root)
+
+
+def warm_start(kind, source: str, arguments: dict, prepared, schema: dict, table_sha256: str,
+               scoring: str) -> Path | None:
+    """Check an earlier run a search is warm-started from, and hand the kind its scores.
+
+    Returns:
+        The earlier run's pipeline folder when it holds its train tasks' trial records (a
+        local run folder): the steps take finished trials over from there. ``None`` for an
+        export alone (a ``gs://`` prefix): its scores still seed a Bayesian search.
+
+    Raises:
+        FoldwiseError: The export is missing or of another table, target, folds or seed.
+    """
+    from foldwise.components import storage
+    from foldwise.components.core.search import warm
+    from foldwise.components.core.training import resume
+
+    if not storage.is_gcs(source):
+        source = str(Path(source).expanduser().resolve())
+        if not Path(source).is_dir():
+            raise FoldwiseError(f"--warm-start {source} is not a folder: give the folder (or "
+                                "gs:// prefix) an earlier foldwise run exported its results to")
+    earlier = warm.read(source, storage.read_bytes, storage.exists)
+    folds = prepared[["__row__", "__fold__"]].set_axis(["row", "fold"], axis=1)
+    warm.check_same(source, earlier, schema, folds, table_sha256)
+    root = None if storage.is_gcs(source) else Path(source) / "pipeline"
+    take_over = root is not None and bool(resume.records(root))
+    if kind.warm_arguments is not None:
+        kind.warm_arguments(arguments, warm.told(earlier, scoring), take_over)
+    return root if take_over else None
 
 
 def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
@@ -371,20 +407,23 @@ def run_local(search: Search, on_event: Callable | None = None,
         if not search.resume and (search.output is None or storage.is_gcs(search.output)):
             shutil.rmtree(workspace, ignore_errors=True)  # made for this run
         raise
-    from foldwise.components.core.training.resume import RESUME_ENV
+    from foldwise.components.core.training.resume import RESUME_ENV, WARM_ENV
 
-    saved = os.environ.get(RESUME_ENV)
+    saved = {name: os.environ.get(name) for name in (RESUME_ENV, WARM_ENV)}
     if search.resume:  # the steps take over the trials the earlier run finished
         os.environ[RESUME_ENV] = "1"
+    if checked.warm_root is not None:  # and those of the run it is warm-started from
+        os.environ[WARM_ENV] = str(checked.warm_root)
     try:
         return _run_claimed(search, checked, workspace, destination, token, on_event, on_plan,
                             started)
     finally:
         storage.release(destination, token)
-        if saved is None:
-            os.environ.pop(RESUME_ENV, None)
-        else:
-            os.environ[RESUME_ENV] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 SEARCH_RECORD = ".foldwise-search.json"
@@ -506,6 +545,8 @@ def _run_claimed(search: Search, checked: Plan, workspace: Path, destination: st
                     and not path.stat().st_mode & 0o004]  # not readable by others
         writable = [workspace] + [Path(folder) for folder in (destination, search.promote_to)
                                   if folder and not storage.is_gcs(folder)]
+        if checked.warm_root is not None:  # the earlier run's trials, taken over
+            readable.append(checked.warm_root)
         credentials = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         if credentials and Path(credentials).is_file():
             readable.append(Path(credentials))

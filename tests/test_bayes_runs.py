@@ -115,3 +115,91 @@ def test_bayes_search_cv_takes_scikit_optimizes_space_forms(tmp_path, penguins):
     assert 16 <= search.best_params_["batch_size"] <= 32  # scikit-optimize's high included
     assert 1e-3 <= search.best_params_["learning_rate"] <= 1e-1
     assert search.predict(X.head(3)).shape == (3,)
+
+
+def resumed(output: Path) -> dict[tuple[str, int], bool]:
+    """Each (configuration, fold) a run's train tasks answered: taken over or trained."""
+    return {(e["config_id"], e["fold"]): bool(e["devices"].get("resumed"))
+            for e in train_entries(output)}
+
+
+def test_a_warm_start_tells_the_study_and_takes_finished_trials_over(bayes_run, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps(SPACE))
+    output = tmp_path / "warm"
+    assert main(["run", "bayes-search", "--data", "examples/penguins.csv", "--target",
+                 "species", "--grid", str(space), "--n-iter", "2", "--batch", "2",
+                 "--confidence", "0.6", "--folds", "4", "--epochs", "3", "--seed", "2",
+                 "--warm-start", str(bayes_run), "--output", str(output)]) == 0
+    earlier = pd.read_csv(bayes_run / "cv_results.csv").set_index("config_id")
+    cv = pd.read_csv(output / "cv_results.csv").set_index("config_id")
+    plan = last_plan(output)
+    told = [t for t in plan["study"]["trials"] if t["round"] == -1]
+    assert len(told) == len(earlier)  # every earlier configuration, as it ended
+    assert sorted(t["state"] for t in told) == sorted(
+        bayes.FINISHED if n == 4 else bayes.PRUNED for n in earlier["n_resources"])
+    finished = earlier[earlier["n_resources"] == 4]
+    taken = resumed(output)
+    for cid in finished.index:  # taken over, never trained again, its scores kept
+        assert all(taken[(cid, fold)] for fold in range(4)), cid
+        assert cv.loc[cid, "round"] == -1
+        assert cv.loc[cid, "mean_test_accuracy"] == pytest.approx(
+            finished.loc[cid, "mean_test_accuracy"])
+    new = cv[cv["round"] == 0]
+    assert len(new) == 2 and not any(taken[(cid, 0)] for cid in new.index)
+    assert not set(new.index) & set(earlier.index)  # the study asks what it has not seen
+
+
+def test_a_grid_search_warm_started_trains_only_what_the_earlier_run_did_not(tmp_path):
+    def grid_run(rates, output, *more):
+        grid = tmp_path / f"grid-{len(rates)}.yaml"
+        grid.write_text(json.dumps({"learning_rate": rates}))
+        return main(["run", "grid-search", "--data", "examples/penguins.csv", "--target",
+                     "species", "--grid", str(grid), "--folds", "3", "--epochs", "2",
+                     "--hidden-units", "8", "--output", str(output), *more])
+
+    assert grid_run([0.01, 0.05], tmp_path / "first") == 0
+    assert grid_run([0.01, 0.05, 0.2], tmp_path / "second", "--warm-start",
+                    str(tmp_path / "first")) == 0
+    first = pd.read_csv(tmp_path / "first" / "cv_results.csv").set_index("config_id")
+    second = pd.read_csv(tmp_path / "second" / "cv_results.csv").set_index("config_id")
+    taken = resumed(tmp_path / "second")
+    assert len(taken) == 9 and sum(taken.values()) == 6
+    for cid in first.index:
+        assert all(taken[(cid, fold)] for fold in range(3))
+        assert second.loc[cid, "split1_test_accuracy"] == first.loc[cid, "split1_test_accuracy"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (["--seed", "3"], r"seed 2 \(this run: 3\)"),
+    (["--folds", "3"], r"folds 4 \(this run: 3\)"),
+    (["--target", "island"], r"target 'species' \(this run: 'island'\)"),
+])
+def test_a_warm_start_from_another_search_is_refused_before_anything_runs(
+        bayes_run, tmp_path, capsys, change, message):
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps(SPACE))
+    options = {"--seed": "2", "--folds": "4", "--target": "species"}
+    options.update(dict(zip(change[::2], change[1::2], strict=True)))
+    code = main(["run", "bayes-search", "--data", "examples/penguins.csv", "--grid",
+                 str(space), "--n-iter", "2", "--epochs", "1", "--warm-start", str(bayes_run),
+                 "--output", str(tmp_path / "out"),
+                 *[item for pair in options.items() for item in pair]])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "--warm-start" in err and "scored another search" in err
+    import re
+
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_warm_start_without_an_earlier_export_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"learning_rate": [0.01]}))
+    code = main(["run", "grid-search", "--data", "examples/penguins.csv", "--target",
+                 "species", "--grid", str(grid), "--warm-start", str(tmp_path / "empty"),
+                 "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no cv_results.csv" in err and "Traceback" not in err

@@ -135,10 +135,15 @@ def _make_configs(points):
              "searched": dict(p)} for p in points]
 
 
+def wobble(params: dict, fold: int) -> float:
+    """A configuration's fold noise: its own, as a fold's luck differs between models."""
+    return math.sin(7 * fold + params["units"])
+
+
 def _run_stages(settings, seed=0, folds=5, noise=0.02, landscape=None):
     """Every stage of a search, its train tasks answered from ``landscape`` plus fold noise.
 
-    Returns the last plan and ``{(config_id, fold): times trained}``.
+    Returns the last plan, ``{(config_id, fold): times trained}`` and every result's URI.
     """
     landscape = landscape or score
     stages = rounds.stage_count(settings, folds)
@@ -153,7 +158,8 @@ def _run_stages(settings, seed=0, folds=5, noise=0.02, landscape=None):
                 for fold in task["folds"]:
                     key = (config["config_id"], fold)
                     trained[key] = trained.get(key, 0) + 1
-                    value = landscape(config["params"]) + noise * math.sin(7 * fold + 1)
+                    value = landscape(config["params"]) + noise * wobble(config["params"],
+                                                                         fold)
                     entries.append({"config_id": config["config_id"], "fold": fold,
                                     "scores": {"r2": value}, "fit_error": "",
                                     "n_train": 800, "n_validation": 200})
@@ -162,14 +168,14 @@ def _run_stages(settings, seed=0, folds=5, noise=0.02, landscape=None):
             uris.append(uri)
         plan = json.loads(json.dumps(rounds.next_stage(plan, uris, files.__getitem__, "r2",
                                                        "folds", _make_configs)))
-    return plan, trained
+    return plan, trained, sorted(files)
 
 
 def test_rounds_race_inside_each_round_and_tell_the_raced_as_pruned():
     settings = {"n_iter": 24, "batch": 8, "confidence": 0.9}
     assert rounds.stage_folds(rounds.check_bayes(settings, 5), 5) == [2, 5]
     assert rounds.stage_count(settings, 5) == 6
-    plan, trained = _run_stages(settings)
+    plan, trained, uris = _run_stages(settings)
     trials = plan["study"]["trials"]
     assert len(trials) == 24 and [t["round"] for t in trials] == [r for r in range(3)
                                                                   for _ in range(8)]
@@ -181,20 +187,17 @@ def test_rounds_race_inside_each_round_and_tell_the_raced_as_pruned():
         folds = sorted(f for (c, f) in trained if c == cid)
         assert folds == ([0, 1] if trial["state"] == bayes.PRUNED else [0, 1, 2, 3, 4])
         # told its score on the folds it had, never a finished score
-        expected = np.mean([score(trial["params"]) + 0.02 * math.sin(7 * f + 1) for f in folds])
+        expected = np.mean([score(trial["params"]) + 0.02 * wobble(trial["params"], f)
+                            for f in folds])
         assert trial["value"] == pytest.approx(expected)
     assert all(count == 1 for count in trained.values())  # no (configuration, fold) twice
-    assert sorted(plan["results"]) == sorted(f"mem://{s}/{i}" for s in range(6)
-                                            for i in range(len(
-                                                [h for h in plan["history"]
-                                                 if h["round"] * 2 + h["stage"] == s][0]
-                                                ["candidates"])))
+    assert sorted(plan["results"]) == uris  # every stage's results handed on
     best = bayes.best(plan["study"])
     assert best["state"] == bayes.FINISHED
 
 
 def test_without_racing_every_configuration_takes_every_fold():
-    plan, trained = _run_stages({"n_iter": 9, "batch": 4, "racing": "off"})
+    plan, trained, _ = _run_stages({"n_iter": 9, "batch": 4, "racing": "off"})
     assert [h["n_resources"] for h in plan["history"]] == [5, 5, 5]
     assert {t["state"] for t in plan["study"]["trials"]} == {bayes.FINISHED}
     assert len(trained) == 9 * 5
@@ -205,11 +208,17 @@ def test_a_round_that_races_out_entirely_trains_nothing_more_and_the_next_round_
     def landscape(point):
         return 1.0 if point["learning_rate"] > 0.01 else -5.0 * point["units"]
 
-    plan, trained = _run_stages({"n_iter": 12, "batch": 4, "confidence": 0.8}, seed=3,
+    plan, trained, _ = _run_stages({"n_iter": 12, "batch": 4, "confidence": 0.8}, seed=3,
                                 landscape=landscape, noise=0.001)
     assert len(plan["study"]["trials"]) == 12
     assert all(t["state"] is not None for t in plan["study"]["trials"])
     assert rounds.finished(plan)
+    history = plan["history"]
+    out = [i for i, h in enumerate(history) if h["stage"] == 0 and h["candidates"]
+           and not h["kept"]]
+    assert out, "no round raced out entirely on this landscape"
+    assert history[out[0] + 1]["candidates"] == []  # its last stage trained nothing
+    assert history[out[0] + 1]["round"] == history[out[0]]["round"]
 
 
 def test_a_configuration_asked_twice_trains_once_and_both_trials_are_told():
@@ -225,7 +234,9 @@ def test_a_configuration_asked_twice_trains_once_and_both_trials_are_told():
                                      "scores": {"r2": 0.5}, "fit_error": ""}
                                     for f in range(3)])}
     plan = rounds.next_stage(plan, ["mem://a"], files.__getitem__, "r2", "folds", one_config)
-    assert plan["tasks"] == []  # round 1 asks the same configuration again: nothing to train
+    # round 1 asks the same configuration again: nothing to train, one idle task (a loop of
+    # a pipeline may not be empty)
+    assert [task["configs"] for task in plan["tasks"]] == [[]]
     assert [t["state"] for t in plan["study"]["trials"]] == [bayes.FINISHED] * 6
     plan = rounds.next_stage(plan, [], files.__getitem__, "r2", "folds", one_config)
     assert rounds.finished(plan)
@@ -247,3 +258,66 @@ def test_a_pipeline_built_with_other_stages_is_refused_with_the_number_it_needs(
     with pytest.raises(FoldwiseError, match="compile it with --rungs 4"):
         rounds.first_round(SPACE, 0, list(range(5)), {"n_iter": 8, "batch": 4}, 3, "folds",
                            _make_configs)
+
+
+def test_a_warm_start_is_told_first_and_its_finished_configurations_planned_to_be_taken_over():
+    inside = {"learning_rate": 0.01, "units": 100, "dropout": 0.1, "activation": "gelu"}
+    raced = {"learning_rate": 0.09, "units": 10, "dropout": 0.4, "activation": "relu"}
+    outside = {**inside, "units": 999}  # beyond this space: not this search's
+    other = {**inside, "epochs": 7}  # another fixed option: another configuration
+    warm = [{"config_id": "cfg-" + json.dumps(p, sort_keys=True), "params": p, "value": v,
+             "state": state} for p, v, state in [(inside, 0.9, "finished"),
+                                                 (raced, 0.2, "pruned"), (outside, 0.95,
+                                                                          "finished")]]
+    warm.append({**warm[0], "config_id": "cfg-other", "params": other})
+    settings = {"n_iter": 4, "batch": 4, "warm": warm}
+    for take_over in (True, False):
+        plan = rounds.first_round(SPACE, 0, list(range(5)), {**settings,
+                                                             "take_over": take_over},
+                                  rounds.stage_count(settings, 5), "folds", _make_configs)
+        earlier = [t for t in plan["study"]["trials"] if t["round"] == -1]
+        assert [(t["state"], t["value"]) for t in earlier] == [("finished", 0.9),
+                                                               ("pruned", 0.2)]
+        assert rounds.incumbent(plan) == warm[0]["config_id"]
+        planned = {c["config_id"]: task["folds"] for task in plan["tasks"]
+                   for c in task["configs"]}
+        assert (warm[0]["config_id"] in planned) == take_over
+        if take_over:
+            assert planned[warm[0]["config_id"]] == [0, 1, 2, 3, 4]
+        assert warm[1]["config_id"] not in planned  # raced out before: told, not taken over
+        assert len([t for t in plan["study"]["trials"] if t["round"] == 0]) == 4
+
+
+def test_an_earlier_export_of_another_search_is_refused_by_what_differs():
+    import pandas as pd
+
+    from foldwise.components.core.search import warm
+
+    folds = pd.DataFrame({"row": [0, 1, 2, 3], "fold": [0, 1, 0, 1]})
+    schema = {"target": "y", "task": "regression", "folds": 2, "seed": 0}
+    earlier = {"summary": {**schema, "data": {"sha256": "abc"}}, "folds": folds.copy(),
+               "cv_results": pd.DataFrame()}
+    warm.check_same("old", earlier, schema, folds, "abc")  # the same search: taken
+    with pytest.raises(FoldwiseError, match=r"seed 0 \(this run: 1\)"):
+        warm.check_same("old", earlier, {**schema, "seed": 1}, folds, "abc")
+    with pytest.raises(FoldwiseError, match="the table's content"):
+        warm.check_same("old", earlier, schema, folds, "def")
+    with pytest.raises(FoldwiseError, match="the rows' folds"):
+        warm.check_same("old", earlier, schema, folds.assign(fold=[1, 0, 0, 1]), "abc")
+
+
+def test_an_earlier_configuration_is_told_as_it_ended():
+    import pandas as pd
+
+    from foldwise.components.core.search import warm
+
+    nan = float("nan")
+    table = pd.DataFrame({
+        "config_id": ["a", "b", "c"], "params": ['{"x": 1}', '{"x": 2}', '{"x": 3}'],
+        "split0_test_accuracy": [0.9, 0.5, nan], "split1_test_accuracy": [0.8, nan, nan],
+        "split0_test_balanced_accuracy": [0.9, 0.5, 0.1],  # another metric's columns
+        "split1_test_balanced_accuracy": [0.8, 0.4, 0.1],
+        "mean_test_accuracy": [0.85, 0.5, nan], "fit_error": ["", "", "diverged"]})
+    told = warm.told({"cv_results": table, "summary": {"folds": 2}}, "accuracy")
+    assert [(t["config_id"], t["state"], t["value"]) for t in told] == [
+        ("a", "finished", 0.85), ("b", "pruned", 0.5), ("c", "failed", None)]

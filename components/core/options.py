@@ -189,6 +189,9 @@ OPTIONS: tuple[Option, ...] = (
            "n_iter, at least 4)", default=0, kind="int", low=0, keyword="n_points"),
     Option("racing", SEARCH, "Bayesian search: a configuration a corrected paired t-test finds "
            "worse than the incumbent takes no more folds", default="on", choices=("on", "off")),
+    Option("warm_start", SEARCH, "an earlier run's results folder or gs:// prefix (same "
+           "table, target, folds and seed): its scores seed a Bayesian search, and trials its "
+           "folder holds are taken over, not trained again"),
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
            "configuration within one standard error of it", default="best",
            choices=("best", "one_standard_error")),

@@ -309,6 +309,41 @@ def ask(study: dict, n: int, round_: int) -> list[dict]:
     return asked
 
 
+def project(study: dict, params: dict) -> dict | None:
+    """``params`` (a complete configuration) as a point of the study's space, or ``None``.
+
+    ``None`` when a parameter the point needs is missing or lies outside the space (an
+    earlier search of another space).
+    """
+    point: dict = {}
+    for parameter in parameters(study["space"]):
+        if not parameter.applies(point):
+            continue
+        if parameter.name not in params:
+            return None
+        value = params[parameter.name]
+        if parameter.family == "choice":
+            if json.dumps(value, sort_keys=True) not in parameter.choices:
+                return None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                parameter.low <= value <= (parameter.high - 1 if parameter.family == "randint"
+                                           else parameter.high)):
+            return None
+        elif parameter.family == "randint" and not float(value).is_integer():
+            return None
+        point[parameter.name] = parameter.decode(parameter.encode(value))
+    return point
+
+
+def tell_earlier(study: dict, point: dict, value: float | None, state: str) -> int:
+    """Record a configuration an earlier run scored (round ``-1``); returns its number."""
+    number = len(study["trials"])
+    study["trials"].append({"number": number, "round": -1, "params": point, "state": None,
+                            "value": None})
+    tell(study, number, value, state)
+    return number
+
+
 def tell(study: dict, number: int, value: float | None, state: str = FINISHED) -> None:
     """Record what a trial came to: a score, a raced-out (``pruned``) score, or a failure.
 

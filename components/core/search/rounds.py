@@ -37,17 +37,18 @@ from foldwise.components.core.search.packing import plan_trials
 from foldwise.components.core.search.sampling import points_as_grid
 
 BAYES_KEYS = options.BAYES
+WARM_KEYS = ("warm", "take_over")  # a warm start's, beside the settings (first_round)
 AUTO_BATCH = 4  # the least a round asks when the batch is left to the search
 FACTOR = 3  # racing's stages grow the folds as halving's racing schedule does
 
 
 def check_bayes(settings: dict, folds: int) -> dict:
-    """The Bayesian search's settings, checked and completed.
+    """The Bayesian search's settings, checked and completed (a warm start's left out).
 
     Raises:
         FoldwiseError: An unknown setting or a bad value (the message names it).
     """
-    unknown = sorted(set(settings) - set(BAYES_KEYS))
+    unknown = sorted(set(settings) - set(BAYES_KEYS) - set(WARM_KEYS))
     if unknown:
         raise FoldwiseError(f"unknown Bayesian search setting {unknown[0]!r} (known: "
                             f"{', '.join(BAYES_KEYS)})")
@@ -129,6 +130,8 @@ def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, p
             stages than the search needs.
     """
     folds = sorted(int(f) for f in fold_ids)
+    settings = dict(settings)
+    warm, take_over = settings.pop("warm", []), bool(settings.pop("take_over", False))
     settings = check_bayes(settings, len(folds))
     resources = stage_folds(settings, len(folds))
     needed = round_count(settings) * len(resources)
@@ -141,7 +144,41 @@ def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, p
             "resources": resources, "stages": int(stages), "slot": 0, "round": -1,
             "stage": 0, "candidates": [], "trials": {}, "alive": [], "told": [],
             "scores": {}, "fold_sizes": [], "results": [], "history": []}
-    return _ask(plan, make_configs, packing)
+    plan, earlier = _warm(plan, warm, make_configs)
+    planned = _ask(plan, make_configs, packing)
+    if take_over and earlier:  # planned on every fold: the train tasks take them over
+        tasks = plan_trials(earlier, folds, packing)
+        tags = {"round": -1, "stage": 0, "n_resources": len(folds)}
+        planned["tasks"] = [*[task for task in planned["tasks"] if task["configs"]],
+                            *[{**task, "tags": tags} for task in tasks]]
+    return planned
+
+
+def _warm(plan: dict, warm: list[dict], make_configs) -> tuple[dict, list[dict]]:
+    """The plan with an earlier run's configurations told (``core.search.warm.told``).
+
+    A configuration is told only when it is a point of this space that makes the same
+    configuration here (the same fixed options). Returns the plan and those that finished
+    (scored on every fold), which a warm start with the earlier trials at hand takes over.
+    """
+    study, told, finished, trials = plan["study"], list(plan["told"]), [], dict(plan["trials"])
+    known = []
+    for row in warm:
+        point = bayes.project(study, row["params"])
+        if point is None:
+            continue
+        (config,) = make_configs([point])
+        if config["config_id"] != row["config_id"] or config["config_id"] in known:
+            continue
+        known.append(config["config_id"])
+        number = bayes.tell_earlier(study, point, row["value"], row["state"])
+        trials[str(number)] = config["config_id"]
+        told.append({"config_id": config["config_id"], "state": study["trials"][number]["state"],
+                     "value": study["trials"][number]["value"], "n_resources": None})
+        if study["trials"][number]["state"] == bayes.FINISHED:
+            finished.append({**config, "round": -1})
+    return ({**plan, "told": told, "trials": trials, "candidates": [*plan["candidates"],
+                                                                       *finished]}, finished)
 
 
 def finished(plan: dict) -> bool:
@@ -183,15 +220,20 @@ def _tell(plan: dict) -> dict:
 
 
 def _with_tasks(plan: dict, packing: str) -> dict:
-    """The plan with its stage's train tasks (none once every stage has run)."""
-    if finished(plan) or not plan["alive"]:
+    """The plan with its stage's train tasks (none once every stage has run).
+
+    A stage with nothing to train (its round raced out, or asked only configurations
+    scored before) has one idle task: a pipeline's loop may not be empty.
+    """
+    if finished(plan):
         return {**plan, "tasks": []}
     stage, resources = plan["stage"], plan["resources"]
     alive = set(plan["alive"])
     configs = [c for c in plan["candidates"] if c["config_id"] in alive]
     start = resources[stage - 1] if stage else 0
     tags = {"round": plan["round"], "stage": stage, "n_resources": resources[stage]}
-    tasks = plan_trials(configs, plan["folds"][start:resources[stage]], packing)
+    tasks = plan_trials(configs, plan["folds"][start:resources[stage]], packing) or [
+        {"configs": [], "folds": []}]
     return {**plan, "tasks": [{**task, "tags": tags} for task in tasks]}
 
 
@@ -199,8 +241,8 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
                make_configs) -> dict:
     """The plan of the stage after ``plan``'s, once its tasks' results are in.
 
-    A stage whose round raced out entirely has no tasks; the stages after it in the round
-    have none either, and the next round is asked as usual.
+    A stage whose round raced out entirely trains nothing (one idle task); nor do the
+    stages after it in the round, and the next round is asked as usual.
 
     Args:
         plan: The stage that just ran.

@@ -7,6 +7,8 @@ the same run folder (``foldwise run --resume DIR``, which sets :data:`RESUME_ENV
 steps) finds those records in the earlier runs' train folders; a trial whose key matches is
 taken over, its model files, history, predictions and scores, instead of being trained again:
 the same inputs, the same trial. Anything else (another grid, seed, table or fold) trains.
+A warm start (``--warm-start DIR``, which names the earlier run's pipeline folder in
+:data:`WARM_ENV`) takes trials over from another run's folder the same way.
 
 A train task that was stopped mid-training leaves its last finished epoch's checkpoint; the
 same task of the resumed run starts from a copy of it (:func:`take_over_checkpoint`), so a
@@ -20,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,7 @@ from foldwise.components.core.training.fit import FoldResult
 
 RECORD = "reuse.json"
 RESUME_ENV = "FOLDWISE_RESUME"
+WARM_ENV = "FOLDWISE_WARM_START"  # pipeline folders of earlier runs, os.pathsep-separated
 
 
 def resuming() -> bool:
@@ -52,16 +56,34 @@ class Previous:
     record: dict
 
 
-def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
-    """The trials the earlier runs in this run's pipeline folder finished, by key.
+def warm_roots() -> list[Path]:
+    """The pipeline folders of the earlier runs a warm start takes trials over from."""
+    value = os.environ.get(WARM_ENV, "")
+    return [Path(part) for part in value.split(os.pathsep) if part]
 
-    ``model_dir`` is this task's model folder, ``<root>/<run>/<loop>/train/model``; the
-    other runs under ``<root>`` are searched.
+
+def records(root: Path) -> list[Path]:
+    """The trial records of every train task of every run under a pipeline folder.
+
+    A run's train tasks are ``<run>/<loop>/train/model``; a staged search's later loops name
+    theirs ``train-2``, ``train-3`` ... (a DAG's task names are unique).
+    """
+    return [path for path in root.glob(f"*/*/train*/model/{RECORD}")
+            if re.fullmatch(r"train(-\d+)?", path.parents[1].name)]
+
+
+def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
+    """The trials earlier runs finished, by key.
+
+    ``model_dir`` is this task's model folder, ``<root>/<run>/<loop>/train/model``. A resumed
+    run searches the other runs under ``<root>``; a warm start, every run under the pipeline
+    folders :data:`WARM_ENV` names.
     """
     model_dir = Path(model_dir).resolve()
-    run, root = model_dir.parents[2], model_dir.parents[3]
+    run = model_dir.parents[2]
+    roots = ([model_dir.parents[3]] if resuming() else []) + warm_roots()
     found: dict[str, Previous] = {}
-    for record in sorted(root.glob(f"*/*/train/model/{RECORD}")):
+    for record in sorted(r for root in roots for r in records(root)):
         train_dir = record.parents[1]
         if run in record.parents or not all(
                 (train_dir / name).is_file() for name in ("history", "predictions")):

@@ -140,7 +140,8 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
     digests = {fold: file_sha256(fold_file(fold_data, fold)) for fold in folds}  # once each
     keys = [resume.trial_key(spec, seed, fold, digests[fold])
             for spec, (_, fold) in zip(specs, trials, strict=True)]
-    previous = resume.previous_trials(model_dir) if resume.resuming() else {}
+    previous = (resume.previous_trials(model_dir)
+                if resume.resuming() or resume.warm_roots() else {})
     if resume.resuming():  # a pack stopped mid-training goes on from its last epoch
         resume.take_over_checkpoint(model_dir, CHECKPOINT_FOLDER)
     todo = [index for index, key in enumerate(keys) if key not in previous]
