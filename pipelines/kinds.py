@@ -68,6 +68,8 @@ class Kind:
         warm_arguments: ``(arguments, told, take_over) -> None``: hands a warm start's
             earlier configurations (``core.search.warm.told``) to the pipeline, if the kind
             learns from them (others take finished trials over in their train steps only).
+        estimated: ``(plan) -> configurations`` that ``foldwise plan`` estimates, when the
+            plan's own (those known before the run) are not all of them.
     """
 
     name: str
@@ -89,6 +91,7 @@ class Kind:
     check_space: Callable | None = field(default=None, repr=False)
     first_points: Callable | None = field(default=None, repr=False)
     warm_arguments: Callable | None = field(default=None, repr=False)
+    estimated: Callable | None = field(default=None, repr=False)
 
     def read_space(self, space, where: str) -> list[dict]:
         """The kind's space, checked (``check_space``'s, or random search's)."""
@@ -326,6 +329,20 @@ def _bayes_warm(arguments: dict, told: list[dict], take_over: bool) -> None:
     arguments["bayes"].update(warm=told, take_over=take_over)  # the stages count them too
 
 
+def _bayes_estimated(plan) -> list[dict]:
+    """``n_iter`` configurations of the space, as many as the run asks in all."""
+    from foldwise.components.core.jsonio import class_count
+    from foldwise.components.core.search import bayes
+    from foldwise.components.core.search.grid import candidates
+    from foldwise.components.core.search.sampling import points_as_grid
+
+    settings = plan.arguments["bayes"]
+    points = bayes.ask(bayes.new_study(plan.arguments["param_distributions"],
+                                       plan.schema["seed"]), settings["n_iter"], 0)
+    return candidates(points_as_grid(points), plan.search.model_spec, plan.schema["task"],
+                      class_count(plan.schema))
+
+
 def _bayes_space(space, where: str) -> list[dict]:
     from foldwise.components.core.search.bayes import checked_space
 
@@ -388,8 +405,10 @@ register(Kind(
     needs_candidates=True, options=(*options.BAYES, *WARM, *REFIT), sklearn="BayesSearchCV",
     staged=True, describe=_describe_rounds, size=_bayes_size, arguments=_bayes_arguments,
     stages=_bayes_stages, check_space=_bayes_space, first_points=_bayes_first,
-    warm_arguments=_bayes_warm,
-    estimate_note="estimated as every configuration on every fold: an upper bound"))
+    warm_arguments=_bayes_warm, estimated=_bayes_estimated,
+    estimate_note="estimated as every configuration on every fold in one stage: an upper "
+                  "bound on its training, not on its stages' start-ups (each stage waits for "
+                  "the one before)"))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "

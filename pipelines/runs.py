@@ -299,8 +299,10 @@ def estimates(search: Search, nodes: int = 1, accelerator: str = "cpu",
         speedup = costs.node_speedup(accelerator)
     checked = plan(search, local=True, count_features=True)
     rows = int(checked.schema["rows_used"])
-    refit = kinds.get(search.pipeline).exports_model
-    return [costs.estimate(checked.configs, checked.schema["folds"], rows,
+    kind = kinds.get(search.pipeline)
+    refit = kind.exports_model
+    configs = kind.estimated(checked) if kind.estimated is not None else checked.configs
+    return [costs.estimate(configs, checked.schema["folds"], rows,
                            checked.n_features, packing, refit=refit, nodes=int(nodes),
                            pod_start=costs.POD_START_SECONDS if pod_start is None
                            else float(pod_start), speedup=float(speedup))

@@ -16,9 +16,10 @@ def component_files(tmp_path_factory):
 
 def test_every_component_compiles_to_a_loadable_yaml(component_files):
     names = sorted(p.stem for p in component_files.glob("*.yaml"))
-    assert names == ["aggregate", "champion", "collect_folds", "export", "next_rung",
-                     "one_hot_encode", "one_hot_encode_folds", "plan_trials", "preprocess",
-                     "promote", "refit", "report", "scale", "scale_folds", "train"]
+    assert names == ["aggregate", "champion", "collect_folds", "export", "next_round",
+                     "next_rung", "one_hot_encode", "one_hot_encode_folds", "plan_trials",
+                     "preprocess", "promote", "refit", "report", "scale", "scale_folds",
+                     "train"]
     for path in component_files.glob("*.yaml"):
         assert components.load_component_from_file(str(path)).name
 

@@ -142,8 +142,8 @@ def test_python_keywords_are_the_table_in_scikit_learns_words():
     parameters = inspect.signature(foldwise.GridSearchCV).parameters
     table = [o.python_name for o in options.group(
         options.DATA, options.FOLDS, options.BUILDER, options.MODEL) if o.name != "target"]
-    expected = ["param_grid", "refit", "refit_epochs", "serving_image", *table, "output",
-                "verbose", "runner", "image"]
+    expected = ["param_grid", "warm_start", "refit", "refit_epochs", "serving_image", *table,
+                "output", "verbose", "runner", "image"]
     assert list(parameters) == expected
     assert parameters["runner"].default == "subprocess" and parameters["image"].default is None
     assert parameters["cv"].default == 5 and parameters["random_state"].default == 0

@@ -55,6 +55,8 @@ def check_configs(configs: list[dict], prepared, schema: dict, scaler: str, seed
     ours = [c for c in configs if c["params"].get("estimator") == ESTIMATOR]
     if not ours:
         return
+    import keras  # noqa: F401 - before the time limit, which is the builder's alone
+
     rows, _ = all_rows(prepared, schema, scaler)
     y = rows.y_train
     n_classes = class_count(schema)

@@ -75,13 +75,13 @@ def records(root: Path) -> list[Path]:
 def previous_trials(model_dir: str | os.PathLike) -> dict[str, Previous]:
     """The trials earlier runs finished, by key.
 
-    ``model_dir`` is this task's model folder, ``<root>/<run>/<loop>/train/model``. A resumed
-    run searches the other runs under ``<root>``; a warm start, every run under the pipeline
-    folders :data:`WARM_ENV` names.
+    ``model_dir`` is this task's model folder, ``<root>/<run>/<loop>/train/model``: the other
+    runs under ``<root>`` are searched (a resumed run's earlier ones), and every run under the
+    pipeline folders :data:`WARM_ENV` names (a warm start's).
     """
     model_dir = Path(model_dir).resolve()
     run = model_dir.parents[2]
-    roots = ([model_dir.parents[3]] if resuming() else []) + warm_roots()
+    roots = [model_dir.parents[3], *warm_roots()]
     found: dict[str, Previous] = {}
     for record in sorted(r for root in roots for r in records(root)):
         train_dir = record.parents[1]
