@@ -39,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import measure, record, table_path  # noqa: E402
+from compare import measure, record, table_path, training_work  # noqa: E402
 
 SPACE = {"hidden_units": [[32], [64], [128], [32, 16], [64, 32], [128, 64]],
          "learning_rate": [0.0003, 0.001, 0.003, 0.01], "dropout": [0.0, 0.2],
@@ -73,18 +73,7 @@ def run_search(tool: str, name: str) -> dict:
         seconds = time.perf_counter() - started
         summary = json.loads((output / "summary.json").read_text())
         table = pd.read_csv(output / "cv_results.csv")
-        work, trials, by_round = 0, 0, {}
-        for path in (output / "pipeline").rglob("results"):
-            try:
-                entries = json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError, IsADirectoryError):
-                continue
-            if isinstance(entries, list) and entries and "n_train" in entries[0]:
-                work += sum(e["n_train"] * e["epochs_run"] for e in entries)
-                trials += len(entries)
-                for e in entries:
-                    by_round[e.get("round", 0)] = (by_round.get(e.get("round", 0), 0)
-                                                   + e["n_train"] * e["epochs_run"])
+        work, trials, by_round = training_work(output)
         scoring = summary["scoring"]
         chosen = table.set_index("config_id").loc[summary["best_config_id"]]
         found_in = int(chosen["round"]) if "round" in table else 0

@@ -351,6 +351,28 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def training_work(output: Path) -> tuple[int, int, dict]:
+    """A run's training work from its train tasks' own records.
+
+    Returns:
+        ``(rows trained on × epochs run, summed; trials; that work by round, where the
+        entries carry one)``.
+    """
+    work, trials, by_round = 0, 0, {}
+    for path in (output / "pipeline").rglob("results"):
+        try:
+            entries = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError, IsADirectoryError):
+            continue
+        if isinstance(entries, list) and entries and "n_train" in entries[0]:
+            for entry in entries:
+                done = entry["n_train"] * entry["epochs_run"]
+                work += done
+                by_round[entry.get("round", 0)] = by_round.get(entry.get("round", 0), 0) + done
+            trials += len(entries)
+    return work, trials, by_round
+
+
 def record(script: str, marker: str, results, table: str, started: float,
            write_readme: bool) -> None:
     """A benchmark's end: its results as ``<script>.json``, its table printed.

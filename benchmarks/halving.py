@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import measure, replace_section, table_path  # noqa: E402
+from compare import measure, replace_section, table_path, training_work  # noqa: E402
 
 GRID = {"hidden_units": [[32], [64], [128], [64, 32]], "learning_rate": [0.0003, 0.001, 0.003],
         "l2": [0.0, 0.0001], "epochs": [20], "batch_size": [32]}
@@ -66,15 +66,7 @@ def run_search(tool: str, name: str, folds: int) -> dict:
         seconds = time.perf_counter() - started
         summary = json.loads((output / "summary.json").read_text())
         table = pd.read_csv(output / "cv_results.csv")
-        work, trials = 0, 0
-        for path in (output / "pipeline").rglob("results"):
-            try:
-                entries = json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError, IsADirectoryError):
-                continue
-            if isinstance(entries, list) and entries and "n_train" in entries[0]:
-                work += sum(e["n_train"] * e["epochs_run"] for e in entries)
-                trials += len(entries)
+        work, trials, _ = training_work(output)
         scoring = summary["scoring"]
         final = table.drop_duplicates("config_id", keep="last")
         return {"seconds": seconds, "best": summary["best_config_id"], "work": work,

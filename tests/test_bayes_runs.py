@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.results import train_entries
 
 import foldwise
 from foldwise.components.core.search import bayes
@@ -21,16 +22,6 @@ from foldwise.pipelines.cli import main
 pytestmark = pytest.mark.local
 SPACE = {"learning_rate": {"loguniform": [1e-3, 3e-1]}, "hidden_units": [[8], [16, 8]],
          "dropout": {"uniform": [0.0, 0.4], "when": {"hidden_units": [[16, 8]]}}}
-
-
-def train_entries(output: Path) -> list[dict]:
-    """Every (configuration, fold) entry of every train task of a run."""
-    entries = []
-    for path in sorted((output / "pipeline").rglob("results")):
-        loaded = json.loads(path.read_text())
-        if isinstance(loaded, list) and loaded and "n_train" in loaded[0]:
-            entries += loaded
-    return entries
 
 
 def last_plan(output: Path) -> dict:

@@ -7,11 +7,11 @@ grid (survivors go on from their last rung's states).
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.results import train_entries
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - scikit-learn's gate
 
 import foldwise
@@ -21,16 +21,6 @@ from foldwise.pipelines.cli import main
 pytestmark = pytest.mark.local
 SPACE = {"learning_rate": {"loguniform": [1e-3, 1e-1]}, "dropout": {"uniform": [0.0, 0.3]},
          "hidden_units": [[4], [8]]}
-
-
-def train_entries(output: Path) -> list[dict]:
-    """Every (configuration, fold) entry of every train task of a run."""
-    entries = []
-    for path in sorted((output / "pipeline").rglob("results")):
-        loaded = json.loads(path.read_text())
-        if isinstance(loaded, list) and loaded and "n_train" in loaded[0]:
-            entries += loaded
-    return entries
 
 
 @pytest.fixture(scope="module")

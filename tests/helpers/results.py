@@ -14,3 +14,13 @@ def train_task_results(folder: Path) -> list[dict]:
     uri = executed["parameterValues"]["Output"]
     assert Path(uri) == Path(folder) / "results"
     return json.loads(Path(uri).read_text())
+
+
+def train_entries(output: Path) -> list[dict]:
+    """Every (configuration, fold) entry of every train task of a run in ``output``."""
+    entries = []
+    for path in sorted((Path(output) / "pipeline").rglob("results")):
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, list) and loaded and "n_train" in loaded[0]:
+            entries += loaded
+    return entries
