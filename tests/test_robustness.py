@@ -385,16 +385,20 @@ def test_a_pack_stopped_mid_training_resumes_from_its_last_finished_epoch(tmp_pa
 
     import numpy as np
 
+    from foldwise.components.core.training.vmapped import CHECKPOINT_FILE
+
     data = tmp_path / "p.csv"
     penguins.sample(120, random_state=1).to_csv(data, index=False)
     output = tmp_path / "run"
     command = ["run", "cross-validation", "--data", str(data), "--target", "species",
                "--folds", "3", "--epochs", "1200", "--seed", "4"]
-    process, _ = interrupt_when([*command, "--output", str(output)], output,
-                                "pipeline/*/*/train/model/checkpoint/**/*.npz", settle=2)
+    # the checkpoints themselves, not a temporary file an interrupted write leaves beside them
+    checkpoints = f"pipeline/*/*/train/model/checkpoint/**/{CHECKPOINT_FILE}"
+    process, _ = interrupt_when([*command, "--output", str(output)], output, checkpoints,
+                                settle=2)
     process.communicate(timeout=60)
     assert process.returncode == 130
-    saved = list(output.glob("pipeline/*/*/train/model/checkpoint/**/*.npz"))
+    saved = list(output.glob(checkpoints))
     assert saved  # one per group of the pack (members of like rows train together)
     stopped = []
     for path in saved:
