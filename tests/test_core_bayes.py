@@ -321,3 +321,21 @@ def test_an_earlier_configuration_is_told_as_it_ended():
     told = warm.told({"cv_results": table, "summary": {"folds": 2}}, "accuracy")
     assert [(t["config_id"], t["state"], t["value"]) for t in told] == [
         ("a", "finished", 0.85), ("b", "pruned", 0.5), ("c", "failed", None)]
+
+
+def test_a_configuration_raced_out_in_an_earlier_run_and_asked_again_is_told_not_trained():
+    point = {"learning_rate": 0.01, "units": 100, "dropout": 0.1, "activation": "gelu"}
+    warm = [{"config_id": "cfg-" + json.dumps(point, sort_keys=True), "params": point,
+             "value": 0.3, "state": "pruned"}]
+
+    def same(points):  # every point the study asks makes that configuration
+        return [{"config_id": warm[0]["config_id"], "params": point, "searched": point}
+                for _ in points]
+
+    settings = {"n_iter": 2, "batch": 2, "racing": "off"}
+    plan = rounds.first_round(SPACE, 0, [0, 1, 2], {**settings, "warm": warm,
+                                                    "take_over": True},
+                              rounds.stage_count(settings, 3), "folds", same)
+    assert [task["configs"] for task in plan["tasks"]] == [[]]  # nothing to train
+    asked = [t for t in plan["study"]["trials"] if t["round"] == 0]
+    assert [(t["state"], t["value"]) for t in asked] == [("pruned", 0.3)] * 2

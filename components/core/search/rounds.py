@@ -192,7 +192,8 @@ def _ask(plan: dict, make_configs, packing: str) -> dict:
     study = plan["study"]
     points = bayes.ask(study, round_sizes(plan["bayes"])[round_], round_)
     numbers = range(len(study["trials"]) - len(points), len(study["trials"]))
-    known = {c["config_id"] for c in plan["candidates"]}
+    # scored before (a warm start's raced-out ones too): told what it came to, not trained
+    known = {c["config_id"] for c in plan["candidates"]} | {h["config_id"] for h in plan["told"]}
     trials, fresh = dict(plan["trials"]), []
     for number, config in zip(numbers, make_configs(points), strict=True):
         trials[str(number)] = config["config_id"]
