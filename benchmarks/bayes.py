@@ -1,6 +1,7 @@
 """Bayesian search with racing against the exhaustive grid and random search on one space.
 
-    .venv/bin/python benchmarks/bayes.py [--seeds 3] [--reuse-grid] [--write-readme]
+    .venv/bin/python benchmarks/bayes.py [--space narrow|wide] [--seeds 3] [--reuse-grid]
+                                         [--write-readme]
 
 On diamonds 10k (10,000 rows of the diamonds table), a space of 192 configurations (hidden
 layers [32], [64], [128], [32, 16], [64, 32] or [128, 64] × Adam learning rate 0.0003,
@@ -39,24 +40,35 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import measure, record, table_path, training_work  # noqa: E402
+from compare import measure, record, replace_section, table_path, training_work  # noqa: E402
 
 SPACE = {"hidden_units": [[32], [64], [128], [32, 16], [64, 32], [128, 64]],
          "learning_rate": [0.0003, 0.001, 0.003, 0.01], "dropout": [0.0, 0.2],
          "l2": [0.0, 0.0001], "batch_size": [32, 128]}
+# --space wide: 280 configurations with clearly bad regions (learning rates from 1e-5 to
+# 0.1, strong L2 and dropout, tiny and large layers, large batches), where most
+# configurations are far from the best.
+WIDE = {"hidden_units": [[4], [16], [64], [256], [16, 16], [64, 32], [256, 128]],
+        "learning_rate": [0.00001, 0.0001, 0.001, 0.01, 0.1], "dropout": [0.0, 0.5],
+        "l2": [0.0, 0.01], "batch_size": [32, 512]}
+SPACES = {"narrow": SPACE, "wide": WIDE}
 EPOCHS, FOLDS, N_ITER, BATCH = 20, 5, 40, 8
 TABLE, TARGET = "diamonds-10k", "price"
 
 
 def run_search(tool: str, name: str) -> dict:
-    """One search through the command line; its choice, scores and training work."""
+    """One search through the command line; its choice, scores and training work.
+
+    ``name`` is the table's, then ``@`` and the space's (the worker is given only a name).
+    """
+    name, _, space_name = name.partition("@")
     import subprocess
 
     import pandas as pd
 
     with tempfile.TemporaryDirectory(prefix="foldwise-bench-") as folder:
         space = Path(folder) / "space.yaml"
-        space.write_text(json.dumps(SPACE))
+        space.write_text(json.dumps(SPACES[space_name or "narrow"]))
         output = Path(folder) / "run"
         if tool == "grid":
             search, seed = ["grid-search"], 0
@@ -149,8 +161,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=5400.0)
     parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--space", choices=sorted(SPACES), default="narrow")
     parser.add_argument("--reuse-grid", action="store_true",
-                        help="take the exhaustive grid's results from benchmarks/bayes.json")
+                        help="take the exhaustive grid's results from the last run's JSON")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -160,19 +173,29 @@ def main() -> int:
     started = time.perf_counter()
     table_path(TABLE)
     results = {}
+    saved = "bayes.json" if args.space == "narrow" else f"bayes-{args.space}.json"
     if args.reuse_grid:
-        results["grid"] = json.loads((HERE / "bayes.json").read_text())["grid"]
+        results["grid"] = json.loads((HERE / saved).read_text())["grid"]
     for tool in ["grid", *[f"bayes-{seed}" for seed in range(args.seeds)]]:
         if tool in results:
             continue
-        measured = measure(tool, TABLE, args.timeout, script=__file__)
+        measured = measure(tool, f"{TABLE}@{args.space}", args.timeout, script=__file__)
         if "stopped_after" in measured:
             raise RuntimeError(f"{tool} did not finish in {args.timeout:.0f} s")
         measured["seconds"] = measured.pop("wall_s")
         results[tool] = measured
         print(f"{tool:8} {measured['seconds']:7.1f} s  work {measured['work'] / 1e6:8.1f} M  "
               f"best {measured['best']}", flush=True)
-    record("bayes", "bayes", results, report(results), started, args.write_readme)
+    if args.space == "narrow":
+        record("bayes", "bayes", results, report(results), started, args.write_readme)
+        return 0
+    (HERE / saved).write_text(json.dumps(results, indent=1) + "\n")
+    body = report(results)
+    print(body)
+    if args.write_readme:
+        minutes = (time.perf_counter() - started) / 60
+        replace_section(f"bayes-{args.space}", f"`benchmarks/bayes.py --space {args.space}` "
+                        f"({minutes:.0f} min)", body)
     return 0
 
 
