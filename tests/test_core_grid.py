@@ -180,3 +180,18 @@ def test_longest_first_schedules_tasks_on_parallel_slots():
     assert longest_first([5, 4, 3, 3, 3], 2) == 10  # longest first: 5+3 | 4+3+3
     assert longest_first([5, 4, 3, 3, 3], 5) == 5 and longest_first([5, 4], 1) == 9
     assert longest_first([], 3) == 0 and longest_first([1.0] * 10_000, 1_000) == 10
+
+
+def test_numbers_without_a_dot_read_as_numbers_as_json_writes_them(tmp_path):
+    """YAML 1.1 reads 1e-05 as text; a grid file reads it as JSON and YAML 1.2 do."""
+    import json
+
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"learning_rate": [0.00001, 0.001], "l2": [1e-07]}))
+    assert path.read_text().count("e-0") == 2  # how Python writes them
+    (part,) = load_grid(path)
+    assert part == {"learning_rate": [1e-05, 0.001], "l2": [1e-07]}
+    (path := tmp_path / "grid.yaml").write_text("learning_rate: [1e-3, 3E-2]\nepochs: [1e2]\n"
+                                                "activation: [relu]\n")
+    assert load_grid(path) == [{"learning_rate": [0.001, 0.03], "epochs": [100.0],
+                                "activation": ["relu"]}]

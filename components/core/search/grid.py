@@ -55,13 +55,38 @@ def read_yaml(path: str | Path):
     if not path.is_file():
         raise FoldwiseError(f"grid file {path} does not exist: check the path given to --grid")
     try:
-        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+        grid = yaml.load(path.read_text(encoding="utf-8"), Loader=_loader())  # noqa: S506
     except UnicodeDecodeError as err:
         raise FoldwiseError(f"grid file {path} is not UTF-8 text (byte {err.start}): give a "
                             "YAML or JSON file") from err
     except yaml.YAMLError as err:
         raise FoldwiseError(f"grid file {path} is not valid YAML ({_yaml_problem(err)})") from err
     return grid
+
+
+def _loader():
+    """PyYAML's safe loader, reading numbers as YAML 1.2 (and JSON) do.
+
+    YAML 1.1, which PyYAML follows, reads ``1e-05`` and ``1e3`` (no dot) as text; JSON and
+    YAML 1.2 read them as numbers, and so does a grid file here (Python's ``json.dumps``
+    writes ``1e-05``).
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+    return Loader
 
 
 def _yaml_problem(err) -> str:
