@@ -174,7 +174,7 @@ def _warm(plan: dict, warm: list[dict], make_configs) -> tuple[dict, list[dict]]
         number = bayes.tell_earlier(study, point, row["value"], row["state"])
         trials[str(number)] = config["config_id"]
         told.append({"config_id": config["config_id"], "state": study["trials"][number]["state"],
-                     "value": study["trials"][number]["value"], "n_resources": None})
+                     "value": study["trials"][number]["value"]})
         if study["trials"][number]["state"] == bayes.FINISHED:
             finished.append({**config, "round": -1})
     return ({**plan, "told": told, "trials": trials, "candidates": [*plan["candidates"],
@@ -312,8 +312,7 @@ def _outcome(cid: str, values: list[float], state: str) -> dict:
     mean = float(np.mean(values)) if values else math.nan
     if not math.isfinite(mean):
         state = bayes.FAILED
-    return {"config_id": cid, "state": state, "value": mean if math.isfinite(mean) else None,
-            "n_resources": len(values)}
+    return {"config_id": cid, "state": state, "value": mean if math.isfinite(mean) else None}
 
 
 def incumbent(plan: dict) -> str | None:
