@@ -22,6 +22,7 @@ def aggregate(
     scoring: str = "",
     refit: str = "best",
     refit_epochs: str = "fixed",
+    objectives: str = "",
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
@@ -49,10 +50,13 @@ def aggregate(
         classification_metrics: Pooled out-of-fold confusion matrix (and ROC curve for two
             classes) of the best configuration.
         scoring: Metric to rank by; empty for ``r2`` (regression) or ``accuracy``.
-        refit: ``best`` (the highest mean score) or ``one_standard_error`` (the simplest
-            configuration within one standard error of it) is refitted and reported as best.
+        refit: ``best`` (the highest mean score), ``one_standard_error`` (the simplest
+            configuration within one standard error of it) or ``pareto:<cost>`` (the
+            cheapest within it) is refitted and reported as best.
         refit_epochs: ``fixed``: the refit trains the configuration's own epochs; ``cv``: the
             epoch at which its mean validation-fold loss over the folds is lowest.
+        objectives: The score and serving costs weighed against each other (e.g.
+            ``r2,latency``): ``cv_results`` marks the Pareto front.
     """
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json, write_json
@@ -60,7 +64,8 @@ def aggregate(
 
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
     out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),
-                           storage.read_bytes, refit, refit_epochs)
+                           storage.read_bytes, refit, refit_epochs,
+                           objectives)
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)

@@ -21,6 +21,7 @@ def plan_trials(
     halving: dict = {},  # noqa: B006
     rungs: int = 0,
     bayes: dict = {},  # noqa: B006
+    objectives: str = "",
 ) -> list:
     """Plan the train tasks: every configuration of the grid on every fold.
 
@@ -54,6 +55,8 @@ def plan_trials(
             with.
         bayes: A Bayesian search's settings (``core.search.rounds.BAYES_KEYS``): the study of
             ``param_distributions`` asks its first round here (``core.search.rounds``).
+        objectives: The run's objectives (``core.scoring.pareto``): with costs among them,
+            the Bayesian search's study weighs them against the score (multi-objective).
 
     Returns:
         ``[0, 1, ...]``: the train tasks' numbers in ``plan``, the items of the train loop.
@@ -66,10 +69,12 @@ def plan_trials(
     select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
     if bayes:
+        from foldwise.components.core.scoring.pareto import costs_named
         from foldwise.components.core.search import rounds
 
         planned = rounds.first_round(param_distributions, seed, fold_ids, bayes, rungs, packing,
-                                     rounds.configurations(model_spec, described, seed))
+                                     rounds.configurations(model_spec, described, seed),
+                                     costs_named(objectives))
         write_json(plan.path, planned)
         plan.metadata.update({"tasks": len(planned["tasks"]),
                               "configurations": len(planned["candidates"])})

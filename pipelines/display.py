@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from foldwise.components.core.scoring.pareto import COSTS
 from foldwise.pipelines import kinds
 
 
@@ -130,9 +131,12 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
                                                                          "folds") == "folds")
     if halving:  # ranked as shown: the last rung's first (cv_results ranks every row)
         table = table.assign(**{f"rank_test_{scoring}": range(1, len(table) + 1)})
+    costs = [c for c in summary.get("objectives", [])[1:] if COST_HEADINGS.get(c)]
     lines = ["", f"{'rank':<5}{'config':<16}{scoring + ' mean ± std':>26}"
              + (f"{'p':>7}" if compared else "") + (f"{'round':>6}" if in_rounds else "")
              + (f"{'folds':>6}" if by_folds else "")
+             + "".join(f"{COST_HEADINGS[c][0]:>{COST_HEADINGS[c][1]}}" for c in costs)
+             + (f"{'front':>6}" if costs else "")
              + "  " + "  ".join(varying)]
     failed = []
     for (_, row), values in zip(table.iterrows(), params, strict=True):
@@ -146,16 +150,37 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
         shown = (f"{p:7.3f}" if isinstance(p, float) and p == p else " " * 7) if compared else ""
         shown += f"{int(row['round']):>6}" if in_rounds else ""
         shown += f"{int(row['n_resources']):>6}" if by_folds else ""
+        shown += "".join(_cost(row.get(COSTS[c]), COST_HEADINGS[c][1]) for c in costs)
+        shown += f"{'*' if row.get('pareto_front') in (True, 'True') else '':>6}" if costs else ""
         lines.append(f"{row[f'rank_test_{scoring}']:<5}{row['config_id']:<16}{score:>26}"
                      f"{shown}  " + "  ".join(_short(values.get(k)) for k in varying))
     notes = [""] + failed if failed else []
     if compared:
         notes.append(f"\np: corrected resampled t-test (Nadeau-Bengio), one-sided, that the best "
                      f"{scoring} is no better than this configuration's")
+    if costs:
+        notes.append(f"front    * on the Pareto front of {', '.join(summary['objectives'])}"
+                     + ("; latency: milliseconds per 1,000 raw rows of the exported model"
+                        if "latency" in costs else ""))
     if summary.get("top_config_id") and summary["best_config_id"] != summary["top_config_id"]:
-        notes.append(f"refit    one standard error rule: {summary['best_config_id']}, the "
-                     f"simplest within one standard error of {summary['top_config_id']}")
+        rule = summary.get("refit", "one_standard_error")
+        chosen = (f"the lowest {rule.split(':', 1)[1]}" if rule.startswith("pareto:")
+                  else "the simplest")
+        notes.append(f"refit    {rule}: {summary['best_config_id']}, {chosen} within one "
+                     f"standard error of {summary['top_config_id']}")
     return "\n".join(lines + notes)
+
+
+# cost → (heading, width); its cv_results column is core.scoring.pareto.COSTS's
+COST_HEADINGS = {"latency": ("ms/1k rows", 11), "n_parameters": ("params", 9),
+                 "model_bytes": ("bytes", 10)}
+
+
+def _cost(value, width: int) -> str:
+    if value is None or value != value:
+        return " " * width
+    return f"{value:>{width}.2f}" if float(value) < 1000 and not float(value).is_integer() \
+        else f"{int(value):>{width}}"
 
 
 def _short(value) -> str:

@@ -154,6 +154,30 @@ def pipeline_function(name: str, settings=None, rungs: int | None = None):
     return kinds.get(name).build(settings or LOCAL, rungs)
 
 
+def checked_objectives(search: Search, scoring: str, names: tuple[str, ...],
+                       task: str) -> tuple[str, str]:
+    """The run's objectives and scoring, checked: ``("r2,latency", "r2")``.
+
+    A score named in ``--objectives`` is the run's scoring when ``--scoring`` is not given;
+    a ``pareto:<cost>`` refit adds its cost to the objectives (it is measured, and the
+    front is drawn). Empty objectives stay empty.
+
+    Raises:
+        FoldwiseError: As ``core.scoring.pareto.parse``.
+    """
+    from foldwise.components.core.scoring import metrics, pareto
+
+    text = str(search.run.get("objectives") or "")
+    named = [name.strip() for name in text.split(",") if name.strip() in names]
+    scoring = scoring or (named[0] if named else "")
+    resolved = scoring or metrics.default_scoring(task)
+    wanted = pareto.parse(text, resolved, names)
+    costs = pareto.measured(wanted, str(search.choice.get("refit") or "best"))
+    if not costs:
+        return "", scoring
+    return ",".join([wanted.score, *costs]), scoring
+
+
 def plan(search: Search, local: bool = True, count_features: bool = False) -> Plan:
     """Check everything a run needs before any step runs, and build the pipeline's arguments.
 
@@ -218,9 +242,11 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
     if scoring and scoring not in names:
         raise FoldwiseError(f"--scoring {scoring!r} is not reported for {task}; use one of "
                             f"{', '.join(names)}")
+    objectives, scoring = checked_objectives(search, scoring, names, task)
     packing = search.run["packing"] or (options.LOCAL_DEFAULTS["packing"] if local
                                         else options.option("packing").default)
-    arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model_spec}
+    arguments = {"data": data, **search.run, "packing": packing, "model_spec": search.model_spec,
+                 "scoring": scoring, "objectives": objectives}
     if kinds.GRID in kind.candidates:
         arguments["param_grid"] = grid
     if kinds.SPACE in kind.candidates:

@@ -120,6 +120,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("baseline", FOLDS, "mlp: also score scikit-learn's MLP with matching hidden layers, "
            "learning rate, batch size and epochs on the same folds", default="none",
            choices=("none", "mlp")),
+    Option("objectives", FOLDS, "the score and what the model costs to serve, weighed "
+           "against each other: e.g. r2,latency (also n_parameters, model_bytes); latency is "
+           "milliseconds per 1,000 raw rows of the exported model. cv_results marks the Pareto "
+           "front", default="", metavar="SCORE,COST"),
     Option("packing", FOLDS, "configs: train configurations that pack into one program "
            "(foldwise plan lists what keeps them apart) together, all folds, in 2 tasks; folds: "
            "one task per configuration, its folds packed; none: one task per (configuration, "
@@ -193,8 +197,10 @@ OPTIONS: tuple[Option, ...] = (
            "table, target, folds and seed): its scores seed a Bayesian search, and trials its "
            "folder holds are taken over, not trained again"),
     Option("refit", SEARCH, "best: refit the top mean score; one_standard_error: the simplest "
-           "configuration within one standard error of it", default="best",
-           choices=("best", "one_standard_error")),
+           "configuration within one standard error of it; pareto:latency (or pareto:"
+           "n_parameters, pareto:model_bytes): the cheapest within one standard error of it",
+           default="best", choices=("best", "one_standard_error", "pareto:latency",
+                                    "pareto:n_parameters", "pareto:model_bytes")),
     Option("refit_epochs", SEARCH, "fixed: refit with the configuration's epochs; cv: with the "
            "epoch whose mean validation-fold loss over the folds is lowest", default="fixed",
            choices=("fixed", "cv")),
@@ -253,7 +259,7 @@ def choices(name: str) -> tuple[str, ...]:
 PREPROCESS = ("target", "task", "categorical", "numeric", "drop", "group_column", "folds",
               "seed")
 # Options of a run that every pipeline takes as parameters (besides its own).
-RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "packing")
+RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "objectives", "packing")
 
 
 # The search options each pipeline takes (the others take none).

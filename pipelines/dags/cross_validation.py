@@ -40,6 +40,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
         model_spec: dict = {},  # noqa: B006
         scoring: str = "",
         baseline: str = "none",
+        objectives: str = "",
         packing: str = "none",
     ) -> CrossValidationOutputs:
         """Cross-validate one Keras model configuration.
@@ -61,6 +62,9 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
             scoring: Metric to rank by; empty for the task's default.
             baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
+            objectives: The score and serving costs weighed against each other
+                (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
+                marks the Pareto front.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.

@@ -39,6 +39,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         scaler: str = "standard",
         scoring: str = "",
         baseline: str = "none",
+        objectives: str = "",
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
@@ -65,12 +66,17 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
             scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.
             baseline: ``mlp`` to also score scikit-learn's MLP with matching layers, learning
                 rate, batch size and epochs on the same folds (rows marked in ``cv_results``).
+            objectives: The score and serving costs weighed against each other
+                (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
+                marks the Pareto front.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.
                 The same models either way.
             refit: ``best``: refit the configuration with the highest mean score;
-                ``one_standard_error``: the simplest within one standard error of it.
+                ``one_standard_error``: the simplest within one standard error of it;
+                ``pareto:latency`` (``pareto:n_parameters``, ``pareto:model_bytes``): the
+                cheapest within one standard error of it.
             refit_epochs: ``fixed``: refit with the configuration's epochs; ``cv``: with the
                 epoch whose mean validation-fold loss over the folds is lowest.
             serving_image: The image that serves the exported SavedModel, given as the

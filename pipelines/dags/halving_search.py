@@ -47,6 +47,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
         scaler: str = "standard",
         scoring: str = "",
         baseline: str = "none",
+        objectives: str = "",
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
@@ -78,8 +79,11 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
             scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
             scoring: Metric that ranks candidates; empty for ``r2`` / ``accuracy``.
             baseline: ``mlp`` to also score scikit-learn's MLP twin of each configuration.
+            objectives: The score and serving costs weighed against each other
+                (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
+                marks the Pareto front.
             packing: ``none``, ``folds`` or ``configs``: how trials share train tasks.
-            refit: ``best`` or ``one_standard_error``.
+            refit: ``best``, ``one_standard_error`` or ``pareto:<cost>``.
             refit_epochs: ``fixed`` or ``cv`` (the epoch of the lowest mean validation loss).
             serving_image: The image that serves the exported SavedModel, given as the
                 ``serving_model`` output's ``containerSpec.imageUri`` (Vertex AI's prebuilt

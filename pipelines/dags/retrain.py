@@ -43,6 +43,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         scaler: str = "standard",
         scoring: str = "",
         baseline: str = "none",
+        objectives: str = "",
         packing: str = "none",
         serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
     ) -> RetrainOutputs:
@@ -67,6 +68,9 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
             scoring: Metric that decides; empty for ``r2`` / ``accuracy``.
             baseline: ``mlp`` to also score scikit-learn's MLP twins.
+            objectives: The score and serving costs weighed against each other
+                (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
+                marks the Pareto front.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.

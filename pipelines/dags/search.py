@@ -100,12 +100,19 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                               **({} if n_iter is None else {"n_iter": n_iter}),
                               **({} if halving is None else {"halving": halving,
                                                              "rungs": rungs}),
-                              **({} if bayes is None else {"bayes": bayes, "rungs": rungs})),
+                              **({} if bayes is None else {"bayes": bayes, "rungs": rungs,
+                                                           "objectives": values["objectives"]})),
                   "plan-trials")
+    # What every train task takes besides its plan and number: the serving costs are
+    # measured on raw rows with each fold's own fitted preprocessing (core.serving.costs).
+    train_inputs = {"fold_data": fold_data.outputs["fold_data"], "schema": schema,
+                    "seed": values["seed"], "model_spec": model_spec,
+                    "objectives": values["objectives"], "prepared": prepared.outputs["prepared"],
+                    "scaler_state": scaled.outputs["scaler_state"],
+                    "encoder_state": fold_data.outputs["encoder_state"]}
     with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
-        trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                             plan=trials.outputs["plan"], trial=trial,
-                             seed=values["seed"], model_spec=model_spec), "train")
+        trained = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
+                       "train")
     collected = dsl.Collected(trained.outputs["Output"])
     staged = halving is not None or bayes is not None
     stage = "stage" if bayes is not None else "rung"
@@ -126,12 +133,12 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
         trials = planned
         with dsl.ParallelFor(items=planned.outputs["Output"],
                              name=f"trials-{stage}-{rung}") as trial:
-            trained = step(train(fold_data=fold_data.outputs["fold_data"], schema=schema,
-                                 plan=planned.outputs["plan"], trial=trial,
-                                 seed=values["seed"], model_spec=model_spec), "train")
+            trained = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
+                           "train")
         collected = dsl.Collected(trained.outputs["Output"])
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
-                             refit=refit, refit_epochs=refit_epochs), "aggregate")
+                             refit=refit, refit_epochs=refit_epochs,
+                             objectives=values["objectives"]), "aggregate")
     return prepared, results
 
 

@@ -31,8 +31,18 @@ def fit_preprocessing(prepared: pd.DataFrame, schema: dict, scaler: str) -> dict
         JSON-ready ``{"scaler", "one_hot", "features", "inputs"}``; ``inputs`` maps each raw
         column to the serving model's input name and dtype.
     """
-    scaler_state = fit_scaler(prepared, schema["numeric"], scaler)
-    encoder = fit_one_hot(prepared, schema["categorical"])
+    return serving_state(schema, fit_scaler(prepared, schema["numeric"], scaler),
+                         fit_one_hot(prepared, schema["categorical"]))
+
+
+def serving_state(schema: dict, scaler_state: dict, encoder: dict) -> dict:
+    """The fitted state a serving model folds in, from a scaler's and an encoder's states.
+
+    The refit's (fitted on every row), or one fold's (``scale_folds`` and
+    ``one_hot_encode_folds`` record each fold's, fitted on its training rows).
+    """
+    scaler_state = {k: v for k, v in scaler_state.items() if k != "fold"}
+    encoder = {k: v for k, v in encoder.items() if k not in ("fold", "features")}
     columns = [*schema["numeric"], *schema["categorical"]]
     dtypes = ["float32"] * len(schema["numeric"]) + ["string"] * len(schema["categorical"])
     inputs = [{"column": c, "input": name, "dtype": dtype, "shape": []}

@@ -466,3 +466,14 @@ SKLEARN_MLP = register(Estimator("sklearn_mlp", _fit_sklearn_mlp, _predict_sklea
 KERAS_BUILDER = register(Estimator("keras_builder", _fit_builder, _predict_builder, _save_keras,
                                    standard_target_scaling, _prepare_builder, role="user"))
 
+
+def load_trained(path: str, spec: dict):
+    """A trained model saved as ``model.keras`` (a user's builder registered first)."""
+    import keras
+
+    if role_of(spec) == "user":  # registers the builder's own objects
+        load_builder(spec["builder"])
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception:  # a loss or metric that does not load: the network is what is needed
+        return keras.saving.load_model(path, safe_mode=True, compile=False)

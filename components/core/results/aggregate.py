@@ -23,6 +23,7 @@ from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.models.estimators import keras_names, named
 from foldwise.components.core.scoring import metrics as scoring_metrics
+from foldwise.components.core.scoring import pareto
 from foldwise.components.core.scoring.stats import corrected_ttest, one_standard_error
 
 VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
@@ -47,7 +48,7 @@ class Aggregated:
 
 def aggregate_search(schema: dict, task_results: list[str], scoring: str, versions: dict,
                      read_bytes: Callable[[str], bytes], refit: str = "best",
-                     refit_epochs: str = "fixed") -> Aggregated:
+                     refit_epochs: str = "fixed", objectives: str = "") -> Aggregated:
     """Rank every configuration, pick the best and gather its out-of-fold predictions.
 
     Args:
@@ -65,6 +66,10 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         refit_epochs: ``fixed``: refit with the configuration's own epochs; ``cv``: with
             the epoch at which its mean validation-fold loss over the folds is lowest
             (:func:`cv_epoch`; its own epochs when no loss was recorded per epoch).
+        objectives: The score and costs weighed against each other
+            (``core.scoring.pareto``, e.g. ``"r2,latency"``): ``cv_results`` marks the
+            configurations on their Pareto front (``pareto_front``) and the summary lists
+            them; a ``pareto:<cost>`` refit needs its cost measured.
 
     Raises:
         FoldwiseError: Every configuration that could be chosen failed (the first error is
@@ -73,10 +78,16 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     task, classes, n_classes = schema["task"], schema["classes"], class_count(schema)
     names = list(scoring_metrics.metric_names(task, n_classes))
     scoring = scoring or scoring_metrics.default_scoring(task)
+    wanted = pareto.parse(objectives, scoring, names)
     results = read_fold_results(task_results)
     table = cv_results(results, names)
     add_comparisons(table, scoring, *fold_sizes(results))
+    if wanted.several:
+        add_front(table, wanted)
     described = summary(schema, table, names, scoring, versions, refit)
+    described["objectives"] = wanted.names
+    if wanted.several:
+        described["pareto_front"] = front_summary(table, wanted)
     best_id = described["best_config_id"]
     best = [r for r in results if r["config_id"] == best_id]
     if any(r.get("resource") == "epochs" for r in best):  # the models of its last rung
@@ -248,8 +259,10 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         ordered += [f"split{k}_test_{metric}" for k in folds]
         ordered += [f"mean_test_{metric}", f"std_test_{metric}", f"rank_test_{metric}"]
     ordered += ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
-                "n_parameters", "fit_error"]
-    return table[ordered]
+                "n_parameters"]
+    if any("serving" in r for r in fold_results):  # measured (core.serving.costs)
+        ordered += list(SERVING_COLUMNS)
+    return table[[*ordered, "fit_error"]]
 
 
 def _row(cid: str, results: list[dict], folds: list, param_names: list[str],
@@ -283,6 +296,9 @@ def _row(cid: str, results: list[dict], folds: list, param_names: list[str],
         row[f"std_{timing}"] = float(np.std(values))
     counts = [r.get("n_parameters") for r in results if r.get("n_parameters") is not None]
     row["n_parameters"] = int(counts[0]) if counts else np.nan
+    served = [r["serving"] for r in results if "latency_ms" in (r.get("serving") or {})]
+    for column in SERVING_COLUMNS:  # the last measurement (a later rung's, if any)
+        row[column] = float(served[-1][column]) if served else np.nan
     row["fit_error"] = next((errors[k] for k in scored if errors[k]), "")
     return row
 
@@ -436,7 +452,10 @@ def cv_epoch(histories: dict) -> int | None:
 
 
 def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None:
-    """The configuration to refit: the best Keras one, or by the one-standard-error rule.
+    """The configuration to refit: the best Keras one, or by a one-standard-error rule.
+
+    ``pareto:<cost>``: the Keras configuration with the lowest cost among those within one
+    standard error of the best mean (``core.scoring.pareto.pick``).
 
     ``one_standard_error``: among Keras configurations that did not fail, the simplest whose
     mean is at least the best mean minus the best's standard error (its folds' sample
@@ -456,6 +475,15 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
         return None
     folds = int(rows.iloc[0][[c for c in rows.columns if c.startswith("split")
                               and c.endswith(f"_test_{scoring}")]].notna().sum())
+    if refit.startswith(pareto.PARETO):
+        column = pareto.COSTS[refit.removeprefix(pareto.PARETO)]
+        if column not in rows or not rows[column].notna().any():
+            raise FoldwiseError(
+                f"refit {refit} needs each configuration's {column}, which this run did not "
+                f"measure: add {refit.removeprefix(pareto.PARETO)} to objectives")
+        position = pareto.pick(rows[f"mean_test_{scoring}"], rows[f"std_test_{scoring}"],
+                               rows[column], folds)
+        return str(rows.iloc[position]["config_id"])
     weights = rows["n_parameters"].to_numpy(dtype="float64") if "n_parameters" in rows \
         else np.full(len(rows), np.nan)
     def column(name: str, sign: float = 1.0) -> list[float]:
@@ -470,6 +498,42 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
                                   rows[f"std_test_{scoring}"].to_numpy(dtype="float64"),
                                   folds, complexity)
     return str(rows.iloc[position]["config_id"])
+
+
+SERVING_COLUMNS = (pareto.COSTS["latency"], pareto.SPREAD_COLUMN, pareto.COSTS["model_bytes"])
+
+
+def add_front(table: pd.DataFrame, objectives: pareto.Objectives) -> None:
+    """Add ``pareto_front``, in place: whether a row is on the front of ``objectives``.
+
+    Over the rows the best is chosen from (:func:`eligible_rows`) among Keras
+    configurations that did not fail; every other row is off the front.
+
+    Raises:
+        FoldwiseError: A cost the run did not measure.
+    """
+    columns = [pareto.COSTS[cost] for cost in objectives.costs]
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise FoldwiseError(
+            f"objectives {', '.join(objectives.costs)}: {', '.join(missing)} was not measured "
+            "(the train steps measure it when given the same objectives)")
+    rows = eligible_rows(table)
+    rows = rows[rows["param_estimator"].isin(keras_names()) & ~_failed(rows)]
+    on = pareto.front(rows[f"mean_test_{objectives.score}"], rows[columns])
+    table["pareto_front"] = table.index.isin(rows.index[on])
+
+
+def front_summary(table: pd.DataFrame, objectives: pareto.Objectives) -> list[dict]:
+    """The front's configurations, cheapest first by the first cost: id, score and costs."""
+    score = objectives.score
+    rows = table[table["pareto_front"]]
+    first = pareto.COSTS[objectives.costs[0]]
+    rows = rows.sort_values([first, f"mean_test_{score}"], ascending=[True, False])
+    return [{"config_id": row["config_id"], "mean": _json_float(row[f"mean_test_{score}"]),
+             "std": _json_float(row[f"std_test_{score}"]),
+             **{cost: _json_float(row[pareto.COSTS[cost]]) for cost in objectives.costs}}
+            for _, row in rows.iterrows()]
 
 
 def _json_float(value: float) -> float | None:

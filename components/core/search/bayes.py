@@ -1,7 +1,8 @@
 """Model-based search: Optuna's TPE asked for a round's batch, told what earlier rounds scored.
 
 The optimizer's whole state is the *study*, plain data: the space, the seed, the direction
-and every configuration asked so far with what it scored. Each round rebuilds an Optuna study
+(or directions: a score and costs, ``core.scoring.pareto``) and every configuration asked
+so far with what it scored. Each round rebuilds an Optuna study
 from it (its told trials added as finished, pruned or failed trials), asks the round's batch
 and records it; so the state travels between a compiled pipeline's stages as one artifact,
 the way the halving plan travels, and the same study asks the same batch wherever it runs.
@@ -263,13 +264,21 @@ def _condition(where: str, name: str, when: Any, earlier: list[Parameter]) -> tu
     return tuple(result)
 
 
-def new_study(space: Any, seed: int, direction: str = "maximize") -> dict:
-    """An empty study of ``space`` (checked now, so a bad space fails before any round)."""
+def new_study(space: Any, seed: int, direction: str = "maximize",
+              costs: int = 0) -> dict:
+    """An empty study of ``space`` (checked now, so a bad space fails before any round).
+
+    With ``costs``, the study has several objectives: the score in ``direction``, then that
+    many costs to minimize (``core.scoring.pareto``); Optuna's TPE then runs multi-objective.
+    """
     if direction not in DIRECTIONS:
         raise FoldwiseError(f"direction must be one of {', '.join(DIRECTIONS)}, got "
                             f"{direction!r}")
     parameters(space)
-    return {"space": space, "seed": int(seed), "direction": direction, "trials": []}
+    study = {"space": space, "seed": int(seed), "direction": direction, "trials": []}
+    if int(costs):
+        study["directions"] = [direction, *["minimize"] * int(costs)]
+    return study
 
 
 def ask(study: dict, n: int, round_: int) -> list[dict]:
@@ -335,21 +344,27 @@ def project(study: dict, params: dict) -> dict | None:
     return point
 
 
-def tell_earlier(study: dict, point: dict, value: float | None, state: str) -> int:
+def tell_earlier(study: dict, point: dict, value: float | None, state: str,
+                 costs: list | None = None) -> int:
     """Record a configuration an earlier run scored (round ``-1``); returns its number."""
     number = len(study["trials"])
     study["trials"].append({"number": number, "round": -1, "params": point, "state": None,
                             "value": None})
-    tell(study, number, value, state)
+    tell(study, number, value, state, costs)
     return number
 
 
-def tell(study: dict, number: int, value: float | None, state: str = FINISHED) -> None:
+def tell(study: dict, number: int, value: float | None, state: str = FINISHED,
+         costs: list | None = None) -> None:
     """Record what a trial came to: a score, a raced-out (``pruned``) score, or a failure.
 
     A pruned trial's ``value`` is its score on the folds it was trained on, which the sampler
     reads as Optuna reads a pruned trial's last intermediate value: never as a finished
     score. A failed one (or a non-finite score) tells the sampler nothing but its failure.
+    A study of several objectives is told a finished trial's ``costs`` too (its
+    ``values``: the score, then the costs); one whose costs were not all measured is told
+    pruned, a censored result, as is a raced-out one (Optuna's multi-objective TPE reads no
+    intermediate value).
 
     Raises:
         FoldwiseError: An unknown trial, a state that is not one of finished, pruned, failed.
@@ -360,8 +375,14 @@ def tell(study: dict, number: int, value: float | None, state: str = FINISHED) -
     if not 0 <= int(number) < len(trials):
         raise FoldwiseError(f"the study has no trial {number}")
     finite = value is not None and math.isfinite(float(value))
-    trials[int(number)].update(state=state if finite or state == FAILED else FAILED,
-                               value=float(value) if finite else None)
+    state = state if finite or state == FAILED else FAILED
+    trials[int(number)].update(state=state, value=float(value) if finite else None)
+    if "directions" in study and state == FINISHED:
+        measured = [float(c) for c in costs or [] if c is not None and math.isfinite(float(c))]
+        if len(measured) == len(study["directions"]) - 1:
+            trials[int(number)]["values"] = [float(value), *measured]
+        else:
+            trials[int(number)]["state"] = PRUNED
 
 
 def best(study: dict) -> dict | None:
@@ -383,7 +404,10 @@ def _rebuilt(study: dict, space: list[Parameter], round_: int):
         sampler = optuna.samplers.TPESampler(
             seed=int(study["seed"]) * 1009 + int(round_), multivariate=True, group=True,
             constant_liar=True, n_startup_trials=max(4, len(space) + 1))
-        created = optuna.create_study(direction=study["direction"], sampler=sampler)
+        several = "directions" in study
+        created = (optuna.create_study(directions=study["directions"], sampler=sampler)
+                   if several else optuna.create_study(direction=study["direction"],
+                                                       sampler=sampler))
     by_name = {p.name: p for p in space}
     state = optuna.trial.TrialState
     for trial in study["trials"]:
@@ -391,12 +415,14 @@ def _rebuilt(study: dict, space: list[Parameter], round_: int):
                   if name in by_name}
         distributions = {name: by_name[name].distribution() for name in params}
         if trial["state"] == FINISHED:
-            frozen = optuna.trial.create_trial(params=params, distributions=distributions,
-                                               value=trial["value"])
+            frozen = optuna.trial.create_trial(
+                params=params, distributions=distributions,
+                **({"values": trial["values"]} if several else {"value": trial["value"]}))
         elif trial["state"] == PRUNED:
             frozen = optuna.trial.create_trial(
                 params=params, distributions=distributions, state=state.PRUNED,
-                intermediate_values={0: trial["value"]})
+                intermediate_values={} if several or trial["value"] is None
+                else {0: trial["value"]})
         elif trial["state"] == FAILED:
             frozen = optuna.trial.create_trial(params=params, distributions=distributions,
                                                state=state.FAIL)

@@ -17,6 +17,11 @@ candidate asked so far, what each scored on which fold, and the URIs of every re
 
 A configuration the study asks again (two points that make one configuration) is not trained
 again: its trial is told what the configuration came to.
+
+With costs among the objectives (``core.scoring.pareto``), the study is multi-objective: a
+finished configuration is told its score and its costs (measured by the train tasks), and
+racing drops a configuration only when the t-test finds it worse than one that costs no
+more on every cost, since a cheaper model may belong on the front whatever it scores.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
 from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.models.builder_checks import tensorflow_operations
+from foldwise.components.core.scoring import pareto
 from foldwise.components.core.search import bayes
 from foldwise.components.core.search.grid import candidates
 from foldwise.components.core.search.halving import survivors
@@ -113,7 +119,7 @@ def round_sizes(settings: dict) -> list[int]:
 
 
 def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, packing: str,
-                make_configs) -> dict:
+                make_configs, costs: tuple[str, ...] | list[str] = ()) -> dict:
     """The plan of the first stage: the study's first batch on the first folds.
 
     Args:
@@ -124,6 +130,9 @@ def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, p
         stages: How many stages the pipeline was built with.
         packing: How trials are grouped into tasks (``core.search.packing.plan_trials``).
         make_configs: ``points -> configurations``, one each, in order (``core.search.grid``).
+        costs: Costs weighed against the score (``core.scoring.pareto``): the study runs
+            multi-objective, told each finished configuration's score and costs, and racing
+            drops a configuration only for one that is no costlier.
 
     Raises:
         FoldwiseError: A bad space or setting, or a pipeline built with another number of
@@ -140,7 +149,8 @@ def first_round(space, seed: int, fold_ids: list, settings: dict, stages: int, p
             f"this search needs {needed} stages ({round_count(settings)} rounds of "
             f"{len(resources)}) but the pipeline was built with {stages}: compile it with "
             f"--rungs {needed}")
-    plan = {"bayes": settings, "study": bayes.new_study(space, seed), "folds": folds,
+    plan = {"bayes": settings, "study": bayes.new_study(space, seed, costs=len(costs)),
+            "costs": list(costs), "measured": {}, "folds": folds,
             "resources": resources, "stages": int(stages), "slot": 0, "round": -1,
             "stage": 0, "candidates": [], "trials": {}, "alive": [], "told": [],
             "scores": {}, "fold_sizes": [], "results": [], "history": []}
@@ -171,10 +181,13 @@ def _warm(plan: dict, warm: list[dict], make_configs) -> tuple[dict, list[dict]]
         if config["config_id"] != row["config_id"] or config["config_id"] in known:
             continue
         known.append(config["config_id"])
-        number = bayes.tell_earlier(study, point, row["value"], row["state"])
+        costs = [row.get("costs", {}).get(cost) for cost in plan["costs"]]
+        number = bayes.tell_earlier(study, point, row["value"], row["state"], costs)
         trials[str(number)] = config["config_id"]
-        told.append({"config_id": config["config_id"], "state": study["trials"][number]["state"],
-                     "value": study["trials"][number]["value"]})
+        told.append({"config_id": config["config_id"], "state": row["state"]
+                     if study["trials"][number]["state"] == bayes.PRUNED
+                     else study["trials"][number]["state"],
+                     "value": study["trials"][number]["value"], "costs": costs})
         if study["trials"][number]["state"] == bayes.FINISHED:
             finished.append({**config, "round": -1})
     return ({**plan, "told": told, "trials": trials, "candidates": [*plan["candidates"],
@@ -216,7 +229,8 @@ def _tell(plan: dict) -> dict:
     for number, cid in plan["trials"].items():
         trial = plan["study"]["trials"][int(number)]
         if trial["state"] is None and cid in outcome:
-            bayes.tell(plan["study"], int(number), outcome[cid]["value"], outcome[cid]["state"])
+            bayes.tell(plan["study"], int(number), outcome[cid]["value"], outcome[cid]["state"],
+                       outcome[cid].get("costs"))
     return plan
 
 
@@ -263,6 +277,7 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
         value = entry["scores"].get(scoring)
         failed = entry.get("fit_error") or value is None or not math.isfinite(float(value))
         scores[f"{entry['config_id']}|{int(entry['fold'])}"] = None if failed else float(value)
+    measured = _measured(plan, entries)
     sizes = [*plan["fold_sizes"], *[[float(e["n_train"]), float(e["n_validation"])]
                                     for e in entries if e.get("n_train")
                                     and e.get("n_validation")]][-100:]
@@ -270,12 +285,13 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
     scored = plan["folds"][:resources[stage]]
     table = {cid: [_score(scores, cid, fold) for fold in scored] for cid in plan["alive"]}
     following = {**plan, "scores": scores, "fold_sizes": sizes, "slot": plan["slot"] + 1,
+                 "measured": measured,
                  "results": [*plan["results"], *result_uris]}
     last_stage = stage + 1 >= len(resources)
     kept = list(plan["alive"]) if last_stage else _race(following, table, scored)
     state = bayes.FINISHED if last_stage else bayes.PRUNED
-    told = [*plan["told"], *[_outcome(cid, table[cid], state) for cid in plan["alive"]
-                             if cid not in kept or last_stage]]
+    told = [*plan["told"], *[_outcome(cid, table[cid], state, measured.get(cid))
+                             for cid in plan["alive"] if cid not in kept or last_stage]]
     history = {"round": plan["round"], "stage": stage, "n_resources": resources[stage],
                "candidates": plan["alive"], "kept": kept}
     following = _tell({**following, "told": told, "history": [*plan["history"], history],
@@ -308,11 +324,33 @@ def _score(scores: dict, cid: str, fold: int) -> float:
     return math.nan if value is None else float(value)
 
 
-def _outcome(cid: str, values: list[float], state: str) -> dict:
+def _outcome(cid: str, values: list[float], state: str, costs: list | None = None) -> dict:
     mean = float(np.mean(values)) if values else math.nan
     if not math.isfinite(mean):
         state = bayes.FAILED
-    return {"config_id": cid, "state": state, "value": mean if math.isfinite(mean) else None}
+    return {"config_id": cid, "state": state, "value": mean if math.isfinite(mean) else None,
+            "costs": costs}
+
+
+def _measured(plan: dict, entries: list[dict]) -> dict:
+    """Each configuration's costs so far (the plan's ``costs``, in order; ``None``: unknown).
+
+    ``latency`` and ``model_bytes`` come from a train task's serving measurement
+    (``core.serving.costs``; a later one replaces an earlier), ``n_parameters`` from any
+    fold's entry.
+    """
+    if not plan.get("costs"):
+        return dict(plan.get("measured", {}))
+    found = {cid: list(costs) for cid, costs in plan.get("measured", {}).items()}
+    for entry in entries:
+        costs = found.setdefault(entry["config_id"], [None] * len(plan["costs"]))
+        serving = entry.get("serving") or {}
+        for index, cost in enumerate(plan["costs"]):
+            value = (entry.get("n_parameters") if cost == "n_parameters"
+                     else serving.get(pareto.COSTS[cost]))
+            if value is not None and (cost != "n_parameters" or costs[index] is None):
+                costs[index] = float(value)
+    return found
 
 
 def incumbent(plan: dict) -> str | None:
@@ -333,6 +371,38 @@ def _race(plan: dict, table: dict, scored: list[int]) -> list[str]:
     race = dict(table)
     if best is not None and best not in race:
         race = {best: [_score(plan["scores"], best, fold) for fold in scored], **race}
-    kept = survivors(race, len(race), elimination="racing",
-                     confidence=plan["bayes"]["confidence"], n_train=n_train, n_test=n_test)
-    return [cid for cid in table if cid in kept]
+    confidence = plan["bayes"]["confidence"]
+    if not plan.get("costs"):
+        kept = survivors(race, len(race), elimination="racing", confidence=confidence,
+                         n_train=n_train, n_test=n_test)
+        return [cid for cid in table if cid in kept]
+    # Several objectives: a configuration is dropped only for one that scores better and
+    # costs no more (a cheaper one may belong on the front however it scores).
+    measured = plan.get("measured", {})
+    done = {h["config_id"] for h in plan["told"] if h["state"] == bayes.FINISHED}
+    rivals = {cid: [_score(plan["scores"], cid, fold) for fold in scored] for cid in done}
+    rivals.update(table)
+    kept = []
+    for cid in table:
+        own = measured.get(cid)
+        cheaper = [other for other in rivals if other != cid and _no_costlier(
+            measured.get(other), own)]
+        means = {other: float(np.mean(rivals[other])) for other in cheaper
+                 if np.isfinite(rivals[other]).all()}
+        if not means:  # nothing no costlier to lose to: on, unless it failed
+            if np.isfinite(table[cid]).all():
+                kept.append(cid)
+            continue
+        leader = max(means, key=means.get)
+        if cid in survivors({leader: rivals[leader], cid: table[cid]}, 2,
+                            elimination="racing", confidence=confidence, n_train=n_train,
+                            n_test=n_test):
+            kept.append(cid)
+    return kept
+
+
+def _no_costlier(costs: list | None, than: list | None) -> bool:
+    """Whether every cost of ``costs`` is at most ``than``'s (both measured)."""
+    if not costs or not than or any(c is None for c in [*costs, *than]):
+        return False
+    return all(a <= b for a, b in zip(costs, than, strict=True))

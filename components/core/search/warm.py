@@ -21,6 +21,7 @@ import math
 import pandas as pd
 
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.scoring.pareto import COSTS
 
 FILES = ("cv_results.csv", "summary.json", "folds.csv")
 
@@ -94,7 +95,8 @@ def told(earlier: dict, scoring: str) -> list[dict]:
     """Each earlier configuration as a study is told it: params, score, how it ended.
 
     Returns:
-        ``{"config_id", "params", "value", "state"}`` each, the configuration's last row
+        ``{"config_id", "params", "value", "state", "costs"}`` each (``costs``: what its
+        ``cv_results`` row measured of ``core.scoring.pareto.COSTS``), the configuration's last row
         (a halving search has one per rung): ``finished`` when scored on every fold,
         ``pruned`` (its mean over the folds it had) when raced or halved out, ``failed``
         when a fold failed.
@@ -116,6 +118,8 @@ def told(earlier: dict, scoring: str) -> list[dict]:
             state, value = "failed", None
         else:
             state = "finished" if scored >= folds else "pruned"
+        costs = {cost: float(row[column]) for cost, column in COSTS.items()
+                 if column in table.columns and pd.notna(row[column])}
         found.append({"config_id": row["config_id"], "params": json.loads(row["params"]),
-                      "value": value, "state": state})
+                      "value": value, "state": state, "costs": costs})
     return found

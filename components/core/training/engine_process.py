@@ -24,8 +24,7 @@ import numpy as np
 
 from foldwise.components.core.data.whole_table import all_rows
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.models.builder_code import load_builder
-from foldwise.components.core.models.estimators import role_of
+from foldwise.components.core.models.estimators import load_trained
 from foldwise.components.core.models.spec import normalize_spec
 from foldwise.components.core.models.tensorflow_standin import operation_needed
 from foldwise.components.core.training.fit import FoldResult, save_model, train_fold
@@ -70,25 +69,12 @@ class Job:
             if answer.get("user_error"):
                 raise FoldwiseError(answer["error"])
             raise RuntimeError(f"training in the engine's process failed: {answer['error']}")
-        return FoldResult(_load(os.path.join(self.folder, "model.keras"), self.spec),
+        return FoldResult(load_trained(os.path.join(self.folder, "model.keras"), self.spec),
                           answer["history"], np.load(os.path.join(self.folder,
                                                                   "prediction.npy")),
                           answer["scores"], answer["fit_time"], answer["score_time"],
                           answer["epochs_run"], answer["target_scaling"], answer["devices"],
                           answer["estimator"], answer["fit_error"])
-
-
-def _load(path: str, spec: dict):
-    import keras
-
-
-    if role_of(spec) == "user":  # registers the builder's own objects
-
-        load_builder(spec["builder"])
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception:  # a loss or metric that does not load: the network is what is needed
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 def start(rows: dict, *, task: str, n_classes: int | None, spec: dict, seed: int,
