@@ -251,7 +251,11 @@ class GridSearchCV(_PipelineEstimator):
             ``make image`` builds).
         **model_and_data_options: Every other option of the command line, by its name with
             underscores: ``task``, ``categorical``, ``numeric``, ``drop``, ``group_column``,
-            ``scaler``, ``baseline``, ``packing`` and the model options (``hidden_units``,
+            ``scaler``, ``baseline``, ``packing``, ``objectives`` (``"r2,latency"``: the score
+            against what the model costs to serve; ``cv_results_`` then holds each
+            configuration's ``latency_ms``, ``model_bytes`` and ``pareto_front``, and
+            ``refit="pareto:latency"`` refits the fastest within one standard error of the
+            best) and the model options (``hidden_units``,
             ``epochs``, ``batch_size``, ``optimizer``, ``learning_rate`` ...), fixed for
             every configuration the grid does not vary.
 
@@ -511,7 +515,7 @@ class RandomizedSearchCV(GridSearchCV):
             distribution (``loguniform(a, b)``, ``uniform(loc, scale)``,
             ``randint(low, high)``), or a list of such mappings.
         n_iter: How many configurations to sample.
-        refit: ``best``, or ``one_standard_error`` (see :class:`GridSearchCV`).
+        refit: ``best``, ``one_standard_error`` or ``pareto:<cost>`` (see :class:`GridSearchCV`).
     """
 
     _pipeline = "random-search"
@@ -553,7 +557,7 @@ class HalvingGridSearchCV(GridSearchCV):
             are left to end with one.
         elimination: ``halving`` or ``racing``.
         confidence: Racing's confidence that a dropped candidate is worse.
-        refit: ``best``, or ``one_standard_error``.
+        refit: ``best``, ``one_standard_error`` or ``pareto:<cost>``.
 
     Attributes:
         n_resources_, n_candidates_, n_iterations_, n_possible_iterations_,
@@ -625,7 +629,7 @@ class BayesSearchCV(GridSearchCV):
             at least 4).
         racing: ``"on"`` or ``"off"``.
         confidence: Racing's confidence that a dropped configuration is worse.
-        refit: ``best``, or ``one_standard_error`` (see :class:`GridSearchCV`).
+        refit: ``best``, ``one_standard_error`` or ``pareto:<cost>`` (see :class:`GridSearchCV`).
 
     Attributes:
         n_rounds_: How many rounds ran.

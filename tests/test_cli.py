@@ -222,6 +222,12 @@ PLAN_CASES = {
     "negative pod start": (["--pod-start", "-5"], r"--pod-start must be seconds"),
     "zero speed-up": (["--node-speedup", "0"], r"--node-speedup must be a positive factor"),
     "unknown option": (["--nodez", "3"], r"unrecognized arguments: --nodez"),
+    "unknown objective": (["--objectives", "r2,speed"], r"unknown objective 'speed'"),
+    "another task's score": (["--objectives", "accuracy,latency"],
+                             r"unknown objective 'accuracy'; use one of this task's metrics"),
+    "two scorings": (["--scoring", "r2", "--objectives", "neg_mean_squared_error,latency"],
+                     r"pass --scoring neg_mean_squared_error"),
+    "unknown pareto rule": (["--refit", "pareto:speed"], r"invalid choice: 'pareto:speed'"),
 }
 
 

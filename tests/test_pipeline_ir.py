@@ -63,6 +63,20 @@ def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
     assert train["artifacts"]["plan"]["componentInputArtifact"].endswith("plan-trials-plan")
 
 
+def test_train_and_aggregate_take_the_objectives_and_what_serving_costs_are_measured_on(ir):
+    """Each train task may time its models on raw rows with its fold's own preprocessing."""
+    _, trials = loops(ir)["trials"]
+    train = trials["dag"]["tasks"]["train"]["inputs"]
+    assert train["parameters"]["objectives"]["componentInputParameter"].endswith("objectives")
+    for name, producer in [("prepared", "preprocess-prepared"),
+                           ("scaler_state", "scale-folds-scaler_state"),
+                           ("encoder_state", "one-hot-encode-folds-encoder_state")]:
+        assert train["artifacts"][name]["componentInputArtifact"].endswith(producer), name
+    aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]["parameters"]
+    assert aggregate["objectives"] == {"componentInputParameter": "objectives"}
+    assert ir["root"]["inputDefinitions"]["parameters"]["objectives"]["defaultValue"] == ""
+
+
 def test_trial_results_fan_in_as_parameters_not_artifacts(ir):
     aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]
     assert aggregate["parameters"]["fold_results"]["taskOutputParameter"][

@@ -111,7 +111,7 @@ def score_chart(cv: pd.DataFrame, scoring: str, best_id: str) -> str:
     return _svg(fig)
 
 
-COST_LABELS = {"latency": "latency (ms per 1,000 raw rows, median ± IQR/2 over repeats)",
+COST_LABELS = {"latency": "latency (ms per 1,000 raw rows, median ± IQR/2 over timed blocks)",
                "n_parameters": "trainable parameters", "model_bytes": "saved model (bytes)"}
 
 
@@ -119,7 +119,7 @@ def front_chart(cv: pd.DataFrame, scoring: str, cost: str, best_id: str) -> str:
     """Score against one cost: every configuration, its fold spread, the front joined.
 
     Each point is a configuration's mean score with its standard deviation over the folds
-    (vertical bar) and, for latency, half its interquartile range over repeats (horizontal
+    (vertical bar) and, for latency, half its interquartile range over timed blocks (horizontal
     bar); the Pareto front (``pareto_front``) is joined as a staircase, the refitted
     configuration ringed. The cost axis is logarithmic when it spans a factor of 10.
     """

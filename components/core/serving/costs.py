@@ -4,9 +4,10 @@ Each configuration is measured on one of its fold models, as it would be exporte
 network with that fold's fitted preprocessing folded in (``serving_model``), answering raw
 rows. Every model is measured the same way: 1,000 raw rows of its fold's validation rows
 (repeated when the fold has fewer) in one call of the model run as one TensorFlow graph, as
-a SavedModel's signature runs it; :data:`WARMUP` calls first, then :data:`REPEATS` timed
-calls, one after another in one process. The latency is their median in milliseconds, its
-spread their interquartile range; the size is the bytes of the saved ``model.keras``.
+a SavedModel's signature runs it; :data:`WARMUP` calls first, then :data:`BLOCKS` blocks of
+:data:`CALLS` calls, one after another in one process. The latency is the median of the
+blocks' mean call time in milliseconds, its spread their interquartile range; the size is
+the bytes of the saved ``model.keras``.
 
 Training runs under Keras' JAX backend and the serving model needs TensorFlow's (string
 lookups), so a train task measures its models in a child process (:func:`measure_in_child`)::
@@ -31,8 +32,9 @@ from foldwise.components.core.models.estimators import get_estimator, load_train
 from foldwise.components.core.serving.serving_model import build_serving_model, serving_inputs
 
 ROWS = 1000
-WARMUP = 3
-REPEATS = 15
+WARMUP = 5
+BLOCKS = 10
+CALLS = 20
 REQUEST = "costs-request.json"
 ANSWER = "costs.json"
 
@@ -45,21 +47,25 @@ def sample_rows(prepared, fold: int, fold_column: str, rows: int = ROWS):
     return own.iloc[np.resize(np.arange(len(own)), rows)].reset_index(drop=True)
 
 
-def time_calls(call, inputs, warmup: int = WARMUP, repeats: int = REPEATS) -> dict:
+def time_calls(call, inputs, warmup: int = WARMUP, blocks: int = BLOCKS,
+               calls: int = CALLS) -> dict:
     """Milliseconds per call of ``call(inputs)``: median and interquartile range.
 
+    Timed in ``blocks`` blocks of ``calls`` calls each (a block's mean is one sample, which
+    smooths the scheduler's jitter out of calls of a millisecond), after ``warmup`` calls.
     ``call`` must return a value whose ``numpy()`` waits for the answer.
     """
     for _ in range(warmup):
         _finish(call(inputs))
-    times = []
-    for _ in range(repeats):
+    samples = []
+    for _ in range(blocks):
         started = time.perf_counter()
-        _finish(call(inputs))
-        times.append((time.perf_counter() - started) * 1000.0)
-    low, median, high = np.percentile(times, [25, 50, 75])
+        for _ in range(calls):
+            _finish(call(inputs))
+        samples.append((time.perf_counter() - started) * 1000.0 / calls)
+    low, median, high = np.percentile(samples, [25, 50, 75])
     return {"latency_ms": float(median), "latency_iqr_ms": float(high - low),
-            "repeats": len(times)}
+            "calls": blocks * calls}
 
 
 def _finish(value) -> None:
