@@ -23,6 +23,11 @@ def aggregate(
     refit: str = "best",
     refit_epochs: str = "fixed",
     objectives: str = "",
+    prepared: Input[Dataset] = None,
+    scaler_state: Input[Artifact] = None,
+    encoder_state: Input[Artifact] = None,
+    plan: Input[Artifact] = None,
+    model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
 
@@ -56,16 +61,42 @@ def aggregate(
         refit_epochs: ``fixed``: the refit trains the configuration's own epochs; ``cv``: the
             epoch at which its mean validation-fold loss over the folds is lowest.
         objectives: The score and serving costs weighed against each other (e.g.
-            ``r2,latency``): ``cv_results`` marks the Pareto front.
+            ``r2,latency``): ``cv_results`` marks the Pareto front. When they name
+            ``latency`` or ``model_bytes``, every configuration's serving model (its first
+            fold model that trained, that fold's preprocessing folded in) is measured here,
+            one after another (``core.serving.costs``).
+        prepared: The preprocessed table (raw columns): the rows a serving model is timed on.
+        scaler_state: The ``scale_folds`` step's states (each fold's).
+        encoder_state: The ``one_hot_encode_folds`` step's states (each fold's).
+        plan: A Bayesian search's last plan: the configurations its rounds measured already
+            (``serving``) are not measured again.
+        model_spec: The run's fixed model options (a user's builder, whose models load with
+            its source).
     """
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json, write_json
-    from foldwise.components.core.results.aggregate import aggregate_search, package_versions
+    from foldwise.components.core.results.aggregate import (
+        aggregate_search,
+        package_versions,
+        read_fold_results,
+    )
+    from foldwise.components.core.scoring.pareto import served
 
+    described = read_json(schema.path)
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
-    out = aggregate_search(read_json(schema.path), texts, scoring, package_versions(),
-                           storage.read_bytes, refit, refit_epochs,
-                           objectives)
+    serving = None
+    if served(objectives):
+        from foldwise.components.core.data.whole_table import fold_serving_states
+        from foldwise.components.core.serving.costs import measure_configs
+
+        serving = dict(read_json(plan.path).get("serving", {})) if plan is not None else {}
+        serving.update(measure_configs(
+            read_fold_results(texts), storage.read_bytes, prepared.path,
+            fold_serving_states(described, read_json(scaler_state.path),
+                                read_json(encoder_state.path)),
+            described, model_spec.get("builder"), skip=set(serving)))
+    out = aggregate_search(described, texts, scoring, package_versions(),
+                           storage.read_bytes, refit, refit_epochs, objectives, serving)
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)

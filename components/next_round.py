@@ -2,7 +2,7 @@
 
 from typing import List
 
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Output
 
 from foldwise.components.image import component
 
@@ -17,6 +17,9 @@ def next_round(
     seed: int = 0,
     scoring: str = "",
     packing: str = "none",
+    prepared: Input[Dataset] = None,
+    scaler_state: Input[Artifact] = None,
+    encoder_state: Input[Artifact] = None,
 ) -> list:
     """Race the round's configurations, or tell the study the round and ask the next.
 
@@ -34,6 +37,11 @@ def next_round(
         seed: The run's seed (a user's builder is tried with it).
         scoring: The metric the study optimizes; empty for ``r2`` / ``accuracy``.
         packing: How trials are grouped into tasks (``core.search.packing.plan_trials``).
+        prepared: The preprocessed table (raw columns): with serving costs among the
+            study's objectives, the stage's configurations are timed on its rows, here, one
+            after another (``core.serving.costs``), before racing and telling.
+        scaler_state: The ``scale_folds`` step's states (each fold's).
+        encoder_state: The ``one_hot_encode_folds`` step's states (each fold's).
 
     Returns:
         The next stage's train tasks' numbers (the items of its loop); after the last stage,
@@ -47,10 +55,20 @@ def next_round(
 
     select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
+
+    def measure(entries: list, skip: set) -> dict:
+        from foldwise.components.core.data.whole_table import fold_serving_states
+        from foldwise.components.core.serving.costs import measure_configs
+
+        return measure_configs(entries, storage.read_bytes, prepared.path, fold_serving_states(
+            described, read_json(scaler_state.path), read_json(encoder_state.path)),
+            described, model_spec.get("builder"), skip)
+
     planned = rounds.next_stage(read_json(previous.path), list(fold_results),
                                 storage.read_bytes,
                                 scoring or default_scoring(described["task"]), packing,
-                                rounds.configurations(model_spec, described, seed))
+                                rounds.configurations(model_spec, described, seed),
+                                measure if prepared is not None else None)
     write_json(plan.path, planned)
     plan.metadata.update({"round": planned["round"], "stage": planned["stage"],
                           "candidates": len(planned["alive"]), "tasks": len(planned["tasks"])})

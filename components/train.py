@@ -19,10 +19,6 @@ def train(
     results: Output[Artifact],
     seed: int = 0,
     model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
-    objectives: str = "",
-    prepared: Input[Dataset] = None,
-    scaler_state: Input[Artifact] = None,
-    encoder_state: Input[Artifact] = None,
 ) -> str:
     """Fit a fresh model per (configuration, fold) on the other folds' rows; score the fold.
 
@@ -60,13 +56,6 @@ def train(
         seed: Seed of weights, shuffling and dropout.
         model_spec: The run's fixed model options: a user's builder travels here with its
             source, once (each configuration names it by reference).
-        objectives: The run's objectives (``core.scoring.pareto``): when they name
-            ``latency`` or ``model_bytes``, each configuration's serving model (its first
-            fold model here, that fold's preprocessing folded in) is measured on raw rows,
-            and that fold's entry in ``results`` holds it under ``serving``.
-        prepared: The preprocessed table (raw columns): the rows a serving model is timed on.
-        scaler_state: The ``scale_folds`` step's states (each fold's).
-        encoder_state: The ``one_hot_encode_folds`` step's states (each fold's).
 
     Returns:
         The URI of ``results``: what the aggregate step collects (a short parameter per
@@ -75,9 +64,7 @@ def train(
     import shutil
 
     from foldwise.components import storage
-    from foldwise.components.core.data.whole_table import serving_state
     from foldwise.components.core.jsonio import dumps, read_json, write_json
-    from foldwise.components.core.scoring.pareto import served
     from foldwise.components.core.training import resume
     from foldwise.components.core.training.trials import checkpoint_dir, run_trials
 
@@ -95,22 +82,13 @@ def train(
         with open(results.path, "w", encoding="utf-8") as handle:
             handle.write("[]")
         return results.uri
-    described = read_json(schema.path)
-    out = run_trials(fold_data.path, described, task["configs"], task["folds"],
+    out = run_trials(fold_data.path, read_json(schema.path), task["configs"], task["folds"],
                      seed=seed,
                      model_dir=model.path, predictions_uri=predictions.uri,
                      history_uri=history.uri, builder=model_spec.get("builder"),
                      tags=task.get("tags", {}), model_uri=model.uri,
                      read_bytes=storage.read_bytes,
                      tensorflow=task.get("backend") == "tensorflow")
-    if served(objectives):  # after training: Keras is imported, under JAX, by now
-        from foldwise.components.core.serving import costs
-
-        scalers = read_json(scaler_state.path)["folds"]
-        encoders = {int(e["fold"]): e for e in read_json(encoder_state.path)["folds"]}
-        costs.attach(out.summaries, model.path, described, prepared.path,
-                     {int(s["fold"]): serving_state(described, s, encoders[int(s["fold"])])
-                      for s in scalers}, model_spec.get("builder"))
     write_json(history.path, out.histories)
     out.predictions.to_parquet(predictions.path, index=False)
     resume.write_record(model.path, out.records)  # last: it points at the files above

@@ -158,6 +158,8 @@ def format_grid_results(cv_results_path: Path, summary: dict) -> str:
     if compared:
         notes.append(f"\np: corrected resampled t-test (Nadeau-Bengio), one-sided, that the best "
                      f"{scoring} is no better than this configuration's")
+    for cid, error in summary.get("serving_errors", {}).items():
+        notes.append(f"serving  {cid} could not be measured (off the front): {error}")
     if costs:
         notes.append(f"front    * on the Pareto front of {', '.join(summary['objectives'])}"
                      + ("; latency: milliseconds per 1,000 raw rows of the exported model"

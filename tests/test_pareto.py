@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,11 +94,14 @@ def entries(config_id, units, scores, latency, estimator="keras", failed=False):
                  "scores": {"r2": score}, "fit_time": 1.0, "score_time": 0.1,
                  "fit_error": "diverged" if failed and fold == 0 else "",
                  "n_parameters": 10 * units[0], "n_train": 80, "n_validation": 20}
-        if fold == 0 and latency is not None:
-            entry["serving"] = {"latency_ms": latency, "latency_iqr_ms": latency / 10,
-                                "model_bytes": 1000 * units[0]}
         out.append(entry)
     return out
+
+
+def measured(latency, units):
+    """What the serving measurement answers for a configuration."""
+    return {"latency_ms": latency, "latency_iqr_ms": latency / 10, "model_bytes": 1000 * units,
+            "calls": 200, "fold": 0}
 
 
 @pytest.fixture
@@ -108,7 +112,9 @@ def table():
              *entries("slow", [32], [0.80, 0.81, 0.80, 0.79], 5.0),
              *entries("twin", [16], [0.60, 0.61, 0.60, 0.59], None, estimator="sklearn_mlp"),
              *entries("broken", [2], [np.nan, 0.5, 0.5, 0.5], 0.1, failed=True)]
-    return cv_results(found, ["r2"])
+    serving = {"big": measured(3.0, 64), "mid": measured(1.0, 16), "small": measured(0.4, 4),
+               "slow": measured(5.0, 32), "broken": measured(0.1, 2)}
+    return cv_results(found, ["r2"], serving)
 
 
 def test_cv_results_holds_each_configurations_measured_costs(table):
@@ -132,6 +138,7 @@ def test_the_front_in_cv_results_is_among_keras_configurations_that_trained(tabl
 
 def test_a_pareto_refit_of_a_cost_never_measured_is_refused():
     table = cv_results(entries("a", [4], [0.9, 0.8], None), ["r2"])
+    assert "latency_ms" not in table  # nothing measured: no columns for it
     with pytest.raises(FoldwiseError, match="did not measure: add latency to objectives"):
         choose(table, "r2", "pareto:latency")
     with pytest.raises(FoldwiseError, match="latency_ms was not measured"):
@@ -182,19 +189,37 @@ def test_racing_of_several_objectives_drops_only_for_a_rival_that_costs_no_more(
     assert rounds._race(single, table, [0, 1]) == ["lead"]
 
 
-def test_racing_measures_costs_from_the_train_tasks_entries():
+def test_racing_reads_costs_from_the_serving_measurement_and_the_entries():
     plan = {"costs": ["latency", "n_parameters"], "measured": {"old": [2.0, 10.0]}}
     found = rounds._measured(plan, [
-        {"config_id": "a", "fold": 0, "n_parameters": 40,
-         "serving": {"latency_ms": 1.5, "model_bytes": 9}},
+        {"config_id": "a", "fold": 0, "n_parameters": 40},
         {"config_id": "a", "fold": 1, "n_parameters": 44},
-        {"config_id": "b", "fold": 0, "n_parameters": 8, "serving": {"error": "failed"}}])
+        {"config_id": "b", "fold": 0, "n_parameters": 8}],
+        {"a": {"latency_ms": 1.5, "model_bytes": 9}, "b": {"error": "failed"}})
     assert found == {"old": [2.0, 10.0], "a": [1.5, 40.0], "b": [None, 8.0]}
 
 
+def test_the_models_measured_are_each_configurations_first_that_trained():
+    found = [{"config_id": "a", "fold": 1, "fit_error": "", "model": "m/a/fold-1",
+              "params": {"estimator": "keras"}},
+             {"config_id": "a", "fold": 0, "fit_error": "diverged", "model": "m/a/fold-0",
+              "params": {"estimator": "keras"}},
+             {"config_id": "b", "fold": 0, "fit_error": "", "model": "m/b/fold-0",
+              "params": {"estimator": "sklearn_mlp"}},
+             {"config_id": "c", "fold": 2, "fit_error": "", "model": "m/c/fold-2",
+              "params": {"estimator": "keras"}},
+             {"config_id": "c", "fold": 0, "fit_error": "", "model": "m/c/fold-0",
+              "params": {"estimator": "keras"}}]
+    assert [(e["config_id"], e["fold"]) for e in costs.models_to_measure(found)] == [
+        ("a", 1), ("c", 0)]
+    assert [e["config_id"] for e in costs.models_to_measure(found, skip={"a"})] == ["c"]
+
+
 def test_timing_blocks_and_rows_are_the_same_for_every_model():
+    from foldwise.components.core.serving import timing
+
     calls = []
-    timed = costs.time_calls(lambda x: calls.append(x), "rows", warmup=2, blocks=3, calls=4)
+    timed = timing.time_calls(lambda x: calls.append(x), "rows", warmup=2, blocks=3, calls=4)
     assert len(calls) == 2 + 3 * 4 and timed["calls"] == 12
     assert timed["latency_ms"] >= 0 and timed["latency_iqr_ms"] >= 0
     prepared = pd.DataFrame({"x": range(7), "__fold__": [0, 1, 0, 1, 0, 1, 1]})
@@ -229,15 +254,16 @@ def test_a_fold_model_is_measured_as_it_would_be_exported(tmp_path, penguins):
         " open(os.path.join(sys.argv[1], 'target_scaling.json'), 'w'))\n")
     folder = tmp_path / "model" / "cfg-a" / "fold-0"
     subprocess.run([sys.executable, "-c", script, str(folder), str(len(features))], check=True)
-    summaries = [{"config_id": "cfg-a", "fold": 0, "fit_error": "",
-                  "params": {"estimator": "keras"}},
-                 {"config_id": "cfg-a", "fold": 1, "fit_error": "",
-                  "params": {"estimator": "keras"}},
-                 {"config_id": "cfg-b", "fold": 0, "fit_error": "diverged",
-                  "params": {"estimator": "keras"}}]
-    costs.attach(summaries, str(tmp_path / "model"), schema, str(path), {0: state})
-    measured = summaries[0]["serving"]
-    assert "serving" not in summaries[1] and "serving" not in summaries[2]
+    found = [{"config_id": "cfg-a", "fold": 0, "fit_error": "", "model": str(folder),
+              "params": {"estimator": "keras"}},
+             {"config_id": "cfg-a", "fold": 1, "fit_error": "", "model": "elsewhere",
+              "params": {"estimator": "keras"}},
+             {"config_id": "cfg-b", "fold": 0, "fit_error": "diverged", "model": "nowhere",
+              "params": {"estimator": "keras"}}]
+    answers = costs.measure_configs(found, lambda uri: Path(uri).read_bytes(), str(path),
+                                    {0: state}, schema)
+    assert list(answers) == ["cfg-a"]  # a failed model is not measured
+    measured = answers["cfg-a"]
     assert measured["fold"] == 0 and measured["calls"] == costs.BLOCKS * costs.CALLS
     assert 0 < measured["latency_ms"] < 10_000 and measured["latency_iqr_ms"] >= 0
     # the saved serving model: the network's file and the fitted preprocessing on top

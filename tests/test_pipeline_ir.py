@@ -63,25 +63,26 @@ def test_transforms_are_computed_once_per_fold_and_shared_by_every_trial(ir):
     assert train["artifacts"]["plan"]["componentInputArtifact"].endswith("plan-trials-plan")
 
 
-def test_train_and_aggregate_take_the_objectives_and_what_serving_costs_are_measured_on(ir):
-    """Each train task may time its models on raw rows with its fold's own preprocessing."""
-    _, trials = loops(ir)["trials"]
-    train = trials["dag"]["tasks"]["train"]["inputs"]
-    assert train["parameters"]["objectives"]["componentInputParameter"].endswith("objectives")
-    for name, producer in [("prepared", "preprocess-prepared"),
-                           ("scaler_state", "scale-folds-scaler_state"),
-                           ("encoder_state", "one-hot-encode-folds-encoder_state")]:
-        assert train["artifacts"][name]["componentInputArtifact"].endswith(producer), name
-    aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]["parameters"]
-    assert aggregate["objectives"] == {"componentInputParameter": "objectives"}
+def test_aggregate_measures_serving_costs_on_raw_rows_with_each_folds_preprocessing(ir):
+    """The serving costs are measured in one step, on raw rows and each fold's states."""
+    aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]
+    assert aggregate["parameters"]["objectives"] == {"componentInputParameter": "objectives"}
+    for name, producer, output in [("prepared", "preprocess", "prepared"),
+                                   ("scaler_state", "scale-folds", "scaler_state"),
+                                   ("encoder_state", "one-hot-encode-folds", "encoder_state")]:
+        assert aggregate["artifacts"][name]["taskOutputArtifact"] == {
+            "outputArtifactKey": output, "producerTask": producer}, name
     assert ir["root"]["inputDefinitions"]["parameters"]["objectives"]["defaultValue"] == ""
+    _, trials = loops(ir)["trials"]
+    assert "objectives" not in trials["dag"]["tasks"]["train"]["inputs"]["parameters"]
 
 
 def test_trial_results_fan_in_as_parameters_not_artifacts(ir):
     aggregate = ir["root"]["dag"]["tasks"]["aggregate"]["inputs"]
     assert aggregate["parameters"]["fold_results"]["taskOutputParameter"][
         "producerTask"].startswith("for-loop")
-    assert set(aggregate["artifacts"]) == {"schema"}
+    assert set(aggregate["artifacts"]) == {"schema", "prepared", "scaler_state",
+                                           "encoder_state"}
 
 
 def test_every_step_runs_the_foldwise_image_and_installs_nothing(ir):

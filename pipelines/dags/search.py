@@ -103,13 +103,13 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                               **({} if bayes is None else {"bayes": bayes, "rungs": rungs,
                                                            "objectives": values["objectives"]})),
                   "plan-trials")
-    # What every train task takes besides its plan and number: the serving costs are
-    # measured on raw rows with each fold's own fitted preprocessing (core.serving.costs).
     train_inputs = {"fold_data": fold_data.outputs["fold_data"], "schema": schema,
-                    "seed": values["seed"], "model_spec": model_spec,
-                    "objectives": values["objectives"], "prepared": prepared.outputs["prepared"],
-                    "scaler_state": scaled.outputs["scaler_state"],
-                    "encoder_state": fold_data.outputs["encoder_state"]}
+                    "seed": values["seed"], "model_spec": model_spec}
+    # What serving costs are measured on: raw rows, each fold's own fitted preprocessing
+    # (core.serving.costs), in one step after training (and after each Bayesian stage).
+    measured_on = {"prepared": prepared.outputs["prepared"],
+                   "scaler_state": scaled.outputs["scaler_state"],
+                   "encoder_state": fold_data.outputs["encoder_state"]}
     with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
         trained = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
                        "train")
@@ -122,7 +122,8 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
             planned = step(next_round(schema=schema, previous=trials.outputs["plan"],
                                       fold_results=collected, model_spec=model_spec,
                                       seed=values["seed"], scoring=values["scoring"],
-                                      packing=values["packing"]), f"{stage}-{rung}")
+                                      packing=values["packing"], **measured_on),
+                           f"{stage}-{rung}")
         else:
             planned = step(next_rung(schema=schema, previous=trials.outputs["plan"],
                                      fold_results=collected, scoring=values["scoring"],
@@ -136,9 +137,11 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
             trained = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
                            "train")
         collected = dsl.Collected(trained.outputs["Output"])
+    measured_before = {"plan": planned.outputs["plan"]} if bayes is not None else {}
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
                              refit=refit, refit_epochs=refit_epochs,
-                             objectives=values["objectives"]), "aggregate")
+                             objectives=values["objectives"], model_spec=model_spec,
+                             **measured_on, **measured_before), "aggregate")
     return prepared, results
 
 

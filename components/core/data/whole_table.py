@@ -51,6 +51,17 @@ def serving_state(schema: dict, scaler_state: dict, encoder: dict) -> dict:
             "features": encoded_feature_names(schema["numeric"], encoder), "inputs": inputs}
 
 
+def fold_serving_states(schema: dict, scaler_states: dict, encoder_states: dict) -> dict:
+    """Each fold's serving state, ``{fold: state}``, from the all-folds steps' state files.
+
+    ``scaler_states`` and ``encoder_states`` are what ``scale_folds`` and
+    ``one_hot_encode_folds`` write: ``{"folds": [{"fold": k, ...}, ...]}``.
+    """
+    encoders = {int(e["fold"]): e for e in encoder_states["folds"]}
+    return {int(s["fold"]): serving_state(schema, s, encoders[int(s["fold"])])
+            for s in scaler_states["folds"]}
+
+
 _SIGNATURE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 

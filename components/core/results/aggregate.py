@@ -48,7 +48,8 @@ class Aggregated:
 
 def aggregate_search(schema: dict, task_results: list[str], scoring: str, versions: dict,
                      read_bytes: Callable[[str], bytes], refit: str = "best",
-                     refit_epochs: str = "fixed", objectives: str = "") -> Aggregated:
+                     refit_epochs: str = "fixed", objectives: str = "",
+                     serving: dict | None = None) -> Aggregated:
     """Rank every configuration, pick the best and gather its out-of-fold predictions.
 
     Args:
@@ -70,6 +71,10 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
             (``core.scoring.pareto``, e.g. ``"r2,latency"``): ``cv_results`` marks the
             configurations on their Pareto front (``pareto_front``) and the summary lists
             them; a ``pareto:<cost>`` refit needs its cost measured.
+        serving: Each configuration's serving costs (``core.serving.costs``), when
+            measured: ``latency_ms``, ``latency_iqr_ms`` and ``model_bytes`` join
+            ``cv_results``; a configuration that could not be measured (``{"error"}``) is
+            named in the summary's ``serving_errors``.
 
     Raises:
         FoldwiseError: Every configuration that could be chosen failed (the first error is
@@ -80,7 +85,7 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     scoring = scoring or scoring_metrics.default_scoring(task)
     wanted = pareto.parse(objectives, scoring, names)
     results = read_fold_results(task_results)
-    table = cv_results(results, names)
+    table = cv_results(results, names, serving)
     add_comparisons(table, scoring, *fold_sizes(results))
     if wanted.several:
         add_front(table, wanted)
@@ -88,6 +93,9 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     described["objectives"] = wanted.names
     if wanted.several:
         described["pareto_front"] = front_summary(table, wanted)
+    if serving is not None:
+        described["serving_errors"] = {cid: found["error"] for cid, found in serving.items()
+                                       if "error" in found}
     best_id = described["best_config_id"]
     best = [r for r in results if r["config_id"] == best_id]
     if any(r.get("resource") == "epochs" for r in best):  # the models of its last rung
@@ -179,7 +187,8 @@ def package_versions() -> dict:
             **{name: version(name) for name in VERSIONED_PACKAGES}}
 
 
-def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFrame:
+def cv_results(fold_results: list[dict], metric_names: list[str],
+               serving: dict | None = None) -> pd.DataFrame:
     """Build one row per configuration with scikit-learn's ``cv_results_`` column names.
 
     Args:
@@ -187,6 +196,9 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
             ``scores`` (metric → value), ``fit_time``, ``score_time`` and optionally
             ``fit_error`` (why the fold failed; empty or absent when it did not).
         metric_names: Metrics to report, in order.
+        serving: Each configuration's measured serving costs (``core.serving.costs``):
+            with it, ``latency_ms``, ``latency_iqr_ms`` and ``model_bytes`` follow
+            ``n_parameters`` (NaN where a configuration was not measured).
 
     Returns:
         Columns ``config_id``, ``params`` (JSON), ``param_<name>``, ``split<k>_test_<metric>``,
@@ -260,7 +272,10 @@ def cv_results(fold_results: list[dict], metric_names: list[str]) -> pd.DataFram
         ordered += [f"mean_test_{metric}", f"std_test_{metric}", f"rank_test_{metric}"]
     ordered += ["mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time",
                 "n_parameters"]
-    if any("serving" in r for r in fold_results):  # measured (core.serving.costs)
+    if serving is not None:  # measured (core.serving.costs)
+        for column in SERVING_COLUMNS:
+            table[column] = [float(serving.get(cid, {}).get(column, np.nan))
+                             for cid in table["config_id"]]
         ordered += list(SERVING_COLUMNS)
     return table[[*ordered, "fit_error"]]
 
@@ -296,9 +311,6 @@ def _row(cid: str, results: list[dict], folds: list, param_names: list[str],
         row[f"std_{timing}"] = float(np.std(values))
     counts = [r.get("n_parameters") for r in results if r.get("n_parameters") is not None]
     row["n_parameters"] = int(counts[0]) if counts else np.nan
-    served = [r["serving"] for r in results if "latency_ms" in (r.get("serving") or {})]
-    for column in SERVING_COLUMNS:  # the last measurement (a later rung's, if any)
-        row[column] = float(served[-1][column]) if served else np.nan
     row["fit_error"] = next((errors[k] for k in scored if errors[k]), "")
     return row
 

@@ -253,7 +253,7 @@ def _with_tasks(plan: dict, packing: str) -> dict:
 
 
 def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, packing: str,
-               make_configs) -> dict:
+               make_configs, measure=None) -> dict:
     """The plan of the stage after ``plan``'s, once its tasks' results are in.
 
     A stage whose round raced out entirely trains nothing (one idle task); nor do the
@@ -266,6 +266,10 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
         scoring: The metric the study optimizes (greater is better).
         packing: How trials are grouped into tasks.
         make_configs: ``points -> configurations`` for the next round's batch.
+        measure: ``(entries, skip) -> {config_id: serving costs}``
+            (``core.serving.costs.measure_configs``): with a cost of the serving model
+            among the plan's ``costs``, the stage's configurations not measured yet are
+            measured (kept under ``serving``) before racing and telling.
 
     Returns:
         The new plan, with every result URI so far under ``results`` (:func:`finished`
@@ -277,7 +281,10 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
         value = entry["scores"].get(scoring)
         failed = entry.get("fit_error") or value is None or not math.isfinite(float(value))
         scores[f"{entry['config_id']}|{int(entry['fold'])}"] = None if failed else float(value)
-    measured = _measured(plan, entries)
+    serving = dict(plan.get("serving", {}))
+    if measure is not None and set(plan.get("costs", [])) & set(pareto.SERVED):
+        serving.update(measure(entries, set(serving)))
+    measured = _measured(plan, entries, serving)
     sizes = [*plan["fold_sizes"], *[[float(e["n_train"]), float(e["n_validation"])]
                                     for e in entries if e.get("n_train")
                                     and e.get("n_validation")]][-100:]
@@ -285,7 +292,7 @@ def next_stage(plan: dict, result_uris: list[str], read_bytes, scoring: str, pac
     scored = plan["folds"][:resources[stage]]
     table = {cid: [_score(scores, cid, fold) for fold in scored] for cid in plan["alive"]}
     following = {**plan, "scores": scores, "fold_sizes": sizes, "slot": plan["slot"] + 1,
-                 "measured": measured,
+                 "measured": measured, "serving": serving,
                  "results": [*plan["results"], *result_uris]}
     last_stage = stage + 1 >= len(resources)
     kept = list(plan["alive"]) if last_stage else _race(following, table, scored)
@@ -332,23 +339,26 @@ def _outcome(cid: str, values: list[float], state: str, costs: list | None = Non
             "costs": costs}
 
 
-def _measured(plan: dict, entries: list[dict]) -> dict:
+def _measured(plan: dict, entries: list[dict], serving: dict) -> dict:
     """Each configuration's costs so far (the plan's ``costs``, in order; ``None``: unknown).
 
-    ``latency`` and ``model_bytes`` come from a train task's serving measurement
-    (``core.serving.costs``; a later one replaces an earlier), ``n_parameters`` from any
-    fold's entry.
+    ``latency`` and ``model_bytes`` come from the serving measurement
+    (``core.serving.costs``), ``n_parameters`` from its first fold's entry.
     """
     if not plan.get("costs"):
         return dict(plan.get("measured", {}))
     found = {cid: list(costs) for cid, costs in plan.get("measured", {}).items()}
     for entry in entries:
-        costs = found.setdefault(entry["config_id"], [None] * len(plan["costs"]))
-        serving = entry.get("serving") or {}
+        found.setdefault(entry["config_id"], [None] * len(plan["costs"]))
+    for cid, costs in found.items():
+        own = [e for e in entries if e["config_id"] == cid]
         for index, cost in enumerate(plan["costs"]):
-            value = (entry.get("n_parameters") if cost == "n_parameters"
-                     else serving.get(pareto.COSTS[cost]))
-            if value is not None and (cost != "n_parameters" or costs[index] is None):
+            if cost == "n_parameters":
+                value = next((e["n_parameters"] for e in own
+                              if e.get("n_parameters") is not None), None)
+            else:
+                value = (serving.get(cid) or {}).get(pareto.COSTS[cost])
+            if value is not None and costs[index] is None:
                 costs[index] = float(value)
     return found
 

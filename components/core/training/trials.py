@@ -47,7 +47,8 @@ class TrialsOutput:
         summaries: One entry per (configuration, fold), in that order: ``config_id``,
             ``params``, ``fold``, ``scores`` (NaN where the trial failed), ``fit_error``
             (empty when none), ``fit_time``, ``score_time``, ``epochs_run``, ``n_train``,
-            ``n_validation``, ``devices``, ``predictions`` and ``history`` (the URIs given).
+            ``n_validation``, ``devices``, ``predictions`` and ``history`` (the URIs given)
+            and ``model`` (the URI of its model's folder).
         histories: ``{config_id: {fold: per-epoch losses}}`` (``{}`` for a trial that raised).
         predictions: Out-of-fold predictions: ``config_id``, ``row``, ``fold``, ``y_true``
             and ``prediction`` or ``proba_<class>`` columns (NaN where a trial failed).
@@ -188,6 +189,7 @@ def run_trials(fold_data: str, schema: dict, configs: list[dict], folds: list, *
             "score_time": result.score_time, "epochs_run": result.epochs_run,
             "n_train": int(len(data.y_train)), "n_validation": int(len(data.y_validation)),
             "devices": result.devices, "predictions": predictions_uri, "history": history_uri,
+            "model": f"{(model_uri or model_dir).rstrip('/')}/{config_id}/fold-{fold}",
             "n_parameters": _parameter_count(result.model),
             **{k: tags[k] for k in SUMMARY_TAGS if k in tags},
             **({"state": state_uri} if state_uri else {}),
