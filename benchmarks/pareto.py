@@ -10,11 +10,11 @@ configuration's mean r2 and latency), racing drops a configuration only for one 
 better at no more latency, and the refit takes the fastest configuration within one standard
 error of the best r2.
 
-Latency is what each train task measures (``core.serving.costs``): one fold model per
-configuration, exported with that fold's preprocessing, answering 1,000 raw rows per call
-as one TensorFlow graph, the median of 10 blocks of 20 calls. Repeatability: after the
-search, every measured configuration's same fold model is measured again, twice, each time
-in a fresh process as the train task measures it; the table gives how far the measurements
+Latency is what the run measures (``core.serving.costs``, in each round's step for the
+study): one fold model per configuration, exported with that fold's preprocessing, answering
+1,000 raw rows per call as one TensorFlow graph, the median of 10 blocks of 20 calls.
+Repeatability: after the search, every measured configuration's same fold model is measured
+again, twice, each time in a fresh process as the run measures it; the table gives how far the measurements
 of the same model lie apart (the median and the 90th percentile of |ratio - 1|), their rank
 correlation over the configurations, and how many of the front's configurations the front
 drawn from a re-measurement shares.
@@ -57,43 +57,34 @@ def run_search(seed: int, folder: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "output": str(output)}
 
 
-def remeasure(output: Path) -> list[dict]:
-    """Every measured configuration's fold model, measured again in a fresh process."""
-    from foldwise.components.core.data.whole_table import serving_state
-    from foldwise.components.core.serving.costs import measure_in_child
+def remeasure(output: Path, in_run: dict) -> list[dict]:
+    """Every measured configuration's fold model, measured again in fresh processes.
+
+    ``in_run``: each configuration's latency as the run measured it (``cv_results``).
+    """
+    from foldwise.components import storage
+    from foldwise.components.core.data.whole_table import fold_serving_states
+    from foldwise.components.core.serving.costs import measure_configs
 
     root = Path(sorted(glob.glob(str(output / "pipeline" / "*")))[-1])
     schema = json.loads((root / "preprocess" / "schema").read_text())
-    scalers = json.loads((root / "scale-folds" / "scaler_state").read_text())["folds"]
-    encoders = {e["fold"]: e for e in json.loads(
-        (root / "one-hot-encode-folds" / "encoder_state").read_text())["folds"]}
-    states = {str(s["fold"]): serving_state(schema, s, encoders[s["fold"]]) for s in scalers}
-    models = {}  # each configuration's last measurement, as cv_results holds it
-    for results in sorted(root.rglob("results"), key=lambda p: p.stat().st_mtime):
-        model_dir = results.parent / "model"
+    states = fold_serving_states(
+        schema, json.loads((root / "scale-folds" / "scaler_state").read_text()),
+        json.loads((root / "one-hot-encode-folds" / "encoder_state").read_text()))
+    entries = []
+    for results in root.rglob("results"):
         try:
-            entries = json.loads(results.read_text())
+            found = json.loads(results.read_text())
         except (ValueError, UnicodeDecodeError, IsADirectoryError):
             continue
-        for entry in entries if isinstance(entries, list) else []:
-            if "latency_ms" in (entry.get("serving") or {}):
-                models[entry["config_id"]] = {"config_id": entry["config_id"],
-                                              "fold": entry["fold"],
-                               "folder": str(model_dir / entry["config_id"]
-                                             / f"fold-{entry['fold']}"),
-                               "spec": entry["params"], "estimator": entry["params"]["estimator"],
-                               "in_run": entry["serving"]["latency_ms"]}
-    models = list(models.values())
-    request = {"prepared": str(root / "preprocess" / "prepared"), "schema": schema,
-               "states": states, "models": models}
-    again = []
-    for _ in range(REMEASURES):
-        with tempfile.TemporaryDirectory(prefix="foldwise-remeasure-") as scratch:
-            answers = measure_in_child(request, scratch)
-        again.append({cid: a["latency_ms"] for cid, a in answers.items() if "latency_ms" in a})
-    return [{"config_id": m["config_id"], "in_run": m["in_run"],
-             **{f"again_{i}": again[i].get(m["config_id"]) for i in range(REMEASURES)}}
-            for m in models]
+        if isinstance(found, list):
+            entries += [e for e in found if isinstance(e, dict) and e.get("model")]
+    again = [measure_configs(entries, storage.read_bytes, str(root / "preprocess" / "prepared"),
+                             states, schema) for _ in range(REMEASURES)]
+    return [{"config_id": cid, "in_run": latency,
+             **{f"again_{i}": again[i].get(cid, {}).get("latency_ms")
+                for i in range(REMEASURES)}}
+            for cid, latency in in_run.items()]
 
 
 def agreement(first: list[float], second: list[float]) -> dict:
@@ -126,7 +117,9 @@ def run(seed: int) -> dict:
         output = Path(searched["output"])
         cv = pd.read_csv(output / "cv_results.csv")
         summary = json.loads((output / "summary.json").read_text())
-        measured = remeasure(output)
+        measured = remeasure(output, {row["config_id"]: float(row["latency_ms"])
+                                      for _, row in cv.iterrows()
+                                      if row["latency_ms"] == row["latency_ms"]})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     keys = ["in_run", *[f"again_{i}" for i in range(REMEASURES)]]

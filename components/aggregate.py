@@ -85,7 +85,7 @@ def aggregate(
     described = read_json(schema.path)
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
     serving = None
-    if served(objectives):
+    if served(objectives, refit):
         from foldwise.components.core.data.whole_table import fold_serving_states
         from foldwise.components.core.serving.costs import measure_configs
 

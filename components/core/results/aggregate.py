@@ -84,6 +84,7 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
     names = list(scoring_metrics.metric_names(task, n_classes))
     scoring = scoring or scoring_metrics.default_scoring(task)
     wanted = pareto.parse(objectives, scoring, names)
+    wanted = pareto.Objectives(wanted.score, pareto.measured(wanted, refit))
     results = read_fold_results(task_results)
     table = cv_results(results, names, serving)
     add_comparisons(table, scoring, *fold_sizes(results))
@@ -493,6 +494,8 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
             raise FoldwiseError(
                 f"refit {refit} needs each configuration's {column}, which this run did not "
                 f"measure: add {refit.removeprefix(pareto.PARETO)} to objectives")
+        if "pareto_front" in rows and rows["pareto_front"].any():  # it picks from the front
+            rows = rows[rows["pareto_front"].astype(bool)]
         position = pareto.pick(rows[f"mean_test_{scoring}"], rows[f"std_test_{scoring}"],
                                rows[column], folds)
         return str(rows.iloc[position]["config_id"])
@@ -529,7 +532,8 @@ def add_front(table: pd.DataFrame, objectives: pareto.Objectives) -> None:
     if missing:
         raise FoldwiseError(
             f"objectives {', '.join(objectives.costs)}: {', '.join(missing)} was not measured "
-            "(the train steps measure it when given the same objectives)")
+            "(the aggregate step measures it when the objectives or a pareto: refit name "
+            "it)")
     rows = eligible_rows(table)
     rows = rows[rows["param_estimator"].isin(keras_names()) & ~_failed(rows)]
     on = pareto.front(rows[f"mean_test_{objectives.score}"], rows[columns])

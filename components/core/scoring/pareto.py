@@ -103,9 +103,9 @@ def costs_named(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in str(text).split(",") if name.strip() in COSTS)
 
 
-def served(text: str) -> bool:
-    """Whether objectives ``text`` names a cost measured on the serving model."""
-    return any(name in SERVED for name in costs_named(text))
+def served(text: str, refit: str = "best") -> bool:
+    """Whether objectives ``text`` (or a ``pareto:`` refit) needs the serving model measured."""
+    return any(name in SERVED for name in (*costs_named(text), refit.removeprefix(PARETO)))
 
 
 def measured(objectives: Objectives, refit: str = "best") -> tuple[str, ...]:
@@ -155,4 +155,5 @@ def pick(means, stds, costs, folds: int) -> int:
     """
     costs = [float(c) if math.isfinite(float(c)) else math.inf
              for c in np.asarray(costs, dtype="float64")]
-    return one_standard_error(means, stds, folds, costs)
+    return one_standard_error(np.asarray(means, dtype="float64"),
+                              np.asarray(stds, dtype="float64"), folds, costs)
