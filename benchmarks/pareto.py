@@ -14,10 +14,10 @@ Latency is what the run measures (``core.serving.costs``, in each round's step f
 study): one fold model per configuration, exported with that fold's preprocessing, answering
 1,000 raw rows per call as one TensorFlow graph, the median of 10 blocks of 20 calls.
 Repeatability: after the search, every measured configuration's same fold model is measured
-again, twice, each time in a fresh process as the run measures it; the table gives how far the measurements
-of the same model lie apart (the median and the 90th percentile of |ratio - 1|), their rank
-correlation over the configurations, and how many of the front's configurations the front
-drawn from a re-measurement shares.
+again, twice, each time in a fresh process as the run measures it; the table gives how far
+the measurements of the same model lie apart (the median and the 90th percentile of
+|ratio - 1|), their rank correlation over the configurations, and how many of the front's
+configurations the front drawn from a re-measurement shares.
 """
 
 from __future__ import annotations
