@@ -10,8 +10,9 @@ configuration's mean r2 and latency), racing drops a configuration only for one 
 better at no more latency, and the refit takes the fastest configuration within one standard
 error of the best r2.
 
-Latency is what the run measures (``core.serving.costs``, in each round's step for the
-study): one fold model per configuration, exported with that fold's preprocessing, answering
+Latency is what the run measures (``core.serving.costs``: in the aggregate step, all models
+in one process, in turns; each round's step measures its round for the study): one fold model
+per configuration, exported with that fold's preprocessing, answering
 1,000 raw rows per call as one TensorFlow graph, the median of 10 blocks of 20 calls.
 Repeatability: after the search, every measured configuration's same fold model is measured
 again, twice, each time in a fresh process as the run measures it; the table gives how far
@@ -82,6 +83,7 @@ def remeasure(output: Path, in_run: dict) -> list[dict]:
     again = [measure_configs(entries, storage.read_bytes, str(root / "preprocess" / "prepared"),
                              states, schema) for _ in range(REMEASURES)]
     return [{"config_id": cid, "in_run": latency,
+             "computation": again[0].get(cid, {}).get("computation"),
              **{f"again_{i}": again[i].get(cid, {}).get("latency_ms")
                 for i in range(REMEASURES)}}
             for cid, latency in in_run.items()]
@@ -179,8 +181,11 @@ def report(result: dict) -> str:
         lines += ["", f"The refit took {_label(params[best])}: {speedup:.1f}× faster "
                   f"than the best r2's configuration ({_label(params[top])}), "
                   f"{t['mean'] - b['mean']:.4f} r2 below it (within one standard error)."]
+    computations = len({m["computation"] for m in result["measured"]})
     lines += ["", f"**Repeatability** of the latency, the same {len(result['measured'])} fold "
-              "models measured again in fresh processes:", "",
+              f"models ({computations} distinct served computations: configurations that "
+              "differ only in training settings share one measurement) measured again in "
+              "fresh processes:", "",
               "| measurements | median \\|ratio − 1\\| | 90th percentile | rank correlation |",
               "|---|---|---|---|"]
     for pair, stats in result["repeat"].items():

@@ -26,7 +26,6 @@ def aggregate(
     prepared: Input[Dataset] = None,
     scaler_state: Input[Artifact] = None,
     encoder_state: Input[Artifact] = None,
-    plan: Input[Artifact] = None,
     model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
 ):
     """Collect every (config, fold) result into one row per config, ranked by ``scoring``.
@@ -64,12 +63,11 @@ def aggregate(
             ``r2,latency``): ``cv_results`` marks the Pareto front. When they name
             ``latency`` or ``model_bytes``, every configuration's serving model (its first
             fold model that trained, that fold's preprocessing folded in) is measured here,
-            one after another (``core.serving.costs``).
+            all in one process, in turns (``core.serving.costs``), a Bayesian search's too
+            (its rounds measured theirs for the study).
         prepared: The preprocessed table (raw columns): the rows a serving model is timed on.
         scaler_state: The ``scale_folds`` step's states (each fold's).
         encoder_state: The ``one_hot_encode_folds`` step's states (each fold's).
-        plan: A Bayesian search's last plan: the configurations its rounds measured already
-            (``serving``) are not measured again.
         model_spec: The run's fixed model options (a user's builder, whose models load with
             its source).
     """
@@ -89,12 +87,11 @@ def aggregate(
         from foldwise.components.core.data.whole_table import fold_serving_states
         from foldwise.components.core.serving.costs import measure_configs
 
-        serving = dict(read_json(plan.path).get("serving", {})) if plan is not None else {}
-        serving.update(measure_configs(
+        serving = measure_configs(
             read_fold_results(texts), storage.read_bytes, prepared.path,
             fold_serving_states(described, read_json(scaler_state.path),
                                 read_json(encoder_state.path)),
-            described, model_spec.get("builder"), skip=set(serving)))
+            described, model_spec.get("builder"))
     out = aggregate_search(described, texts, scoring, package_versions(),
                            storage.read_bytes, refit, refit_epochs, objectives, serving)
     out.cv_results.to_csv(cv_results.path, index=False)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from foldwise.components.core.scoring.pareto import COSTS
+from foldwise.components.core.scoring.pareto import COSTS, served
 from foldwise.pipelines import kinds
 
 
@@ -23,10 +23,20 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
         f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
         f"folds    {folds} ({schema['fold_strategy']}, seed {schema['seed']})",
         *extra,
+        *_objectives_line(plan.arguments.get("objectives", "")),
         f"output   {workspace}",
         *(f"warning  {note}" for note in schema.get("warnings", [])),
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _objectives_line(objectives: str) -> list[str]:
+    """``weighs   r2 against latency; ...``, or nothing when the score is all there is."""
+    if not objectives:
+        return []
+    score, _, costs = objectives.partition(",")
+    return [f"weighs   {score} against {costs.replace(',', ', ')}"
+            + ("; serving models timed after training" if served(objectives) else "")]
 
 
 def print_result(result) -> None:

@@ -218,13 +218,26 @@ def test_the_models_measured_are_each_configurations_first_that_trained():
     assert [e["config_id"] for e in costs.models_to_measure(found, skip={"a"})] == ["c"]
 
 
-def test_timing_blocks_and_rows_are_the_same_for_every_model():
-    from foldwise.components.core.serving import timing
+def test_configurations_that_serve_the_same_computation_share_one_measurement():
+    import keras
 
-    calls = []
-    timed = timing.time_calls(lambda x: calls.append(x), "rows", warmup=2, blocks=3, calls=4)
-    assert len(calls) == 2 + 3 * 4 and timed["calls"] == 12
-    assert timed["latency_ms"] >= 0 and timed["latency_iqr_ms"] >= 0
+    from foldwise.components.core.serving.timing import inference_key
+
+    def network(units, dropout=0.0, l2=0.0):
+        layers = [keras.Input((5,))]
+        for n in units:
+            layers += [keras.layers.Dense(n, "relu", kernel_regularizer=keras.regularizers.L2(
+                l2) if l2 else None), keras.layers.Dropout(dropout)]
+        return keras.Sequential([*layers, keras.layers.Dense(1)])
+
+    plain = inference_key(network([16]), 0)
+    assert inference_key(network([16], dropout=0.3, l2=1e-4), 0) == plain  # training only
+    assert inference_key(network([32]), 0) != plain
+    assert inference_key(network([16, 16]), 0) != plain
+    assert inference_key(network([16]), 1) != plain  # another fold's inputs
+
+
+def test_the_rows_timed_are_the_folds_own():
     prepared = pd.DataFrame({"x": range(7), "__fold__": [0, 1, 0, 1, 0, 1, 1]})
     rows = costs.sample_rows(prepared, 1, "__fold__", rows=10)
     assert rows["x"].tolist() == [1, 3, 5, 6, 1, 3, 5, 6, 1, 3]

@@ -137,11 +137,10 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
             trained = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
                            "train")
         collected = dsl.Collected(trained.outputs["Output"])
-    measured_before = {"plan": planned.outputs["plan"]} if bayes is not None else {}
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
                              refit=refit, refit_epochs=refit_epochs,
                              objectives=values["objectives"], model_spec=model_spec,
-                             **measured_on, **measured_before), "aggregate")
+                             **measured_on), "aggregate")
     return prepared, results
 
 

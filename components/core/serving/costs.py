@@ -3,13 +3,15 @@
 Each configuration is measured on one of its fold models (its first that trained), as it
 would be exported: the network with that fold's fitted preprocessing folded in
 (``serving_model``), answering raw rows. Every model of a run is measured the same way, in
-one step, one after another in one process (the aggregate step, and a Bayesian search's
-round steps for the study), so that on a cluster every latency is one node's: 1,000 raw rows
-of its fold's validation rows (repeated when the fold has fewer) per call of the model run as
-one TensorFlow graph, as a SavedModel's signature runs it; :data:`WARMUP` calls first, then
-:data:`BLOCKS` blocks of :data:`CALLS` calls. The latency is the median of the blocks' mean
-call time in milliseconds, its spread their interquartile range; the size is the bytes of
-the saved ``model.keras``.
+one step and one process (the aggregate step; a Bayesian search's round steps measure their
+round for the study), so that on a cluster every latency is one node's: 1,000 raw rows of its
+fold's validation rows (repeated when the fold has fewer) per call of the model run as one
+TensorFlow graph, as a SavedModel's signature runs it; :data:`WARMUP` calls first, then
+:data:`BLOCKS` blocks of :data:`CALLS` calls, the models' blocks in turns. Configurations
+that serve the same computation (they differ only in training settings) share one
+measurement (``timing.inference_key``). The latency is the median of the blocks' mean call
+time in milliseconds, its spread their interquartile range; the size is the bytes of the
+saved ``model.keras``.
 
 The serving model needs Keras' TensorFlow backend (string lookups), which the steps that
 measure do not otherwise load, so the models are measured in a child process

@@ -31,47 +31,47 @@ from foldwise.components.core.serving.costs import (
 from foldwise.components.core.serving.serving_model import build_serving_model, serving_inputs
 
 
-def time_calls(call, inputs, warmup: int = WARMUP, blocks: int = BLOCKS,
-               calls: int = CALLS) -> dict:
-    """Milliseconds per call of ``call(inputs)``: median and interquartile range.
-
-    Timed in ``blocks`` blocks of ``calls`` calls each (a block's mean is one sample, which
-    smooths the scheduler's jitter out of calls of a millisecond), after ``warmup`` calls.
-    ``call`` must return a value whose ``numpy()`` waits for the answer.
-    """
-    for _ in range(warmup):
-        _finish(call(inputs))
-    samples = []
-    for _ in range(blocks):
-        started = time.perf_counter()
-        for _ in range(calls):
-            _finish(call(inputs))
-        samples.append((time.perf_counter() - started) * 1000.0 / calls)
-    low, median, high = np.percentile(samples, [25, 50, 75])
-    return {"latency_ms": float(median), "latency_iqr_ms": float(high - low),
-            "calls": blocks * calls}
-
-
 def _finish(value) -> None:
     if hasattr(value, "numpy"):
         value.numpy()
 
 
-def measure_model(serving, inputs: dict) -> dict:
-    """One serving model's latency (per call of ``inputs``) and saved size."""
-    import tensorflow as tf
+# Layers that pass their input through at inference, and settings that only training reads:
+# two networks that differ only in these run the same computation when served.
+INFERENCE_IDENTITY = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                      "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                      "ActivityRegularization"}
+TRAINING_ONLY = {"name", "trainable", "rate", "seed", "noise_shape", "kernel_initializer",
+                 "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                 "activity_regularizer", "kernel_constraint", "bias_constraint"}
 
-    graph = tf.function(lambda features: serving(features, training=False))
-    timed = time_calls(graph, inputs)
-    with tempfile.TemporaryDirectory(prefix="foldwise-costs-") as scratch:
-        path = os.path.join(scratch, "model.keras")
-        serving.save(path)
-        size = os.path.getsize(path)
-    return {**timed, "model_bytes": int(size)}
+
+def inference_key(network, fold: int) -> str:
+    """What a fold model computes when served: layers, settings, weight shapes and fold.
+
+    The fold's categories set the input's width.
+
+    Configurations that differ only in training (learning rate, batch size, L2, dropout,
+    epochs) share a key, so they share one latency measurement: their served computation is
+    the same, and measuring it once leaves no noise between them.
+    """
+    layers = []
+    for layer in getattr(network, "layers", []):
+        name = type(layer).__name__
+        if name in INFERENCE_IDENTITY:
+            continue
+        config = {k: v for k, v in layer.get_config().items() if k not in TRAINING_ONLY}
+        layers.append([name, config])
+    shapes = [list(w.shape) for w in network.weights]
+    return json.dumps([int(fold), layers, shapes], sort_keys=True, default=str)
 
 
 def measure(request: dict) -> dict:
     """Each requested model's costs: ``{config_id: {latency_ms, latency_iqr_ms, ...}}``.
+
+    Every distinct served computation (:func:`inference_key`) is timed once, and the
+    computations are timed in turns, block by block (each block of one after a block of
+    each other), so that a slower moment of the machine falls on all of them alike.
 
     Args:
         request: ``{"prepared": path, "schema": {...}, "states": {fold: serving state},
@@ -79,11 +79,15 @@ def measure(request: dict) -> dict:
             folder holds ``model.keras`` and ``target_scaling.json``. A model that cannot be
             measured gets ``{"error": ...}`` instead.
     """
+    import tensorflow as tf
+
     schema = request["schema"]
     prepared = pd.read_parquet(request["prepared"])
-    answers = {}
+    answers, keys, timed = {}, {}, {}
+    inputs_of: dict[int, dict] = {}
     for entry in request["models"]:
-        state = request["states"][str(entry["fold"])]
+        fold = int(entry["fold"])
+        state = request["states"][str(fold)]
         try:
             inner = load_trained(os.path.join(entry["folder"], "model.keras"), entry["spec"])
             with open(os.path.join(entry["folder"], "target_scaling.json"),
@@ -91,12 +95,36 @@ def measure(request: dict) -> dict:
                 target_scaling = json.load(handle)
             serving = build_serving_model(inner, state, schema, target_scaling,
                                           entry["estimator"])
-            rows = sample_rows(prepared, int(entry["fold"]), FOLD_COLUMN)
-            answers[entry["config_id"]] = {**measure_model(serving, serving_inputs(rows, state)),
-                                           "fold": int(entry["fold"])}
+            if fold not in inputs_of:
+                inputs_of[fold] = serving_inputs(
+                    sample_rows(prepared, fold, FOLD_COLUMN), state)
+            key = inference_key(inner, fold)
+            if key not in timed:
+                graph = tf.function(lambda features, model=serving: model(features,
+                                                                          training=False))
+                for _ in range(WARMUP):
+                    _finish(graph(inputs_of[fold]))
+                timed[key] = {"graph": graph, "fold": fold, "samples": []}
+            keys[entry["config_id"]] = key
+            with tempfile.TemporaryDirectory(prefix="foldwise-costs-") as scratch:
+                path = os.path.join(scratch, "model.keras")
+                serving.save(path)
+                answers[entry["config_id"]] = {"model_bytes": int(os.path.getsize(path)),
+                                               "fold": fold}
         except Exception as err:  # noqa: BLE001 - a model that cannot be measured is data
             answers[entry["config_id"]] = {"error": f"{type(err).__name__}: {err}"}
-        keras.backend.clear_session()
+    for _ in range(BLOCKS):  # in turns: each computation's block, then the next one's
+        for measured in timed.values():
+            started = time.perf_counter()
+            for _ in range(CALLS):
+                _finish(measured["graph"](inputs_of[measured["fold"]]))
+            measured["samples"].append((time.perf_counter() - started) * 1000.0 / CALLS)
+    names = {key: f"s{index}" for index, key in enumerate(timed)}
+    for cid, key in keys.items():
+        low, median, high = np.percentile(timed[key]["samples"], [25, 50, 75])
+        answers[cid].update(latency_ms=float(median), latency_iqr_ms=float(high - low),
+                            calls=BLOCKS * CALLS, computation=names[key])
+    keras.backend.clear_session()
     return answers
 
 
