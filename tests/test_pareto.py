@@ -83,6 +83,11 @@ def test_a_pareto_refit_takes_the_cheapest_within_one_standard_error_of_the_best
     assert pareto.pick(means, [0.0] * 4, latency, folds=5) == 0  # no spread: the best
     assert pareto.pick(means, [0.2] * 4, latency, folds=5) == 2
     assert pareto.pick([0.9, 0.9], [0.0, 0.0], [np.nan, 1.0], folds=5) == 1
+    # a latency lower only within its spread (the fastest's) ties: the higher mean wins
+    close = [1.0, 0.95, 0.5, 2.0]
+    assert pareto.pick(means, stds, close, folds=5) == 1
+    assert pareto.pick(means, stds, close, folds=5, slack=[0.0, 0.1, 0.0, 0.0]) == 0
+    assert pareto.pick(means, stds, close, folds=5, slack=[0.1, 0.01, 0.1, 0.1]) == 1
     # rows of a table, their index not 0, 1, ... (a front picked out of cv_results)
     rows = pd.DataFrame({"m": means, "s": stds, "c": latency}, index=[7, 3, 9, 4])
     assert pareto.pick(rows["m"], rows["s"], rows["c"], folds=5) == 1

@@ -467,8 +467,9 @@ def cv_epoch(histories: dict) -> int | None:
 def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None:
     """The configuration to refit: the best Keras one, or by a one-standard-error rule.
 
-    ``pareto:<cost>``: the Keras configuration with the lowest cost among those within one
-    standard error of the best mean (``core.scoring.pareto.pick``).
+    ``pareto:<cost>``: the Keras configuration on the Pareto front with the lowest cost among
+    those within one standard error of the best mean (``core.scoring.pareto.pick``); a
+    latency is lower only by more than the fastest's interquartile range.
 
     ``one_standard_error``: among Keras configurations that did not fail, the simplest whose
     mean is at least the best mean minus the best's standard error (its folds' sample
@@ -496,8 +497,9 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
                 f"measure: add {refit.removeprefix(pareto.PARETO)} to objectives")
         if "pareto_front" in rows and rows["pareto_front"].any():  # it picks from the front
             rows = rows[rows["pareto_front"].astype(bool)]
+        spread = rows[pareto.SPREAD_COLUMN] if column == pareto.COSTS["latency"] else None
         position = pareto.pick(rows[f"mean_test_{scoring}"], rows[f"std_test_{scoring}"],
-                               rows[column], folds)
+                               rows[column], folds, spread)
         return str(rows.iloc[position]["config_id"])
     weights = rows["n_parameters"].to_numpy(dtype="float64") if "n_parameters" in rows \
         else np.full(len(rows), np.nan)

@@ -144,16 +144,29 @@ def dominates(a: list[float], b: list[float]) -> bool:
         x < y for x, y in zip(a, b, strict=True))
 
 
-def pick(means, stds, costs, folds: int) -> int:
+def pick(means, stds, costs, folds: int, slack=None) -> int:
     """The lowest-cost point whose mean is within one standard error of the best mean.
 
-    :func:`~foldwise.components.core.scoring.stats.one_standard_error` with the cost as
-    what makes one simpler (an unmeasured cost counts as the highest).
+    The band is :func:`~foldwise.components.core.scoring.stats.one_standard_error`'s (the
+    best's folds' sample standard deviation over ``sqrt(K)``); an unmeasured cost counts as
+    the highest. A cost measured with noise (a latency) is the lowest only by more than its
+    spread: every point of the band within ``slack`` (the lowest's) of the lowest cost ties
+    with it, and of those the higher mean wins, then the first listed.
 
     Raises:
         FoldwiseError: No point has a finite mean.
     """
-    costs = [float(c) if math.isfinite(float(c)) else math.inf
-             for c in np.asarray(costs, dtype="float64")]
-    return one_standard_error(np.asarray(means, dtype="float64"),
-                              np.asarray(stds, dtype="float64"), folds, costs)
+    means = np.asarray(means, dtype="float64")
+    costs = np.array([float(c) if math.isfinite(float(c)) else math.inf
+                      for c in np.asarray(costs, dtype="float64")])
+    lowest = one_standard_error(means, np.asarray(stds, dtype="float64"), folds, list(costs))
+    if slack is None or not math.isfinite(costs[lowest]):
+        return lowest
+    spread = float(np.asarray(slack, dtype="float64")[lowest])
+    spread = spread if math.isfinite(spread) else 0.0
+    stds = np.asarray(stds, dtype="float64")
+    best = int(np.nanargmax(np.where(np.isfinite(means), means, -np.inf)))
+    threshold = means[best] - float(stds[best]) / math.sqrt(max(1, folds - 1))
+    tied = [i for i in range(len(means)) if math.isfinite(means[i])
+            and means[i] >= threshold - 1e-12 and costs[i] <= costs[lowest] + spread]
+    return min(tied, key=lambda i: (-means[i], i))
