@@ -195,6 +195,11 @@ def test_racing_of_several_objectives_drops_only_for_a_rival_that_costs_no_more(
     assert rounds._race(plan, table, [0, 1]) == ["lead", "cheap"]
     single = {**plan, "costs": []}
     assert rounds._race(single, table, [0, 1]) == ["lead"]
+    # "lead" 0.1 ms slower than "cheap", within cheap's measured spread: no costlier
+    close = stage_plan({"lead": [0.3], "cheap": [0.2], "dear": [3.0]}, scores)
+    assert rounds._race(close, table, [0, 1]) == ["lead", "cheap"]
+    close["serving"] = {"cheap": {"latency_ms": 0.2, "latency_iqr_ms": 0.15}}
+    assert rounds._race(close, table, [0, 1]) == ["lead"]
 
 
 def test_racing_reads_costs_from_the_serving_measurement_and_the_entries():

@@ -395,8 +395,9 @@ def _race(plan: dict, table: dict, scored: list[int]) -> list[str]:
     kept = []
     for cid in table:
         own = measured.get(cid)
+        slack = _slack(plan, cid)
         cheaper = [other for other in rivals if other != cid and _no_costlier(
-            measured.get(other), own)]
+            measured.get(other), own, slack)]
         means = {other: float(np.mean(rivals[other])) for other in cheaper
                  if np.isfinite(rivals[other]).all()}
         if not means:  # nothing no costlier to lose to: on, unless it failed
@@ -411,8 +412,18 @@ def _race(plan: dict, table: dict, scored: list[int]) -> list[str]:
     return kept
 
 
-def _no_costlier(costs: list | None, than: list | None) -> bool:
-    """Whether every cost of ``costs`` is at most ``than``'s (both measured)."""
+def _slack(plan: dict, cid: str) -> list[float]:
+    """How much more each cost of ``cid``'s rival may be and still count as no more.
+
+    A latency's interquartile range (it is measured with noise); nothing for the others.
+    """
+    spread = (plan.get("serving", {}).get(cid) or {}).get(pareto.SPREAD_COLUMN) or 0.0
+    return [float(spread) if cost == "latency" else 0.0 for cost in plan["costs"]]
+
+
+def _no_costlier(costs: list | None, than: list | None, slack: list | None = None) -> bool:
+    """Whether every cost of ``costs`` is at most ``than``'s, plus its slack (both measured)."""
     if not costs or not than or any(c is None for c in [*costs, *than]):
         return False
-    return all(a <= b for a, b in zip(costs, than, strict=True))
+    slack = slack or [0.0] * len(costs)
+    return all(a <= b + d for a, b, d in zip(costs, than, slack, strict=True))
