@@ -75,6 +75,23 @@ def test_outputs_follow_the_contract(penguin_run):
     assert folds["row"].tolist() == [r for r in range(120) if r not in (5, 50)]
 
 
+def test_the_summary_and_report_say_whether_its_probabilities_mean_what_they_say(penguin_run):
+    """Brier and calibration error of the run's own out-of-fold probabilities."""
+    from sklearn.metrics import brier_score_loss
+
+    _, output = penguin_run
+    found = json.loads((output / "summary.json").read_text())["calibration"]
+    oof = pd.concat(pd.read_parquet(p) for p in iteration_files(
+        output, "train", "predictions").values())
+    proba = oof[[f"proba_{c}" for c in ("Adelie", "Chinstrap", "Gentoo")]].to_numpy()
+    assert found["read"] == "top label" and sum(b["rows"] for b in found["bins"]) == 118
+    assert found["brier"] == pytest.approx(brier_score_loss(
+        oof["y_true"].to_numpy(), proba, labels=[0, 1, 2]))
+    assert 0 <= found["ece"] <= 1
+    page = (output / "report.html").read_text()
+    assert "Calibration</h2>" in page and f"Brier {found['brier']:.4f}" in page
+
+
 def test_each_fold_task_worked_on_its_own_fold(penguin_run):
     sample, output = penguin_run
     folds = pd.read_csv(output / "folds.csv")

@@ -24,6 +24,7 @@ from foldwise.components.core.jsonio import class_count
 from foldwise.components.core.models.estimators import keras_names, named
 from foldwise.components.core.scoring import metrics as scoring_metrics
 from foldwise.components.core.scoring import pareto
+from foldwise.components.core.scoring.calibration import calibration
 from foldwise.components.core.scoring.stats import corrected_ttest, one_standard_error
 
 VERSIONED_PACKAGES = ("foldwise", "kfp", "tensorflow", "keras", "scikit-learn", "pandas",
@@ -130,6 +131,7 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         y_true = pooled["y_true"].to_numpy()
         proba = pooled[probability_columns(pooled)].to_numpy()
         matrix = scoring_metrics.confusion_matrix(y_true, proba, n_classes)
+        described["calibration"] = calibration(y_true, proba)
         if n_classes == 2:
             roc = scoring_metrics.roc_curve(y_true, proba[:, 1])
     searched = best[0].get("searched", {})  # keys sorted, as scikit-learn's grid sorts them

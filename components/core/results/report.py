@@ -157,6 +157,34 @@ def front_chart(cv: pd.DataFrame, scoring: str, cost: str, best_id: str) -> str:
     return _svg(fig)
 
 
+def reliability_chart(found: dict) -> str:
+    """The reliability curve: predicted probability against how often it came true.
+
+    ``found`` is the summary's ``calibration`` (``core.scoring.calibration``); each bin's
+    point is sized by its rows.
+    """
+    fig, ax = _figure(5.0, 4.2)
+    points = found.get("bins") or []
+    ax.plot([0, 1], [0, 1], color="#9aa5b1", linestyle="--", label="calibrated")
+    if points:
+        rows = np.array([p["rows"] for p in points], dtype="float64")
+        ax.plot([p["predicted"] for p in points], [p["observed"] for p in points],
+                color=COLOURS[0], marker="o", markersize=0)
+        ax.scatter([p["predicted"] for p in points], [p["observed"] for p in points],
+                   s=20 + 180 * rows / rows.max(), color=COLOURS[0], zorder=3,
+                   label="out-of-fold (size: rows)")
+    read = found.get("read") or "probability"
+    ax.set_xlabel(f"predicted probability ({read})")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    brier, ece = found.get("brier"), found.get("ece")
+    ax.set_title(f"Brier {brier:.4f} · ECE {ece:.4f}" if brier is not None and ece is not None
+                 else "no finite probabilities", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    return _svg(fig)
+
+
 def learning_curves(histories: dict, best_epoch: int | None = None) -> str:
     """Train and validation-fold loss per epoch, one colour per fold.
 
@@ -293,6 +321,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
             "<h2>Out-of-fold predictions of the best configuration</h2><div class='grid'>",
             f"<figure>{confusion_chart(y_true, proba, schema['classes'])}</figure>",
             f"<figure>{roc_chart(y_true, proba, schema['classes'])}</figure></div>",
+            *_calibration_section(summary),
         ]
     else:
         scatter, residuals = regression_charts(y_true, pooled["prediction"].to_numpy(),
@@ -313,6 +342,22 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>foldwise report: {e(schema['target'])}</title><style>{CSS}</style>"
             f"</head><body>\n{body}\n</body></html>\n")
+
+
+def _calibration_section(summary: dict) -> list[str]:
+    """Whether the best configuration's probabilities mean what they say."""
+    found = summary.get("calibration")
+    if not found:
+        return []
+    read = ("the positive class's probability against how often it is the class"
+            if found["read"] == "positive class" else
+            "the top class's probability (the model's confidence) against how often it is right")
+    return ["<h2>Are its probabilities right? Calibration</h2>",
+            f"<p class='sub'>Out-of-fold probabilities of the best configuration, in "
+            f"{len(found['bins'])} bins: {html.escape(read)}. On the diagonal, a predicted 0.8 "
+            "comes true 8 times in 10. Brier score (lower is better) and expected calibration "
+            "error (the rows' weighted mean distance from the diagonal).</p>",
+            f"<figure>{reliability_chart(found)}</figure>"]
 
 
 def _front_section(cv: pd.DataFrame, summary: dict) -> list[str]:
