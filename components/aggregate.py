@@ -23,6 +23,8 @@ def aggregate(
     refit: str = "best",
     refit_epochs: str = "fixed",
     objectives: str = "",
+    importance: str = "on",
+    fold_data: Input[Dataset] = None,
     prepared: Input[Dataset] = None,
     scaler_state: Input[Artifact] = None,
     encoder_state: Input[Artifact] = None,
@@ -65,6 +67,10 @@ def aggregate(
             fold model that trained, that fold's preprocessing folded in) is measured here,
             all in one process, in turns (``core.serving.costs``), a Bayesian search's too
             (its rounds measured theirs for the study).
+        importance: ``on``: the best configuration's permutation importance of each raw
+            column, on each fold's validation rows with that fold's model, goes into the
+            summary (``core.training.importance``); ``off`` skips it.
+        fold_data: The model-ready fold tables (the importance's validation rows).
         prepared: The preprocessed table (raw columns): the rows a serving model is timed on.
         scaler_state: The ``scale_folds`` step's states (each fold's).
         encoder_state: The ``one_hot_encode_folds`` step's states (each fold's).
@@ -94,6 +100,14 @@ def aggregate(
             described, model_spec.get("builder"))
     out = aggregate_search(described, texts, scoring, package_versions(),
                            storage.read_bytes, refit, refit_epochs, objectives, serving)
+    if importance == "on" and fold_data is not None:
+        from foldwise.components.core.training.importance import of_best
+
+        best_id = out.best_config["config_id"]
+        out.summary["permutation_importance"] = of_best(
+            [e for e in read_fold_results(texts) if e["config_id"] == best_id],
+            fold_data.path, described, out.summary["scoring"], storage.read_bytes,
+            model_spec.get("builder"), seed=int(described["seed"]))
     out.cv_results.to_csv(cv_results.path, index=False)
     write_json(best_config.path, out.best_config)
     write_json(best_params.path, out.best_params)

@@ -63,6 +63,11 @@ def print_result(result) -> None:
         print(f"wrote    {result.destination}/: model/ (model.keras, savedmodel/, tfserving/), "
               "inferenceservice.yaml, cv_results.csv, best_params.json, summary.json, "
               "folds.csv, report.html, manifest.json")
+    found = result.summary.get("permutation_importance") or {}
+    if found.get("columns"):
+        top = ", ".join(f"{c['column']} {c['mean']:.3f}" for c in found["columns"][:3])
+        print(f"relies   on {top} (drop in {found['scoring']} when the column is shuffled; "
+              "every column in report.html)")
     if result.destination != str(result.workspace):
         print(f"run      {result.workspace}/: pipeline/ (every step's artifacts), pipeline.log")
     if kind.exports_model:

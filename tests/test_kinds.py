@@ -69,7 +69,7 @@ def build_score_grid(settings=LOCAL):
                    task: str = "", categorical: list = [], numeric: list = [],  # noqa: B006
                    drop: list = [], group_column: str = "", folds: int = 5,  # noqa: B006
                    seed: int = 0, scaler: str = "standard", scoring: str = "",
-                   baseline: str = "none", objectives: str = "",
+                   baseline: str = "none", objectives: str = "", importance: str = "on",
                    packing: str = "none") -> outputs:
         values = run_values(locals())
         prepared, results = search_steps(settings, values, param_grid, model_spec)

@@ -73,6 +73,11 @@ def test_aggregate_measures_serving_costs_on_raw_rows_with_each_folds_preprocess
         assert aggregate["artifacts"][name]["taskOutputArtifact"] == {
             "outputArtifactKey": output, "producerTask": producer}, name
     assert ir["root"]["inputDefinitions"]["parameters"]["objectives"]["defaultValue"] == ""
+    # the permutation importance: the fold tables, and the switch
+    assert aggregate["parameters"]["importance"] == {"componentInputParameter": "importance"}
+    assert aggregate["artifacts"]["fold_data"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "fold_data", "producerTask": "one-hot-encode-folds"}
+    assert ir["root"]["inputDefinitions"]["parameters"]["importance"]["defaultValue"] == "on"
     _, trials = loops(ir)["trials"]
     assert "objectives" not in trials["dag"]["tasks"]["train"]["inputs"]["parameters"]
 
@@ -82,7 +87,7 @@ def test_trial_results_fan_in_as_parameters_not_artifacts(ir):
     assert aggregate["parameters"]["fold_results"]["taskOutputParameter"][
         "producerTask"].startswith("for-loop")
     assert set(aggregate["artifacts"]) == {"schema", "prepared", "scaler_state",
-                                           "encoder_state"}
+                                           "encoder_state", "fold_data"}
 
 
 def test_every_step_runs_the_foldwise_image_and_installs_nothing(ir):

@@ -124,6 +124,9 @@ OPTIONS: tuple[Option, ...] = (
            "against each other: e.g. r2,latency (also n_parameters, model_bytes); latency is "
            "milliseconds per 1,000 raw rows of the exported model. cv_results marks the Pareto "
            "front", default="", metavar="SCORE,COST"),
+    Option("importance", FOLDS, "on: the best configuration's permutation importance of "
+           "each raw column, on each fold's validation rows with that fold's model (in "
+           "summary.json and the report); off: skip it", default="on", choices=("on", "off")),
     Option("packing", FOLDS, "configs: train configurations that pack into one program "
            "(foldwise plan lists what keeps them apart) together, all folds, in 2 tasks; folds: "
            "one task per configuration, its folds packed; none: one task per (configuration, "
@@ -259,7 +262,7 @@ def choices(name: str) -> tuple[str, ...]:
 PREPROCESS = ("target", "task", "categorical", "numeric", "drop", "group_column", "folds",
               "seed")
 # Options of a run that every pipeline takes as parameters (besides its own).
-RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "objectives", "packing")
+RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "objectives", "importance", "packing")
 
 
 # The search options each pipeline takes (the others take none).

@@ -41,6 +41,7 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
         scoring: str = "",
         baseline: str = "none",
         objectives: str = "",
+        importance: str = "on",
         packing: str = "none",
     ) -> CrossValidationOutputs:
         """Cross-validate one Keras model configuration.
@@ -65,6 +66,8 @@ def build_cross_validation(settings: ClusterSettings = LOCAL):
             objectives: The score and serving costs weighed against each other
                 (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
                 marks the Pareto front.
+            importance: ``on``: the best configuration's permutation importance of each raw
+                column, over the folds (summary and report); ``off`` to skip it.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.

@@ -40,6 +40,7 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
         scoring: str = "",
         baseline: str = "none",
         objectives: str = "",
+        importance: str = "on",
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
@@ -69,6 +70,8 @@ def build_grid_search(settings: ClusterSettings = LOCAL):
             objectives: The score and serving costs weighed against each other
                 (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
                 marks the Pareto front.
+            importance: ``on``: the best configuration's permutation importance of each raw
+                column, over the folds (summary and report); ``off`` to skip it.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.

@@ -48,6 +48,7 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
         scoring: str = "",
         baseline: str = "none",
         objectives: str = "",
+        importance: str = "on",
         packing: str = "none",
         refit: str = "best",
         refit_epochs: str = "fixed",
@@ -82,6 +83,8 @@ def build_halving_search(settings: ClusterSettings = LOCAL, rungs: int = DEFAULT
             objectives: The score and serving costs weighed against each other
                 (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
                 marks the Pareto front.
+            importance: ``on``: the best configuration's permutation importance of each raw
+                column, over the folds (summary and report); ``off`` to skip it.
             packing: ``none``, ``folds`` or ``configs``: how trials share train tasks.
             refit: ``best``, ``one_standard_error`` or ``pareto:<cost>``.
             refit_epochs: ``fixed`` or ``cv`` (the epoch of the lowest mean validation loss).

@@ -44,6 +44,7 @@ def build_retrain(settings: ClusterSettings = LOCAL):
         scoring: str = "",
         baseline: str = "none",
         objectives: str = "",
+        importance: str = "on",
         packing: str = "none",
         serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
     ) -> RetrainOutputs:
@@ -71,6 +72,8 @@ def build_retrain(settings: ClusterSettings = LOCAL):
             objectives: The score and serving costs weighed against each other
                 (``r2,latency``; also ``n_parameters``, ``model_bytes``): ``cv_results``
                 marks the Pareto front.
+            importance: ``on``: the best configuration's permutation importance of each raw
+                column, over the folds (summary and report); ``off`` to skip it.
             packing: ``none``: one train task per (configuration, fold), a pod each on a
                 cluster; ``folds``: one task per configuration trains its folds at once as
                 one packed program; ``configs``: configurations that pack share tasks too.

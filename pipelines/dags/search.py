@@ -140,7 +140,9 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
                              refit=refit, refit_epochs=refit_epochs,
                              objectives=values["objectives"], model_spec=model_spec,
-                             **measured_on), "aggregate")
+                             importance=values["importance"],
+                             fold_data=fold_data.outputs["fold_data"], **measured_on),
+                   "aggregate")
     return prepared, results
 
 

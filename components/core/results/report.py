@@ -157,6 +157,20 @@ def front_chart(cv: pd.DataFrame, scoring: str, cost: str, best_id: str) -> str:
     return _svg(fig)
 
 
+def importance_chart(found: dict, shown: int = 15) -> str:
+    """Each raw column's permutation importance: its mean drop over the folds ± std."""
+    columns = found["columns"][:shown][::-1]
+    fig, ax = _figure(7.0, 0.4 * len(columns) + 1.2)
+    y = np.arange(len(columns))
+    ax.barh(y, [c["mean"] for c in columns], xerr=[c["std"] for c in columns],
+            color=COLOURS[0], alpha=.85, capsize=3)
+    ax.set_yticks(y, [c["column"] for c in columns])
+    ax.axvline(0, color="#9aa5b1", linewidth=1)
+    ax.set_xlabel(f"drop in {found['scoring']} when the column is shuffled "
+                  "(mean ± std over folds)")
+    return _svg(fig)
+
+
 def reliability_chart(found: dict) -> str:
     """The reliability curve: predicted probability against how often it came true.
 
@@ -311,6 +325,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
         _results_table(cv, summary),
         *_comparison_note(summary),
         *_front_section(cv, summary),
+        *_importance_section(summary),
         "<h2>Learning curves of the best configuration</h2>",
         f"<figure>{learning_curves(histories, summary.get('best_epoch'))}</figure>",
     ]
@@ -342,6 +357,24 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>foldwise report: {e(schema['target'])}</title><style>{CSS}</style>"
             f"</head><body>\n{body}\n</body></html>\n")
+
+
+def _importance_section(summary: dict) -> list[str]:
+    """Which raw columns the best configuration relies on."""
+    found = summary.get("permutation_importance")
+    if not found:
+        return []
+    if "skipped" in found:
+        return ["<h2>Which columns it relies on</h2>",
+                f"<p class='sub'>Permutation importance skipped: {html.escape(found['skipped'])}"
+                ".</p>"]
+    shown = min(15, len(found["columns"]))
+    return ["<h2>Which columns it relies on</h2>",
+            f"<p class='sub'>Permutation importance of the best configuration: on each fold's "
+            f"validation rows, with that fold's model, each raw column shuffled "
+            f"{found['repeats']} times (a categorical column's indicators together). The "
+            f"{shown} most important of {len(found['columns'])} columns.</p>",
+            f"<figure>{importance_chart(found)}</figure>"]
 
 
 def _calibration_section(summary: dict) -> list[str]:
