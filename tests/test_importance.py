@@ -66,4 +66,9 @@ def test_a_column_that_carries_the_target_ranks_first(tmp_path, penguins, capsys
         "year", "scale_reading"}  # raw columns: a category's indicators count as one
     assert sorted(columns[0]["folds"]) == ["0", "1", "2"]
     assert "relies   on scale_reading" in out
-    assert "Which columns it relies on</h2>" in (tmp_path / "run" / "report.html").read_text()
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Which columns it relies on</h2>" in page
+    residuals = page[page.index("Residuals against the columns it relies on most</h2>"):]
+    residuals = residuals[:residuals.index("<h2>")]
+    assert residuals.count("<svg") == 5  # the five most important columns, each drawn
+    assert ">scale_reading<" in residuals or "scale_reading</text>" in residuals

@@ -177,7 +177,8 @@ def publish_steps(settings: ClusterSettings, prepared, results, values: dict, de
     page = step(report(schema=schema, cv_results=results.outputs["cv_results"],
                        summary=results.outputs["summary"],
                        oof_predictions=results.outputs["oof_predictions"],
-                       best_histories=results.outputs["best_histories"]), "report")
+                       best_histories=results.outputs["best_histories"],
+                       prepared=prepared.outputs["prepared"]), "report")
     model = {"model": final.outputs["model"],
              "best_params": results.outputs["best_params"]} if final else {}
     published = step(export(cv_results=results.outputs["cv_results"],

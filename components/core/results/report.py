@@ -285,12 +285,40 @@ def regression_charts(y_true: np.ndarray, predicted: np.ndarray, target: str) ->
     return scatter, _svg(fig)
 
 
+def residuals_by_column(pooled: pd.DataFrame, raw: pd.DataFrame, column: str,
+                        categorical: bool) -> str:
+    """The out-of-fold residuals against one raw column (a category's: a box per category).
+
+    ``raw`` holds the column with each row's ``__row__``; ``pooled`` the predictions.
+    """
+    from foldwise.components.core.columns import ROW_COLUMN
+
+    joined = pooled.merge(raw[[ROW_COLUMN, column]], left_on="row", right_on=ROW_COLUMN)
+    residual = joined["y_true"].to_numpy(dtype="float64") - joined["prediction"].to_numpy(
+        dtype="float64")
+    fig, ax = _figure(4.6, 3.6)
+    if categorical:
+        values = joined[column].astype("string").fillna("<missing>")
+        shown = values.value_counts().index[:12].tolist()
+        ax.boxplot([residual[(values == c).to_numpy()] for c in shown], showfliers=False)
+        ax.set_xticks(range(1, len(shown) + 1), shown, rotation=30, ha="right", fontsize=8)
+    else:
+        x = pd.to_numeric(joined[column], errors="coerce").to_numpy(dtype="float64")
+        ax.scatter(x, residual, s=8, alpha=.5, color=COLOURS[1], rasterized=True)
+    ax.axhline(0, color="#9aa5ad", linestyle=":")
+    ax.set_xlabel(column)
+    ax.set_ylabel("residual (actual − predicted)")
+    return _svg(fig)
+
+
 def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataFrame,
-                 histories: dict) -> str:
+                 histories: dict, raw: pd.DataFrame | None = None) -> str:
     """The report page as one HTML string.
 
     A halving search's table has a row per (configuration, rung): each configuration is
-    shown once, as of the last rung it ran in.
+    shown once, as of the last rung it ran in. With ``raw`` (the preprocessed table's raw
+    columns and ``__row__``), a regression's residuals are drawn against each of its five
+    most important columns (the summary's ``permutation_importance``).
     """
     if "iter" in cv.columns:
         cv = cv.drop_duplicates("config_id", keep="last")
@@ -344,6 +372,7 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
         sections += [
             "<h2>Out-of-fold predictions of the best configuration</h2><div class='grid'>",
             f"<figure>{scatter}</figure><figure>{residuals}</figure></div>",
+            *_residual_section(pooled, raw, summary, schema),
         ]
     sections += [
         "<h2>Data</h2>", _data_table(schema),
@@ -357,6 +386,22 @@ def build_report(schema: dict, cv: pd.DataFrame, summary: dict, pooled: pd.DataF
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>foldwise report: {e(schema['target'])}</title><style>{CSS}</style>"
             f"</head><body>\n{body}\n</body></html>\n")
+
+
+def _residual_section(pooled: pd.DataFrame, raw: pd.DataFrame | None, summary: dict,
+                      schema: dict) -> list[str]:
+    """Residuals against the five columns the best configuration relies on most."""
+    columns = [c["column"] for c in (summary.get("permutation_importance") or {}).get(
+        "columns", [])[:5]]
+    if raw is None or not columns or "row" not in pooled:
+        return []
+    charts = [f"<figure>{residuals_by_column(pooled, raw, c, c in schema['categorical'])}"
+              "</figure>" for c in columns if c in raw]
+    return ["<h2>Residuals against the columns it relies on most</h2>",
+            "<p class='sub'>Out-of-fold residuals of the best configuration against each of "
+            "its five most important raw columns: a trend or a category off zero is "
+            "something the model has not learnt.</p>",
+            f"<div class='grid'>{''.join(charts)}</div>"]
 
 
 def _importance_section(summary: dict) -> list[str]:
