@@ -23,7 +23,7 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
         f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
         f"folds    {folds} ({schema['fold_strategy']}, seed {schema['seed']})",
         *extra,
-        *_objectives_line(plan.arguments.get("objectives", "")),
+        *_objectives_line(getattr(plan, "arguments", {}).get("objectives", "")),
         f"output   {workspace}",
         *(f"warning  {note}" for note in schema.get("warnings", [])),
     ]
