@@ -164,7 +164,11 @@ def test_export_is_complete_and_the_manifest_checks_out(local_run):
     assert manifest["data"]["sha256"] == hashlib.sha256(Path(data).read_bytes()).hexdigest()
     assert manifest["versions"]["keras"] and manifest["best_config_id"].startswith("cfg-")
     report = (output / "report.html").read_text()
-    assert "<script" not in report and report.count("<svg") == 4
+    # scores, curves, predicted vs actual, residuals; the column importance, and the
+    # residuals against each of the (at most five) most important raw columns
+    columns = json.loads((output / "summary.json").read_text())["permutation_importance"][
+        "columns"]
+    assert "<script" not in report and report.count("<svg") == 4 + 1 + min(5, len(columns))
 
 
 def test_serving_model_output_is_the_savedmodel_with_its_serving_image(local_run):

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from foldwise.components.core.columns import ROW_COLUMN
 from foldwise.components.core.models.estimators import role_of
 from foldwise.components.core.results.aggregate import probability_columns
 from foldwise.components.core.scoring import metrics as scoring_metrics
@@ -291,8 +292,6 @@ def residuals_by_column(pooled: pd.DataFrame, raw: pd.DataFrame, column: str,
 
     ``raw`` holds the column with each row's ``__row__``; ``pooled`` the predictions.
     """
-    from foldwise.components.core.columns import ROW_COLUMN
-
     joined = pooled.merge(raw[[ROW_COLUMN, column]], left_on="row", right_on=ROW_COLUMN)
     residual = joined["y_true"].to_numpy(dtype="float64") - joined["prediction"].to_numpy(
         dtype="float64")
