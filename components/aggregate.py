@@ -88,13 +88,14 @@ def aggregate(
 
     described = read_json(schema.path)
     texts = [storage.read_bytes(uri).decode("utf-8") for uri in fold_results]
+    entries = read_fold_results(texts)  # what the measurement and the importance read
     serving = None
     if served(objectives, refit):
         from foldwise.components.core.data.whole_table import fold_serving_states
         from foldwise.components.core.serving.costs import measure_configs
 
         serving = measure_configs(
-            read_fold_results(texts), storage.read_bytes, prepared.path,
+            entries, storage.read_bytes, prepared.path,
             fold_serving_states(described, read_json(scaler_state.path),
                                 read_json(encoder_state.path)),
             described, model_spec.get("builder"))
@@ -105,7 +106,7 @@ def aggregate(
 
         best_id = out.best_config["config_id"]
         out.summary["permutation_importance"] = of_best(
-            [e for e in read_fold_results(texts) if e["config_id"] == best_id],
+            [e for e in entries if e["config_id"] == best_id],
             fold_data.path, described, out.summary["scoring"], storage.read_bytes,
             model_spec.get("builder"), seed=int(described["seed"]))
     out.cv_results.to_csv(cv_results.path, index=False)

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.scoring.stats import one_standard_error
+from foldwise.components.core.scoring.stats import (
+    one_standard_error,
+    within_one_standard_error,
+)
 
 # cost → its cv_results column
 COSTS = {"latency": "latency_ms", "n_parameters": "n_parameters", "model_bytes": "model_bytes"}
@@ -138,12 +141,6 @@ def front(scores, costs) -> np.ndarray:
     return on
 
 
-def dominates(a: list[float], b: list[float]) -> bool:
-    """Whether point ``a`` dominates ``b`` (both smaller-is-better, finite)."""
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True))
-
-
 def pick(means, stds, costs, folds: int, slack=None) -> int:
     """The lowest-cost point whose mean is within one standard error of the best mean.
 
@@ -164,9 +161,6 @@ def pick(means, stds, costs, folds: int, slack=None) -> int:
         return lowest
     spread = float(np.asarray(slack, dtype="float64")[lowest])
     spread = spread if math.isfinite(spread) else 0.0
-    stds = np.asarray(stds, dtype="float64")
-    best = int(np.nanargmax(np.where(np.isfinite(means), means, -np.inf)))
-    threshold = means[best] - float(stds[best]) / math.sqrt(max(1, folds - 1))
-    tied = [i for i in range(len(means)) if math.isfinite(means[i])
-            and means[i] >= threshold - 1e-12 and costs[i] <= costs[lowest] + spread]
+    tied = [i for i in within_one_standard_error(means, stds, folds)
+            if costs[i] <= costs[lowest] + spread]
     return min(tied, key=lambda i: (-means[i], i))

@@ -67,11 +67,25 @@ def one_standard_error(means, stds, folds: int, complexity, higher_is_better: bo
     """
     sign = 1.0 if higher_is_better else -1.0
     means = np.asarray(means, dtype="float64") * sign
+    within = within_one_standard_error(means, stds, folds)
+    return min(within, key=lambda i: (complexity[i], -means[i], i))
+
+
+def within_one_standard_error(means, stds, folds: int) -> list[int]:
+    """The positions whose mean is at least the best mean minus the best's standard error.
+
+    Greater is better; the standard error is ``std / sqrt(K - 1)`` (as
+    :func:`one_standard_error` reads it).
+
+    Raises:
+        FoldwiseError: No configuration has a finite mean.
+    """
+    means = np.asarray(means, dtype="float64")
     finite = np.isfinite(means)
     if not finite.any():
         raise FoldwiseError("no configuration has a finite mean score to choose from")
     best = int(np.nanargmax(np.where(finite, means, -np.inf)))
-    threshold = means[best] - float(stds[best]) / math.sqrt(max(1, folds - 1))
-    within = [i for i in range(len(means)) if finite[i] and means[i] >= threshold - 1e-12]
-    return min(within, key=lambda i: (complexity[i], -means[i], i))
+    threshold = means[best] - float(np.asarray(stds, dtype="float64")[best]) / math.sqrt(
+        max(1, folds - 1))
+    return [i for i in range(len(means)) if finite[i] and means[i] >= threshold - 1e-12]
 
