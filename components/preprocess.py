@@ -18,6 +18,11 @@ def preprocess(
     drop: list = [],  # noqa: B006
     group_column: str = "",
     folds: int = 5,
+    split: str = "kfold",
+    order_column: str = "",
+    gap: int = 0,
+    test_size: int = 0,
+    repeats: int = 1,
     seed: int = 0,
 ) -> list:
     """Read the table at ``data`` and write it typed, with a fold per row, plus its schema.
@@ -27,20 +32,27 @@ def preprocess(
         target: Column to predict.
         prepared: Parquet table: features, encoded target, ``__row__`` and ``__fold__``.
         schema: JSON description of columns, task, classes, folds and dropped rows.
-        fold_assignment: CSV with columns ``row`` (0-based position in the input) and ``fold``.
+        fold_assignment: CSV with columns ``row`` (0-based position in the input) and ``fold``
+            (and each fold's role of each row, under repeated or time-ordered folds).
         task: ``classification``, ``regression`` or empty to infer it.
         categorical: Columns to one-hot encode whatever their type.
         numeric: Columns to treat as numbers.
         drop: Columns to leave out.
         group_column: Rows sharing this column's value share a fold; empty for none.
-        folds: Number of folds.
+        folds: Number of folds (per repetition).
+        split: ``kfold`` or ``time`` (time-ordered folds).
+        order_column: ``time``: the column of times; empty for the table's row order.
+        gap: ``time``: rows left out between a fold's training rows and its validation block.
+        test_size: ``time``: rows per validation block; 0 for ``rows // (folds + 1)``.
+        repeats: K-fold repeated this many times, reshuffled each time.
         seed: Seed of the fold assignment.
 
     Returns:
-        The fold ids ``[0, ..., folds - 1]``, the items of the pipeline's fold loop. (A plain
-        return value, not a named output: kfp.local cannot loop over named outputs.)
+        The fold ids ``[0, ..., folds * repeats - 1]``, the items of the pipeline's fold loop.
+        (A plain return value, not a named output: kfp.local cannot loop over named outputs.)
     """
     from foldwise.components import storage
+    from foldwise.components.core.data.folds import assignment_frame
     from foldwise.components.core.data.preprocess import preprocess as run_preprocess
     from foldwise.components.core.data.preprocess import preprocess_options
     from foldwise.components.core.data.table import file_sha256, read_table
@@ -48,13 +60,14 @@ def preprocess(
 
     options = preprocess_options({"target": target, "task": task, "categorical": categorical,
                                   "numeric": numeric, "drop": drop,
-                                  "group_column": group_column, "folds": folds, "seed": seed})
+                                  "group_column": group_column, "folds": folds, "split": split,
+                                  "order_column": order_column, "gap": gap,
+                                  "test_size": test_size, "repeats": repeats, "seed": seed})
     with storage.local_copy(data) as local_data:
         table, described = run_preprocess(read_table(local_data), options)
         described["data"] = {"uri": data, "sha256": file_sha256(local_data)}
     table.to_parquet(prepared.path, index=False)
     write_json(schema.path, described)
-    table[["__row__", "__fold__"]].set_axis(["row", "fold"], axis=1).to_csv(
-        fold_assignment.path, index=False)
+    assignment_frame(table).to_csv(fold_assignment.path, index=False)
     prepared.metadata.update(rows=len(table), task=described["task"])
-    return list(range(int(folds)))
+    return list(range(int(described["folds"])))

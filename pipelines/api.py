@@ -56,8 +56,55 @@ _SEARCH_DEFAULTS = {"n_candidates": "exhaust", "max_resources": "auto", "factor"
 
 
 def _option_values(params: dict) -> dict:
-    """Keyword values by option name (``cv`` → ``folds``, ``random_state`` → ``seed``)."""
-    return {opt.name: params[opt.python_name] for opt in RUN_KEYWORDS}
+    """Keyword values by option name (``cv`` → ``folds``, ``random_state`` → ``seed``).
+
+    ``cv`` may also be one of scikit-learn's splitters (:func:`splitter_options`).
+    """
+    values = {opt.name: params[opt.python_name] for opt in RUN_KEYWORDS}
+    return {**values, **splitter_options(values["folds"], values["group_column"])}
+
+
+def splitter_options(cv, group_column: str | None = None) -> dict:
+    """The fold options a scikit-learn splitter passed as ``cv`` stands for.
+
+    A number of folds stands for itself. ``KFold`` and ``StratifiedKFold`` give their number
+    of folds (foldwise shuffles and stratifies by the task either way), ``RepeatedKFold`` and
+    ``RepeatedStratifiedKFold`` their folds and repeats, ``TimeSeriesSplit`` time-ordered
+    folds in the rows' order (its ``gap`` and ``test_size``), ``GroupKFold`` and
+    ``StratifiedGroupKFold`` their folds by ``group_column``; an integer ``random_state``
+    becomes the seed.
+
+    Raises:
+        FoldwiseError: Another splitter, or one foldwise cannot run as it says.
+    """
+    import numbers
+
+    from sklearn import model_selection as ms
+
+    if cv is None or isinstance(cv, numbers.Integral):
+        return {}
+    seed = getattr(cv, "random_state", None)
+    seeded = {"seed": int(seed)} if isinstance(seed, numbers.Integral) else {}
+    if isinstance(cv, ms.TimeSeriesSplit):
+        if cv.max_train_size is not None:
+            raise FoldwiseError("cv=TimeSeriesSplit(max_train_size=...) is not available: "
+                                "each time-ordered fold trains on every earlier row; leave "
+                                "max_train_size out")
+        return {"folds": int(cv.n_splits), "split": "time", "gap": int(cv.gap),
+                "test_size": int(cv.test_size or 0)}
+    if isinstance(cv, ms.RepeatedKFold | ms.RepeatedStratifiedKFold):
+        return {"folds": int(cv.cvargs["n_splits"]), "repeats": int(cv.n_repeats), **seeded}
+    if type(cv) in (ms.KFold, ms.StratifiedKFold):
+        return {"folds": int(cv.n_splits), **seeded}
+    if isinstance(cv, ms.GroupKFold | ms.StratifiedGroupKFold):
+        if not group_column:
+            raise FoldwiseError(f"cv={type(cv).__name__}(...) needs group_column=\"<column>\": "
+                                "the column of X whose values keep rows together")
+        return {"folds": int(cv.n_splits), **seeded}
+    raise FoldwiseError(
+        f"cv={type(cv).__name__}(...) is not a splitter foldwise runs: give a number of folds, "
+        "KFold, StratifiedKFold, RepeatedKFold, RepeatedStratifiedKFold, TimeSeriesSplit or "
+        "GroupKFold (with group_column=...)")
 
 
 def target_column(y) -> np.ndarray:

@@ -21,7 +21,7 @@ def describe_plan(plan, workspace: Path, destination: str) -> None:
         f"task     {schema['task']} ({schema['task_reason']})"
         + (f", classes {schema['classes']}" if schema["classes"] else ""),
         f"features {len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical",
-        f"folds    {folds} ({schema['fold_strategy']}, seed {schema['seed']})",
+        f"folds    {describe_folds(schema, folds)}",
         *extra,
         *_objectives_line(getattr(plan, "arguments", {}).get("objectives", "")),
         f"output   {workspace}",
@@ -250,3 +250,19 @@ def print_estimates(search, estimates: list, nodes: int, accelerator: str,
     if role_of(search.model_spec) == "user":
         print("Your builder's layers are not known before it is built: its models are "
               "estimated by their steps' fixed cost only, a lower bound.")
+
+
+def describe_folds(schema: dict, folds: int) -> str:
+    """The plan's folds line: how many, how they split the rows, the seed."""
+    splits = schema.get("splits") or {}
+    if splits.get("split") == "time":
+        order = (f"by {splits['order_column']!r}" if splits.get("order_column")
+                 else "in the table's row order")
+        gap = f", a gap of {splits['gap']} rows" if splits.get("gap") else ""
+        return (f"{folds} time-ordered {order}: validation blocks of {splits['test_size']} "
+                f"rows{gap}, the first fold trains on {splits['first_training_rows']} rows")
+    strategy = str(schema["fold_strategy"]).replace("_", " ")
+    if int(splits.get("repeats", 1)) > 1:
+        return (f"{folds} = {splits['folds_per_repeat']} folds x {splits['repeats']} repeats "
+                f"({strategy}, seed {schema['seed']})")
+    return f"{folds} ({schema['fold_strategy']}, seed {schema['seed']})"

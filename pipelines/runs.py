@@ -282,6 +282,7 @@ def warm_start(kind, source: str, arguments: dict, prepared, schema: dict, table
         FoldwiseError: The export is missing or of another table, target, folds or seed.
     """
     from foldwise.components import storage
+    from foldwise.components.core.data.folds import assignment_frame
     from foldwise.components.core.search import warm
     from foldwise.components.core.training import resume
 
@@ -291,7 +292,7 @@ def warm_start(kind, source: str, arguments: dict, prepared, schema: dict, table
             raise FoldwiseError(f"--warm-start {source} is not a folder: give the folder (or "
                                 "gs:// prefix) an earlier foldwise run exported its results to")
     earlier = warm.read(source, storage.read_bytes, storage.exists)
-    folds = prepared[["__row__", "__fold__"]].set_axis(["row", "fold"], axis=1)
+    folds = assignment_frame(prepared)
     warm.check_same(source, earlier, schema, folds, table_sha256)
     root = None if storage.is_gcs(source) else Path(source) / "pipeline"
     take_over = root is not None and bool(resume.records(root))

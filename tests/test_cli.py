@@ -82,6 +82,42 @@ CASES = {
                                 r"--scoring 'accuracy' is not reported for regression"),
     "missing --target": (lambda t: table_file(t, REGRESSION), [],
                          r"the following arguments are required: --target"),
+    # Time-ordered and repeated folds.
+    "order column with duplicates": (
+        lambda t: table_file(t, REGRESSION.assign(day=[1, 1] + list(range(2, 20)))),
+        ["--target", "y", "--split", "time", "--order-column", "day"],
+        r"order column 'day' has 2 rows sharing a time"),
+    "order column with gaps": (
+        lambda t: table_file(t, REGRESSION.assign(day=[np.nan] + list(range(1, 20)))),
+        ["--target", "y", "--split", "time", "--order-column", "day"],
+        r"order column 'day' is missing on 1 rows"),
+    "order column of words": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--split", "time",
+                                              "--order-column", "c"],
+        r"order column 'c' holds values that are neither numbers nor dates"),
+    "gap larger than the table": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--split", "time", "--gap", "30"],
+        r"5 validation blocks of 3 rows after a --gap of 30 rows leave no training rows.*"
+        r"use a --gap below 5"),
+    "validation blocks larger than the table": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--split", "time",
+                                              "--test-size", "4"],
+        r"leave no training rows before the first block.*--test-size \(at most 3\)"),
+    "gap without time-ordered folds": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--gap", "2"],
+        r"--gap applies only to time-ordered folds: add --split time"),
+    "repeats with a group column": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--repeats", "3",
+                                              "--group-column", "c"],
+        r"--repeats cannot be combined with --group-column"),
+    "repeats of time-ordered folds": (
+        lambda t: table_file(t, REGRESSION), ["--target", "y", "--repeats", "2", "--split",
+                                              "time"],
+        r"time-ordered folds are the same every time"),
+    "zero repeats": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--repeats", "0"],
+                     r"--repeats must be at least 1, got 0"),
+    "unknown split": (lambda t: table_file(t, REGRESSION), ["--target", "y", "--split", "tme"],
+                      r"invalid choice: 'tme'"),
 }
 
 

@@ -67,8 +67,10 @@ def build_score_grid(settings=LOCAL):
     def score_grid(data: str, target: str, param_grid: list, destination: str,
                    model_spec: dict = {},  # noqa: B006 - KFP reads defaults from the signature
                    task: str = "", categorical: list = [], numeric: list = [],  # noqa: B006
-                   drop: list = [], group_column: str = "", folds: int = 5,  # noqa: B006
-                   seed: int = 0, scaler: str = "standard", scoring: str = "",
+                   drop: list = [],  # noqa: B006
+                   group_column: str = "", folds: int = 5, split: str = "kfold",
+                   order_column: str = "", gap: int = 0, test_size: int = 0,
+                   repeats: int = 1, seed: int = 0, scaler: str = "standard", scoring: str = "",
                    baseline: str = "none", objectives: str = "", importance: str = "on",
                    packing: str = "none") -> outputs:
         values = run_values(locals())

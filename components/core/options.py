@@ -112,6 +112,20 @@ OPTIONS: tuple[Option, ...] = (
            default="", metavar="COL"),
     # Folds, preprocessing, scoring and the shape of the run.
     Option("folds", FOLDS, "number of folds", default=5, kind="int", keyword="cv"),
+    Option("split", FOLDS, "kfold: shuffled (stratified, grouped) K-fold; time: time-ordered "
+           "folds, each validating the next block of rows in time after training on the rows "
+           "before it (scikit-learn's TimeSeriesSplit)", default="kfold",
+           choices=("kfold", "time")),
+    Option("order_column", FOLDS, "split time: the column of times (numbers or dates, one row "
+           "per time) that orders the rows; left out of the features (default: the table's "
+           "own row order)", default="", metavar="COL"),
+    Option("gap", FOLDS, "split time: rows left out between each fold's training rows and its "
+           "validation block", default=0, kind="int", low=0),
+    Option("test_size", FOLDS, "split time: rows in each validation block (0: rows // "
+           "(folds + 1))", default=0, kind="int", low=0),
+    Option("repeats", FOLDS, "repeat K-fold this many times, reshuffled each time (scikit-"
+           "learn's RepeatedKFold / RepeatedStratifiedKFold): folds x repeats scores per "
+           "configuration", default=1, kind="int", low=1),
     Option("seed", FOLDS, "seed of folds, weights, shuffling", default=0, kind="int",
            keyword="random_state"),
     Option("scaler", FOLDS, "numeric scaling fitted per fold (after median imputation)",
@@ -260,7 +274,7 @@ def choices(name: str) -> tuple[str, ...]:
 
 # The options the preprocess step takes (besides the data), in its signature's order.
 PREPROCESS = ("target", "task", "categorical", "numeric", "drop", "group_column", "folds",
-              "seed")
+              "split", "order_column", "gap", "test_size", "repeats", "seed")
 # Options of a run that every pipeline takes as parameters (besides its own).
 RUN = (*PREPROCESS, "scaler", "scoring", "baseline", "objectives", "importance", "packing")
 

@@ -38,6 +38,11 @@ def build_random_search(settings: ClusterSettings = LOCAL):
         drop: list = [],  # noqa: B006
         group_column: str = "",
         folds: int = 5,
+        split: str = "kfold",
+        order_column: str = "",
+        gap: int = 0,
+        test_size: int = 0,
+        repeats: int = 1,
         seed: int = 0,
         scaler: str = "standard",
         scoring: str = "",
@@ -66,7 +71,13 @@ def build_random_search(settings: ClusterSettings = LOCAL):
             numeric: Columns to treat as numbers.
             drop: Columns to leave out.
             group_column: Rows sharing this column's value share a fold.
-            folds: Number of folds.
+            folds: Number of folds (per repetition).
+            split: ``kfold`` or ``time``: time-ordered folds, each validating the next block
+                of rows in time after training on the rows before it.
+            order_column: ``time``: the column of times; empty for the table's row order.
+            gap: ``time``: rows left out between a fold's training rows and its block.
+            test_size: ``time``: rows per validation block; 0 for ``rows // (folds + 1)``.
+            repeats: Repeat K-fold this many times, reshuffled each time.
             seed: Seed of the sampler, folds, weights and shuffling.
             scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
             scoring: Metric that picks the best configuration; empty for ``r2`` / ``accuracy``.

@@ -19,16 +19,22 @@ from foldwise.components.core.data.encoding import (
     fit_one_hot,
 )
 from foldwise.components.core.data.fold_data import fold_file, write_fold_table
+from foldwise.components.core.data.folds import fold_ids, fold_view
 from foldwise.components.core.data.scaling import apply_scaler, fit_scaler
 
 
 def scale_fold(table: pd.DataFrame, numeric: list[str], fold: int,
                scaler: str) -> tuple[pd.DataFrame, dict]:
-    """The table with numeric columns imputed and scaled by statistics of rows outside ``fold``.
+    """Fold ``fold``'s rows, numeric columns imputed and scaled by its training rows' statistics.
+
+    The rows are :func:`~foldwise.components.core.data.folds.fold_view`'s: every row of a
+    plain K-fold table, only the fold's training and validation rows of a repeated or
+    time-ordered one.
 
     Returns:
         ``(scaled table, state)``; the state records the fold.
     """
+    table = fold_view(table, fold)
     state = fit_scaler(table[table[FOLD_COLUMN] != fold], numeric, scaler)
     return apply_scaler(table, state), {"fold": int(fold), **state}
 
@@ -50,7 +56,7 @@ def encode_fold(table: pd.DataFrame, described: dict,
 
 def folds_of(table: pd.DataFrame) -> list[int]:
     """The validation folds a prepared table holds, sorted."""
-    return sorted(int(fold) for fold in table[FOLD_COLUMN].unique())
+    return fold_ids(table)
 
 
 def scale_all_folds(table: pd.DataFrame, numeric: list[str], scaler: str,

@@ -14,10 +14,20 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 
 from foldwise.components.core import options
 from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
+from foldwise.components.core.data.folds import (
+    SPLIT_PREFIX,
+    first_of,
+    order_positions,
+    repeated_roles,
+    role_columns,
+    time_roles,
+    time_split_sizes,
+)
 from foldwise.components.core.data.table import suggest
 from foldwise.components.core.errors import FoldwiseError
 
 TASKS = options.choices("task")
+SPLITS = options.choices("split")
 # A numeric target with at most this many distinct integer values is taken for class labels.
 MAX_INFERRED_INTEGER_CLASSES = 10
 
@@ -33,7 +43,13 @@ class PreprocessOptions:
         numeric: Columns to treat as numbers whatever their type.
         drop: Columns to leave out.
         group_column: Rows sharing a value of this column always land in the same fold.
-        folds: Number of folds (at least 2).
+        folds: Number of folds (at least 2); per repetition with ``repeats``.
+        split: ``kfold`` (shuffled, stratified or grouped K-fold) or ``time`` (time-ordered
+            folds, :mod:`~foldwise.components.core.data.folds`).
+        order_column: ``time``: the column that orders the rows (``None``: the table's order).
+        gap: ``time``: rows left out between a fold's training rows and its validation block.
+        test_size: ``time``: rows per validation block (0: ``rows // (folds + 1)``).
+        repeats: K-fold repeated this many times, reshuffled each time.
         seed: Seed of the fold assignment.
     """
 
@@ -44,6 +60,11 @@ class PreprocessOptions:
     drop: tuple[str, ...] = field(default_factory=tuple)
     group_column: str | None = None
     folds: int = 5
+    split: str | None = "kfold"
+    order_column: str | None = None
+    gap: int = 0
+    test_size: int = 0
+    repeats: int = 1
     seed: int = 0
 
 
@@ -64,6 +85,7 @@ def preprocess_options(values: dict) -> PreprocessOptions:
         else:
             value = value or None
         given[name] = value
+    given["split"] = given["split"] or "kfold"
     return PreprocessOptions(**given)
 
 
@@ -110,7 +132,9 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
 
     classes: list | None = None
     if task == "classification":
-        codes, classes = encode_labels(used[target], target, options.folds)
+        # Time-ordered folds are not stratified: a class needs no row in every block.
+        codes, classes = encode_labels(used[target], target,
+                                       options.folds if options.split == "kfold" else 1)
         prepared[target] = codes
     else:
         y = _as_numeric(used[target], target, rows)
@@ -131,12 +155,32 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
             )
         prepared[options.group_column] = groups.astype(str).to_numpy()
 
-    folds, strategy = assign_folds(
-        prepared[target].to_numpy(), task, options.folds, options.seed,
-        None if groups is None else groups.astype(str).to_numpy(),
-    )
+    roles, splits = None, {"split": options.split, "folds_per_repeat": options.folds,
+                           "repeats": options.repeats}
+    if options.split == "time":
+        positions = (order_positions(used[options.order_column], options.order_column)
+                     if options.order_column else np.arange(len(used)))
+        size, first_train = time_split_sizes(len(used), options.folds, options.gap,
+                                             options.test_size)
+        roles, strategy = time_roles(positions, options.folds, options.gap, size), "time"
+        splits.update(order_column=options.order_column, gap=options.gap, test_size=size,
+                      first_training_rows=first_train)
+    elif options.repeats > 1:
+        roles = repeated_roles(prepared[target].to_numpy(), task, options.folds,
+                               options.repeats, options.seed)
+        strategy = "repeated_stratified" if task == "classification" else "repeated_kfold"
+    else:
+        folds, strategy = assign_folds(
+            prepared[target].to_numpy(), task, options.folds, options.seed,
+            None if groups is None else groups.astype(str).to_numpy(),
+        )
     prepared[ROW_COLUMN] = rows.astype("int64")
-    prepared[FOLD_COLUMN] = folds.astype("int64")
+    if roles is None:
+        prepared[FOLD_COLUMN] = folds.astype("int64")
+    else:  # the first fold validating each row, and each fold's roles (folds.fold_view)
+        prepared[FOLD_COLUMN] = first_of(roles)
+        prepared = pd.concat([prepared, pd.DataFrame(role_columns(roles), index=prepared.index)],
+                             axis=1)
 
     schema = {
         "target": target,
@@ -148,8 +192,9 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         "categorical": categorical,
         "dropped_columns": list(options.drop),
         "group_column": options.group_column,
-        "folds": options.folds,
+        "folds": options.folds * options.repeats,
         "fold_strategy": strategy,
+        "splits": splits,
         "seed": options.seed,
         "rows_in": len(table),
         "rows_used": len(prepared),
@@ -159,13 +204,48 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
     return prepared, schema
 
 
+def _check_splits(options: PreprocessOptions) -> None:
+    """Refuse fold options that do not go together, before the table is read."""
+    if options.split not in SPLITS:
+        raise FoldwiseError(f"--split must be one of {', '.join(SPLITS)}, got {options.split!r}")
+    if options.repeats < 1:
+        raise FoldwiseError(f"--repeats must be at least 1, got {options.repeats}")
+    for flag, value in (("--gap", options.gap), ("--test-size", options.test_size)):
+        if value < 0:
+            raise FoldwiseError(f"{flag} must be at least 0, got {value}")
+    if options.split != "time":
+        given = [flag for flag, value in (("--order-column", options.order_column),
+                                          ("--gap", options.gap),
+                                          ("--test-size", options.test_size)) if value]
+        if given:
+            raise FoldwiseError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to "
+                "time-ordered folds: add --split time, or leave "
+                f"{'it' if len(given) == 1 else 'them'} out")
+    else:
+        if options.repeats > 1:
+            raise FoldwiseError(
+                "--repeats applies to shuffled K-fold: time-ordered folds are the same every "
+                "time; leave --repeats out or use --split kfold")
+        if options.group_column:
+            raise FoldwiseError(
+                "--group-column cannot be combined with --split time (time-ordered folds "
+                "split by the order column): leave one of them out")
+    if options.repeats > 1 and options.group_column:
+        raise FoldwiseError(
+            "--repeats cannot be combined with --group-column: repeated K-fold reshuffles "
+            "rows, and groups would not stay together across repetitions; leave one of them "
+            "out")
+
+
 def _check_options(table: pd.DataFrame, options: PreprocessOptions) -> None:
     columns = [str(c) for c in table.columns]
     if options.folds < 2:
         raise FoldwiseError(f"--folds must be at least 2, got {options.folds}")
+    _check_splits(options)
     if options.task is not None and options.task not in TASKS:
         raise FoldwiseError(f"--task must be one of {', '.join(TASKS)}, got {options.task!r}")
-    reserved = [c for c in columns if c in RESERVED_COLUMNS]
+    reserved = [c for c in columns if c in RESERVED_COLUMNS or c.startswith(SPLIT_PREFIX)]
     if reserved:
         raise FoldwiseError(
             f"column names {reserved} are reserved by foldwise: rename those columns"
@@ -175,6 +255,8 @@ def _check_options(table: pd.DataFrame, options: PreprocessOptions) -> None:
     named += [("--drop", list(options.drop))]
     if options.group_column:
         named.append(("--group-column", [options.group_column]))
+    if options.order_column:
+        named.append(("--order-column", [options.order_column]))
     for flag, names in named:
         for name in names:
             if name not in columns:
@@ -187,16 +269,19 @@ def _check_options(table: pd.DataFrame, options: PreprocessOptions) -> None:
         raise FoldwiseError(
             f"columns {sorted(both)} are given as both --categorical and --numeric: pick one"
         )
-    special = {options.target, options.group_column} - {None}
+    special = {options.target, options.group_column, options.order_column} - {None}
     for flag, names in named[1:]:
         clash = special & set(names)
-        if clash and flag != "--group-column":
+        if clash and flag not in ("--group-column", "--order-column"):
             raise FoldwiseError(
-                f"{flag} names {sorted(clash)}, which is the target or group column: leave it "
-                "out of the feature options"
+                f"{flag} names {sorted(clash)}, which is the target, group or order column: "
+                "leave it out of the feature options"
             )
     if options.group_column == options.target:
         raise FoldwiseError("--group-column cannot be the target column: choose another column")
+    if options.order_column and options.order_column in (options.target, options.group_column):
+        raise FoldwiseError("--order-column cannot be the target or group column: name the "
+                            "column of times")
     if len(table) < options.folds:
         raise FoldwiseError(
             f"the table has {len(table)} rows, fewer than --folds {options.folds}: use at most "
@@ -229,7 +314,7 @@ def infer_roles(table: pd.DataFrame, options: PreprocessOptions) -> tuple[list, 
     Returns:
         ``(numeric, categorical)`` column names in table order.
     """
-    excluded = {options.target, options.group_column, *options.drop}
+    excluded = {options.target, options.group_column, options.order_column, *options.drop}
     numeric, categorical = [], []
     for name in table.columns:
         if name in excluded:

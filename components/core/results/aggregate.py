@@ -114,7 +114,8 @@ def aggregate_search(schema: dict, task_results: list[str], scoring: str, versio
         if (r.get("devices") or {}).get("tensorflow_operation")}
     described["best_split_times"] = {timing: [float(r[timing]) for r in best]
                                      for timing in ("fit_time", "score_time")}
-    pooled, histories = best_predictions(best, read_bytes)
+    pooled, histories = best_predictions(
+        best, read_bytes, int((schema.get("splits") or {}).get("repeats", 1)))
     described["best_epoch"] = cv_epoch(histories)
     refitted = dict(best[0]["params"])
     if refit_epochs not in REFIT_EPOCHS:
@@ -157,13 +158,14 @@ def read_fold_results(task_results: list[str]) -> list[dict]:
 
 
 def best_predictions(best: list[dict], read_bytes: Callable[[str], bytes],
-                     ) -> tuple[pd.DataFrame, dict]:
+                     repeats: int = 1) -> tuple[pd.DataFrame, dict]:
     """One configuration's pooled out-of-fold predictions and its per-fold histories.
 
     Args:
         best: The configuration's results, one per fold, naming the ``predictions`` (Parquet)
             and ``history`` (JSON) files of the task that trained it.
         read_bytes: Reads the file a URI names.
+        repeats: How many times the folds predict each row (repeated K-fold).
 
     Returns:
         ``(predictions of every fold by row, {fold: history})``.
@@ -178,7 +180,7 @@ def best_predictions(best: list[dict], read_bytes: Callable[[str], bytes],
         mine = (frame["config_id"] == r["config_id"]) & (frame["fold"] == r["fold"])
         frames.append(frame[mine].drop(columns="config_id"))
         histories[str(r["fold"])] = read[r["history"]][r["config_id"]][str(r["fold"])]
-    return pooled_predictions(frames), histories
+    return pooled_predictions(frames, repeats), histories
 
 
 def package_versions() -> dict:
@@ -399,7 +401,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
     full, table = table, final_rows(table)
     by_id = table.set_index("config_id")
     top_id = best_config_id(eligible_rows(full), scoring)
-    best_id = choose(eligible_rows(full), scoring, refit) if top_id is not None else None
+    best_id = (choose(eligible_rows(full), scoring, refit, standard_error_correction(schema))
+               if top_id is not None else None)
     if best_id is None:
         raise FoldwiseError(_all_failed(table))
     best = by_id.loc[best_id]
@@ -427,6 +430,7 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
         "categorical_columns": schema["categorical"],
         "folds": schema["folds"],
         "fold_strategy": schema["fold_strategy"],
+        "splits": schema.get("splits"),
         "seed": schema["seed"],
         "scoring": scoring,
         "configs": len(table),
@@ -466,7 +470,21 @@ def cv_epoch(histories: dict) -> int | None:
     return int(np.nanargmin(np.where(np.isfinite(mean), mean, np.nan))) + 1
 
 
-def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None:
+def standard_error_correction(schema: dict) -> float:
+    """Nadeau and Bengio's ``n_test / n_train`` for the one-standard-error rules, or 0.
+
+    Repeated K-fold's ``K * R`` scores share their rows, so their spread over ``sqrt(K * R)``
+    would understate the error: it is corrected by ``1 / (K - 1)``, each fold's validation
+    rows over its training rows. Plain and time-ordered folds keep Breiman's ``1 / K``.
+    """
+    splits = schema.get("splits") or {}
+    if int(splits.get("repeats", 1)) > 1:
+        return 1.0 / (int(splits["folds_per_repeat"]) - 1)
+    return 0.0
+
+
+def choose(table: pd.DataFrame, scoring: str, refit: str = "best",
+           correction: float = 0.0) -> str | None:
     """The configuration to refit: the best Keras one, or by a one-standard-error rule.
 
     ``pareto:<cost>``: the Keras configuration on the Pareto front with the lowest cost among
@@ -475,7 +493,8 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
 
     ``one_standard_error``: among Keras configurations that did not fail, the simplest whose
     mean is at least the best mean minus the best's standard error (its folds' sample
-    standard deviation over ``sqrt(K)``).
+    standard deviation over ``sqrt(K)``; under repeated K-fold, times
+    ``sqrt(1 + K * R * correction)``: :func:`standard_error_correction`).
     Simplest: fewest trainable weights, then fewest epochs, then the strongest L2 penalty
     and dropout; among equally simple ones the higher mean, then the one listed first.
 
@@ -501,7 +520,7 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
             rows = rows[rows["pareto_front"].astype(bool)]
         spread = rows[pareto.SPREAD_COLUMN] if column == pareto.COSTS["latency"] else None
         position = pareto.pick(rows[f"mean_test_{scoring}"], rows[f"std_test_{scoring}"],
-                               rows[column], folds, spread)
+                               rows[column], folds, spread, correction)
         return str(rows.iloc[position]["config_id"])
     weights = rows["n_parameters"].to_numpy(dtype="float64") if "n_parameters" in rows \
         else np.full(len(rows), np.nan)
@@ -515,7 +534,7 @@ def choose(table: pd.DataFrame, scoring: str, refit: str = "best") -> str | None
                           strict=True))
     position = one_standard_error(rows[f"mean_test_{scoring}"].to_numpy(dtype="float64"),
                                   rows[f"std_test_{scoring}"].to_numpy(dtype="float64"),
-                                  folds, complexity)
+                                  folds, complexity, correction=correction)
     return str(rows.iloc[position]["config_id"])
 
 
@@ -608,11 +627,17 @@ def _all_failed(table: pd.DataFrame) -> str:
             "usually needs a smaller learning_rate) or the data, and run again")
 
 
-def pooled_predictions(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One configuration's out-of-fold predictions of every fold, one line per row, by row."""
-    pooled = pd.concat(frames, ignore_index=True).sort_values("row", kind="stable")
-    if pooled["row"].duplicated().any():
-        raise FoldwiseError("a row was predicted by more than one fold: folds overlap")
+def pooled_predictions(frames: list[pd.DataFrame], repeats: int = 1) -> pd.DataFrame:
+    """One configuration's out-of-fold predictions of every fold, by row, then fold.
+
+    One line per row, or per row and repetition under repeated K-fold (``repeats``: each
+    repetition predicts every row once); time-ordered folds predict only the rows after the
+    first training block.
+    """
+    pooled = pd.concat(frames, ignore_index=True).sort_values(["row", "fold"], kind="stable")
+    if pooled.groupby("row").size().max() > repeats:
+        raise FoldwiseError("a row was predicted by more than one fold of one repetition: "
+                            "folds overlap")
     return pooled.reset_index(drop=True)
 
 

@@ -141,7 +141,7 @@ def front(scores, costs) -> np.ndarray:
     return on
 
 
-def pick(means, stds, costs, folds: int, slack=None) -> int:
+def pick(means, stds, costs, folds: int, slack=None, correction: float = 0.0) -> int:
     """The lowest-cost point whose mean is within one standard error of the best mean.
 
     The band is :func:`~foldwise.components.core.scoring.stats.one_standard_error`'s (the
@@ -156,11 +156,12 @@ def pick(means, stds, costs, folds: int, slack=None) -> int:
     means = np.asarray(means, dtype="float64")
     costs = np.array([float(c) if math.isfinite(float(c)) else math.inf
                       for c in np.asarray(costs, dtype="float64")])
-    lowest = one_standard_error(means, np.asarray(stds, dtype="float64"), folds, list(costs))
+    lowest = one_standard_error(means, np.asarray(stds, dtype="float64"), folds, list(costs),
+                                correction=correction)
     if slack is None or not math.isfinite(costs[lowest]):
         return lowest
     spread = float(np.asarray(slack, dtype="float64")[lowest])
     spread = spread if math.isfinite(spread) else 0.0
-    tied = [i for i in within_one_standard_error(means, stds, folds)
+    tied = [i for i in within_one_standard_error(means, stds, folds, correction)
             if costs[i] <= costs[lowest] + spread]
     return min(tied, key=lambda i: (-means[i], i))

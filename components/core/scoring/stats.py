@@ -46,7 +46,7 @@ def _mean(values) -> float:
 
 
 def one_standard_error(means, stds, folds: int, complexity, higher_is_better: bool = True,
-                       ) -> int:
+                       correction: float = 0.0) -> int:
     """The simplest configuration within one standard error of the best (Breiman's rule).
 
     Args:
@@ -58,6 +58,10 @@ def one_standard_error(means, stds, folds: int, complexity, higher_is_better: bo
         complexity: Sort keys, simplest first (among equally simple configurations, the
             higher mean; then the one listed first).
         higher_is_better: Whether a larger score is better.
+        correction: Nadeau and Bengio's ``n_test / n_train`` where the folds' scores are not
+            independent enough for ``1 / K`` alone: repeated K-fold, whose ``K * R`` scores
+            share their rows. The standard error is then the sample standard deviation times
+            ``sqrt(1 / (K * R) + n_test / n_train)``, as :func:`corrected_ttest` weighs it.
 
     Returns:
         The chosen configuration's position.
@@ -67,15 +71,16 @@ def one_standard_error(means, stds, folds: int, complexity, higher_is_better: bo
     """
     sign = 1.0 if higher_is_better else -1.0
     means = np.asarray(means, dtype="float64") * sign
-    within = within_one_standard_error(means, stds, folds)
+    within = within_one_standard_error(means, stds, folds, correction)
     return min(within, key=lambda i: (complexity[i], -means[i], i))
 
 
-def within_one_standard_error(means, stds, folds: int) -> list[int]:
+def within_one_standard_error(means, stds, folds: int, correction: float = 0.0) -> list[int]:
     """The positions whose mean is at least the best mean minus the best's standard error.
 
     Greater is better; the standard error is ``std / sqrt(K - 1)`` (as
-    :func:`one_standard_error` reads it).
+    :func:`one_standard_error` reads it), with ``correction`` the sample standard deviation
+    times ``sqrt(1 / K + correction)``.
 
     Raises:
         FoldwiseError: No configuration has a finite mean.
@@ -85,7 +90,8 @@ def within_one_standard_error(means, stds, folds: int) -> list[int]:
     if not finite.any():
         raise FoldwiseError("no configuration has a finite mean score to choose from")
     best = int(np.nanargmax(np.where(finite, means, -np.inf)))
-    threshold = means[best] - float(np.asarray(stds, dtype="float64")[best]) / math.sqrt(
-        max(1, folds - 1))
+    std = float(np.asarray(stds, dtype="float64")[best])
+    sample_std = std * math.sqrt(folds / max(1, folds - 1))  # std_test_* is ddof=0
+    threshold = means[best] - sample_std * math.sqrt(1.0 / max(1, folds) + correction)
     return [i for i in range(len(means)) if finite[i] and means[i] >= threshold - 1e-12]
 

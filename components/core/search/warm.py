@@ -66,7 +66,7 @@ def check_same(source: str, earlier: dict, schema: dict, fold_rows: pd.DataFrame
         source: The earlier run's folder or prefix (for the message).
         earlier: What :func:`read` returned.
         schema: This run's schema (target, task, folds, seed).
-        fold_rows: This run's fold assignment: columns ``row`` and ``fold``.
+        fold_rows: This run's fold assignment (``folds.assignment_frame``).
         table_sha256: This run's table digest, if known.
 
     Raises:
@@ -81,7 +81,7 @@ def check_same(source: str, earlier: dict, schema: dict, fold_rows: pd.DataFrame
     if not differ and digest and table_sha256 and digest != table_sha256:
         differ.append("the table's content")
     folds = earlier["folds"]
-    if not differ and (list(folds.columns) != ["row", "fold"] or not folds.sort_values(
+    if not differ and (list(folds.columns) != list(fold_rows.columns) or not folds.sort_values(
             "row").reset_index(drop=True).equals(fold_rows.sort_values("row").reset_index(
                 drop=True).astype(folds.dtypes.to_dict()))):
         differ.append("the rows' folds")

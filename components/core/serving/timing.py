@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core.columns import FOLD_COLUMN
+from foldwise.components.core.data.folds import fold_view
 from foldwise.components.core.models.estimators import load_trained
 from foldwise.components.core.serving.costs import (
     ANSWER,
@@ -97,7 +98,7 @@ def measure(request: dict) -> dict:
                                           entry["estimator"])
             if fold not in inputs_of:
                 inputs_of[fold] = serving_inputs(
-                    sample_rows(prepared, fold, FOLD_COLUMN), state)
+                    sample_rows(fold_view(prepared, fold), fold, FOLD_COLUMN), state)
             key = inference_key(inner, fold)
             if key not in timed:
                 graph = tf.function(lambda features, model=serving: model(features,
