@@ -215,3 +215,11 @@ def test_a_time_ordered_run_scores_each_block_after_training_on_the_rows_before(
     assert [f"split{k}_test_r2" in cv_results for k in range(4)] == [True] * 3 + [False]
     # The trend the later blocks extrapolate is learnt: the last block scores a finite r2.
     assert np.isfinite(cv_results["split2_test_r2"]).all()
+
+
+def test_a_time_ordered_fold_that_never_trains_on_a_class_it_scores_is_named():
+    table = pd.DataFrame({"x": np.arange(40.0), "y": ["a"] * 20 + ["b"] * 20})
+    _, schema = run(table, target="y", folds=3, split="time")  # blocks of 10 after 10 rows
+    notes = [w for w in schema["warnings"] if w.startswith("time-ordered fold")]
+    assert notes == ["time-ordered fold 1 scores class 'b' but trains on no row of it, so its "
+                     "model cannot predict it (is the table ordered by the target?)"]

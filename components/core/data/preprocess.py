@@ -16,6 +16,8 @@ from foldwise.components.core import options
 from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_COLUMN
 from foldwise.components.core.data.folds import (
     SPLIT_PREFIX,
+    TRAIN,
+    VALIDATION,
     first_of,
     order_positions,
     repeated_roles,
@@ -165,6 +167,8 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         roles, strategy = time_roles(positions, options.folds, options.gap, size), "time"
         splits.update(order_column=options.order_column, gap=options.gap, test_size=size,
                       first_training_rows=first_train)
+        if task == "classification":
+            warnings += unseen_class_notes(roles, prepared[target].to_numpy(), classes)
     elif options.repeats > 1:
         roles = repeated_roles(prepared[target].to_numpy(), task, options.folds,
                                options.repeats, options.seed)
@@ -474,6 +478,21 @@ def _as_category_strings(column: pd.Series) -> pd.Series:
 
 
 MAX_CLASSES = 1000  # a target with more distinct values is not a classification target
+
+
+def unseen_class_notes(roles: np.ndarray, codes: np.ndarray, classes: list) -> list[str]:
+    """A note for each time-ordered fold whose training rows lack a class it is scored on."""
+    notes = []
+    for fold, role in enumerate(roles):
+        seen = set(codes[role == TRAIN].tolist())
+        missing = sorted(set(codes[role == VALIDATION].tolist()) - seen)
+        if missing:
+            named = ", ".join(repr(classes[c]) for c in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            notes.append(f"time-ordered fold {fold} scores class {named}{more} but trains on no "
+                         "row of it, so its model cannot predict it (is the table ordered by "
+                         "the target?)")
+    return notes
 
 
 def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray, list]:
