@@ -24,6 +24,7 @@ def preprocess(
     test_size: int = 0,
     repeats: int = 1,
     seed: int = 0,
+    outer_folds: int = 0,
 ) -> list:
     """Read the table at ``data`` and write it typed, with a fold per row, plus its schema.
 
@@ -46,9 +47,12 @@ def preprocess(
         test_size: ``time``: rows per validation block; 0 for ``rows // (folds + 1)``.
         repeats: K-fold repeated this many times, reshuffled each time.
         seed: Seed of the fold assignment.
+        outer_folds: Nested cross-validation: this many outer folds, each split into
+            ``folds`` inner folds of its training rows (0: not nested).
 
     Returns:
         The fold ids ``[0, ..., folds * repeats - 1]``, the items of the pipeline's fold loop.
+        Nested: the inner folds only (``schema["nested"]`` numbers them and the outer folds).
         (A plain return value, not a named output: kfp.local cannot loop over named outputs.)
     """
     from foldwise.components import storage
@@ -62,7 +66,8 @@ def preprocess(
                                   "numeric": numeric, "drop": drop,
                                   "group_column": group_column, "folds": folds, "split": split,
                                   "order_column": order_column, "gap": gap,
-                                  "test_size": test_size, "repeats": repeats, "seed": seed})
+                                  "test_size": test_size, "repeats": repeats, "seed": seed,
+                                  "outer_folds": outer_folds})
     with storage.local_copy(data) as local_data:
         table, described = run_preprocess(read_table(local_data), options)
         described["data"] = {"uri": data, "sha256": file_sha256(local_data)}
@@ -70,4 +75,6 @@ def preprocess(
     write_json(schema.path, described)
     assignment_frame(table).to_csv(fold_assignment.path, index=False)
     prepared.metadata.update(rows=len(table), task=described["task"])
+    if described.get("nested"):
+        return [fold for inner in described["nested"]["inner"] for fold in inner]
     return list(range(int(described["folds"])))

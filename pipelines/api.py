@@ -724,12 +724,20 @@ class _CrossValidation(_PipelineEstimator):
     _pipeline = "cross-validation"
 
 
-def cross_validate(X, y=None, **params) -> dict:
+class _NestedCV(_PipelineEstimator):
+    _pipeline = "nested-cv"
+
+
+def cross_validate(X, y=None, *rest, **params) -> dict:
     """Cross-validate one Keras model configuration, like scikit-learn's ``cross_validate``.
+
+    ``cross_validate(GridSearchCV(...), X, y, cv=5)`` cross-validates the search itself
+    (nested cross-validation, :func:`nested_cross_validate`).
 
     Args:
         X: DataFrame of raw columns, a 2-d array, or a table file's path / ``gs://`` URI.
         y: The targets, or the target column's name when ``X`` is a table file.
+        *rest: With a search first: ``y`` (the search, ``X`` and ``y``).
         **params: The keywords of :class:`GridSearchCV` (``cv``, ``scoring``,
             ``random_state``, ``output``, ``verbose``, ``runner``, ``image`` and every data,
             fold and model option),
@@ -743,6 +751,11 @@ def cross_validate(X, y=None, **params) -> dict:
     """
     import pandas as pd
 
+    if isinstance(X, _PipelineEstimator):
+        return nested_cross_validate(X, y, *rest, **params)
+    if rest:
+        raise TypeError(f"cross_validate takes X and y, got {2 + len(rest)} positional "
+                        "arguments")
     unknown = sorted(set(params) - set(_PARAMETERS))
     if unknown:
         raise TypeError(f"cross_validate got an unexpected keyword argument {unknown[0]!r}")
@@ -759,6 +772,67 @@ def cross_validate(X, y=None, **params) -> dict:
         scores[f"test_{metric}"] = np.asarray([row[f"split{k}_test_{metric}"] for k in folds],
                                               dtype=float)
     return CrossValidateResult(scores, output=result.destination, summary=summary)
+
+
+def nested_cross_validate(search, X, y=None, *, cv=5, output=None, verbose=True,
+                          runner="subprocess", image=None) -> dict:
+    """Nested cross-validation of a search, as scikit-learn's ``cross_validate(search, X, y)``.
+
+    Each of ``cv`` outer folds runs ``search`` (its grid or sampled points, its ``cv`` inner
+    folds, its options) on its own training rows, every transform fitted on those rows only;
+    the configuration it chooses is trained on them and scored on the outer fold. One KFP
+    run: the inner searches' trials in one loop, the outer folds' in a second.
+
+    Args:
+        search: A :class:`GridSearchCV` or :class:`RandomizedSearchCV` (not fitted).
+        X: DataFrame of raw columns, a 2-d array, or a table file's path / ``gs://`` URI.
+        y: The targets, or the target column's name when ``X`` is a table file.
+        cv: Outer folds: a number, or scikit-learn's ``KFold`` / ``StratifiedKFold`` (the
+            outer and inner folds share the search's ``random_state``).
+        output: Results folder or ``gs://`` prefix (default: a new folder under
+            ``./foldwise-runs/``).
+        verbose: Show a progress bar.
+        runner: ``"subprocess"`` or ``"container"``, as for :class:`GridSearchCV`.
+        image: The container runner's image.
+
+    Returns:
+        scikit-learn's keys over the outer folds: ``fit_time``, ``score_time`` and
+        ``test_<metric>`` for every metric; ``summary["nested"]`` holds each outer fold's
+        choice and inner best score, how often each configuration won and the optimism.
+
+    Raises:
+        FoldwiseError: Another kind of search, or an outer ``cv`` it cannot run.
+    """
+    if type(search) not in (GridSearchCV, RandomizedSearchCV):
+        raise FoldwiseError(
+            f"nested cross-validation runs a GridSearchCV or RandomizedSearchCV inside, not "
+            f"{type(search).__name__}: successive halving and Bayesian search inside outer "
+            "folds are not available yet")
+    params = search.get_params()
+    outer = splitter_options(cv, params.get("group_column"))
+    if set(outer) - {"folds", "seed"}:
+        raise FoldwiseError("nested cross-validation takes shuffled K-fold outer folds: give "
+                            "cv as a number, KFold or StratifiedKFold")
+    if "seed" in outer and outer["seed"] != params["random_state"]:
+        raise FoldwiseError(f"the outer cv's random_state ({outer['seed']}) differs from the "
+                            f"search's ({params['random_state']}): foldwise splits outer and "
+                            "inner folds with one seed; set random_state on the search")
+    params.update(outer_folds=outer.get("folds", cv), output=output, verbose=verbose,
+                  runner=runner, image=image)
+    grid, space = search._candidates()
+    runner_ = _NestedCV()
+    result = runner_._run(runner_._search(X, y, params, grid, space), verbose)
+    summary = result.summary
+    rows = summary["nested"]["folds"]
+    scores = {"fit_time": np.asarray([_number(r["fit_time"]) for r in rows]),
+              "score_time": np.asarray([_number(r.get("score_time")) for r in rows])}
+    for metric in summary["metrics"]:
+        scores[f"test_{metric}"] = np.asarray([_number(r["test"][metric]) for r in rows])
+    return CrossValidateResult(scores, output=result.destination, summary=summary)
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 class CrossValidateResult(dict):

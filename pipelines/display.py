@@ -48,7 +48,11 @@ def print_result(result) -> None:
         print(f"{verb} {decision['version']} ({decision['config_id']}): {decision['reason']}")
         print(f"served   {result.destination}/current.json -> {decision['version']}  {seconds}")
         return
-    if not kind.exports_model:
+    if result.summary.get("nested"):
+        print(format_nested(result.summary))
+        print(f"\nwrote    {result.destination}/: cv_results.csv (each outer fold's inner "
+              "search), folds.csv, summary.json, report.html, manifest.json")
+    elif not kind.exports_model:
         print(format_results(result.cv_results, result.summary))
         print(f"\nwrote    {result.destination}/: cv_results.csv, folds.csv, summary.json, "
               "report.html, manifest.json")
@@ -99,6 +103,26 @@ class Progress:
         label = f"{event.name}{where}"
         print(f"[{count}] {label:<{22 + 15 * self.show_config}} "
               f"{event.seconds:6.1f} s{mark}", file=sys.stderr, flush=True)
+
+
+def format_nested(summary: dict) -> str:
+    """A nested run's answer: per outer fold its choice, inner best and outer score; the rest."""
+    nested, scoring = summary["nested"], summary["scoring"]
+    lines = ["", f"{'outer':<6}{'chosen':<16}{'inner ' + scoring:>22}{'outer ' + scoring:>22}"]
+    for row in nested["folds"]:
+        lines.append(f"{row['outer_fold']:<6}{str(row['config_id'] or 'failed'):<16}"
+                     f"{_short(row['inner_mean']):>22}{_short(row['test'][scoring]):>22}"
+                     + (f"  {row['fit_error']}" if row["fit_error"] else ""))
+    metric = nested["metrics"][scoring]
+    lines.append(f"\nnested   {scoring} {_short(metric['mean'])} ± {_short(metric['std'])} over "
+                 f"{nested['outer_folds']} outer folds: what the search's choice scores on new "
+                 "rows")
+    lines.append(f"optimism the inner best exceeds the outer score by "
+                 f"{_short(nested['optimism'])} on average")
+    wins = ", ".join(f"{config} {count}/{nested['outer_folds']}"
+                     for config, count in nested["wins"].items())
+    lines.append(f"won      {wins}")
+    return "\n".join(lines)
 
 
 def format_results(cv_results_path: Path, summary: dict) -> str:
@@ -262,6 +286,10 @@ def describe_folds(schema: dict, folds: int) -> str:
         return (f"{folds} time-ordered {order}: validation blocks of {splits['test_size']} "
                 f"rows{gap}, the first fold trains on {splits['first_training_rows']} rows")
     strategy = str(schema["fold_strategy"]).replace("_", " ")
+    if schema.get("nested"):
+        nested = schema["nested"]
+        return (f"{nested['outer_folds']} outer x {nested['inner_folds']} inner "
+                f"({strategy.removeprefix('nested ')}, seed {schema['seed']})")
     if int(splits.get("repeats", 1)) > 1:
         return (f"{folds} = {splits['folds_per_repeat']} folds x {splits['repeats']} repeats "
                 f"({strategy}, seed {schema['seed']})")

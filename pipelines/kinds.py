@@ -353,6 +353,43 @@ def _random_arguments(n_iter: int, settings, space: list) -> dict:
     return {"n_iter": n_iter}
 
 
+def _nested_size(search, grid: list, space: list, folds: int) -> tuple[int, dict]:
+    """Nested cross-validation's own settings: the outer folds; refuses what it cannot do."""
+    refit = str(search.choice.get("refit") or "best")
+    if refit not in ("best", "one_standard_error"):
+        raise FoldwiseError(f"nested-cv's inner searches choose by --refit best or "
+                            f"one_standard_error, not {refit!r}: serving costs are not measured "
+                            "in a nested run")
+    if search.run.get("objectives"):
+        raise FoldwiseError("nested-cv does not weigh serving costs: leave --objectives out "
+                            "(run a search with --objectives for the Pareto front)")
+    n_iter = int(search.choice.get("n_iter") or options.option("n_iter").default)
+    return n_iter, {"outer_folds": int(search.choice.get("outer_folds")
+                                       or options.option("outer_folds").default)}
+
+
+def _nested_arguments(n_iter: int, settings: dict, space: list) -> dict:
+    return {"n_iter": n_iter, "outer_folds": settings["outer_folds"]}
+
+
+def _nested_stages(settings: dict, configs: list, folds: list, packing: str):
+    """The inner searches' train tasks, then at most one per outer fold."""
+    from foldwise.components.core.search.packing import plan_trials
+
+    outer = settings["outer_folds"]
+    inner = folds[:len(folds) - outer]
+    return None, {"trials": len(plan_trials(configs, inner, packing)), "outer-trials": outer}
+
+
+def _describe_nested(plan, destination: str) -> list[str]:
+    nested = plan.schema["nested"]
+    count = len(plan.configs)
+    trials = count * nested["outer_folds"] * nested["inner_folds"]
+    return [f"nested   {nested['outer_folds']} outer folds, each searching {count} "
+            f"configurations on {nested['inner_folds']} inner folds of its own training rows "
+            f"({trials} inner trials); the chosen one is scored on the outer fold"]
+
+
 REFIT = ("refit", "refit_epochs", "serving_image")
 WARM = ("warm_start",)
 DISTRIBUTIONS = ("; a value may be a distribution: {loguniform|uniform: [low, high]}, "
@@ -409,6 +446,19 @@ register(Kind(
     estimate_note="estimated as every configuration on every fold in one stage: an upper "
                   "bound on its training, not on its stages' start-ups (each stage waits for "
                   "the one before)"))
+register(Kind(
+    "nested-cv", "nested cross-validation: what a search's best scores on new rows",
+    "Nested cross-validation (cross_validate(GridSearchCV(...)) in scikit-learn): each of "
+    "--outer-folds outer folds runs the search (the --grid file's grid, or --n-iter points "
+    "sampled when it holds distributions) on --folds inner folds of its own training rows, "
+    "every transform fitted on those rows only; the configuration it chooses is trained on "
+    "them and scored on the outer fold. The answer: the outer scores and their spread, each "
+    "outer fold's choice, how often each configuration won and the optimism of the inner best "
+    "score. No model is exported: run grid-search for it.",
+    "foldwise.pipelines.dags.nested_cv:build_nested_cv", candidates=(GRID, SPACE),
+    needs_candidates=True, options=("n_iter", "outer_folds", "refit"),
+    sklearn="cross_validate(GridSearchCV)", exports_model=False, describe=_describe_nested,
+    size=_nested_size, arguments=_nested_arguments, stages=_nested_stages))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "

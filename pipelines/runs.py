@@ -178,6 +178,14 @@ def checked_objectives(search: Search, scoring: str, names: tuple[str, ...],
     return ",".join([wanted.score, *costs]), scoring
 
 
+def nested_run(search: Search, kind) -> dict:
+    """The preprocess options of a run: its run options, and a nested kind's outer folds."""
+    if "outer_folds" not in kind.options:
+        return search.run
+    return {**search.run, "outer_folds": search.choice.get("outer_folds")
+            or options.option("outer_folds").default}
+
+
 def plan(search: Search, local: bool = True, count_features: bool = False) -> Plan:
     """Check everything a run needs before any step runs, and build the pipeline's arguments.
 
@@ -202,13 +210,13 @@ def plan(search: Search, local: bool = True, count_features: bool = False) -> Pl
         data, table_bytes = "", parquet_bytes(search.table)
         table_sha256 = hashlib.sha256(table_bytes).hexdigest()
         prepared, schema = preprocess(read_table_bytes(table_bytes),
-                                      preprocess_options(search.run))
+                                      preprocess_options(nested_run(search, kind)))
     else:
         data = search.data if storage.is_gcs(search.data) else str(
             Path(search.data).expanduser().resolve())
         with storage.local_copy(data) as local_data:
             prepared, schema = preprocess(read_table(local_data),
-                                          preprocess_options(search.run))
+                                          preprocess_options(nested_run(search, kind)))
             table_sha256 = file_sha256(local_data)  # once it is known to be a table
     task, n_classes = schema["task"], class_count(schema)
     promoted = champion(search.promote_to) if kind.promotes else []

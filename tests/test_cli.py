@@ -238,6 +238,21 @@ SEARCH_CASES = {
     "serving image with spaces": ("random-search", "dropout: {uniform: [0.0, 0.3]}\n",
                                   ["--serving-image", "tf serving"],
                                   r"--serving-image 'tf serving' is not an image reference"),
+    "nested with a pareto refit": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                                   ["--refit", "pareto:latency", "--folds", "2"],
+                                   r"nested-cv's inner searches choose by --refit best or "
+                                   r"one_standard_error, not 'pareto:latency'"),
+    "nested with objectives": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                               ["--objectives", "r2,latency", "--folds", "2"],
+                               r"leave --objectives out"),
+    "nested of time-ordered folds": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                                     ["--split", "time"], r"leave --split time and --repeats"),
+    "nested on a table too small": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                                    ["--outer-folds", "5", "--folds", "5"],
+                                    r"20 rows, too few for nested cross-validation of 5 outer "
+                                    r"folds of 5 inner folds \(at least 25 rows\)"),
+    "one outer fold": ("nested-cv", "dropout: [0.0, 0.1]\n", ["--outer-folds", "1"],
+                       r"outer_folds must be at least 2|--outer-folds must be at least 2"),
 }
 
 

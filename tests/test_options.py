@@ -46,7 +46,8 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
             assert parameter.default == opt.default, (name, option_name)
     assert set(signature) - {"data", *options.RUN} <= {
         "model_spec", "param_grid", "destination", "promote_to", "refit", "refit_epochs",
-        "param_distributions", "n_iter", "n_candidates", "halving", "serving_image"}
+        "param_distributions", "n_iter", "n_candidates", "halving", "serving_image",
+        "outer_folds"}
     taken = kinds.get(name.replace("_", "-")).options
     for option_name in set(taken) & set(signature):  # halving's travel as one dict
         assert signature[option_name].default == options.option(option_name).default
@@ -67,14 +68,14 @@ def test_the_preprocess_component_and_options_take_exactly_the_preprocess_option
 
     signature = inspect.signature(preprocess.python_func).parameters
     taken = [n for n in signature if n not in ("data", "prepared", "schema", "fold_assignment")]
-    assert taken == list(options.PREPROCESS)
+    assert taken == [*options.PREPROCESS, "outer_folds"]  # nested-cv's, 0 for the others
     documented = described_args(preprocess.python_func)
     for name in options.PREPROCESS:
         opt = options.option(name)
         if opt.default is not None:
             assert signature[name].default == opt.default, name
         assert documented.get(name), name
-    assert [f.name for f in fields(PreprocessOptions)] == list(options.PREPROCESS)
+    assert [f.name for f in fields(PreprocessOptions)] == [*options.PREPROCESS, "outer_folds"]
     built = preprocess_options({"target": "y"})
     assert built == PreprocessOptions(target="y")  # the dataclass' defaults are the table's
     assert preprocess_options({"target": "y", "task": "", "group_column": "", "drop": ["a"],

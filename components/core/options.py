@@ -189,6 +189,9 @@ OPTIONS: tuple[Option, ...] = (
     # takes is its entry's (pipelines.kinds).
     Option("n_iter", SEARCH, "random search: how many configurations to sample", default=10,
            kind="int"),
+    Option("outer_folds", SEARCH, "nested cross-validation: outer folds, each running the "
+           "search on --folds inner folds of its own training rows", default=5, kind="int",
+           low=2),
     Option("n_candidates", SEARCH, "halving with sampled candidates: how many (0: "
            "max_resources // min_resources)", default=0, kind="int"),
     Option("factor", SEARCH, "each rung keeps 1/factor of the candidates and gives them factor "

@@ -17,6 +17,7 @@ from foldwise.components.core.columns import FOLD_COLUMN, RESERVED_COLUMNS, ROW_
 from foldwise.components.core.data.folds import (
     SPLIT_PREFIX,
     TRAIN,
+    UNUSED,
     VALIDATION,
     first_of,
     order_positions,
@@ -53,6 +54,8 @@ class PreprocessOptions:
         test_size: ``time``: rows per validation block (0: ``rows // (folds + 1)``).
         repeats: K-fold repeated this many times, reshuffled each time.
         seed: Seed of the fold assignment.
+        outer_folds: Nested cross-validation: this many outer folds, each holding ``folds``
+            inner folds of its training rows (0: not nested).
     """
 
     target: str
@@ -68,6 +71,7 @@ class PreprocessOptions:
     test_size: int = 0
     repeats: int = 1
     seed: int = 0
+    outer_folds: int = 0
 
 
 def preprocess_options(values: dict) -> PreprocessOptions:
@@ -88,6 +92,7 @@ def preprocess_options(values: dict) -> PreprocessOptions:
             value = value or None
         given[name] = value
     given["split"] = given["split"] or "kfold"
+    given["outer_folds"] = int(values.get("outer_folds") or 0)
     return PreprocessOptions(**given)
 
 
@@ -136,7 +141,8 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
     if task == "classification":
         # Time-ordered folds are not stratified: a class needs no row in every block.
         codes, classes = encode_labels(used[target], target,
-                                       options.folds if options.split == "kfold" else 1)
+                                       max(options.folds, options.outer_folds)
+                                       if options.split == "kfold" else 1)
         prepared[target] = codes
     else:
         y = _as_numeric(used[target], target, rows)
@@ -169,6 +175,11 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
                       first_training_rows=first_train)
         if task == "classification":
             warnings += unseen_class_notes(roles, prepared[target].to_numpy(), classes)
+    elif options.outer_folds:
+        roles, nested, strategy = nested_roles(
+            prepared[target].to_numpy(), task, options.outer_folds, options.folds, options.seed,
+            None if groups is None else groups.astype(str).to_numpy())
+        splits["nested"] = True
     elif options.repeats > 1:
         roles = repeated_roles(prepared[target].to_numpy(), task, options.folds,
                                options.repeats, options.seed)
@@ -196,9 +207,10 @@ def preprocess(table: pd.DataFrame, options: PreprocessOptions) -> tuple[pd.Data
         "categorical": categorical,
         "dropped_columns": list(options.drop),
         "group_column": options.group_column,
-        "folds": options.folds * options.repeats,
+        "folds": len(roles) if roles is not None else options.folds,
         "fold_strategy": strategy,
         "splits": splits,
+        **({"nested": nested} if options.outer_folds else {}),
         "seed": options.seed,
         "rows_in": len(table),
         "rows_used": len(prepared),
@@ -235,6 +247,13 @@ def _check_splits(options: PreprocessOptions) -> None:
             raise FoldwiseError(
                 "--group-column cannot be combined with --split time (time-ordered folds "
                 "split by the order column): leave one of them out")
+    if options.outer_folds:
+        if options.outer_folds < 2:
+            raise FoldwiseError(f"--outer-folds must be at least 2, got {options.outer_folds}")
+        if options.split != "kfold" or options.repeats > 1:
+            raise FoldwiseError(
+                "nested cross-validation runs shuffled K-fold inside shuffled K-fold: leave "
+                "--split time and --repeats out")
     if options.repeats > 1 and options.group_column:
         raise FoldwiseError(
             "--repeats cannot be combined with --group-column: repeated K-fold reshuffles "
@@ -542,6 +561,49 @@ def encode_labels(target: pd.Series, name: str, folds: int) -> tuple[np.ndarray,
 def _plain(value: object) -> object:
     """A NumPy scalar as the plain Python value (for JSON and messages)."""
     return value.item() if hasattr(value, "item") else value
+
+
+def nested_roles(y: np.ndarray, task: str, outer_folds: int, inner_folds: int, seed: int,
+                 groups: np.ndarray | None = None) -> tuple[np.ndarray, dict, str]:
+    """Role matrix of nested cross-validation, its folds' numbering, and the strategy.
+
+    Outer fold ``o`` (fold ``O * I + o``) is :func:`assign_folds`' fold ``o`` of the table;
+    its training rows are split again by :func:`assign_folds` (the same seed, as
+    scikit-learn's ``GridSearchCV(cv=...)`` splits the rows ``cross_validate`` hands it) into
+    inner folds ``o * I + i``, whose rows are the outer training rows only.
+
+    Raises:
+        FoldwiseError: The table (or a class) is too small for outer × inner folds.
+    """
+    rows = len(y)
+    if rows < outer_folds * inner_folds:
+        raise FoldwiseError(
+            f"the table has {rows} rows, too few for nested cross-validation of "
+            f"{outer_folds} outer folds of {inner_folds} inner folds (at least "
+            f"{outer_folds * inner_folds} rows): use fewer --outer-folds or --folds, or more "
+            "data")
+    outer, strategy = assign_folds(y, task, outer_folds, seed, groups)
+    roles = np.full((outer_folds * inner_folds + outer_folds, rows), UNUSED, dtype="int8")
+    for o in range(outer_folds):
+        training = np.flatnonzero(outer != o)
+        if task == "classification":
+            counts = np.bincount(y[training], minlength=int(y.max()) + 1)
+            present = counts[counts > 0]
+            if present.min() < inner_folds:
+                raise FoldwiseError(
+                    f"nested cross-validation: outer fold {o}'s training rows hold only "
+                    f"{int(present.min())} rows of a class, fewer than --folds {inner_folds} "
+                    "inner folds; use fewer --folds or --outer-folds")
+        inner, _ = assign_folds(y[training], task, inner_folds, seed,
+                                None if groups is None else groups[training])
+        for i in range(inner_folds):
+            roles[o * inner_folds + i, training] = np.where(inner == i, VALIDATION, TRAIN)
+        roles[outer_folds * inner_folds + o] = np.where(outer == o, VALIDATION, TRAIN)
+    nested = {"outer_folds": outer_folds, "inner_folds": inner_folds,
+              "inner": [[o * inner_folds + i for i in range(inner_folds)]
+                        for o in range(outer_folds)],
+              "outer": [outer_folds * inner_folds + o for o in range(outer_folds)]}
+    return roles, nested, f"nested_{strategy}"
 
 
 def assign_folds(

@@ -1,0 +1,159 @@
+"""Nested cross-validation: an honest estimate of what a search's best configuration scores.
+
+preprocess (outer folds, and inner folds of each outer fold's training rows) → scale →
+one_hot_encode (every inner and outer fold in each) → plan_trials → per (config, inner fold)
+train → nested_choose (per outer fold, the best on its own inner folds) → per outer fold the
+chosen configuration's train → nested_aggregate → export.
+
+Every inner search runs in the one flat loop of train tasks, its transforms fitted on its
+outer fold's training rows only; the outer folds train in a second flat loop (two loops one
+after the other, never one inside another: the shape kfp.local runs correctly).
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset
+
+from foldwise.components import (
+    export,
+    nested_aggregate,
+    nested_choose,
+    one_hot_encode_folds,
+    plan_trials,
+    preprocess,
+    scale_folds,
+    train,
+)
+from foldwise.components.core import options
+from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
+from foldwise.pipelines.dags.search import run_values
+
+NestedOutputs = NamedTuple(
+    "NestedOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, report=HTML,
+    manifest=str,
+)
+
+
+def build_nested_cv(settings: ClusterSettings = LOCAL):
+    """The nested cross-validation pipeline with each step set up by ``settings``."""
+
+    @dsl.pipeline(
+        name="foldwise-nested-cv",
+        description="Nested cross-validation of a grid or random search of Keras models: the "
+                    "outer folds' scores of the configuration each outer fold's own search "
+                    "chose.",
+    )
+    def nested_cv(
+        data: str,
+        target: str,
+        destination: str,
+        param_grid: list = [],  # noqa: B006 - KFP reads defaults from the signature
+        param_distributions: list = [],  # noqa: B006
+        n_iter: int = 10,
+        outer_folds: int = 5,
+        model_spec: dict = {},  # noqa: B006
+        task: str = "",
+        categorical: list = [],  # noqa: B006
+        numeric: list = [],  # noqa: B006
+        drop: list = [],  # noqa: B006
+        group_column: str = "",
+        folds: int = 5,
+        split: str = "kfold",
+        order_column: str = "",
+        gap: int = 0,
+        test_size: int = 0,
+        repeats: int = 1,
+        seed: int = 0,
+        scaler: str = "standard",
+        scoring: str = "",
+        baseline: str = "none",
+        objectives: str = "",
+        importance: str = "on",
+        packing: str = "none",
+        refit: str = "best",
+    ) -> NestedOutputs:
+        """Nested cross-validation of a grid (or random) search.
+
+        Args:
+            data: Path or ``gs://`` URI of the CSV or Parquet table.
+            target: Column to predict.
+            destination: Local folder or ``gs://`` prefix receiving ``cv_results.csv`` (each
+                outer fold's inner search), ``summary.json`` (the outer scores, choices,
+                wins and optimism), ``folds.csv``, ``report.html`` and, last,
+                ``manifest.json``.
+            param_grid: Mappings of parameter → values (a grid search inside each outer fold).
+            param_distributions: A random search's space instead: ``n_iter`` points sampled
+                once, with the run's seed, and searched inside each outer fold.
+            n_iter: How many points a random search samples.
+            outer_folds: Outer folds, each searching on ``folds`` inner folds of its
+                training rows.
+            model_spec: Model options fixed for every configuration the grid does not vary.
+            task: ``classification``, ``regression`` or empty to infer it.
+            categorical: Columns to one-hot encode whatever their type.
+            numeric: Columns to treat as numbers.
+            drop: Columns to leave out.
+            group_column: Rows sharing this column's value share a fold (outer and inner).
+            folds: Inner folds per outer fold.
+            split: ``kfold`` (nested cross-validation takes shuffled K-fold only).
+            order_column: Not used by nested cross-validation (empty).
+            gap: Not used by nested cross-validation (0).
+            test_size: Not used by nested cross-validation (0).
+            repeats: Not used by nested cross-validation (1).
+            seed: Seed of folds, weights, shuffling and sampling.
+            scaler: ``standard``, ``minmax``, ``robust`` or ``none``.
+            scoring: Metric each inner search ranks by; empty for ``r2`` / ``accuracy``.
+            baseline: ``mlp`` to also score scikit-learn's MLP twins in the inner searches
+                (never chosen).
+            objectives: Not used by nested cross-validation (empty).
+            importance: Not used by nested cross-validation.
+            packing: ``none``: one train task per (configuration, inner fold); ``folds`` or
+                ``configs``: packed, the same models either way.
+            refit: How each inner search chooses: ``best`` or ``one_standard_error``.
+
+        Returns:
+            ``cv_results`` (CSV), ``summary`` (JSON), ``folds`` (CSV of row → fold roles),
+            the ``report`` and the URI of the published manifest.
+        """
+        values = run_values(locals())
+        step = settings.apply
+        prepared = step(preprocess(data=values["data"], outer_folds=outer_folds,
+                                   **{name: values[name] for name in options.PREPROCESS}),
+                        "preprocess")
+        schema = prepared.outputs["schema"]
+        scaled = step(scale_folds(prepared=prepared.outputs["prepared"], schema=schema,
+                                  scaler=values["scaler"]), "scale")
+        fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
+                         "one-hot-encode")
+        trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
+                                  param_grid=param_grid, model_spec=model_spec,
+                                  baseline=values["baseline"], packing=values["packing"],
+                                  param_distributions=param_distributions, n_iter=n_iter,
+                                  seed=values["seed"]), "plan-trials")
+        train_inputs = {"fold_data": fold_data.outputs["fold_data"], "schema": schema,
+                        "seed": values["seed"], "model_spec": model_spec}
+        with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
+            inner = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
+                         "train")
+        chosen = step(nested_choose(schema=schema, inner_plan=trials.outputs["plan"],
+                                    fold_results=dsl.Collected(inner.outputs["Output"]),
+                                    scoring=values["scoring"], refit=refit), "choose")
+        with dsl.ParallelFor(items=chosen.outputs["Output"], name="outer-trials") as trial:
+            outer = step(train(plan=chosen.outputs["plan"], trial=trial, **train_inputs),
+                         "train")
+        answer = step(nested_aggregate(schema=schema, chosen=chosen.outputs["chosen"],
+                                       fold_results=dsl.Collected(outer.outputs["Output"])),
+                      "aggregate")
+        published = step(export(cv_results=chosen.outputs["cv_results"],
+                                summary=answer.outputs["summary"], page=answer.outputs["page"],
+                                fold_assignment=prepared.outputs["fold_assignment"],
+                                destination=destination), "export")
+        return NestedOutputs(cv_results=chosen.outputs["cv_results"],
+                             summary=answer.outputs["summary"],
+                             folds=prepared.outputs["fold_assignment"],
+                             report=answer.outputs["page"], manifest=published.output)
+
+    return nested_cv
+
+
+nested_cv = build_nested_cv()
