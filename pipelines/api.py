@@ -254,7 +254,10 @@ class _PipelineEstimator(BaseEstimator):
                 bar.update(1)
 
         try:
-            return run_local(search, on_event, on_plan)
+            result = run_local(search, on_event, on_plan)
+            bar.total = bar.n  # the plan counts the most tasks a staged run can have
+            bar.refresh()
+            return result
         finally:
             bar.close()
 
@@ -285,7 +288,9 @@ class GridSearchCV(_PipelineEstimator):
         param_grid: Mapping of model parameter → list of values (or a list of such
             mappings), e.g. ``{"hidden_units": [[32], [64, 32]], "learning_rate": [1e-3]}``.
         cv: Number of folds (stratified for classification; by group with
-            ``group_column``).
+            ``group_column``), or one of scikit-learn's splitters: ``KFold``,
+            ``StratifiedKFold``, ``RepeatedKFold``, ``RepeatedStratifiedKFold``,
+            ``TimeSeriesSplit``, ``GroupKFold`` (:func:`splitter_options`).
         scoring: Metric that picks the best configuration (default ``r2`` / ``accuracy``).
         random_state: Seed of folds, weights and shuffling.
         output: Results folder or ``gs://`` prefix (default: a new folder under

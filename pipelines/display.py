@@ -108,17 +108,23 @@ class Progress:
 def format_nested(summary: dict) -> str:
     """A nested run's answer: per outer fold its choice, inner best and outer score; the rest."""
     nested, scoring = summary["nested"], summary["scoring"]
-    lines = ["", f"{'outer':<6}{'chosen':<16}{'inner ' + scoring:>22}{'outer ' + scoring:>22}"]
+
+    def score(value) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = ["", f"{'outer':<6}{'chosen':<16}{'inner ' + scoring:>20}{'outer ' + scoring:>20}"
+             "  searched"]
     for row in nested["folds"]:
         lines.append(f"{row['outer_fold']:<6}{str(row['config_id'] or 'failed'):<16}"
-                     f"{_short(row['inner_mean']):>22}{_short(row['test'][scoring]):>22}"
-                     + (f"  {row['fit_error']}" if row["fit_error"] else ""))
+                     f"{score(row['inner_mean']):>20}{score(row['test'][scoring]):>20}  "
+                     + (row["fit_error"] or json.dumps(row.get("searched") or {},
+                                                       sort_keys=True)))
     metric = nested["metrics"][scoring]
-    lines.append(f"\nnested   {scoring} {_short(metric['mean'])} ± {_short(metric['std'])} over "
+    lines.append(f"\nnested   {scoring} {score(metric['mean'])} ± {score(metric['std'])} over "
                  f"{nested['outer_folds']} outer folds: what the search's choice scores on new "
                  "rows")
-    lines.append(f"optimism the inner best exceeds the outer score by "
-                 f"{_short(nested['optimism'])} on average")
+    lines.append(f"optimism {score(nested['optimism'])}: the inner best minus the outer score, "
+                 "on average (above 0: a plain search's best score is optimistic)")
     wins = ", ".join(f"{config} {count}/{nested['outer_folds']}"
                      for config, count in nested["wins"].items())
     lines.append(f"won      {wins}")

@@ -260,5 +260,5 @@ def test_the_command_line_runs_nested_cv_and_prints_the_answer(nested_run, capsy
 
     _, output = nested_run
     text = format_nested(json.loads((Path(output) / "summary.json").read_text()))
-    assert "nested   r2 " in text and "optimism the inner best exceeds" in text
+    assert "nested   r2 " in text and "the inner best minus the outer score" in text
     assert text.count("\n") >= OUTER + 4

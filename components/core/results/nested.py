@@ -48,8 +48,9 @@ def choices(results: list[dict], schema: dict, metric_names: list[str], scoring:
     Returns:
         ``(tables, chosen)``: the inner searches' ``cv_results`` one after the other, each row
         led by ``outer_fold``; per outer fold ``{"outer_fold", "fold", "config_id", "params",
-        "inner_mean", "inner_std"}`` (``config_id`` ``None`` when every configuration
-        failed on its inner folds, with ``error``).
+        "searched", "inner_mean", "inner_std"}`` (``searched``: the grid's parameters;
+        ``config_id`` ``None`` when every configuration failed on its inner folds, with
+        ``error``).
     """
     nested = schema["nested"]
     tables, chosen = [], []
@@ -67,7 +68,9 @@ def choices(results: list[dict], schema: dict, metric_names: list[str], scoring:
             entry["error"] = errors[0] if errors else "no configuration could be chosen"
         else:
             row = table.set_index("config_id").loc[config_id]
-            entry.update(params=json.loads(row["params"]),
+            searched = next((r.get("searched") for r in results
+                             if r["config_id"] == config_id and "searched" in r), None)
+            entry.update(params=json.loads(row["params"]), searched=searched or {},
                          inner_mean=_json_float(row[f"mean_test_{scoring}"]),
                          inner_std=_json_float(row[f"std_test_{scoring}"]))
         chosen.append(entry)
@@ -102,7 +105,8 @@ def outer_summary(chosen: list[dict], outer: list[dict], metric_names: list[str]
             scores.update({name: float(value) for name, value in result["scores"].items()})
             error = error or result.get("fit_error") or ""
         rows.append({"outer_fold": entry["outer_fold"], "config_id": entry["config_id"],
-                     "params": entry.get("params"), "inner_mean": entry.get("inner_mean"),
+                     "params": entry.get("params"), "searched": entry.get("searched") or {},
+                     "inner_mean": entry.get("inner_mean"),
                      "inner_std": entry.get("inner_std"),
                      "test": {name: _json_float(scores[name]) for name in metric_names},
                      "n_train": (result or {}).get("n_train"),
@@ -147,7 +151,7 @@ def page(summary: dict) -> str:
     metric = nested["metrics"][scoring]
     rows = "".join(
         f"<tr><td>{r['outer_fold']}</td><td>{html.escape(str(r['config_id']))}</td>"
-        f"<td><code>{html.escape(json.dumps(_searched(r['params']), sort_keys=True))}</code>"
+        f"<td><code>{html.escape(json.dumps(r['searched'], sort_keys=True))}</code>"
         f"</td><td>{_fmt(r['inner_mean'])}</td><td>{_fmt(r['test'][scoring])}</td>"
         f"<td>{html.escape(r['fit_error'] or '')}</td></tr>" for r in nested["folds"])
     wins = "".join(f"<li>{html.escape(c)}: {n} of {nested['outer_folds']} outer folds</li>"
@@ -164,18 +168,14 @@ text-align:left}}.sub{{color:#555}}</style></head><body>
 score. Each outer fold's search ranked the configurations on {summary['inner_folds']} inner
 folds of its own training rows; the configuration it chose was trained on those rows and
 scored on the outer fold.</p>
-<p>Optimism of a plain search: the inner best score exceeds the outer score by
-<b>{_fmt(nested['optimism'])}</b> on average.</p>
+<p>Optimism: <b>{_fmt(nested['optimism'])}</b>, the inner best score minus the outer score,
+on average (above 0: a plain search's best score is optimistic).</p>
 {chart}
 <table><tr><th>outer fold</th><th>chosen</th><th>searched parameters</th>
 <th>inner mean</th><th>outer {html.escape(scoring)}</th><th>error</th></tr>{rows}</table>
 <h2>How often each configuration won</h2><ul>{wins}</ul>
 <p class="sub">cv_results.csv holds each outer fold's inner search (outer_fold first).</p>
 </body></html>"""
-
-
-def _searched(params) -> dict:
-    return params or {}
 
 
 def _fmt(value) -> str:
