@@ -8,7 +8,7 @@ exports nothing and a step imports only ``foldwise.components.core``.
 import os
 
 __all__ = ["aggregate", "champion", "collect_folds", "export", "nested_aggregate",
-           "nested_choose", "next_round", "next_rung", "one_hot_encode",
+           "nested_choose", "nested_stage", "next_round", "next_rung", "one_hot_encode",
            "one_hot_encode_folds", "plan_trials", "preprocess", "promote", "refit", "report",
            "scale", "scale_folds", "train"]
 
@@ -19,6 +19,7 @@ if os.environ.get("_KFP_RUNTIME", "false") != "true":
     from foldwise.components.export import export
     from foldwise.components.nested_aggregate import nested_aggregate
     from foldwise.components.nested_choose import nested_choose
+    from foldwise.components.nested_stage import nested_stage
     from foldwise.components.next_round import next_round
     from foldwise.components.next_rung import next_rung
     from foldwise.components.one_hot_encode import one_hot_encode

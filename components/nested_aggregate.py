@@ -38,6 +38,7 @@ def nested_aggregate(
     answer = run_summary(described, picked["choices"], outer,
                          list(metric_names(described["task"], class_count(described))),
                          picked["scoring"], package_versions(), picked["refit"])
+    answer["nested"]["inner_search"] = picked.get("inner_search", "grid")
     write_json(summary.path, answer)
     with open(page.path, "w", encoding="utf-8") as handle:
         handle.write(nested_page(answer))

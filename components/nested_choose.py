@@ -27,10 +27,12 @@ def nested_choose(
 
     Args:
         schema: The preprocess step's schema (``nested``: which fold is which).
-        inner_plan: The plan_trials step's plan (the configurations, as trained).
+        inner_plan: The inner search's last plan (plan_trials', or its last stage's: every
+            configuration, as trained).
         fold_results: The URIs of the inner train results.
         plan: JSON: the outer folds' train tasks.
-        chosen: JSON ``{"choices": [per outer fold], "scoring", "refit"}``.
+        chosen: JSON ``{"choices": [per outer fold], "scoring", "refit", "inner_search"}``
+            (``grid``, ``halving`` or ``bayes``).
         cv_results: CSV: each outer fold's inner search in scikit-learn's ``cv_results_``
             shape, ``outer_fold`` first (``split<i>``: its inner fold ``i``).
         scoring: The metric that ranks; empty for ``r2`` / ``accuracy``.
@@ -44,6 +46,7 @@ def nested_choose(
     from foldwise.components.core.results.aggregate import read_fold_results
     from foldwise.components.core.results.nested import choices
     from foldwise.components.core.scoring.metrics import default_scoring, metric_names
+    from foldwise.components.core.search.nested import configurations
     from foldwise.components.core.search.packing import plan_trials
 
     described = read_json(schema.path)
@@ -52,8 +55,11 @@ def nested_choose(
     tables, picked = choices(results, described,
                         list(metric_names(described["task"], class_count(described))),
                         scoring, refit)
-    configs = {c["config_id"]: c for task in read_json(inner_plan.path)["tasks"]
-               for c in task["configs"]}
+    last = read_json(inner_plan.path)
+    configs = configurations(last)
+    outer_plans = last.get("outer", [])
+    inner = ("bayes" if any("study" in p for p in outer_plans) else
+             "halving" if any("schedule" in p for p in outer_plans) else "grid")
     tasks = []
     for config_id in dict.fromkeys(p["config_id"] for p in picked if p["config_id"]):
         folds = [p["fold"] for p in picked if p["config_id"] == config_id]
@@ -61,7 +67,8 @@ def nested_choose(
     if not tasks:  # every outer fold's search failed: a loop may not be empty
         tasks = [{"configs": [], "folds": []}]
     write_json(plan.path, {"tasks": tasks})
-    write_json(chosen.path, {"choices": picked, "scoring": scoring, "refit": refit})
+    write_json(chosen.path, {"choices": picked, "scoring": scoring, "refit": refit,
+                             "inner_search": inner})
     tables.to_csv(cv_results.path, index=False)
     plan.metadata.update({"tasks": len(tasks)})
     return list(range(len(tasks)))

@@ -68,21 +68,35 @@ def plan_trials(
 
     select_backend()  # JAX, where models train: a user's builder is tried here as there
     described = read_json(schema.path)
+    nested = described.get("nested")
+    if nested and int(rungs) and not (bayes or halving):
+        from foldwise.components.core.errors import FoldwiseError
+
+        raise FoldwiseError(
+            f"this nested-cv pipeline was built with {rungs} stages for a halving or Bayesian "
+            "inner search, but the run's inner search has none: compile it without --rungs")
+    if nested and (bayes or halving):  # each outer fold's own search, on its inner folds
+        from foldwise.components.core.search import nested as nested_plans
     if bayes:
         from foldwise.components.core.scoring.pareto import costs_named
         from foldwise.components.core.search import rounds
 
-        planned = rounds.first_round(param_distributions, seed, fold_ids, bayes, rungs, packing,
-                                     rounds.configurations(model_spec, described, seed),
-                                     costs_named(objectives))
+        def first_round(folds: list) -> dict:
+            return rounds.first_round(param_distributions, seed, folds, bayes, rungs, packing,
+                                      rounds.configurations(model_spec, described, seed),
+                                      costs_named(objectives))
+
+        planned = (nested_plans.first(nested, first_round) if nested
+                   else first_round(fold_ids))
         write_json(plan.path, planned)
-        plan.metadata.update({"tasks": len(planned["tasks"]),
-                              "configurations": len(planned["candidates"])})
+        plan.metadata.update({"tasks": len(planned["tasks"]), "configurations": len(
+            nested_plans.configurations(planned) if nested else planned["candidates"])})
         return list(range(len(planned["tasks"])))
     if halving and param_distributions and int(n_iter) < 1:
         from foldwise.components.core.search.rungs import exhaust_candidates, fixed_epochs
 
-        n_iter = exhaust_candidates(halving, len(fold_ids), fixed_epochs(model_spec))
+        searched = len(nested["inner"][0]) if nested else len(fold_ids)  # one search's folds
+        n_iter = exhaust_candidates(halving, searched, fixed_epochs(model_spec))
     configs = candidates(param_grid, model_spec, described["task"], class_count(described),
                          champion=champion, baseline=baseline,
                          distributions=param_distributions, n_iter=n_iter, seed=seed)
@@ -94,7 +108,10 @@ def plan_trials(
     if halving:
         from foldwise.components.core.search.rungs import first_rung
 
-        planned = first_rung(configs, fold_ids, halving, rungs, packing)
+        def rung(folds: list) -> dict:
+            return first_rung(configs, folds, halving, rungs, packing)
+
+        planned = nested_plans.first(nested, rung) if nested else rung(fold_ids)
     else:
         planned = {"tasks": plan_trials(configs, fold_ids, packing)}
     write_json(plan.path, planned)

@@ -789,7 +789,9 @@ def nested_cross_validate(search, X, y=None, *, cv=5, output=None, verbose=True,
     run: the inner searches' trials in one loop, the outer folds' in a second.
 
     Args:
-        search: A :class:`GridSearchCV` or :class:`RandomizedSearchCV` (not fitted).
+        search: A :class:`GridSearchCV`, :class:`RandomizedSearchCV`,
+            :class:`HalvingGridSearchCV`, :class:`HalvingRandomSearchCV` or
+            :class:`BayesSearchCV` (not fitted): what each outer fold runs.
         X: DataFrame of raw columns, a 2-d array, or a table file's path / ``gs://`` URI.
         y: The targets, or the target column's name when ``X`` is a table file.
         cv: Outer folds: a number, or scikit-learn's ``KFold`` / ``StratifiedKFold`` (the
@@ -808,12 +810,14 @@ def nested_cross_validate(search, X, y=None, *, cv=5, output=None, verbose=True,
     Raises:
         FoldwiseError: Another kind of search, or an outer ``cv`` it cannot run.
     """
-    if type(search) not in (GridSearchCV, RandomizedSearchCV):
+    inner = {GridSearchCV: "grid", RandomizedSearchCV: "grid", HalvingGridSearchCV: "halving",
+             HalvingRandomSearchCV: "halving", BayesSearchCV: "bayes"}.get(type(search))
+    if inner is None:
         raise FoldwiseError(
-            f"nested cross-validation runs a GridSearchCV or RandomizedSearchCV inside, not "
-            f"{type(search).__name__}: successive halving and Bayesian search inside outer "
-            "folds are not available yet")
-    params = search.get_params()
+            f"nested cross-validation runs one of foldwise's searches inside (GridSearchCV, "
+            f"RandomizedSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV, BayesSearchCV), "
+            f"not {type(search).__name__}")
+    params = {**search.get_params(), "inner_search": inner}
     outer = splitter_options(cv, params.get("group_column"))
     if set(outer) - {"folds", "seed"}:
         raise FoldwiseError("nested cross-validation takes shuffled K-fold outer folds: give "

@@ -120,9 +120,11 @@ def format_nested(summary: dict) -> str:
                      + (row["fit_error"] or json.dumps(row.get("searched") or {},
                                                        sort_keys=True)))
     metric = nested["metrics"][scoring]
+    search = {"halving": "halving search", "bayes": "Bayesian search"}.get(
+        nested.get("inner_search", "grid"), "search")
     lines.append(f"\nnested   {scoring} {score(metric['mean'])} ± {score(metric['std'])} over "
-                 f"{nested['outer_folds']} outer folds: what the search's choice scores on new "
-                 "rows")
+                 f"{nested['outer_folds']} outer folds: what the {search}'s choice scores on "
+                 "new rows")
     lines.append(f"optimism {score(nested['optimism'])}: the inner best minus the outer score, "
                  "on average (above 0: a plain search's best score is optimistic)")
     wins = ", ".join(f"{config} {count}/{nested['outer_folds']}"

@@ -354,7 +354,12 @@ def _random_arguments(n_iter: int, settings, space: list) -> dict:
 
 
 def _nested_size(search, grid: list, space: list, folds: int) -> tuple[int, dict]:
-    """Nested cross-validation's own settings: the outer folds; refuses what it cannot do."""
+    """Nested cross-validation's settings: the outer folds and the inner search's own.
+
+    Raises:
+        FoldwiseError: A refit rule or objectives it cannot honour, or the inner search's
+            own bad settings (as that search refuses them).
+    """
     refit = str(search.choice.get("refit") or "best")
     if refit not in ("best", "one_standard_error"):
         raise FoldwiseError(f"nested-cv's inner searches choose by --refit best or "
@@ -363,31 +368,61 @@ def _nested_size(search, grid: list, space: list, folds: int) -> tuple[int, dict
     if search.run.get("objectives"):
         raise FoldwiseError("nested-cv does not weigh serving costs: leave --objectives out "
                             "(run a search with --objectives for the Pareto front)")
+    inner = str(search.choice.get("inner_search") or "grid")
+    settings = {"outer_folds": int(search.choice.get("outer_folds")
+                                   or options.option("outer_folds").default), "inner": inner}
+    inner_folds = int(search.run["folds"])  # one inner search's folds
+    if inner == "halving":
+        n_candidates, settings["halving"] = _halving_size(search, grid, space, inner_folds)
+        settings["sampled"] = bool(space)
+        return n_candidates, settings
+    if inner == "bayes":
+        if grid:
+            raise FoldwiseError("nested-cv --inner-search bayes needs a space: give the --grid "
+                                "file at least one distribution, e.g. learning_rate: "
+                                "{loguniform: [1.0e-4, 1.0e-1]}")
+        n_iter, settings["bayes"] = _bayes_size(search, grid, space, inner_folds)
+        return n_iter, settings
     n_iter = int(search.choice.get("n_iter") or options.option("n_iter").default)
-    return n_iter, {"outer_folds": int(search.choice.get("outer_folds")
-                                       or options.option("outer_folds").default)}
+    return n_iter, settings
 
 
 def _nested_arguments(n_iter: int, settings: dict, space: list) -> dict:
-    return {"n_iter": n_iter, "outer_folds": settings["outer_folds"]}
+    arguments = {"outer_folds": settings["outer_folds"]}
+    if settings["inner"] == "halving":
+        return {**arguments, **_halving_arguments(n_iter, settings["halving"], space)}
+    if settings["inner"] == "bayes":
+        return {**arguments, **_bayes_arguments(n_iter, settings["bayes"], space)}
+    return {**arguments, "n_iter": n_iter}
 
 
 def _nested_stages(settings: dict, configs: list, folds: list, packing: str):
-    """The inner searches' train tasks, then at most one per outer fold."""
+    """The inner searches' stages and train tasks (each outer fold's), then the outer folds'."""
     from foldwise.components.core.search.packing import plan_trials
 
     outer = settings["outer_folds"]
     inner = folds[:len(folds) - outer]
-    return None, {"trials": len(plan_trials(configs, inner, packing)), "outer-trials": outer}
+    one = inner[:len(inner) // outer]  # one outer fold's inner folds
+    if settings["inner"] == "grid":
+        return None, {"trials": len(plan_trials(configs, inner, packing)), "outer-trials": outer}
+    if settings["inner"] == "halving":
+        rungs, loops = _halving_stages(settings["halving"], configs, one, packing)
+    else:
+        rungs, loops = _bayes_stages(settings["bayes"], configs, one, packing)
+    named = {"trials" if name == "trials" else f"trials-stage-{k}": count * outer
+             for k, (name, count) in enumerate(loops.items())}
+    return rungs, {**named, "outer-trials": outer}
 
 
 def _describe_nested(plan, destination: str) -> list[str]:
     nested = plan.schema["nested"]
+    inner = {"halving": "successive halving of", "bayes": "a Bayesian search of"}.get(
+        plan.search.choice.get("inner_search") or "grid", "")
     count = len(plan.configs)
-    trials = count * nested["outer_folds"] * nested["inner_folds"]
-    return [f"nested   {nested['outer_folds']} outer folds, each searching {count} "
-            f"configurations on {nested['inner_folds']} inner folds of its own training rows "
-            f"({trials} inner trials); the chosen one is scored on the outer fold"]
+    what = f"{inner} {count}" if inner else f"{count}"
+    return [f"nested   {nested['outer_folds']} outer folds, each searching {what} "
+            f"configurations on {nested['inner_folds']} inner folds of its own "
+            "training rows; the chosen one is scored on the outer fold"]
 
 
 REFIT = ("refit", "refit_epochs", "serving_image")
@@ -449,16 +484,20 @@ register(Kind(
 register(Kind(
     "nested-cv", "nested cross-validation: what a search's best scores on new rows",
     "Nested cross-validation (cross_validate(GridSearchCV(...)) in scikit-learn): each of "
-    "--outer-folds outer folds runs the search (the --grid file's grid, or --n-iter points "
-    "sampled when it holds distributions) on --folds inner folds of its own training rows, "
+    "--outer-folds outer folds runs the search (--inner-search grid: the --grid file's grid, "
+    "or --n-iter points sampled when it holds distributions; halving; bayes) on --folds inner "
+    "folds of its own training rows, "
     "every transform fitted on those rows only; the configuration it chooses is trained on "
     "them and scored on the outer fold. The answer: the outer scores and their spread, each "
     "outer fold's choice, how often each configuration won and the optimism of the inner best "
     "score. No model is exported: run grid-search for it.",
     "foldwise.pipelines.dags.nested_cv:build_nested_cv", candidates=(GRID, SPACE),
-    needs_candidates=True, options=("n_iter", "outer_folds", "refit"),
-    sklearn="cross_validate(GridSearchCV)", exports_model=False, describe=_describe_nested,
-    size=_nested_size, arguments=_nested_arguments, stages=_nested_stages))
+    needs_candidates=True,
+    options=("inner_search", "outer_folds", "refit", "n_iter", "n_candidates",
+             *options.HALVING, "batch", "racing"),
+    sklearn="cross_validate(GridSearchCV)", exports_model=False, staged=True,
+    describe=_describe_nested, size=_nested_size, arguments=_nested_arguments,
+    stages=_nested_stages))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "

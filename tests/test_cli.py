@@ -251,6 +251,13 @@ SEARCH_CASES = {
                                     ["--outer-folds", "5", "--folds", "5"],
                                     r"20 rows, too few for nested cross-validation of 5 outer "
                                     r"folds of 5 inner folds \(at least 25 rows\)"),
+    "nested bayes without a space": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                                     ["--inner-search", "bayes", "--folds", "2"],
+                                     r"--inner-search bayes needs a space"),
+    "nested halving with a factor of one": ("nested-cv", "dropout: [0.0, 0.1]\n",
+                                            ["--inner-search", "halving", "--factor", "1",
+                                             "--folds", "2"],
+                                            r"factor must be a number above 1"),
     "one outer fold": ("nested-cv", "dropout: [0.0, 0.1]\n", ["--outer-folds", "1"],
                        r"outer_folds must be at least 2|--outer-folds must be at least 2"),
 }

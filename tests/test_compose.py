@@ -17,7 +17,7 @@ def component_files(tmp_path_factory):
 def test_every_component_compiles_to_a_loadable_yaml(component_files):
     names = sorted(p.stem for p in component_files.glob("*.yaml"))
     assert names == ["aggregate", "champion", "collect_folds", "export", "nested_aggregate",
-                     "nested_choose", "next_round",
+                     "nested_choose", "nested_stage", "next_round",
                      "next_rung", "one_hot_encode", "one_hot_encode_folds", "plan_trials",
                      "preprocess", "promote", "refit", "report", "scale", "scale_folds",
                      "train"]

@@ -255,6 +255,26 @@ def test_the_nested_pipeline_compiles_to_two_flat_loops_that_read_artifacts_only
         "outputArtifactKey": "cv_results", "producerTask": "nested-choose"}
 
 
+def test_a_staged_nested_pipeline_has_a_flat_loop_per_stage_then_the_outer_folds(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from foldwise.pipelines.dags.cluster import LOCAL
+    from foldwise.pipelines.dags.nested_cv import build_nested_cv
+
+    path = tmp_path / "staged.yaml"
+    compiler.Compiler().compile(build_nested_cv(LOCAL, 3), str(path))
+    ir = yaml.safe_load(path.read_text())
+    tasks = ir["root"]["dag"]["tasks"]
+    loops = sorted(t["taskInfo"]["name"] for t in tasks.values() if "parameterIterator" in t)
+    assert loops == ["outer-trials", "trials", "trials-stage-1", "trials-stage-2"]
+    stages = sorted(name for name, t in tasks.items()
+                    if t["componentRef"]["name"].startswith("comp-nested-stage"))
+    assert len(stages) == 3
+    assert tasks["nested-choose"]["inputs"]["parameters"]["fold_results"][
+        "taskOutputParameter"]["producerTask"] == "nested-stage-3"
+
+
 def test_the_command_line_runs_nested_cv_and_prints_the_answer(nested_run, capsys):
     from foldwise.pipelines.display import format_nested
 
@@ -262,3 +282,71 @@ def test_the_command_line_runs_nested_cv_and_prints_the_answer(nested_run, capsy
     text = format_nested(json.loads((Path(output) / "summary.json").read_text()))
     assert "nested   r2 " in text and "the inner best minus the outer score" in text
     assert text.count("\n") >= OUTER + 4
+
+
+def test_staged_inner_searches_advance_together_each_on_its_own_plan():
+    from foldwise.components.core.search import nested as staged
+
+    def make(folds):
+        return {"folds": folds, "stage": 0, "results": [f"uri-{folds[0]}"],
+                "candidates": [{"config_id": f"c{folds[0]}"}],
+                "tasks": [{"configs": [{"config_id": "a"}], "folds": folds[:1]}]}
+
+    plan = staged.first({"inner": [[0, 1], [2, 3]]}, make)
+    assert [task["folds"] for task in plan["tasks"]] == [[0], [2]]
+    moved = staged.advance(plan, lambda p: {**p, "stage": p["stage"] + 1,
+                                            "results": [*p["results"], "shared"],
+                                            "tasks": [{"configs": [], "folds": p["folds"][1:]}]})
+    assert [p["stage"] for p in moved["outer"]] == [1, 1]
+    assert [task["folds"] for task in moved["tasks"]] == [[1], [3]]
+    assert moved["results"] == ["uri-0", "shared", "uri-2"]  # each URI once
+    assert set(staged.configurations(plan)) == {"a", "c0", "c2"}  # tasks' and candidates'
+    assert set(staged.configurations(moved)) == {"c0", "c2"}
+    with pytest.raises(FoldwiseError, match="compile it without --rungs"):
+        staged.advance({"tasks": []}, lambda p: p)
+
+
+@pytest.fixture(scope="module")
+def staged_runs(tmp_path_factory):
+    """Nested cross-validation of a halving search and of a Bayesian search (Python API)."""
+    import foldwise
+
+    X, y = diabetes()
+    X, y = X.head(160), y.head(160)
+    folder = tmp_path_factory.mktemp("staged")
+    halving = foldwise.cross_validate(
+        foldwise.HalvingGridSearchCV({"learning_rate": [1e-4, 1e-3, 1e-2]}, cv=3, factor=3,
+                                     epochs=3, hidden_units=[8]),
+        X, y, cv=2, verbose=False, output=str(folder / "halving"))
+    bayes = foldwise.cross_validate(
+        foldwise.BayesSearchCV({"learning_rate": (1e-4, 1e-2, "log-uniform")}, n_iter=3,
+                               n_points=3, cv=2, epochs=3, hidden_units=[8]),
+        X, y, cv=2, verbose=False, output=str(folder / "bayes"))
+    return {"halving": (halving, folder / "halving"), "bayes": (bayes, folder / "bayes")}
+
+
+@pytest.mark.local
+def test_a_halving_inner_search_chooses_among_each_outer_folds_last_rung(staged_runs):
+    scores, output = staged_runs["halving"]
+    table = pd.read_csv(output / "cv_results.csv")
+    summary = json.loads((output / "summary.json").read_text())
+    assert "iter" in table and np.isfinite(scores["test_r2"]).all()
+    for row in summary["nested"]["folds"]:
+        mine = table[table["outer_fold"] == row["outer_fold"]]
+        assert len(mine[mine["iter"] == 0]) == 3  # every candidate in its first rung
+        last = mine[mine["iter"] == mine["iter"].max()]
+        assert row["config_id"] in set(last["config_id"])  # the winner of its own last rung
+        assert int(last["n_resources"].max()) == 3  # a rung of 1 fold, then of all 3
+
+
+@pytest.mark.local
+def test_a_bayesian_inner_search_chooses_a_configuration_scored_on_every_inner_fold(
+        staged_runs):
+    scores, output = staged_runs["bayes"]
+    table = pd.read_csv(output / "cv_results.csv")
+    summary = json.loads((output / "summary.json").read_text())
+    assert "round" in table and np.isfinite(scores["test_r2"]).all()
+    for row in summary["nested"]["folds"]:
+        mine = table[table["outer_fold"] == row["outer_fold"]].set_index("config_id")
+        assert mine.loc[row["config_id"], "n_resources"] == 2  # both of its inner folds
+        assert 1e-4 <= row["searched"]["learning_rate"] <= 1e-2

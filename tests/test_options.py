@@ -47,12 +47,12 @@ def test_pipeline_signatures_hold_the_run_options_with_the_tables_defaults(name)
     assert set(signature) - {"data", *options.RUN} <= {
         "model_spec", "param_grid", "destination", "promote_to", "refit", "refit_epochs",
         "param_distributions", "n_iter", "n_candidates", "halving", "serving_image",
-        "outer_folds"}
+        "outer_folds", "bayes"}
     taken = kinds.get(name.replace("_", "-")).options
     for option_name in set(taken) & set(signature):  # halving's travel as one dict
         assert signature[option_name].default == options.option(option_name).default
         assert documented.get(option_name), (name, option_name)
-    assert ("halving" in signature) == (name == "halving_search")
+    assert ("halving" in signature) == (name in ("halving_search", "nested_cv"))
 
 
 def test_the_refit_steps_serving_image_default_is_the_tables():

@@ -192,6 +192,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("outer_folds", SEARCH, "nested cross-validation: outer folds, each running the "
            "search on --folds inner folds of its own training rows", default=5, kind="int",
            low=2),
+    Option("inner_search", SEARCH, "nested cross-validation: the search inside each outer "
+           "fold: grid (the --grid file's grid, or --n-iter points sampled from its "
+           "distributions), halving (successive halving or racing by folds: --factor, "
+           "--elimination ...) or bayes (Bayesian search in rounds: --n-iter, --batch, "
+           "--racing)", default="grid", choices=("grid", "halving", "bayes")),
     Option("n_candidates", SEARCH, "halving with sampled candidates: how many (0: "
            "max_resources // min_resources)", default=0, kind="int"),
     Option("factor", SEARCH, "each rung keeps 1/factor of the candidates and gives them factor "

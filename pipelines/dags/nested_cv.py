@@ -19,6 +19,7 @@ from foldwise.components import (
     export,
     nested_aggregate,
     nested_choose,
+    nested_stage,
     one_hot_encode_folds,
     plan_trials,
     preprocess,
@@ -35,8 +36,11 @@ NestedOutputs = NamedTuple(
 )
 
 
-def build_nested_cv(settings: ClusterSettings = LOCAL):
-    """The nested cross-validation pipeline with each step set up by ``settings``."""
+def build_nested_cv(settings: ClusterSettings = LOCAL, rungs: int = 0):
+    """The nested cross-validation pipeline with each step set up by ``settings``.
+
+    ``rungs``: the stages of a halving or Bayesian inner search (0: a grid or random one).
+    """
 
     @dsl.pipeline(
         name="foldwise-nested-cv",
@@ -52,6 +56,9 @@ def build_nested_cv(settings: ClusterSettings = LOCAL):
         param_distributions: list = [],  # noqa: B006
         n_iter: int = 10,
         outer_folds: int = 5,
+        n_candidates: int = 0,
+        halving: dict = {},  # noqa: B006
+        bayes: dict = {},  # noqa: B006
         model_spec: dict = {},  # noqa: B006
         task: str = "",
         categorical: list = [],  # noqa: B006
@@ -88,6 +95,12 @@ def build_nested_cv(settings: ClusterSettings = LOCAL):
             n_iter: How many points a random search samples.
             outer_folds: Outer folds, each searching on ``folds`` inner folds of its
                 training rows.
+            n_candidates: Successive halving of sampled candidates: how many (0:
+                ``max_resources // min_resources``).
+            halving: Successive halving inside each outer fold (``halving-search``'s
+                settings; a pipeline built with its rungs); empty for none.
+            bayes: Bayesian search inside each outer fold (``bayes-search``'s settings; a
+                pipeline built with its stages); empty for none.
             model_spec: Model options fixed for every configuration the grid does not vary.
             task: ``classification``, ``regression`` or empty to infer it.
             categorical: Columns to one-hot encode whatever their type.
@@ -125,19 +138,38 @@ def build_nested_cv(settings: ClusterSettings = LOCAL):
                                   scaler=values["scaler"]), "scale")
         fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
                          "one-hot-encode")
+        staged = {"halving": halving, "bayes": bayes, "rungs": rungs} if rungs else {}
         trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
                                   param_grid=param_grid, model_spec=model_spec,
                                   baseline=values["baseline"], packing=values["packing"],
-                                  param_distributions=param_distributions, n_iter=n_iter,
-                                  seed=values["seed"]), "plan-trials")
+                                  param_distributions=param_distributions,
+                                  n_iter=n_candidates if rungs else n_iter,
+                                  seed=values["seed"], **staged), "plan-trials")
         train_inputs = {"fold_data": fold_data.outputs["fold_data"], "schema": schema,
                         "seed": values["seed"], "model_spec": model_spec}
         with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
             inner = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
                          "train")
+        collected = dsl.Collected(inner.outputs["Output"])
+        # A halving or Bayesian inner search: every outer fold's next stage at once, then
+        # a loop of their train tasks; after the last stage, every inner result's URI.
+        for stage in range(1, rungs + 1):
+            planned = step(nested_stage(schema=schema, previous=trials.outputs["plan"],
+                                        fold_results=collected, model_spec=model_spec,
+                                        seed=values["seed"], scoring=values["scoring"],
+                                        packing=values["packing"]), f"stage-{stage}")
+            trials = planned
+            if stage == rungs:
+                collected = planned.outputs["Output"]
+                break
+            with dsl.ParallelFor(items=planned.outputs["Output"],
+                                 name=f"trials-stage-{stage}") as trial:
+                inner = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
+                             "train")
+            collected = dsl.Collected(inner.outputs["Output"])
         chosen = step(nested_choose(schema=schema, inner_plan=trials.outputs["plan"],
-                                    fold_results=dsl.Collected(inner.outputs["Output"]),
-                                    scoring=values["scoring"], refit=refit), "choose")
+                                    fold_results=collected, scoring=values["scoring"],
+                                    refit=refit), "choose")
         with dsl.ParallelFor(items=chosen.outputs["Output"], name="outer-trials") as trial:
             outer = step(train(plan=chosen.outputs["plan"], trial=trial, **train_inputs),
                          "train")

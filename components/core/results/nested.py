@@ -56,9 +56,9 @@ def choices(results: list[dict], schema: dict, metric_names: list[str], scoring:
     tables, chosen = [], []
     for outer in range(int(nested["outer_folds"])):
         table = cv_results(inner_results(results, nested, outer), metric_names)
+        final = eligible_rows(table)  # halving: the last rung's; Bayesian: the fully scored
         try:
-            config_id = choose(eligible_rows(table), scoring, refit,
-                               standard_error_correction(schema))
+            config_id = choose(final, scoring, refit, standard_error_correction(schema))
         except FoldwiseError:
             config_id = None
         entry = {"outer_fold": outer, "fold": int(nested["outer"][outer]),
@@ -67,7 +67,7 @@ def choices(results: list[dict], schema: dict, metric_names: list[str], scoring:
             errors = [e for e in table["fit_error"].fillna("").astype(str) if e]
             entry["error"] = errors[0] if errors else "no configuration could be chosen"
         else:
-            row = table.set_index("config_id").loc[config_id]
+            row = final.set_index("config_id").loc[config_id]
             searched = next((r.get("searched") for r in results
                              if r["config_id"] == config_id and "searched" in r), None)
             entry.update(params=json.loads(row["params"]), searched=searched or {},
@@ -144,6 +144,10 @@ def _nan(value) -> float:
     return math.nan if value is None else float(value)
 
 
+_SEARCHES = {"grid": "search", "halving": "successive halving",
+             "bayes": "Bayesian search"}
+
+
 def page(summary: dict) -> str:
     """The nested run's report: the outer folds, what each chose, the wins and the optimism."""
     nested = summary["nested"]
@@ -165,9 +169,9 @@ text-align:left}}.sub{{color:#555}}</style></head><body>
 <h1>Nested cross-validation of {html.escape(summary['target'])}</h1>
 <p><b>{html.escape(scoring)} {_fmt(metric['mean'])} ± {_fmt(metric['std'])}</b> over
 {nested['outer_folds']} outer folds: what the search, run on new rows, can be expected to
-score. Each outer fold's search ranked the configurations on {summary['inner_folds']} inner
-folds of its own training rows; the configuration it chose was trained on those rows and
-scored on the outer fold.</p>
+score. Each outer fold's {_SEARCHES.get(nested.get('inner_search', 'grid'), 'search')} ranked
+the configurations on {summary['inner_folds']} inner folds of its own training rows; the
+configuration it chose was trained on those rows and scored on the outer fold.</p>
 <p>Optimism: <b>{_fmt(nested['optimism'])}</b>, the inner best score minus the outer score,
 on average (above 0: a plain search's best score is optimistic).</p>
 {chart}
