@@ -223,3 +223,40 @@ def test_a_time_ordered_fold_that_never_trains_on_a_class_it_scores_is_named():
     notes = [w for w in schema["warnings"] if w.startswith("time-ordered fold")]
     assert notes == ["time-ordered fold 1 scores class 'b' but trains on no row of it, so its "
                      "model cannot predict it (is the table ordered by the target?)"]
+
+
+@pytest.mark.local
+def test_repeated_folds_from_python_as_scikit_learns_repeated_k_fold(tmp_path):
+    import foldwise
+
+    table = sales(60)
+    X, y = table.drop(columns=["sales", "day"]), table["sales"]
+    search = foldwise.GridSearchCV({"learning_rate": [1e-3, 1e-2]}, epochs=2, hidden_units=[4],
+                                   cv=RepeatedKFold(n_splits=2, n_repeats=2, random_state=3),
+                                   importance="off", verbose=False, output=str(tmp_path / "out"))
+    search.fit(X, y)
+    assert search.n_splits_ == 4 and "split3_test_r2" in search.cv_results_
+    assert search.summary_["splits"] == {"split": "kfold", "folds_per_repeat": 2, "repeats": 2}
+    assert search.summary_["seed"] == 3
+    folds = pd.read_csv(tmp_path / "out" / "folds.csv")
+    expected = RepeatedKFold(n_splits=2, n_repeats=2, random_state=3).split(X)
+    for fold, (_, validation) in enumerate(expected):
+        assert set(folds.loc[folds[f"fold_{fold}"] == "validation", "row"]) == set(validation)
+
+
+def test_the_compiled_pipelines_take_the_fold_options_as_parameters(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from foldwise.pipelines.dags.grid_search import grid_search
+
+    path = tmp_path / "grid.yaml"
+    compiler.Compiler().compile(grid_search, str(path))
+    ir = yaml.safe_load(path.read_text())
+    parameters = ir["root"]["inputDefinitions"]["parameters"]
+    assert {name: parameters[name].get("defaultValue") for name in
+            ("split", "order_column", "gap", "test_size", "repeats")} == {
+        "split": "kfold", "order_column": "", "gap": 0.0, "test_size": 0.0, "repeats": 1.0}
+    preprocess = ir["root"]["dag"]["tasks"]["preprocess"]["inputs"]["parameters"]
+    for name in ("split", "order_column", "gap", "test_size", "repeats"):
+        assert preprocess[name] == {"componentInputParameter": name}
