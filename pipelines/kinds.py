@@ -497,7 +497,10 @@ register(Kind(
              *options.HALVING, "batch", "racing"),
     sklearn="cross_validate(GridSearchCV)", exports_model=False, staged=True,
     describe=_describe_nested, size=_nested_size, arguments=_nested_arguments,
-    stages=_nested_stages))
+    stages=_nested_stages,
+    estimate_note="estimated as every configuration on every inner and outer fold: an upper "
+                  "bound (the outer folds train only the chosen ones; a halving or Bayesian "
+                  "inner search trains fewer)"))
 register(Kind(
     "retrain", "search, refit, promote only if better than the promoted model",
     "Grid search (or one configuration) on fresh data; the winner is exported as a new "

@@ -350,3 +350,35 @@ def test_a_bayesian_inner_search_chooses_a_configuration_scored_on_every_inner_f
         mine = table[table["outer_fold"] == row["outer_fold"]].set_index("config_id")
         assert mine.loc[row["config_id"], "n_resources"] == 2  # both of its inner folds
         assert 1e-4 <= row["searched"]["learning_rate"] <= 1e-2
+
+
+def test_every_nested_folds_scaling_and_categories_come_from_its_own_training_rows():
+    """Both levels, with a category that lives in a few rows only: an inner fold knows it
+    only if its own training rows (inside its outer fold's training rows) hold it."""
+    from foldwise.components.core.data.fold_transforms import encode_fold, scale_fold
+
+    rng = np.random.default_rng(4)
+    rows = 90
+    table = pd.DataFrame({"x": rng.normal(size=rows), "shop": rng.choice(["a", "b"], rows),
+                          "y": rng.normal(size=rows)})
+    table.loc[[5, 40, 77], "shop"] = "rare"
+    prepared, schema = preprocess(table, PreprocessOptions(target="y", folds=3, outer_folds=3,
+                                                           seed=1))
+    nested = schema["nested"]
+    knows_rare = []
+    for o, outer_fold in enumerate(nested["outer"]):
+        outer_view = fold_view(prepared, outer_fold)
+        outer_training = set(outer_view.loc[outer_view[FOLD_COLUMN] != outer_fold, ROW_COLUMN])
+        for fold in [*nested["inner"][o], outer_fold]:
+            scaled, state = scale_fold(prepared, ["x"], fold, "standard")
+            _, _, categories = encode_fold(scaled, {"numeric": ["x"], "categorical": ["shop"],
+                                                    "target": "y"}, fold)
+            view = fold_view(prepared, fold)
+            trained = view.loc[view[FOLD_COLUMN] != fold, ROW_COLUMN].to_numpy()
+            if fold != outer_fold:
+                assert set(view[ROW_COLUMN]) == outer_training  # the outer training rows only
+            assert state["columns"]["x"]["center"] == pytest.approx(
+                float(table["x"].to_numpy()[trained].mean()))
+            assert categories["columns"]["shop"] == sorted(set(table["shop"].to_numpy()[trained]))
+            knows_rare.append("rare" in categories["columns"]["shop"])
+    assert any(knows_rare) and not all(knows_rare)  # the test can tell the levels apart
