@@ -75,17 +75,6 @@ def assignment_frame(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def first_validation_fold(table: pd.DataFrame) -> np.ndarray:
-    """Per row, the first fold that validates it (-1 for a row no fold validates)."""
-    columns = split_columns(table)
-    if not columns:
-        return table[FOLD_COLUMN].to_numpy()
-    first = np.full(len(table), -1, dtype="int64")
-    for fold in sorted(columns, reverse=True):
-        first[table[columns[fold]].to_numpy() == VALIDATION] = fold
-    return first
-
-
 def order_positions(order: pd.Series, name: str) -> np.ndarray:
     """The rows' positions in time, from the order column's numbers or dates.
 
