@@ -52,9 +52,8 @@ def nested_choose(
     described = read_json(schema.path)
     scoring = scoring or default_scoring(described["task"])
     results = read_fold_results([storage.read_bytes(uri).decode() for uri in fold_results])
-    tables, picked = choices(results, described,
-                        list(metric_names(described["task"], class_count(described))),
-                        scoring, refit)
+    names = list(metric_names(described["task"], class_count(described)))
+    tables, picked = choices(results, described, names, scoring, refit)
     last = read_json(inner_plan.path)
     configs = configurations(last)
     outer_plans = last.get("outer", [])
