@@ -39,6 +39,12 @@ def finite_or_none(content: object) -> object:
     return content
 
 
+def finite_float(value) -> float | None:
+    """``value`` as a float, or ``None`` where it is NaN or infinite (JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def class_count(schema: dict) -> int | None:
     """Number of classes of a classification schema; ``None`` for regression."""
     return len(schema["classes"]) if schema["classes"] else None

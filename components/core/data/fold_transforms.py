@@ -54,17 +54,12 @@ def encode_fold(table: pd.DataFrame, described: dict,
                                                              "features": features}
 
 
-def folds_of(table: pd.DataFrame) -> list[int]:
-    """The validation folds a prepared table holds, sorted."""
-    return fold_ids(table)
-
-
 def scale_all_folds(table: pd.DataFrame, numeric: list[str], scaler: str,
                     folder: str | Path) -> list[dict]:
     """Write each fold's scaled table to ``folder/fold-<k>.parquet``; their states, in order."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     states = []
-    for fold in folds_of(table):
+    for fold in fold_ids(table):
         scaled, state = scale_fold(table, numeric, fold, scaler)
         scaled.to_parquet(fold_file(folder, fold), index=False)
         states.append(state)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from foldwise.components.core import options
 from foldwise.components.core.errors import FoldwiseError
-from foldwise.components.core.jsonio import class_count
+from foldwise.components.core.jsonio import class_count, finite_float
 from foldwise.components.core.models.estimators import keras_names, named
 from foldwise.components.core.scoring import metrics as scoring_metrics
 from foldwise.components.core.scoring import pareto
@@ -416,8 +416,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
     if baseline_id is not None:
         row = by_id.loc[baseline_id]
         baseline = {"config_id": baseline_id, "params": json.loads(row["params"]),
-                    "mean": _json_float(row[f"mean_test_{scoring}"]),
-                    "std": _json_float(row[f"std_test_{scoring}"])}
+                    "mean": finite_float(row[f"mean_test_{scoring}"]),
+                    "std": finite_float(row[f"std_test_{scoring}"])}
     return {
         "task": schema["task"],
         "target": schema["target"],
@@ -439,8 +439,8 @@ def summary(schema: dict, table: pd.DataFrame, metric_names: list[str], scoring:
         "top_config_id": top_id,
         "best_params": json.loads(best["params"]),
         "metrics": {
-            metric: {"mean": _json_float(best[f"mean_test_{metric}"]),
-                     "std": _json_float(best[f"std_test_{metric}"])}
+            metric: {"mean": finite_float(best[f"mean_test_{metric}"]),
+                     "std": finite_float(best[f"std_test_{metric}"])}
             for metric in metric_names
         },
         "best_baseline": baseline,
@@ -569,15 +569,10 @@ def front_summary(table: pd.DataFrame, objectives: pareto.Objectives) -> list[di
     rows = table[table["pareto_front"]]
     first = pareto.COSTS[objectives.costs[0]]
     rows = rows.sort_values([first, f"mean_test_{score}"], ascending=[True, False])
-    return [{"config_id": row["config_id"], "mean": _json_float(row[f"mean_test_{score}"]),
-             "std": _json_float(row[f"std_test_{score}"]),
-             **{cost: _json_float(row[pareto.COSTS[cost]]) for cost in objectives.costs}}
+    return [{"config_id": row["config_id"], "mean": finite_float(row[f"mean_test_{score}"]),
+             "std": finite_float(row[f"std_test_{score}"]),
+             **{cost: finite_float(row[pareto.COSTS[cost]]) for cost in objectives.costs}}
             for _, row in rows.iterrows()]
-
-
-def _json_float(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def best_config_id(table: pd.DataFrame, scoring: str,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from foldwise.components.core.errors import FoldwiseError
+from foldwise.components.core.jsonio import finite_float
 from foldwise.components.core.results.aggregate import (
     choose,
     cv_results,
@@ -71,8 +72,8 @@ def choices(results: list[dict], schema: dict, metric_names: list[str], scoring:
             searched = next((r.get("searched") for r in results
                              if r["config_id"] == config_id and "searched" in r), None)
             entry.update(params=json.loads(row["params"]), searched=searched or {},
-                         inner_mean=_json_float(row[f"mean_test_{scoring}"]),
-                         inner_std=_json_float(row[f"std_test_{scoring}"]))
+                         inner_mean=finite_float(row[f"mean_test_{scoring}"]),
+                         inner_std=finite_float(row[f"std_test_{scoring}"]))
         chosen.append(entry)
         tables.append(table.assign(outer_fold=outer))
     joined = pd.concat(tables, ignore_index=True)
@@ -108,7 +109,7 @@ def outer_summary(chosen: list[dict], outer: list[dict], metric_names: list[str]
                      "params": entry.get("params"), "searched": entry.get("searched") or {},
                      "inner_mean": entry.get("inner_mean"),
                      "inner_std": entry.get("inner_std"),
-                     "test": {name: _json_float(scores[name]) for name in metric_names},
+                     "test": {name: finite_float(scores[name]) for name in metric_names},
                      "n_train": (result or {}).get("n_train"),
                      "n_validation": (result or {}).get("n_validation"),
                      "fit_time": (result or {}).get("fit_time"),
@@ -117,8 +118,8 @@ def outer_summary(chosen: list[dict], outer: list[dict], metric_names: list[str]
     for name in metric_names:
         values = np.asarray([_nan(r["test"][name]) for r in rows], dtype="float64")
         finite = values[np.isfinite(values)]
-        metrics[name] = {"mean": _json_float(float(np.mean(finite))) if finite.size else None,
-                         "std": _json_float(float(np.std(finite))) if finite.size else None,
+        metrics[name] = {"mean": finite_float(float(np.mean(finite))) if finite.size else None,
+                         "std": finite_float(float(np.std(finite))) if finite.size else None,
                          "folds": int(finite.size)}
     wins: dict[str, int] = {}
     for row in rows:
@@ -126,18 +127,12 @@ def outer_summary(chosen: list[dict], outer: list[dict], metric_names: list[str]
             wins[row["config_id"]] = wins.get(row["config_id"], 0) + 1
     paired = [(_nan(r["inner_mean"]), _nan(r["test"][scoring])) for r in rows]
     paired = [(i, o) for i, o in paired if math.isfinite(i) and math.isfinite(o)]
-    optimism = (_json_float(float(np.mean([i - o for i, o in paired]))) if paired else None)
+    optimism = (finite_float(float(np.mean([i - o for i, o in paired]))) if paired else None)
     order = {r["config_id"]: k for k, r in reversed(list(enumerate(rows)))}
     best = max(wins, key=lambda c: (wins[c], -order[c])) if wins else None
     return {"outer_folds": len(rows), "scoring": scoring, "folds": rows, "metrics": metrics,
             "wins": dict(sorted(wins.items(), key=lambda kv: (-kv[1], order[kv[0]]))),
             "optimism": optimism, "best_config_id": best}
-
-
-def _json_float(value) -> float | None:
-    """A finite float, or ``None`` (JSON has no NaN)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _nan(value) -> float:

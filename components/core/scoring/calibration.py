@@ -12,9 +12,9 @@ over rows of the squared error summed over the classes).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from foldwise.components.core.jsonio import finite_float
 
 BINS = 10
 
@@ -58,9 +58,4 @@ def calibration(y_true, proba, bins: int = BINS) -> dict:
         curve.append({"predicted": mean_predicted, "observed": observed,
                       "rows": int(inside.sum())})
         ece += inside.mean() * abs(observed - mean_predicted)
-    return {"brier": _finite(brier), "ece": _finite(ece), "read": read, "bins": curve}
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return {"brier": finite_float(brier), "ece": finite_float(ece), "read": read, "bins": curve}
