@@ -20,15 +20,11 @@ from foldwise.components import (
     nested_aggregate,
     nested_choose,
     nested_stage,
-    one_hot_encode_folds,
     plan_trials,
-    preprocess,
-    scale_folds,
     train,
 )
-from foldwise.components.core import options
 from foldwise.pipelines.dags.cluster import LOCAL, ClusterSettings
-from foldwise.pipelines.dags.search import run_values
+from foldwise.pipelines.dags.search import run_values, train_stages, transform_steps
 
 NestedOutputs = NamedTuple(
     "NestedOutputs", cv_results=Dataset, summary=Artifact, folds=Dataset, report=HTML,
@@ -130,14 +126,8 @@ def build_nested_cv(settings: ClusterSettings = LOCAL, rungs: int = 0):
         """
         values = run_values(locals())
         step = settings.apply
-        prepared = step(preprocess(data=values["data"], outer_folds=outer_folds,
-                                   **{name: values[name] for name in options.PREPROCESS}),
-                        "preprocess")
+        prepared, _, fold_data = transform_steps(settings, values, outer_folds=outer_folds)
         schema = prepared.outputs["schema"]
-        scaled = step(scale_folds(prepared=prepared.outputs["prepared"], schema=schema,
-                                  scaler=values["scaler"]), "scale")
-        fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
-                         "one-hot-encode")
         staged = {"halving": halving, "bayes": bayes, "rungs": rungs} if rungs else {}
         trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
                                   param_grid=param_grid, model_spec=model_spec,
@@ -147,27 +137,17 @@ def build_nested_cv(settings: ClusterSettings = LOCAL, rungs: int = 0):
                                   seed=values["seed"], **staged), "plan-trials")
         train_inputs = {"fold_data": fold_data.outputs["fold_data"], "schema": schema,
                         "seed": values["seed"], "model_spec": model_spec}
-        with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
-            inner = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
-                         "train")
-        collected = dsl.Collected(inner.outputs["Output"])
-        # A halving or Bayesian inner search: every outer fold's next stage at once, then
-        # a loop of their train tasks; after the last stage, every inner result's URI.
-        for stage in range(1, rungs + 1):
-            planned = step(nested_stage(schema=schema, previous=trials.outputs["plan"],
-                                        fold_results=collected, model_spec=model_spec,
-                                        seed=values["seed"], scoring=values["scoring"],
-                                        packing=values["packing"]), f"stage-{stage}")
-            trials = planned
-            if stage == rungs:
-                collected = planned.outputs["Output"]
-                break
-            with dsl.ParallelFor(items=planned.outputs["Output"],
-                                 name=f"trials-stage-{stage}") as trial:
-                inner = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
-                             "train")
-            collected = dsl.Collected(inner.outputs["Output"])
-        chosen = step(nested_choose(schema=schema, inner_plan=trials.outputs["plan"],
+        # A halving or Bayesian inner search: after each stage, every outer fold's next one
+        # at once, then a loop of their train tasks; after the last, every inner result's URI.
+        def plan_stage(previous, collected, stage: int):
+            return step(nested_stage(schema=schema, previous=previous.outputs["plan"],
+                                     fold_results=collected, model_spec=model_spec,
+                                     seed=values["seed"], scoring=values["scoring"],
+                                     packing=values["packing"]), f"stage-{stage}")
+
+        last, collected = train_stages(settings, trials, train_inputs, rungs, plan_stage,
+                                       "trials-stage")
+        chosen = step(nested_choose(schema=schema, inner_plan=last.outputs["plan"],
                                     fold_results=collected, scoring=values["scoring"],
                                     refit=refit), "choose")
         with dsl.ParallelFor(items=chosen.outputs["Output"], name="outer-trials") as trial:

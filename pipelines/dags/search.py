@@ -81,14 +81,8 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
     """
     step = settings.apply
 
-    prepared = step(preprocess(data=values["data"],
-                               **{name: values[name] for name in options.PREPROCESS}),
-                    "preprocess")
+    prepared, scaled, fold_data = transform_steps(settings, values)
     schema = prepared.outputs["schema"]
-    scaled = step(scale_folds(prepared=prepared.outputs["prepared"], schema=schema,
-                              scaler=values["scaler"]), "scale")
-    fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
-                     "one-hot-encode")
     trials = step(plan_trials(schema=schema, fold_ids=prepared.outputs["Output"],
                               param_grid=param_grid, model_spec=model_spec,
                               baseline=values["baseline"],
@@ -110,33 +104,21 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
     measured_on = {"prepared": prepared.outputs["prepared"],
                    "scaler_state": scaled.outputs["scaler_state"],
                    "encoder_state": fold_data.outputs["encoder_state"]}
-    with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
-        trained = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
-                       "train")
-    collected = dsl.Collected(trained.outputs["Output"])
     staged = halving is not None or bayes is not None
     stage = "stage" if bayes is not None else "rung"
-    for rung in range(1, rungs + 1 if staged else 1):
-        # After each rung or stage, the next one's tasks (after the last: every result's URI).
+
+    def plan_stage(previous, collected, rung: int):
         if bayes is not None:
-            planned = step(next_round(schema=schema, previous=trials.outputs["plan"],
-                                      fold_results=collected, model_spec=model_spec,
-                                      seed=values["seed"], scoring=values["scoring"],
-                                      packing=values["packing"], **measured_on),
-                           f"{stage}-{rung}")
-        else:
-            planned = step(next_rung(schema=schema, previous=trials.outputs["plan"],
-                                     fold_results=collected, scoring=values["scoring"],
-                                     packing=values["packing"]), f"{stage}-{rung}")
-        if rung == rungs:
-            collected = planned.outputs["Output"]  # after the last: every result's URI
-            break
-        trials = planned
-        with dsl.ParallelFor(items=planned.outputs["Output"],
-                             name=f"trials-{stage}-{rung}") as trial:
-            trained = step(train(plan=planned.outputs["plan"], trial=trial, **train_inputs),
-                           "train")
-        collected = dsl.Collected(trained.outputs["Output"])
+            return step(next_round(schema=schema, previous=previous.outputs["plan"],
+                                   fold_results=collected, model_spec=model_spec,
+                                   seed=values["seed"], scoring=values["scoring"],
+                                   packing=values["packing"], **measured_on), f"{stage}-{rung}")
+        return step(next_rung(schema=schema, previous=previous.outputs["plan"],
+                              fold_results=collected, scoring=values["scoring"],
+                              packing=values["packing"]), f"{stage}-{rung}")
+
+    _, collected = train_stages(settings, trials, train_inputs, rungs if staged else 0,
+                                plan_stage, f"trials-{stage}")
     results = step(aggregate(schema=schema, fold_results=collected, scoring=values["scoring"],
                              refit=refit, refit_epochs=refit_epochs,
                              objectives=values["objectives"], model_spec=model_spec,
@@ -144,6 +126,65 @@ def search_steps(settings: ClusterSettings, values: dict, param_grid, model_spec
                              fold_data=fold_data.outputs["fold_data"], **measured_on),
                    "aggregate")
     return prepared, results
+
+
+def transform_steps(settings: ClusterSettings, values: dict, **preprocess_options):
+    """Add preprocess → scale → one_hot_encode (every fold in each) to the pipeline.
+
+    Args:
+        settings: How each step runs.
+        values: The pipeline's run options (:func:`run_values`).
+        **preprocess_options: The preprocess step's inputs besides the run's options
+            (nested cross-validation's ``outer_folds``).
+
+    Returns:
+        ``(preprocess_task, scale_task, one_hot_encode_task)``.
+    """
+    step = settings.apply
+    prepared = step(preprocess(data=values["data"], **preprocess_options,
+                               **{name: values[name] for name in options.PREPROCESS}),
+                    "preprocess")
+    schema = prepared.outputs["schema"]
+    scaled = step(scale_folds(prepared=prepared.outputs["prepared"], schema=schema,
+                              scaler=values["scaler"]), "scale")
+    fold_data = step(one_hot_encode_folds(scaled=scaled.outputs["scaled"], schema=schema),
+                     "one-hot-encode")
+    return prepared, scaled, fold_data
+
+
+def train_stages(settings: ClusterSettings, trials, train_inputs: dict, stages: int,
+                 plan_stage, loop_name: str):
+    """Add the loop of ``trials``' train tasks, then per stage its plan step and its loop.
+
+    Args:
+        settings: How each step runs.
+        trials: The task whose plan the first loop trains (its ``Output``: the loop's items).
+        train_inputs: The train steps' inputs besides the plan and the task's number.
+        stages: How many stages follow the first loop (0: none).
+        plan_stage: ``(previous plan task, collected results, stage) -> plan task``: adds a
+            stage's plan step; the last stage's ``Output`` is every result's URI.
+        loop_name: The stages' loops are named ``<loop_name>-<stage>``.
+
+    Returns:
+        ``(last plan task, results)``: the train results collected from the last loop, or
+        after the last stage its plan step's output.
+    """
+    step = settings.apply
+    with dsl.ParallelFor(items=trials.outputs["Output"], name="trials") as trial:
+        trained = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
+                       "train")
+    collected = dsl.Collected(trained.outputs["Output"])
+    for stage in range(1, stages + 1):
+        # After each stage, the next one's tasks (after the last: every result's URI).
+        trials = plan_stage(trials, collected, stage)
+        if stage == stages:
+            return trials, trials.outputs["Output"]
+        with dsl.ParallelFor(items=trials.outputs["Output"],
+                             name=f"{loop_name}-{stage}") as trial:
+            trained = step(train(plan=trials.outputs["plan"], trial=trial, **train_inputs),
+                           "train")
+        collected = dsl.Collected(trained.outputs["Output"])
+    return trials, collected
 
 
 def publish_steps(settings: ClusterSettings, prepared, results, values: dict, destination,
