@@ -37,6 +37,8 @@ def nested_stage(
         The next stage's train tasks' numbers (the items of its loop); after the last stage,
         the URIs of every inner train result (what nested_choose collects).
     """
+    import functools
+
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json, write_json
     from foldwise.components.core.scoring.metrics import default_scoring
@@ -48,21 +50,18 @@ def nested_stage(
     scoring = scoring or default_scoring(described["task"])
     uris = list(fold_results)
     make_configs = rounds.configurations(model_spec, described, seed)
+    read_once = functools.lru_cache(maxsize=None)(storage.read_bytes)  # every outer fold's plan
+    # reads the stage's results (each keeps its own folds' scores): fetch each file once
 
     def step(outer: dict) -> dict:
         if "study" in outer:  # a Bayesian search
-            return rounds.next_stage(outer, uris, storage.read_bytes, scoring, packing,
-                                     make_configs)
-        return rungs.next_rung(outer, uris, storage.read_bytes, scoring, packing)
-
-    def done(outer: dict) -> bool:
-        if "study" in outer:
-            return rounds.finished(outer)
-        return outer["rung"] >= len(outer["schedule"]["n_resources"])
+            return rounds.next_stage(outer, uris, read_once, scoring, packing, make_configs)
+        return rungs.next_rung(outer, uris, read_once, scoring, packing)
 
     planned = nested.advance(read_json(previous.path), step)
     write_json(plan.path, planned)
     plan.metadata.update({"tasks": len(planned["tasks"])})
-    if all(done(outer) for outer in planned["outer"]):
+    if all((rounds if "study" in outer else rungs).finished(outer)
+           for outer in planned["outer"]):
         return planned["results"]
     return list(range(len(planned["tasks"])))

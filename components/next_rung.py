@@ -39,6 +39,7 @@ def next_rung(
     from foldwise.components import storage
     from foldwise.components.core.jsonio import read_json, write_json
     from foldwise.components.core.scoring.metrics import default_scoring
+    from foldwise.components.core.search.rungs import finished
     from foldwise.components.core.search.rungs import next_rung as plan_next
 
     described = read_json(schema.path)
@@ -47,6 +48,6 @@ def next_rung(
     write_json(plan.path, planned)
     plan.metadata.update({"rung": planned["rung"], "candidates": len(planned["alive"]),
                           "tasks": len(planned["tasks"])})
-    if planned["rung"] >= len(planned["schedule"]["n_resources"]):
+    if finished(planned):
         return planned["results"]
     return list(range(len(planned["tasks"])))

@@ -236,6 +236,11 @@ def next_rung(plan: dict, result_uris: list[str], read_bytes, scoring: str,
     return _with_tasks(following, packing)
 
 
+def finished(plan: dict) -> bool:
+    """Whether every rung has run (the plan then holds every result's URI)."""
+    return plan["rung"] >= len(plan["schedule"]["n_resources"])
+
+
 def _scores(plan: dict, entries: list[dict], scoring: str) -> dict:
     """``{(config_id, fold): score}`` of every fold scored so far (NaN for a failure)."""
     known = {}
