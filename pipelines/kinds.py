@@ -368,13 +368,11 @@ def _nested_size(search, grid: list, space: list, folds: int) -> tuple[int, dict
     if search.run.get("objectives"):
         raise FoldwiseError("nested-cv does not weigh serving costs: leave --objectives out "
                             "(run a search with --objectives for the Pareto front)")
-    inner = str(search.choice.get("inner_search") or "grid")
-    settings = {"outer_folds": int(search.choice.get("outer_folds")
-                                   or options.option("outer_folds").default), "inner": inner}
+    inner = str(search.choice["inner_search"])  # Search.from_values fills in the defaults
+    settings = {"outer_folds": int(search.choice["outer_folds"]), "inner": inner}
     inner_folds = int(search.run["folds"])  # one inner search's folds
     if inner == "halving":
         n_candidates, settings["halving"] = _halving_size(search, grid, space, inner_folds)
-        settings["sampled"] = bool(space)
         return n_candidates, settings
     if inner == "bayes":
         if grid:
@@ -383,8 +381,7 @@ def _nested_size(search, grid: list, space: list, folds: int) -> tuple[int, dict
                                 "{loguniform: [1.0e-4, 1.0e-1]}")
         n_iter, settings["bayes"] = _bayes_size(search, grid, space, inner_folds)
         return n_iter, settings
-    n_iter = int(search.choice.get("n_iter") or options.option("n_iter").default)
-    return n_iter, settings
+    return int(search.choice["n_iter"] or options.option("n_iter").default), settings
 
 
 def _nested_arguments(n_iter: int, settings: dict, space: list) -> dict:

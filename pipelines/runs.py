@@ -182,8 +182,7 @@ def nested_run(search: Search, kind) -> dict:
     """The preprocess options of a run: its run options, and a nested kind's outer folds."""
     if "outer_folds" not in kind.options:
         return search.run
-    return {**search.run, "outer_folds": search.choice.get("outer_folds")
-            or options.option("outer_folds").default}
+    return {**search.run, "outer_folds": search.choice["outer_folds"]}
 
 
 def plan(search: Search, local: bool = True, count_features: bool = False) -> Plan:
