@@ -290,7 +290,8 @@ def describe_folds(schema: dict, folds: int) -> str:
     if splits.get("split") == "time":
         order = (f"by {splits['order_column']!r}" if splits.get("order_column")
                  else "in the table's row order")
-        gap = f", a gap of {splits['gap']} rows" if splits.get("gap") else ""
+        gap = (f", a gap of {splits['gap']} row{'s' if splits['gap'] > 1 else ''}"
+               if splits.get("gap") else "")
         return (f"{folds} time-ordered {order}: validation blocks of {splits['test_size']} "
                 f"rows{gap}, the first fold trains on {splits['first_training_rows']} rows")
     strategy = str(schema["fold_strategy"]).replace("_", " ")
